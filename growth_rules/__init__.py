@@ -1,0 +1,1 @@
+"""morpho.growth_rules"""

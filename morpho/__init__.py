@@ -1,0 +1,47 @@
+"""morpho: a morphogenesis simulator for neural networks.
+
+A network is a living graph of thermodynamic cells (``morpho.tissue``) whose parameters
+are stacked in banks (``morpho.network``); topology edits carry parameters and optimizer
+state across every change (``morpho.edits``, ``morpho.surgery``).
+
+    import morpho
+    net = morpho.Network(morpho.NetworkConfig(vocab_size=64))
+    opt = torch.optim.AdamW(net.parameters())
+    morpho.split(net, net.cell_ids()[3], optimizer=opt)
+"""
+
+from morpho.edits import (
+    Edit,
+    apply_edit,
+    connect,
+    connect_edit,
+    disconnect,
+    disconnect_edit,
+    identity_edit,
+    remove,
+    remove_edit,
+    split,
+    split_edit,
+)
+from morpho.network import Network, NetworkConfig
+from morpho.surgery import RowMap, migrate_optimizer_state
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Edit",
+    "Network",
+    "NetworkConfig",
+    "RowMap",
+    "apply_edit",
+    "connect",
+    "connect_edit",
+    "disconnect",
+    "disconnect_edit",
+    "identity_edit",
+    "migrate_optimizer_state",
+    "remove",
+    "remove_edit",
+    "split",
+    "split_edit",
+]

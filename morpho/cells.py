@@ -1,0 +1,188 @@
+"""Cell types: the banks a cell declares and the batched forward of one level of cells.
+
+A cell is a *row* of every bank of its type; all cells of a level run as one batched
+matmul (``einsum`` over the leading cell dimension). The default type is the
+thermodynamic cell of DESIGN §3:
+
+* an **inertial core**: a per-channel linear recurrence ``h_t = a ⊙ h_{t-1} + (1-a) ⊙ b ⊙ x_t``
+  (an S4D/LRU-style diagonal SSM, computed with an FFT convolution) that also *predicts its
+  next input* ``x̂_t = W_pred h_{t-1}``; the error ``‖x_t − x̂_t‖²/d`` is the cell's surprise;
+* a **geometric core**: causal multi-head attention over the sequence;
+* a **Maxwell's-demon gate** ``g_t = σ(k · log surprise_t + c + demand)`` that opens the
+  geometric core only where the inertial core fails to predict;
+* output ``y = x̂ + W_inert h + g ⊙ attn(x̂)``, then a small per-cell MLP with a residual.
+
+The predictor is trained only by the local prediction loss (its inputs are detached), so
+surprise measures what the recurrence fails to anticipate without bending the
+representation toward predictability. Add new types with :func:`register_cell_type`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from morpho.registry import Registry
+
+
+@dataclass(frozen=True)
+class LevelOutput:
+    """What one level of cells returns.
+
+    Shapes:
+        y: (n, B, T, d) cell outputs; aux_loss: () summed local prediction loss;
+        gate: (n, B, T) gate activity; surprise, gate_mean, out_norm: (n,) detached statistics.
+    """
+
+    y: Tensor
+    aux_loss: Tensor
+    gate: Tensor
+    surprise: Tensor
+    gate_mean: Tensor
+    out_norm: Tensor
+
+
+class CellType:
+    """Template for a cell type: declares banks and computes a level of cells at once."""
+
+    def bank_shapes(self, d: int) -> dict[str, tuple[int, ...]]:
+        """Per-row shape of every bank (the leading cell dimension is left out)."""
+        raise NotImplementedError
+
+    def init_rows(self, n: int, d: int, gen: torch.Generator) -> dict[str, Tensor]:
+        """Fresh parameters for ``n`` cells, one tensor per bank."""
+        raise NotImplementedError
+
+    def forward_level(self, banks: dict[str, Tensor], x: Tensor, demand: Tensor | None) -> LevelOutput:
+        """Run ``n`` cells on their aggregated inputs ``x`` (n, B, T, d)."""
+        raise NotImplementedError
+
+    def flops_per_token(self, d: int, seq_len: int, gate: float) -> float:
+        """Multiply-adds ×2 per token for one cell, with the geometric core open a ``gate`` share."""
+        raise NotImplementedError
+
+
+CELL_TYPES: Registry[type[CellType]] = Registry("cell type")
+
+
+def register_cell_type(name: str, cell_type: type[CellType]) -> None:
+    """Add a cell type class under ``name``; it is built as ``cell_type(n_heads=...)``."""
+    CELL_TYPES.register(name, cell_type)
+
+
+def rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+def linear_recurrence(u: Tensor, log_a: Tensor) -> Tensor:
+    """``h_t = a h_{t-1} + u_t`` along T for every cell and channel, via an FFT convolution.
+
+    Shapes:
+        u: (n, B, T, d); log_a: (n, d) with ``a = exp(log_a) ∈ (0, 1)``; returns (n, B, T, d).
+    """
+    T = u.shape[2]
+    t = torch.arange(T, device=u.device, dtype=u.dtype)
+    kernel = torch.exp(log_a[:, :, None] * t)  # (n, d, T): a^t
+    size = 2 * T
+    u_f = torch.fft.rfft(u.permute(0, 1, 3, 2), n=size)  # (n, B, d, F)
+    k_f = torch.fft.rfft(kernel, n=size)[:, None]  # (n, 1, d, F)
+    h = torch.fft.irfft(u_f * k_f, n=size)[..., :T]  # (n, B, d, T)
+    return h.permute(0, 1, 3, 2)
+
+
+class ThermoCell(CellType):
+    """The thermodynamic cell of DESIGN §3 (inertial core + geometric core + demon gate)."""
+
+    def __init__(self, n_heads: int = 2, mlp_ratio: int = 2) -> None:
+        self.n_heads = n_heads
+        self.mlp_ratio = mlp_ratio
+
+    def bank_shapes(self, d: int) -> dict[str, tuple[int, ...]]:
+        m = self.mlp_ratio * d
+        return {
+            "norm": (d,),  # RMSNorm scale of the aggregated input
+            "decay": (d,),  # logit of the recurrence's per-channel decay a
+            "w_in": (d,),  # per-channel input scale b
+            "w_pred": (d, d),  # next-input predictor from h_{t-1}
+            "w_inert": (d, d),  # inertial-core output projection
+            "w_qkv": (d, 3 * d),  # geometric core: queries, keys, values
+            "w_attn_out": (d, d),  # geometric core output projection
+            "gate": (2,),  # [slope on log-surprise, bias]
+            "mlp_norm": (d,),
+            "w_mlp1": (d, m),
+            "w_mlp2": (m, d),
+        }
+
+    def init_rows(self, n: int, d: int, gen: torch.Generator) -> dict[str, Tensor]:
+        m = self.mlp_ratio * d
+
+        def normal(*shape: int, std: float) -> Tensor:
+            return torch.randn(n, *shape, generator=gen) * std
+
+        # decays spread over [0.5, 0.98] per channel: a bank of time scales (as in S4D/LRU)
+        a = torch.linspace(0.5, 0.98, d).expand(n, d)
+        return {
+            "norm": torch.ones(n, d),
+            "decay": torch.log(a / (1 - a)).clone(),
+            "w_in": torch.ones(n, d),
+            "w_pred": torch.zeros(n, d, d),
+            "w_inert": normal(d, d, std=0.5 / math.sqrt(d)),
+            "w_qkv": normal(d, 3 * d, std=1 / math.sqrt(d)),
+            "w_attn_out": normal(d, d, std=0.5 / math.sqrt(d)),
+            "gate": torch.tensor([1.0, 0.0]).repeat(n, 1),
+            "mlp_norm": torch.ones(n, d),
+            "w_mlp1": normal(d, m, std=1 / math.sqrt(d)),
+            "w_mlp2": normal(m, d, std=0.5 / math.sqrt(m)),
+        }
+
+    def forward_level(self, banks: dict[str, Tensor], x: Tensor, demand: Tensor | None) -> LevelOutput:
+        n, B, T, d = x.shape
+        xn = rms_norm(x) * banks["norm"][:, None, None, :]  # (n, B, T, d)
+        a = torch.sigmoid(banks["decay"])  # (n, d)
+        u = (1 - a)[:, None, None, :] * banks["w_in"][:, None, None, :] * xn
+        h = linear_recurrence(u, F.logsigmoid(banks["decay"]))  # (n, B, T, d)
+
+        # surprise: error of predicting x_t from h_{t-1}; the predictor sees detached inputs
+        h_prev = F.pad(h.detach(), (0, 0, 1, 0))[:, :, :T]  # (n, B, T, d)
+        pred = torch.einsum("nbtd,nde->nbte", h_prev, banks["w_pred"])
+        err = (xn.detach() - pred).pow(2).mean(-1)  # (n, B, T)
+        aux_loss = err.mean(dim=(1, 2)).sum()
+
+        logit = banks["gate"][:, 0, None, None] * torch.log(err.detach() + 1e-4)
+        logit = logit + banks["gate"][:, 1, None, None]
+        if demand is not None:
+            logit = logit + demand  # (n, B, T) top-down drive from the level above
+        g = torch.sigmoid(logit)  # (n, B, T)
+
+        inert = torch.einsum("nbtd,nde->nbte", h, banks["w_inert"])
+        geo = self._attention(xn, banks["w_qkv"], banks["w_attn_out"])
+        y = xn + inert + g[..., None] * geo
+        z = rms_norm(y) * banks["mlp_norm"][:, None, None, :]
+        z = F.gelu(torch.einsum("nbtd,ndm->nbtm", z, banks["w_mlp1"]))
+        y = y + torch.einsum("nbtm,nmd->nbtd", z, banks["w_mlp2"])
+        with torch.no_grad():
+            stats = (err.mean(dim=(1, 2)), g.mean(dim=(1, 2)), y.pow(2).mean(dim=(1, 2, 3)).sqrt())
+        return LevelOutput(y, aux_loss, g, *stats)
+
+    def _attention(self, xn: Tensor, w_qkv: Tensor, w_out: Tensor) -> Tensor:
+        n, B, T, d = xn.shape
+        H = self.n_heads
+        qkv = torch.einsum("nbtd,nde->nbte", xn, w_qkv)  # (n, B, T, 3d)
+        q, k, v = qkv.view(n * B, T, 3, H, d // H).permute(2, 0, 3, 1, 4)  # (n*B, H, T, d/H)
+        att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        att = att.transpose(1, 2).reshape(n, B, T, d)
+        return torch.einsum("nbtd,nde->nbte", att, w_out)
+
+    def flops_per_token(self, d: int, seq_len: int, gate: float) -> float:
+        m = self.mlp_ratio * d
+        dense = 2 * (d * d + d * d + m * d * 2)  # predictor, inertial out, MLP
+        recurrence = 2 * d * 2 * math.log2(2 * seq_len)  # FFT convolution, per token
+        geometric = 2 * (3 * d * d + d * d) + 2 * 2 * seq_len / 2 * d  # proj + causal attn
+        return dense + recurrence + gate * geometric
+
+
+register_cell_type("thermo", ThermoCell)

@@ -1,0 +1,297 @@
+"""Topology edits: pure descriptions of one change, and the one function that applies them.
+
+An :class:`Edit` carries a :class:`~morpho.surgery.RowMap` for every bank and the tissue
+after the change. Builders (``split_edit``, ``remove_edit``, ``connect_edit``,
+``disconnect_edit``, ``identity_edit``) only read the network; :func:`apply_edit` remaps
+the parameters *and* the optimizer state in place (the optimizer is never rebuilt), swaps
+in the new tissue and rebuilds the level plan. The public one-liners apply and return:
+
+    edit = morpho.split(net, cell_id, optimizer=opt, noise=0.0)   # function-preserving
+    morpho.remove(net, cell_id, optimizer=opt, bridge=False)
+    morpho.connect(net, src_id, dst_id, optimizer=opt)            # new edge at strength 0
+    morpho.disconnect(net, edge_id, optimizer=opt)
+
+Laws (tested): an identity edit changes nothing; a split with ``noise=0`` and a connect
+preserve the network function; no edit leaves an edge at a dead cell, a duplicate id, or
+no path from an input cell to an output cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Data
+
+from morpho.network import EDGE_BANKS, Network
+from morpho.surgery import RowMap, migrate_optimizer_state, remap_parameter, remap_rows
+from morpho.tissue import io_connected
+
+DAUGHTER_OFFSET = 0.15  # distance of each daughter from the mother's position
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One topology change: a row map per bank and the tissue after it.
+
+    ``info`` names what changed, by stable id: ``cells`` (existing cells involved),
+    ``new_cells``, ``dead_cells``, ``new_edges``, ``dead_edges``.
+    """
+
+    kind: str
+    maps: dict[str, RowMap]
+    tissue: Data
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _take(x: Tensor, src: Tensor) -> Tensor:
+    """Rows of a tissue field by a row map's ``src``; fresh rows (``-1``) are zero."""
+    out = x[src.clamp(min=0)].clone()
+    out[src < 0] = 0
+    return out
+
+
+def _remap_tissue(t: Data, cell_src: Tensor, edge_src: Tensor, edge_index: Tensor) -> Data:
+    """The tissue with every per-cell and per-edge tensor carried by the row maps.
+
+    Fields added by other components (per-cell statistics, metaplasticity, …) travel too:
+    any tensor whose leading size is N is a cell field; ``edge_*`` tensors are edge fields.
+    """
+    n = t.num_nodes
+    new = Data()
+    for key, value in t.items():
+        if key == "edge_index":
+            continue
+        if not torch.is_tensor(value):
+            new[key] = value
+        elif key.startswith("edge_"):
+            new[key] = _take(value, edge_src)
+        elif value.dim() and value.shape[0] == n:
+            new[key] = _take(value, cell_src)
+        else:
+            new[key] = value.clone()
+    new.edge_index = edge_index
+    new.num_nodes = int(cell_src.numel())
+    return new
+
+
+def _maps(net: Network, cell_map: RowMap, edge_map: RowMap, **overrides: RowMap) -> dict[str, RowMap]:
+    maps = {k: (edge_map if k in EDGE_BANKS else cell_map) for k in net.banks}
+    maps.update(overrides)
+    return maps
+
+
+def identity_edit(net: Network) -> Edit:
+    """The edit that changes nothing (tests hold that applying it is bit-invisible)."""
+    t = net.tissue
+    n, e = t.num_nodes, t.edge_index.shape[1]
+    cell_map, edge_map = RowMap.identity(n), RowMap.identity(e)
+    tissue = _remap_tissue(t, cell_map.src, edge_map.src, t.edge_index.clone())
+    return Edit("identity", _maps(net, cell_map, edge_map), tissue)
+
+
+def split_edit(net: Network, cell_id: int, noise: float = 0.0, task: int | None = None,
+               generator: torch.Generator | None = None) -> Edit:  # fmt: skip
+    """Mitosis: the cell becomes two daughters (Net2Net-style widening).
+
+    Both daughters copy the mother's bank rows and incoming edges; every outgoing edge and
+    the readout weight are halved on both, so the sum downstream — and the network
+    function — is unchanged when ``noise == 0``. ``noise`` adds relative Gaussian noise to
+    the daughters' bank rows to break their symmetry. Daughters get new ids and sit either
+    side of the mother; daughter A keeps the mother's edge ids, daughter B's are new.
+    """
+    t = net.tissue
+    r = net.row_of(cell_id)
+    n, e = t.num_nodes, t.edge_index.shape[1]
+    cell_src = torch.cat([torch.arange(r + 1), torch.tensor([r]), torch.arange(r + 1, n)])
+    shift = lambda rows: rows + (rows > r).long()  # old row -> new row  # noqa: E731
+    src, dst = t.edge_index
+    incident = ((src == r) | (dst == r)).nonzero().flatten()
+    copies = t.edge_index[:, incident].clone()
+    new_src, new_dst = shift(torch.cat([src, copies[0]])), shift(torch.cat([dst, copies[1]]))
+    is_copy = torch.arange(e + incident.numel()) >= e
+    new_src[is_copy & (new_src == r)] = r + 1
+    new_dst[is_copy & (new_dst == r)] = r + 1
+    edge_src = torch.cat([torch.arange(e), incident])
+    outgoing = (new_src == r) | (new_src == r + 1)
+    edge_map = RowMap.build(edge_src, scale=torch.where(outgoing, 0.5, 1.0))
+    daughters = torch.zeros(n + 1, dtype=torch.bool)
+    daughters[[r, r + 1]] = True
+    cell_map = RowMap.build(cell_src, noise=daughters.float() * noise)
+    readout_map = RowMap.build(cell_src, scale=torch.where(daughters, 0.5, 1.0))
+
+    tissue = _remap_tissue(t, cell_src, edge_src, torch.stack([new_src, new_dst]))
+    ids = [t.next_cell_id, t.next_cell_id + 1]
+    tissue.cell_id[[r, r + 1]] = torch.tensor(ids)
+    tissue.parent[[r, r + 1]] = cell_id
+    tissue.birth[[r, r + 1]] = net.step
+    tissue.age[[r, r + 1]] = 0
+    if task is not None:
+        tissue.task[[r, r + 1]] = task
+    direction = torch.randn(3, generator=generator)
+    direction = DAUGHTER_OFFSET * direction / direction.norm().clamp(min=1e-6)
+    tissue.pos[r] = t.pos[r] - direction
+    tissue.pos[r + 1] = t.pos[r] + direction
+    new_edge_ids = torch.arange(t.next_edge_id, t.next_edge_id + incident.numel())
+    tissue.edge_id[e:] = new_edge_ids
+    tissue.edge_birth[e:] = net.step
+    tissue.next_cell_id = t.next_cell_id + 2
+    tissue.next_edge_id = t.next_edge_id + incident.numel()
+    info = {"cells": [cell_id], "new_cells": ids, "dead_cells": [cell_id],
+            "new_edges": new_edge_ids.tolist(), "dead_edges": []}  # fmt: skip
+    return Edit("split", _maps(net, cell_map, edge_map, readout=readout_map), tissue, info)
+
+
+def remove_edit(net: Network, cell_id: int, bridge: bool = False) -> Edit:
+    """Apoptosis: the cell and its edges go; its rows are recycled (banks are compacted).
+
+    With ``bridge``, each path ``a → cell → b`` becomes an edge ``a → b`` of strength
+    ``s(a, cell) · s(cell, b)`` (a linearisation of the dead cell) unless ``a → b`` exists.
+
+    Raises:
+        ValueError: removing the cell would leave no path from an input to an output cell.
+    """
+    t = net.tissue
+    r = net.row_of(cell_id)
+    if not io_connected(t, dead_cells=[r]):
+        raise ValueError(f"removing cell {cell_id} would disconnect every input from every output")
+    n = t.num_nodes
+    src, dst = t.edge_index
+    keep = (src != r) & (dst != r)
+    edge_src = keep.nonzero().flatten()
+    fill = torch.zeros(edge_src.numel())
+    new_pairs = torch.zeros(2, 0, dtype=torch.long)
+    if bridge:
+        new_pairs, bridge_fill = _bridges(net, r)
+        edge_src = torch.cat([edge_src, torch.full((new_pairs.shape[1],), -1)])
+        fill = torch.cat([fill, bridge_fill])
+    cell_src = torch.cat([torch.arange(r), torch.arange(r + 1, n)])
+    old_ei = torch.cat([t.edge_index[:, keep], new_pairs], dim=1)
+    edge_index = old_ei - (old_ei > r).long()
+    tissue = _remap_tissue(t, cell_src, edge_src, edge_index)
+    n_new = new_pairs.shape[1]
+    new_ids = torch.arange(t.next_edge_id, t.next_edge_id + n_new)
+    if n_new:
+        tissue.edge_id[-n_new:] = new_ids
+        tissue.edge_birth[-n_new:] = net.step
+    tissue.next_edge_id = t.next_edge_id + n_new
+    info = {"cells": [cell_id], "new_cells": [], "dead_cells": [cell_id],
+            "new_edges": new_ids.tolist(), "dead_edges": t.edge_id[~keep].tolist()}  # fmt: skip
+    maps = _maps(net, RowMap.build(cell_src), RowMap.build(edge_src, fill=fill))
+    return Edit("remove", maps, tissue, info)
+
+
+def _bridges(net: Network, r: int) -> tuple[Tensor, Tensor]:
+    """Edges ``a → b`` (old rows) replacing paths through row ``r``, and their strengths."""
+    t = net.tissue
+    src, dst = t.edge_index
+    s = net.banks["strength"].detach().cpu()
+    ins, outs = (dst == r).nonzero().flatten(), (src == r).nonzero().flatten()
+    a = src[ins].repeat_interleave(outs.numel())
+    b = dst[outs].repeat(ins.numel())
+    strength = s[ins].repeat_interleave(outs.numel()) * s[outs].repeat(ins.numel())
+    existing = set((src * t.num_nodes + dst).tolist())
+    new = torch.tensor([int(p) not in existing for p in (a * t.num_nodes + b).tolist()],
+                       dtype=torch.bool)  # fmt: skip
+    return torch.stack([a[new], b[new]]), strength[new]
+
+
+def connect_edit(net: Network, src_id: int, dst_id: int) -> Edit:
+    """Dendritic growth: a new edge ``src → dst`` at strength 0 (function-preserving).
+
+    Raises:
+        ValueError: the edge exists already, or ``src`` is not on a lower level than ``dst``.
+    """
+    t = net.tissue
+    a, b = net.row_of(src_id), net.row_of(dst_id)
+    if int(t.level[a]) >= int(t.level[b]):
+        raise ValueError(
+            f"an edge must go up a level; cell {src_id} is on level {int(t.level[a])}, "
+            f"cell {dst_id} on level {int(t.level[b])}"
+        )
+    src, dst = t.edge_index
+    if bool(((src == a) & (dst == b)).any()):
+        raise ValueError(f"cells {src_id} -> {dst_id} are already connected")
+    e = t.edge_index.shape[1]
+    edge_src = torch.cat([torch.arange(e), torch.tensor([-1])])
+    edge_index = torch.cat([t.edge_index, torch.tensor([[a], [b]])], dim=1)
+    tissue = _remap_tissue(t, torch.arange(t.num_nodes), edge_src, edge_index)
+    tissue.edge_id[-1] = t.next_edge_id
+    tissue.edge_birth[-1] = net.step
+    tissue.next_edge_id = t.next_edge_id + 1
+    info = {"cells": [src_id, dst_id], "new_cells": [], "dead_cells": [],
+            "new_edges": [t.next_edge_id], "dead_edges": []}  # fmt: skip
+    maps = _maps(net, RowMap.identity(t.num_nodes), RowMap.build(edge_src))
+    return Edit("connect", maps, tissue, info)
+
+
+def disconnect_edit(net: Network, edge_id: int) -> Edit:
+    """Pruning: drop one edge.
+
+    Raises:
+        ValueError: dropping it would leave no path from an input to an output cell.
+    """
+    t = net.tissue
+    j = net.edge_row_of(edge_id)
+    if not io_connected(t, dead_edges=[j]):
+        raise ValueError(f"removing edge {edge_id} would disconnect every input from every output")
+    e = t.edge_index.shape[1]
+    edge_src = torch.cat([torch.arange(j), torch.arange(j + 1, e)])
+    a, b = t.edge_index[:, j].tolist()
+    tissue = _remap_tissue(t, torch.arange(t.num_nodes), edge_src, t.edge_index[:, edge_src])
+    info = {"cells": [int(t.cell_id[a]), int(t.cell_id[b])], "new_cells": [], "dead_cells": [],
+            "new_edges": [], "dead_edges": [edge_id]}  # fmt: skip
+    maps = _maps(net, RowMap.identity(t.num_nodes), RowMap.build(edge_src))
+    return Edit("disconnect", maps, tissue, info)
+
+
+def apply_edit(net: Network, edit: Edit, optimizer: torch.optim.Optimizer | None = None,
+               generator: torch.Generator | None = None) -> Edit:  # fmt: skip
+    """Apply ``edit`` to the network's banks, their gradients and ``optimizer``'s state.
+
+    Each bank becomes a new ``nn.Parameter`` that replaces the old one in the module and in
+    ``optimizer``'s param group (same place, same hyperparameters); the optimizer object is
+    kept. Another optimizer holding the banks would keep stale tensors: pass the one in use.
+    """
+    missing = set(net.banks) - set(edit.maps)
+    if missing:
+        raise ValueError(f"edit has no row map for banks: {sorted(missing)}")
+    for name, old in list(net.banks.items()):
+        rmap = edit.maps[name]
+        if len(rmap) and int(rmap.src.max()) >= old.shape[0]:
+            raise ValueError(f"row map of bank {name!r} reads row {int(rmap.src.max())} "
+                             f"of {old.shape[0]}")  # fmt: skip
+        new = nn.Parameter(remap_parameter(old.detach(), rmap, generator), old.requires_grad)
+        if old.grad is not None:
+            new.grad = remap_rows(old.grad, rmap)
+        if optimizer is not None:
+            migrate_optimizer_state(optimizer, old, new, rmap)
+        net.banks[name] = new
+    net.tissue = edit.tissue
+    net.rebuild()
+    return edit
+
+
+def split(net: Network, cell_id: int, optimizer: torch.optim.Optimizer | None = None,
+          noise: float = 0.0, task: int | None = None) -> Edit:  # fmt: skip
+    """Split a cell into two daughters (see :func:`split_edit`) and apply it."""
+    return apply_edit(net, split_edit(net, cell_id, noise=noise, task=task), optimizer)
+
+
+def remove(net: Network, cell_id: int, optimizer: torch.optim.Optimizer | None = None,
+           bridge: bool = False) -> Edit:  # fmt: skip
+    """Remove a cell (see :func:`remove_edit`) and apply it."""
+    return apply_edit(net, remove_edit(net, cell_id, bridge=bridge), optimizer)
+
+
+def connect(net: Network, src_id: int, dst_id: int,
+            optimizer: torch.optim.Optimizer | None = None) -> Edit:  # fmt: skip
+    """Grow an edge at strength 0 (see :func:`connect_edit`) and apply it."""
+    return apply_edit(net, connect_edit(net, src_id, dst_id), optimizer)
+
+
+def disconnect(net: Network, edge_id: int, optimizer: torch.optim.Optimizer | None = None) -> Edit:
+    """Drop an edge (see :func:`disconnect_edit`) and apply it."""
+    return apply_edit(net, disconnect_edit(net, edge_id), optimizer)

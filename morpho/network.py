@@ -1,0 +1,235 @@
+"""The network: token embedding → input cells → hidden levels (a DAG) → output cells → logits.
+
+Parameters live in *banks*: one ``nn.Parameter`` per kind of weight, stacked along the cell
+(or edge) dimension. Rows are kept sorted by level, so the cells of a level are a
+contiguous slice of every bank and run as one batched call of their cell type. The forward
+loops over levels and over (source level, target level) pairs — never over cells or edges.
+
+    net = Network(NetworkConfig(vocab_size=96))
+    logits = net(tokens)                  # (B, T) long -> (B, T, V)
+    net.tissue                            # the torch_geometric Data (see morpho.tissue)
+    net.stats["gate_mean"]                # (N,) per-cell statistics of the last forward
+
+Only :func:`morpho.edits.apply_edit` changes the number of cells, edges or parameters; it
+calls :meth:`Network.rebuild` afterwards, which recomputes the level plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from morpho.cells import CELL_TYPES, CellType, rms_norm
+from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue
+
+EDGE_BANKS = ("strength",)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Shape of a network and its seed tissue."""
+
+    vocab_size: int = 256  # tokens in the vocabulary (set by the task)
+    d_cell: int = 32  # channels per cell
+    level_sizes: tuple[int, ...] = (2, 4, 4, 2)  # seed cells per level: inputs … outputs
+    n_heads: int = 2  # attention heads of the geometric core
+    mlp_ratio: int = 2  # hidden width of a cell's MLP, in multiples of d_cell
+    cell_type: str = "thermo"  # registered cell type (morpho.cells.CELL_TYPES)
+    demand_weight: float = 0.0  # top-down demand: gate logit += w · gate of the level above
+    seed: int = 0  # initialisation seed
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 2:
+            raise ValueError(f"vocab_size must be >= 2; got {self.vocab_size}")
+        if self.d_cell < 1 or self.d_cell % self.n_heads:
+            raise ValueError(
+                f"d_cell must be a positive multiple of n_heads={self.n_heads}; got {self.d_cell}"
+            )
+        if len(self.level_sizes) < 2 or min(self.level_sizes) < 1:
+            raise ValueError(f"level_sizes needs >= 2 levels of >= 1 cell; got {self.level_sizes}")
+        CELL_TYPES.get(self.cell_type)
+
+
+@dataclass
+class LevelPlan:
+    """Index tensors for one level: its row slice and its incoming edges per source level."""
+
+    start: int
+    end: int
+    input_mask: Tensor | None  # (n, 1, 1, 1) float, 1 for input cells; None if none
+    incoming: list[tuple[int, Tensor, Tensor, Tensor]] = field(default_factory=list)
+    # (source level index, source rows local to that level, target rows local, edge rows)
+    readout: tuple[Tensor, Tensor] | None = None  # (local rows of output cells, their rows)
+
+
+class Network(nn.Module):
+    """A growing network of cells; see the module docstring."""
+
+    def __init__(self, cfg: NetworkConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.cell: CellType = CELL_TYPES.get(cfg.cell_type)(
+            n_heads=cfg.n_heads, mlp_ratio=cfg.mlp_ratio
+        )
+        gen = torch.Generator().manual_seed(cfg.seed)
+        d = cfg.d_cell
+        self.tissue = seed_tissue(cfg.level_sizes, seed=cfg.seed)
+        n_cells, n_edges = self.tissue.num_nodes, self.tissue.edge_index.shape[1]
+        rows = self.cell.init_rows(n_cells, d, gen)
+        n_out = int((self.tissue.role == OUTPUT).sum())
+        rows["readout"] = torch.where(self.tissue.role == OUTPUT, 1.0 / n_out, 0.0)
+        # edges start at 1/fan-in so every cell sees an input of unit scale
+        fan_in = torch.bincount(self.tissue.edge_index[1], minlength=n_cells).clamp(min=1)
+        rows["strength"] = 1.0 / fan_in[self.tissue.edge_index[1]].float()
+        self.banks = nn.ParameterDict({k: nn.Parameter(v) for k, v in rows.items()})
+        self.embed = nn.Parameter(torch.randn(cfg.vocab_size, d, generator=gen))
+        self.head_norm = nn.Parameter(torch.ones(d))
+        self.head = nn.Parameter(torch.randn(d, cfg.vocab_size, generator=gen) / d**0.5)
+        self.step = 0  # training step, set by the trainer; stamps births of cells and edges
+        self.stats: dict[str, Tensor] = {}
+        self.aux_loss: Tensor = torch.zeros(())
+        self.gate_activity: Tensor = torch.zeros(0)  # (N,) differentiable mean gate per cell
+        self.plan: list[LevelPlan] = []
+        self.rebuild()
+
+    # ----------------------------------------------------------------- structure
+    def cell_bank_names(self) -> list[str]:
+        return [k for k in self.banks if k not in EDGE_BANKS]
+
+    def cell_ids(self) -> list[int]:
+        """Stable ids of the live cells, in row order."""
+        return self.tissue.cell_id.tolist()
+
+    def row_of(self, cell_id: int) -> int:
+        """Row of a live cell; ``ValueError`` if no live cell has that id."""
+        hits = (self.tissue.cell_id == cell_id).nonzero()
+        if hits.numel() == 0:
+            raise ValueError(f"no live cell with id {cell_id}; live ids: {self.cell_ids()}")
+        return int(hits[0, 0])
+
+    def edge_row_of(self, edge_id: int) -> int:
+        hits = (self.tissue.edge_id == edge_id).nonzero()
+        if hits.numel() == 0:
+            raise ValueError(f"no edge with id {edge_id}; edges: {self.tissue.edge_id.tolist()}")
+        return int(hits[0, 0])
+
+    def rebuild(self) -> None:
+        """Recompute the level plan from the tissue (after every edit)."""
+        t = self.tissue
+        check_tissue(t)
+        assert bool((t.level[1:] >= t.level[:-1]).all()), "rows must be sorted by level"
+        device = self.embed.device
+        levels = t.level.unique(sorted=True).tolist()
+        bounds = {lvl: (int((t.level < lvl).sum()), int((t.level <= lvl).sum())) for lvl in levels}
+        src, dst = t.edge_index
+        plan: list[LevelPlan] = []
+        for li, lvl in enumerate(levels):
+            start, end = bounds[lvl]
+            is_input = (t.role[start:end] == INPUT).float()
+            mask = is_input.view(-1, 1, 1, 1).to(device) if bool(is_input.any()) else None
+            lp = LevelPlan(start, end, mask)
+            into = t.level[dst] == lvl
+            for ki, k in enumerate(levels[:li]):
+                sel = (into & (t.level[src] == k)).nonzero().flatten()
+                if sel.numel():
+                    k_start = bounds[k][0]
+                    lp.incoming.append(
+                        (ki, (src[sel] - k_start).to(device), (dst[sel] - start).to(device),
+                         sel.to(device))
+                    )  # fmt: skip
+            out_local = (t.role[start:end] == OUTPUT).nonzero().flatten()
+            if out_local.numel():
+                lp.readout = (out_local.to(device), (out_local + start).to(device))
+            plan.append(lp)
+        self.plan = plan
+        self._plan_device = device
+        self.stats = {}
+
+    # ------------------------------------------------------------------- forward
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Logits for next-token prediction.
+
+        Shapes:
+            tokens: (B, T) long; returns (B, T, V).
+        """
+        if tokens.dim() != 2 or tokens.dtype != torch.long:
+            raise ValueError(f"tokens must be a (B, T) long tensor; got {tuple(tokens.shape)} "
+                             f"{tokens.dtype}")  # fmt: skip
+        if self._plan_device != self.embed.device:
+            self.rebuild()  # the module was moved with .to(); index tensors follow
+        emb = self.embed[tokens]  # (B, T, d)
+        return self.forward_embedded(emb)
+
+    def forward_embedded(self, emb: Tensor) -> Tensor:
+        """Run the tissue on already-embedded inputs (task adapters use this). (B, T, d) → logits."""
+        return self.head_logits(self.forward_tissue(emb))
+
+    def forward_tissue(self, emb: Tensor) -> Tensor:
+        """The tissue alone: (B, T, d) embedded inputs → (B, T, d) pooled readout state."""
+        B, T, d = emb.shape
+        strength = self.banks["strength"]
+        outs: list[Tensor] = []
+        aux, gates, stats = [], [], []
+        readout = emb.new_zeros(B, T, d)
+        prev_gate: Tensor | None = None
+        for lp in self.plan:
+            n = lp.end - lp.start
+            x = emb.new_zeros(n, B, T, d) if lp.input_mask is None else lp.input_mask * emb
+            for k, s_local, d_local, e_rows in lp.incoming:
+                msg = outs[k].index_select(0, s_local) * strength[e_rows].view(-1, 1, 1, 1)
+                x = x.index_add(0, d_local, msg)  # (n, B, T, d)
+            demand = None
+            if self.cfg.demand_weight and prev_gate is not None:
+                demand = self.cfg.demand_weight * prev_gate.detach().mean(0, keepdim=True)
+            banks = {k: v[lp.start : lp.end] for k, v in self.banks.items() if k not in EDGE_BANKS}
+            o = self.cell.forward_level(banks, x, demand)
+            outs.append(o.y)
+            aux.append(o.aux_loss)
+            gates.append(o.gate.mean(dim=(1, 2)))
+            stats.append((o.surprise, o.gate_mean, o.out_norm))
+            prev_gate = o.gate
+            if lp.readout is not None:
+                local, rows = lp.readout
+                w = self.banks["readout"][rows].view(-1, 1, 1, 1)
+                readout = readout + (w * o.y.index_select(0, local)).sum(0)
+        self.aux_loss = torch.stack(aux).sum()
+        self.gate_activity = torch.cat(gates)
+        surprise, gate_mean, out_norm = (torch.cat(s) for s in zip(*stats))
+        self.stats = {"surprise": surprise, "gate_mean": gate_mean, "out_norm": out_norm}
+        return readout
+
+    def head_logits(self, state: Tensor) -> Tensor:
+        """Readout state (B, T, d) → logits (B, T, V)."""
+        return rms_norm(state) * self.head_norm @ self.head
+
+    # ---------------------------------------------------------------- accounting
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def params_per_cell(self) -> Tensor:
+        """(N,) parameters owned by each cell: its bank rows plus its incoming edges."""
+        per_row = sum(v[0].numel() for k, v in self.banks.items() if k not in EDGE_BANKS)
+        fan_in = torch.bincount(self.tissue.edge_index[1], minlength=self.tissue.num_nodes)
+        return per_row + fan_in
+
+    def flops_per_token(self, seq_len: int, gate: Tensor | float | None = None) -> float:
+        """Forward FLOPs per token; ``gate`` (N,) or scalar scales each geometric core."""
+        n = self.tissue.num_nodes
+        if gate is None:
+            gate = self.stats.get("gate_mean", torch.ones(n)) if self.stats else torch.ones(n)
+        g = torch.as_tensor(gate, dtype=torch.float).expand(n) if n else torch.zeros(0)
+        d, V = self.cfg.d_cell, self.cfg.vocab_size
+        cells = sum(self.cell.flops_per_token(d, seq_len, float(gi)) for gi in g.tolist())
+        edges = 2 * d * self.tissue.edge_index.shape[1]
+        return cells + edges + 2 * d * V
+
+    def snapshot(self) -> object:
+        """A CPU copy of the tissue with edge ``strength``, ``n_params`` and last statistics."""
+        t = self.tissue.clone()
+        t.strength = self.banks["strength"].detach().cpu().clone()
+        t.n_params = self.params_per_cell()
+        for k, v in self.stats.items():
+            t[k] = v.detach().cpu().clone()
+        return t

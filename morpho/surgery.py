@@ -1,0 +1,141 @@
+"""Optimizer surgery: carry every optimizer state tensor across a change of parameter rows.
+
+A topology edit replaces a bank ``p`` (M_old, ...) by ``p'[i] = scale[i] · p[src[i]]`` (or a
+fresh row where ``src[i] = -1``). Each state tensor shaped like ``p`` is remapped with the
+same row map, scaled by ``scale ** order`` where ``order`` is the state's moment order:
+
+=================  =====  ==========================================
+state key          order  optimizers
+=================  =====  ==========================================
+momentum_buffer    1      SGD (momentum), RMSprop (momentum)
+exp_avg            1      Adam, AdamW, NAdam, RAdam, Adamax
+grad_avg           1      RMSprop (centered)
+exp_inf            1      Adamax (an infinity norm scales like |g|)
+exp_avg_sq         2      Adam, AdamW, NAdam, RAdam
+max_exp_avg_sq     2      Adam / AdamW with amsgrad
+square_avg         2      RMSprop, Adadelta
+acc_delta          2      Adadelta
+sum                2      Adagrad
+=================  =====  ==========================================
+
+Fresh rows get 0 in every state, except Adagrad's ``sum``, which gets the group's
+``initial_accumulator_value`` (what a fresh Adagrad would hold). Zero moments for new rows
+follow RigL (Evci et al. 2020). Scalar states (``step``, ``mu_product``) are kept: the rows
+continue on the optimizer's clock, and the optimizer object is never rebuilt.
+Each remapped bank becomes a new ``nn.Parameter`` that takes the old one's place in its
+param group: a tensor whose shape changed cannot keep its autograd identity while an old
+graph still references it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+MOMENT_ORDER: dict[str, int] = {
+    "momentum_buffer": 1,
+    "exp_avg": 1,
+    "grad_avg": 1,
+    "exp_inf": 1,
+    "exp_avg_sq": 2,
+    "max_exp_avg_sq": 2,
+    "square_avg": 2,
+    "acc_delta": 2,
+    "sum": 2,
+}
+
+
+@dataclass(frozen=True)
+class RowMap:
+    """``new_row[i] ← scale[i] · old_row[src[i]] (+ noise)``, or ``fill[i]`` where ``src[i] < 0``.
+
+    Shapes:
+        src: (M,) long; scale, fill, noise: (M,) float. ``noise`` is a relative standard
+        deviation: the row gets ``noise · rms(row) · N(0, 1)`` added (weights only).
+    """
+
+    src: Tensor
+    scale: Tensor
+    fill: Tensor
+    noise: Tensor
+
+    @staticmethod
+    def build(src: Tensor, scale: Tensor | None = None, fill: Tensor | None = None,
+              noise: Tensor | None = None) -> RowMap:  # fmt: skip
+        m = src.numel()
+        zeros = torch.zeros(m)
+        return RowMap(
+            src.long(),
+            torch.ones(m) if scale is None else scale.float(),
+            zeros if fill is None else fill.float(),
+            zeros if noise is None else noise.float(),
+        )
+
+    @staticmethod
+    def identity(n: int) -> RowMap:
+        return RowMap.build(torch.arange(n))
+
+    def __len__(self) -> int:
+        return int(self.src.numel())
+
+
+def remap_rows(x: Tensor, rmap: RowMap, power: int = 1, fill: float | Tensor = 0.0) -> Tensor:
+    """Rows of ``x`` rearranged by ``rmap``, scaled by ``scale ** power``; fresh rows ``fill``."""
+    src = rmap.src.to(x.device)
+    out = x.index_select(0, src.clamp(min=0))
+    view = (-1,) + (1,) * (x.dim() - 1)
+    if power:
+        out = out * (rmap.scale.to(x.device, x.dtype) ** power).view(view)
+    fresh = src < 0
+    if bool(fresh.any()):
+        value = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
+        value = value.view(view)[fresh] if value.dim() else value
+        out[fresh] = value
+    return out
+
+
+def remap_parameter(p: Tensor, rmap: RowMap, generator: torch.Generator | None = None) -> Tensor:
+    """The new value of a bank: remapped rows, fresh fills, then relative noise."""
+    out = remap_rows(p, rmap, power=1, fill=rmap.fill.to(p.device, p.dtype))
+    noisy = rmap.noise > 0
+    if bool(noisy.any()):
+        rows = out[noisy.to(p.device)]
+        rms = rows.pow(2).flatten(1).mean(1).sqrt() if rows.dim() > 1 else rows.abs()
+        eps = torch.randn(rows.shape, generator=generator).to(p.device, p.dtype)
+        scale = (rmap.noise[noisy].to(p.device, p.dtype) * rms).view((-1,) + (1,) * (p.dim() - 1))
+        out[noisy.to(p.device)] = rows + scale * eps
+    return out
+
+
+def migrate_optimizer_state(optimizer: torch.optim.Optimizer, old: Tensor, new: Tensor,
+                            rmap: RowMap) -> None:  # fmt: skip
+    """Move ``old``'s state to ``new`` and remap every state tensor shaped like ``old``.
+
+    ``new`` takes ``old``'s place in its param group (same position, same hyperparameters);
+    the optimizer object, its other groups and its scalar states are untouched.
+
+    Raises:
+        ValueError: a state tensor shaped like ``old`` whose key has no known moment order
+            (add it to ``MOMENT_ORDER``).
+    """
+    group = next((g for g in optimizer.param_groups if any(q is old for q in g["params"])), None)
+    if group is None:
+        return
+    group["params"] = [new if q is old else q for q in group["params"]]
+    state = optimizer.state.pop(old, None)
+    if not state:
+        return
+    for key, value in list(state.items()):
+        if not torch.is_tensor(value) or value.dim() == 0 or value.shape != old.shape:
+            continue
+        if key not in MOMENT_ORDER:
+            raise ValueError(
+                f"don't know how to migrate optimizer state {key!r} of "
+                f"{type(optimizer).__name__}; expected one of: {', '.join(MOMENT_ORDER)} "
+                "(register its moment order in morpho.surgery.MOMENT_ORDER)"
+            )
+        fill = group.get("initial_accumulator_value", 0.0) if key == "sum" else 0.0
+        state[key] = remap_rows(value, rmap, power=MOMENT_ORDER[key], fill=fill)
+    optimizer.state[new] = state

@@ -1,0 +1,221 @@
+"""The tissue: the cell graph as a ``torch_geometric.data.Data``, its exports and snapshots.
+
+Row ``i`` of every per-cell tensor is the cell that owns row ``i`` of every cell bank of the
+network; ``cell_id`` is the stable name that survives re-indexing. Edges are directed
+``source -> target`` in ``edge_index`` (row indices), with a stable ``edge_id``.
+
+Per cell (N rows):
+    pos (N, 3) float     physical position (movies, wiring cost)
+    level (N,) long      compute depth; edges go from a lower to a higher level (a DAG)
+    role (N,) long       0 input, 1 hidden, 2 output (see ``ROLES``)
+    birth (N,) long      training step the cell was born
+    parent (N,) long     cell_id of the mother cell, -1 for seed cells
+    cell_id (N,) long    stable id
+    fe_ema, gate_ema, surprise_ema (N,) float   running statistics read by the scheduler
+    age (N,) long        steps since the cell's last event
+    task (N,) long       task index during which the cell was born (continual learning)
+Per edge (E columns):
+    edge_index (2, E) long, edge_id (E,) long, edge_birth (E,) long
+Graph attributes: ``next_cell_id``, ``next_edge_id`` (ints).
+
+Use :func:`seed_tissue` to build one, :func:`check_tissue` to assert the invariants,
+:func:`to_networkx` / :func:`save_graphml` to export, :func:`save_snapshot` /
+:func:`load_snapshot` for the compact npz a movie frame is drawn from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import torch
+from torch_geometric.data import Data
+
+ROLES = ("input", "hidden", "output")
+INPUT, HIDDEN, OUTPUT = 0, 1, 2
+
+CELL_FIELDS = (
+    "pos", "level", "role", "birth", "parent", "cell_id",
+    "fe_ema", "gate_ema", "surprise_ema", "age", "task",
+)  # fmt: skip
+EDGE_FIELDS = ("edge_id", "edge_birth")
+
+
+def seed_tissue(level_sizes: Sequence[int], seed: int = 0) -> Data:
+    """A layered seed tissue: level 0 are inputs, the last level outputs, dense between levels.
+
+    Args:
+        level_sizes: cells per level, e.g. ``(2, 4, 4, 2)``; at least two levels.
+        seed: seed of the small jitter in the layout.
+
+    Returns:
+        The tissue, with every cell of level ``l`` wired to every cell of level ``l + 1``.
+    """
+    if len(level_sizes) < 2 or min(level_sizes) < 1:
+        raise ValueError(f"level_sizes needs >= 2 levels of >= 1 cell each; got {level_sizes}")
+    gen = torch.Generator().manual_seed(seed)
+    levels = torch.cat([torch.full((n,), lvl) for lvl, n in enumerate(level_sizes)])
+    n_cells = int(levels.numel())
+    role = torch.full((n_cells,), HIDDEN)
+    role[levels == 0] = INPUT
+    role[levels == len(level_sizes) - 1] = OUTPUT
+    pos = _layered_layout(level_sizes, gen)
+    starts = np.cumsum([0, *level_sizes])
+    src, dst = [], []
+    for lvl in range(len(level_sizes) - 1):
+        a = torch.arange(starts[lvl], starts[lvl + 1])
+        b = torch.arange(starts[lvl + 1], starts[lvl + 2])
+        src.append(a.repeat_interleave(len(b)))
+        dst.append(b.repeat(len(a)))
+    edge_index = torch.stack([torch.cat(src), torch.cat(dst)])
+    n_edges = edge_index.shape[1]
+    return Data(
+        pos=pos,
+        level=levels.long(),
+        role=role.long(),
+        birth=torch.zeros(n_cells, dtype=torch.long),
+        parent=torch.full((n_cells,), -1, dtype=torch.long),
+        cell_id=torch.arange(n_cells),
+        fe_ema=torch.zeros(n_cells),
+        gate_ema=torch.full((n_cells,), 0.5),
+        surprise_ema=torch.zeros(n_cells),
+        age=torch.zeros(n_cells, dtype=torch.long),
+        task=torch.zeros(n_cells, dtype=torch.long),
+        edge_index=edge_index,
+        edge_id=torch.arange(n_edges),
+        edge_birth=torch.zeros(n_edges, dtype=torch.long),
+        next_cell_id=n_cells,
+        next_edge_id=n_edges,
+        num_nodes=n_cells,
+    )
+
+
+def _layered_layout(level_sizes: Sequence[int], gen: torch.Generator) -> torch.Tensor:
+    """Levels stacked along z, the cells of a level on a ring (radius grows with its size)."""
+    rows = []
+    for lvl, n in enumerate(level_sizes):
+        angle = torch.arange(n) * (2 * math.pi / n)
+        radius = 0.5 * math.sqrt(n)
+        ring = torch.stack([radius * angle.cos(), radius * angle.sin(), torch.full((n,), lvl * 1.5)])
+        rows.append(ring.T + 0.05 * torch.randn(n, 3, generator=gen))
+    return torch.cat(rows).float()
+
+
+def check_tissue(t: Data) -> None:
+    """Assert the DESIGN §2 invariants; raises ``AssertionError`` naming the broken one."""
+    n = t.num_nodes
+    for name in CELL_FIELDS:
+        assert getattr(t, name).shape[0] == n, f"cell field {name} has wrong length"
+    e = t.edge_index.shape[1]
+    for name in EDGE_FIELDS:
+        assert getattr(t, name).shape[0] == e, f"edge field {name} has wrong length"
+    assert t.cell_id.unique().numel() == n, "cell ids are not unique"
+    assert t.edge_id.unique().numel() == e, "edge ids are not unique"
+    if e:
+        assert int(t.edge_index.min()) >= 0 and int(t.edge_index.max()) < n, "edge to dead cell"
+        src, dst = t.edge_index
+        assert bool((t.level[src] < t.level[dst]).all()), "edge not going up a level"
+        pairs = src * n + dst
+        assert pairs.unique().numel() == e, "duplicate edge"
+    if n:
+        assert int(t.cell_id.max()) < t.next_cell_id, "cell id beyond next_cell_id"
+    if e:
+        assert int(t.edge_id.max()) < t.next_edge_id, "edge id beyond next_edge_id"
+
+
+def io_connected(t: Data, dead_cells: Sequence[int] = (), dead_edges: Sequence[int] = ()) -> bool:
+    """True if some input cell still reaches some output cell once the given rows are gone."""
+    g = to_networkx(t, with_attrs=False)
+    g.remove_edges_from(
+        (int(t.edge_index[0, j]), int(t.edge_index[1, j])) for j in dead_edges
+    )
+    g.remove_nodes_from(int(i) for i in dead_cells)
+    inputs = [i for i in g.nodes if int(t.role[i]) == INPUT]
+    outputs = {i for i in g.nodes if int(t.role[i]) == OUTPUT}
+    if not inputs or not outputs:
+        return False
+    reach: set[int] = set()
+    for i in inputs:
+        reach |= nx.descendants(g, i) | {i}
+    return bool(reach & outputs)
+
+
+def to_networkx(t: Data, with_attrs: bool = True) -> nx.DiGraph:
+    """The tissue as a ``networkx.DiGraph`` over row indices; cell and edge fields as attributes."""
+    g = nx.DiGraph()
+    n = t.num_nodes
+    g.add_nodes_from(range(n))
+    src, dst = t.edge_index.tolist() if t.edge_index.numel() else ([], [])
+    if not with_attrs:
+        g.add_edges_from(zip(src, dst))
+        return g
+    for name in CELL_FIELDS:
+        values = getattr(t, name).tolist()
+        for i in range(n):
+            g.nodes[i][name] = values[i] if name != "pos" else None
+    pos = t.pos.tolist()
+    for i in range(n):
+        g.nodes[i]["x"], g.nodes[i]["y"], g.nodes[i]["z"] = pos[i]
+        del g.nodes[i]["pos"]
+        g.nodes[i]["role"] = ROLES[g.nodes[i]["role"]]
+    extra = {k: getattr(t, k).tolist() for k in ("strength",) if hasattr(t, k)}
+    ids, births = t.edge_id.tolist(), t.edge_birth.tolist()
+    for j, (a, b) in enumerate(zip(src, dst)):
+        attrs = {"edge_id": ids[j], "birth": births[j]}
+        attrs.update({k: v[j] for k, v in extra.items()})
+        g.add_edge(a, b, **attrs)
+    return g
+
+
+def save_graphml(t: Data, path: str | os.PathLike[str]) -> None:
+    """Write the tissue as GraphML (nodes named by cell_id), atomically."""
+    g = nx.relabel_nodes(to_networkx(t), dict(enumerate(t.cell_id.tolist())))
+    _atomic_write(Path(path), lambda f: nx.write_graphml(g, f))
+
+
+def save_snapshot(t: Data, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> None:
+    """Write the compact npz snapshot a movie frame is drawn from, atomically.
+
+    Every tensor attribute of the tissue is stored (cell fields, edge fields, and any
+    extras such as ``strength`` or ``n_params``), plus ``meta`` as JSON (step, loss, …).
+    """
+    arrays = {k: v.detach().cpu().numpy() for k, v in t.items() if torch.is_tensor(v)}
+    meta = dict(meta or {})
+    meta.update(next_cell_id=int(t.next_cell_id), next_edge_id=int(t.next_edge_id))
+    arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    _atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
+
+
+def load_snapshot(path: str | os.PathLike[str]) -> tuple[Data, dict[str, Any]]:
+    """Read a snapshot written by :func:`save_snapshot`; returns ``(tissue, meta)``."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("meta_json").tobytes().decode())
+    data = Data(**{k: torch.from_numpy(v) for k, v in arrays.items()})
+    data.num_nodes = int(data.cell_id.shape[0])
+    data.next_cell_id = meta.pop("next_cell_id")
+    data.next_edge_id = meta.pop("next_edge_id")
+    return data, meta
+
+
+def _atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
+    """Write through a temp file in the same folder, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
