@@ -61,8 +61,8 @@ class CellType:
         """Run ``n`` cells on their aggregated inputs ``x`` (n, B, T, d)."""
         raise NotImplementedError
 
-    def flops_per_token(self, d: int, seq_len: int, gate: float) -> float:
-        """Multiply-adds ×2 per token for one cell, with the geometric core open a ``gate`` share."""
+    def flops_per_token(self, d: int, seq_len: int) -> tuple[float, float]:
+        """Forward FLOPs per token of one cell: ``(always paid, paid only where the gate opens)``."""
         raise NotImplementedError
 
 
@@ -177,12 +177,12 @@ class ThermoCell(CellType):
         att = att.transpose(1, 2).reshape(n, B, T, d)
         return torch.einsum("nbtd,nde->nbte", att, w_out)
 
-    def flops_per_token(self, d: int, seq_len: int, gate: float) -> float:
+    def flops_per_token(self, d: int, seq_len: int) -> tuple[float, float]:
         m = self.mlp_ratio * d
         dense = 2 * (d * d + d * d + m * d * 2)  # predictor, inertial out, MLP
         recurrence = 2 * d * 2 * math.log2(2 * seq_len)  # FFT convolution, per token
-        geometric = 2 * (3 * d * d + d * d) + 2 * 2 * seq_len / 2 * d  # proj + causal attn
-        return dense + recurrence + gate * geometric
+        geometric = 2 * (3 * d * d + d * d) + 2 * 2 * (seq_len / 2) * d  # proj + causal attn
+        return dense + recurrence, geometric
 
 
 register_cell_type("thermo", ThermoCell)

@@ -37,6 +37,7 @@ class NetworkConfig:
     n_heads: int = 2  # attention heads of the geometric core
     mlp_ratio: int = 2  # hidden width of a cell's MLP, in multiples of d_cell
     cell_type: str = "thermo"  # registered cell type (morpho.cells.CELL_TYPES)
+    seed_fan_in: int = 0  # 0: dense between seed levels; k: k random inputs per cell
     demand_weight: float = 0.0  # top-down demand: gate logit += w · gate of the level above
     seed: int = 0  # initialisation seed
 
@@ -75,7 +76,7 @@ class Network(nn.Module):
         )
         gen = torch.Generator().manual_seed(cfg.seed)
         d = cfg.d_cell
-        self.tissue = seed_tissue(cfg.level_sizes, seed=cfg.seed)
+        self.tissue = seed_tissue(cfg.level_sizes, seed=cfg.seed, fan_in=cfg.seed_fan_in)
         n_cells, n_edges = self.tissue.num_nodes, self.tissue.edge_index.shape[1]
         rows = self.cell.init_rows(n_cells, d, gen)
         n_out = int((self.tissue.role == OUTPUT).sum())
@@ -215,15 +216,16 @@ class Network(nn.Module):
         return per_row + fan_in
 
     def flops_per_token(self, seq_len: int, gate: Tensor | float | None = None) -> float:
-        """Forward FLOPs per token; ``gate`` (N,) or scalar scales each geometric core."""
+        """Forward FLOPs per token. Each geometric core is charged its gate's open share:
+        ``gate`` (N,) or a scalar; by default the last forward's per-cell gate means."""
         n = self.tissue.num_nodes
         if gate is None:
-            gate = self.stats.get("gate_mean", torch.ones(n)) if self.stats else torch.ones(n)
-        g = torch.as_tensor(gate, dtype=torch.float).expand(n) if n else torch.zeros(0)
+            gate = self.stats["gate_mean"] if self.stats else 1.0
+        open_share = float(torch.as_tensor(gate, dtype=torch.float).expand(n).sum()) if n else 0.0
+        fixed, gated = self.cell.flops_per_token(self.cfg.d_cell, seq_len)
         d, V = self.cfg.d_cell, self.cfg.vocab_size
-        cells = sum(self.cell.flops_per_token(d, seq_len, float(gi)) for gi in g.tolist())
         edges = 2 * d * self.tissue.edge_index.shape[1]
-        return cells + edges + 2 * d * V
+        return n * fixed + open_share * gated + edges + 2 * d * V
 
     def snapshot(self) -> object:
         """A CPU copy of the tissue with edge ``strength``, ``n_params`` and last statistics."""

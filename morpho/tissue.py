@@ -48,15 +48,18 @@ CELL_FIELDS = (
 EDGE_FIELDS = ("edge_id", "edge_birth")
 
 
-def seed_tissue(level_sizes: Sequence[int], seed: int = 0) -> Data:
-    """A layered seed tissue: level 0 are inputs, the last level outputs, dense between levels.
+def seed_tissue(level_sizes: Sequence[int], seed: int = 0, fan_in: int = 0) -> Data:
+    """A layered seed tissue: level 0 are inputs, the last level outputs.
 
     Args:
         level_sizes: cells per level, e.g. ``(2, 4, 4, 2)``; at least two levels.
-        seed: seed of the small jitter in the layout.
+        seed: seed of the layout jitter and of the sparse wiring.
+        fan_in: 0 wires every cell of level ``l`` to every cell of level ``l + 1``; ``k > 0``
+            gives each cell of level ``l + 1`` edges from ``k`` random cells of level ``l``
+            (for large sparse tissues).
 
     Returns:
-        The tissue, with every cell of level ``l`` wired to every cell of level ``l + 1``.
+        The tissue, sorted by level (rows of a level are contiguous).
     """
     if len(level_sizes) < 2 or min(level_sizes) < 1:
         raise ValueError(f"level_sizes needs >= 2 levels of >= 1 cell each; got {level_sizes}")
@@ -72,8 +75,13 @@ def seed_tissue(level_sizes: Sequence[int], seed: int = 0) -> Data:
     for lvl in range(len(level_sizes) - 1):
         a = torch.arange(starts[lvl], starts[lvl + 1])
         b = torch.arange(starts[lvl + 1], starts[lvl + 2])
-        src.append(a.repeat_interleave(len(b)))
-        dst.append(b.repeat(len(a)))
+        if fan_in and fan_in < len(a):
+            pick = torch.rand(len(b), len(a), generator=gen).argsort(dim=1)[:, :fan_in]
+            src.append(a[pick].flatten())  # (len(b) * fan_in,)
+            dst.append(b.repeat_interleave(fan_in))
+        else:
+            src.append(a.repeat_interleave(len(b)))
+            dst.append(b.repeat(len(a)))
     edge_index = torch.stack([torch.cat(src), torch.cat(dst)])
     n_edges = edge_index.shape[1]
     return Data(

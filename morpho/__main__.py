@@ -1,0 +1,5 @@
+"""``python -m morpho`` runs the command line."""
+
+from morpho.cli import main
+
+main()

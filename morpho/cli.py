@@ -1,0 +1,98 @@
+"""The ``morpho`` command line: a thin layer that builds configs and calls the library.
+
+Engine commands live here (``grow``); task, rendering and benchmark commands register
+themselves through the ``morpho.commands`` entry-point group (``morpho.sims``,
+``morpho.viz``), so the engine never imports them. Errors print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from morpho.config import RunConfig, load_toml
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="morpho: grow neural networks as living graphs of thermodynamic cells.",
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` on stderr and exit with status 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def run_config(preset: str, config: Optional[Path], overrides: dict[str, Any]) -> RunConfig:
+    """Preset, then the TOML file, then the CLI flags (those not left at None)."""
+    cfg = RunConfig.preset(preset)
+    if config is not None:
+        cfg = cfg.merged(load_toml(config))
+    return cfg.merged(_drop_none(overrides))
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        v = _drop_none(v) if isinstance(v, dict) else v
+        if v is not None and v != {}:
+            out[k] = v
+    return out
+
+
+@app.command()
+def grow(
+    task: Annotated[str, typer.Option(help="Task to learn (see the morpho.tasks registry).")] = "lang",
+    preset: Annotated[str, typer.Option(help="small | base | anchor.")] = "small",
+    steps: Annotated[Optional[int], typer.Option(help="Training steps.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<task>-N).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for data, init and noise.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Train on this UTF-8 text file.")] = None,
+    corpus: Annotated[Optional[str], typer.Option(help="pydoc | stdlib (lang task).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML config file.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty run directory.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Grow a network on a task and write a run directory."""
+    from morpho.grow import default_run_path
+    from morpho.grow import grow as grow_run
+
+    try:
+        cfg = run_config(preset, config, {
+            "task": task,
+            "task_options": {"data": str(data) if data else None, "corpus": corpus},
+            "train": {"steps": steps, "seed": seed, "device": device},
+            "network": {"seed": seed},
+        })  # fmt: skip
+        path = out or default_run_path(cfg.task)
+        summary = grow_run(cfg, path, progress=not quiet, overwrite=overwrite)
+    except ValueError as e:
+        fail(str(e))
+        return
+    bpc = summary["val_bpc"]
+    typer.echo(f"run {path}: val_bpc {bpc:.3f} (best {summary['best_val_bpc']:.3f}), "
+               f"{summary['cells']} cells, {summary['edges']} edges, {summary['params']:,} params, "
+               f"{summary['edits']} edits, {summary['tokens_per_s']:,.0f} tok/s")  # fmt: skip
+
+
+def _load_command_groups() -> None:
+    for ep in entry_points(group="morpho.commands"):
+        try:
+            ep.load()(app)
+        except ImportError as e:  # an extra that is not installed: its commands are absent
+            print(f"morpho: commands {ep.name!r} unavailable: {e}", file=sys.stderr)
+
+
+_load_command_groups()
+
+
+def main() -> None:
+    app()

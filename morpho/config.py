@@ -1,0 +1,180 @@
+"""Run configuration: frozen dataclasses filled from presets, a TOML file and CLI flags.
+
+    cfg = RunConfig.preset("small")                 # laptop-sized, about a minute on 2 cores
+    cfg = cfg.merged(load_toml("my.toml"))          # [network] [train] [task] [growth] sections
+    cfg = cfg.merged({"train": {"steps": 200}})     # CLI flags last
+    save_toml(cfg.to_dict(), run / "config.toml")   # the resolved config of a run
+
+Unknown keys, wrong types and out-of-range values raise ``ValueError`` naming what was
+expected and what came.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from morpho.network import NetworkConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop."""
+
+    steps: int = 600  # optimizer steps
+    batch_size: int = 16  # sequences per batch
+    seq_len: int = 64  # tokens per sequence
+    lr: float = 3e-3  # peak AdamW learning rate
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr · min_lr_ratio
+    warmup: int = 50  # linear warm-up steps
+    weight_decay: float = 0.05  # AdamW decay on matrices (not on vectors or edge strengths)
+    grad_clip: float = 1.0  # global gradient-norm clip (0 disables)
+    aux_weight: float = 0.1  # weight of the cells' local next-input prediction loss
+    gate_l1: float = 0.0  # L1 penalty on gate activity (growth: weighted more at higher levels)
+    eval_every: int = 100  # steps between validation passes
+    eval_batches: int = 8  # batches per validation pass (fixed windows)
+    log_every: int = 10  # steps between metrics.jsonl lines
+    device: str = "cpu"  # torch device: cpu, cuda, cuda:1, mps
+    seed: int = 0  # seeds data order, initialisation and noise
+
+    def __post_init__(self) -> None:
+        _require(self.steps >= 0, "train.steps", ">= 0", self.steps)
+        for name in ("batch_size", "seq_len", "eval_every", "eval_batches", "log_every"):
+            _require(getattr(self, name) >= 1, f"train.{name}", ">= 1", getattr(self, name))
+        _require(self.lr > 0, "train.lr", "> 0", self.lr)
+        _require(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
+        for name in ("warmup", "weight_decay", "grad_clip", "aux_weight", "gate_l1"):
+            _require(getattr(self, name) >= 0, f"train.{name}", ">= 0", getattr(self, name))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs: task, network, training, growth."""
+
+    task: str = "lang"  # registered task (morpho tasks entry points)
+    task_options: dict[str, Any] = field(default_factory=dict)  # passed to the task
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    growth: dict[str, Any] = field(default_factory=dict)  # scheduler and rule settings
+
+    @staticmethod
+    def preset(name: str) -> RunConfig:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; expected one of: {', '.join(PRESETS)}")
+        return RunConfig().merged(PRESETS[name])
+
+    def merged(self, overrides: dict[str, Any]) -> RunConfig:
+        """A copy with ``overrides`` (nested dicts by section) applied and validated."""
+        return from_dict(RunConfig, _deep_merge(self.to_dict(), overrides), "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # about a minute on 2 CPU cores
+    "small": {
+        "network": {"d_cell": 32, "level_sizes": [2, 4, 4, 2]},
+        "train": {"steps": 600, "batch_size": 16, "seq_len": 64, "eval_every": 100},
+    },
+    # a few minutes on 2 CPU cores
+    "base": {
+        "network": {"d_cell": 64, "level_sizes": [2, 4, 4, 2]},
+        "train": {"steps": 3000, "batch_size": 32, "seq_len": 128, "eval_every": 250},
+    },
+    # the anchors' budget of the growth issue: batch 64 × 128, 3,000 steps (GPU)
+    "anchor": {
+        "network": {"d_cell": 64, "level_sizes": [2, 6, 6, 2]},
+        "train": {"steps": 3000, "batch_size": 64, "seq_len": 128, "eval_every": 250},
+    },
+}
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or 'config'}: expected a table, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(
+            f"unknown config key {where}{sorted(unknown)[0]!r}; "
+            f"expected one of: {', '.join(fields)}"
+        )
+    kwargs = {k: _coerce(hints[k], v, f"{where}{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where + ".")
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        inner = typing.get_args(hint)[0]
+        return tuple(_coerce(inner, v, where) for v in value)
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a table, got {value!r}")
+        return dict(value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (
+        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
+    ):
+        raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _require(ok: bool, name: str, expected: str, got: Any) -> None:
+    if not ok:
+        raise ValueError(f"{name} must be {expected}; got {got!r}")
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _to_plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _to_plain(v) for k, v in x.items() if v is not None}
+    if isinstance(x, (list, tuple)):
+        return [_to_plain(v) for v in x]
+    return x
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config; ``ValueError`` with the file name on a missing or invalid file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"config file {str(p)!r} does not exist; expected a TOML file")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    return tomli_w.dumps(_to_plain(data))

@@ -1,0 +1,54 @@
+"""``grow``: the library function behind ``morpho grow`` — build, train, write the run.
+
+    summary = grow(RunConfig.preset("small"), out="runs/demo")
+
+Everything is validated (config, task, data) before the run directory is created, so bad
+input leaves nothing on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from morpho.config import RunConfig, dump_toml
+from morpho.network import Network
+from morpho.rundir import RunDir
+from morpho.tasks import TASKS
+from morpho.trainer import Callback, Trainer
+
+
+def build_task(cfg: RunConfig) -> Any:
+    """The configured task; ``ValueError`` on an unknown task or bad task options."""
+    task_cls = TASKS.get(cfg.task)
+    try:
+        return task_cls(**cfg.task_options)
+    except TypeError as e:
+        raise ValueError(f"bad options for task {cfg.task!r}: {e}") from None
+
+
+def build_network(cfg: RunConfig, vocab_size: int) -> Network:
+    return Network(cfg.network.__class__(**{**cfg.network.__dict__, "vocab_size": vocab_size}))
+
+
+def grow(cfg: RunConfig, out: str | os.PathLike[str], progress: bool = False,
+         overwrite: bool = False, callbacks: list[Callback] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train ``cfg`` into the run directory ``out``; returns the summary."""
+    torch.manual_seed(cfg.train.seed)
+    task = build_task(cfg)
+    net = build_network(cfg, task.vocab_size)
+    run = RunDir(out, overwrite=overwrite)
+    trainer = Trainer(net, task, cfg.train, run=run, callbacks=callbacks or [], progress=progress)
+    run.create(dump_toml(cfg.merged({"network": {"vocab_size": task.vocab_size}}).to_dict()))
+    return trainer.fit()
+
+
+def default_run_path(task: str) -> Path:
+    """``runs/<task>-<n>`` with the first unused ``n``."""
+    n = 0
+    while (path := Path("runs") / f"{task}-{n}").exists():
+        n += 1
+    return path

@@ -1,0 +1,287 @@
+"""The training loop: fixed-shape steps, with topology changes only between steps.
+
+    trainer = Trainer(net, task, train_cfg, run=RunDir(path), callbacks=[scheduler])
+    summary = trainer.fit()
+
+Trainer events (each callback implements any of them; see :class:`Callback`):
+``on_train_start``, ``on_step_end``, ``on_eval``, ``on_edit``, ``on_train_end``.
+A growth scheduler is a callback that, at its interval, calls :meth:`Trainer.apply_edit`;
+that is the one place where cells, edges or parameters change during a run.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from morpho.checkpoint import save_checkpoint
+from morpho.edits import Edit, apply_edit
+from morpho.network import Network
+from morpho.rundir import RunDir
+from morpho.tasks import Task
+from morpho.config import TrainConfig
+
+LN2 = math.log(2.0)
+
+
+class Callback:
+    """Template for trainer callbacks; override the events you need."""
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+
+    def on_step_end(self, trainer: Trainer, step: int, loss: Tensor) -> None: ...
+
+    def on_eval(self, trainer: Trainer, step: int, record: dict[str, Any]) -> None: ...
+
+    def on_edit(self, trainer: Trainer, edit: Edit) -> None: ...
+
+    def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None: ...
+
+
+def build_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with two param groups: weight decay on matrices, none on vectors and strengths."""
+    decay, no_decay = [], []
+    for name, p in sorted(net.named_parameters()):
+        per_row_matrix = p.dim() >= 3 or (p.dim() == 2 and not name.startswith("banks."))
+        (decay if per_row_matrix else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``lr · min_lr_ratio``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    span = max(1, cfg.steps - cfg.warmup)
+    progress = min(1.0, (step - cfg.warmup) / span)
+    ratio = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.lr * ratio
+
+
+def gate_penalty(net: Network) -> Tensor:
+    """L1 penalty on mean gate activity, weighted by level: w = (level + 1) / (max level + 1)."""
+    level = net.tissue.level.to(net.gate_activity.device).float()
+    weight = (level + 1) / (level.max() + 1)
+    return (weight * net.gate_activity).sum() / max(1, level.numel())
+
+
+class Trainer:
+    """Trains a :class:`Network` on a :class:`Task`, logging to a :class:`RunDir`."""
+
+    def __init__(self, net: Network, task: Task, cfg: TrainConfig, run: RunDir | None = None,
+                 callbacks: Sequence[Callback] = (), progress: bool = False) -> None:  # fmt: skip
+        self.device = _device(cfg.device)
+        self.net = net.to(self.device)
+        self.task = task
+        self.cfg = cfg
+        self.run = run
+        self.callbacks = list(callbacks)
+        self.progress = progress
+        self.optimizer = build_optimizer(net, cfg)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.step = 0
+        self.best_val_bpc = math.inf
+        self.last_eval: dict[str, Any] = {}
+        self.train_time = 0.0
+        self.tokens_seen = 0
+        self.train_flops = 0.0
+        self.n_edits = 0
+        self._flops_per_token = net.flops_per_token(cfg.seq_len)  # refreshed on logs and edits
+
+    # ---------------------------------------------------------------- one step
+    def loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``(total loss, cross-entropy)`` of one batch."""
+        logits = self.net(x)  # (B, T, V)
+        ce = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        total = ce + self.cfg.aux_weight * self.net.aux_loss
+        if self.cfg.gate_l1:
+            total = total + self.cfg.gate_l1 * gate_penalty(self.net)
+        return total, ce
+
+    def train_step(self) -> Tensor:
+        x, y = self.task.batch("train", self.cfg.batch_size, self.cfg.seq_len, self.generator)
+        x, y = x.to(self.device), y.to(self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, self.cfg)
+        total, ce = self.loss(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        return ce.detach()
+
+    def apply_edit(self, edit: Edit) -> Edit:
+        """Apply a topology edit to the network and the optimizer; fire ``on_edit``."""
+        apply_edit(self.net, edit, self.optimizer)
+        self.n_edits += 1
+        self._flops_per_token = self.net.flops_per_token(self.cfg.seq_len, gate=1.0)
+        for cb in self.callbacks:
+            cb.on_edit(self, edit)
+        return edit
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Any]:
+        """Validation bits per token on the task's fixed windows."""
+        self.net.eval()
+        losses = []
+        for x, y in self.task.eval_batches(self.cfg.eval_batches, self.cfg.batch_size,
+                                           self.cfg.seq_len):  # fmt: skip
+            logits = self.net(x.to(self.device))
+            losses.append(F.cross_entropy(logits.flatten(0, 1), y.to(self.device).flatten()))
+        self.net.train()
+        val_loss = float(torch.stack(losses).mean())
+        val_bpc = val_loss / LN2
+        self.best_val_bpc = min(self.best_val_bpc, val_bpc)
+        return {"kind": "eval", "step": self.step, "val_loss": val_loss, "val_bpc": val_bpc,
+                "best_val_bpc": self.best_val_bpc}  # fmt: skip
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> dict[str, Any]:
+        """Train for ``cfg.steps`` steps; returns the summary (also written to the run)."""
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        if self.run is not None and self.step == 0:
+            self.run.save_snapshot(self.net.snapshot(), 0, {"kind": "start"})
+        with _progress(self.progress, self.cfg.steps, self.step) as bar:
+            while self.step < self.cfg.steps:
+                self._one_step(bar)
+        record = self.evaluate()
+        self._log(record)
+        summary = self.summary()
+        if self.run is not None:
+            self.run.save_snapshot(self.net.snapshot(), self.step,
+                                   {"kind": "end", "val_bpc": record["val_bpc"]})  # fmt: skip
+            save_checkpoint(self.run.path / "checkpoints" / "final.pt", self.net, self.optimizer,
+                            step=self.step, extra={"task": self.task.describe()})  # fmt: skip
+        for cb in self.callbacks:
+            cb.on_train_end(self, summary)
+        if self.run is not None:
+            self.run.write_summary(summary)
+        return summary
+
+    def _one_step(self, bar: Any) -> None:
+        self.net.step = self.step
+        t0 = time.perf_counter()
+        ce = self.train_step()
+        tokens = self.cfg.batch_size * self.cfg.seq_len
+        if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps - 1:
+            ce_value = float(ce)  # the only host sync of a step, on logging steps
+            self.train_time += time.perf_counter() - t0
+            self._flops_per_token = self.net.flops_per_token(self.cfg.seq_len)
+            self._log(self._train_record(ce_value))
+            bar.update(ce_value, self.net.tissue.num_nodes, self.tokens_per_s)
+        else:
+            self.train_time += time.perf_counter() - t0
+        self.tokens_seen += tokens
+        self.train_flops += 3 * self._flops_per_token * tokens  # forward + backward ≈ 3× forward
+        self.step += 1
+        for cb in self.callbacks:
+            cb.on_step_end(self, self.step, ce)
+        if self.step % self.cfg.eval_every == 0 and self.step < self.cfg.steps:
+            record = self.evaluate()
+            self._log(record)
+            for cb in self.callbacks:
+                cb.on_eval(self, self.step, record)
+        bar.advance()
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens_seen / self.train_time if self.train_time else 0.0
+
+    def _train_record(self, ce: float) -> dict[str, Any]:
+        stats = self.net.stats
+        return {
+            "kind": "train", "step": self.step, "loss": ce, "bpc": ce / LN2,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "cells": self.net.tissue.num_nodes, "edges": int(self.net.tissue.edge_index.shape[1]),
+            "params": self.net.n_params(), "tokens_per_s": self.tokens_per_s,
+            "gate_mean": float(stats["gate_mean"].mean()) if stats else None,
+            "surprise_mean": float(stats["surprise"].mean()) if stats else None,
+        }  # fmt: skip
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self.last_eval = record if record.get("kind") == "eval" else self.last_eval
+        if self.run is not None:
+            self.run.log_metrics(record)
+
+    def summary(self) -> dict[str, Any]:
+        net = self.net
+        return {
+            "val_bpc": self.last_eval.get("val_bpc"),
+            "best_val_bpc": self.best_val_bpc,
+            "steps": self.step,
+            "params": net.n_params(),
+            "cells": net.tissue.num_nodes,
+            "edges": int(net.tissue.edge_index.shape[1]),
+            "edits": self.n_edits,
+            "tokens_per_s": self.tokens_per_s,
+            "train_flops": self.train_flops,
+            "flops_per_token": net.flops_per_token(self.cfg.seq_len),
+            "dense_flops_per_token": net.flops_per_token(self.cfg.seq_len, gate=1.0),
+            "task": self.task.describe(),
+            "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        }
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; expected cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; expected cpu")
+    return device
+
+
+class _NoBar:
+    def update(self, loss: float, cells: int, tps: float) -> None: ...
+
+    def advance(self) -> None: ...
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class _RichBar(_NoBar):
+    """A rich progress bar showing loss, cells and tokens/s."""
+
+    def __init__(self, total: int, done: int) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]grow"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("cells {task.fields[cells]}"),
+            TextColumn("{task.fields[tps]:,.0f} tok/s"), TimeRemainingColumn(),
+        )  # fmt: skip
+        self.task = self.progress.add_task("grow", total=total, completed=done, loss=math.nan,
+                                           cells=0, tps=0.0)  # fmt: skip
+
+    def update(self, loss: float, cells: int, tps: float) -> None:
+        self.progress.update(self.task, loss=loss, cells=cells, tps=tps)
+
+    def advance(self) -> None:
+        self.progress.advance(self.task)
+
+    def __enter__(self) -> _RichBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def _progress(show: bool, total: int, done: int) -> _NoBar:
+    return _RichBar(total, done) if show else _NoBar()
