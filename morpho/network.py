@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.data import Data
 
 from morpho.cells import CELL_TYPES, CellType, rms_norm
 from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue
@@ -68,7 +69,9 @@ class LevelPlan:
 class Network(nn.Module):
     """A growing network of cells; see the module docstring."""
 
-    def __init__(self, cfg: NetworkConfig) -> None:
+    def __init__(self, cfg: NetworkConfig, tissue: Data | None = None) -> None:
+        """Build the seed tissue of ``cfg`` — or fresh parameters for a given ``tissue``
+        (e.g. a grown run's final topology, trained from scratch as a fixed baseline)."""
         super().__init__()
         self.cfg = cfg
         self.cell: CellType = CELL_TYPES.get(cfg.cell_type)(
@@ -76,7 +79,9 @@ class Network(nn.Module):
         )
         gen = torch.Generator().manual_seed(cfg.seed)
         d = cfg.d_cell
-        self.tissue = seed_tissue(cfg.level_sizes, seed=cfg.seed, fan_in=cfg.seed_fan_in)
+        if tissue is None:
+            tissue = seed_tissue(cfg.level_sizes, seed=cfg.seed, fan_in=cfg.seed_fan_in)
+        self.tissue = tissue
         n_cells, n_edges = self.tissue.num_nodes, self.tissue.edge_index.shape[1]
         rows = self.cell.init_rows(n_cells, d, gen)
         n_out = int((self.tissue.role == OUTPUT).sum())
