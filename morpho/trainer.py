@@ -7,6 +7,17 @@ Trainer events (each callback implements any of them; see :class:`Callback`):
 ``on_train_start``, ``on_step_end``, ``on_eval``, ``on_edit``, ``on_train_end``.
 A growth scheduler is a callback that, at its interval, calls :meth:`Trainer.apply_edit`;
 that is the one place where cells, edges or parameters change during a run.
+
+The trainer trains any model that follows the :class:`Model` protocol, so static
+baselines (``morpho.sims.baselines``) run through the same loop on the same batches:
+
+* required: an ``nn.Module`` with ``forward(tokens) -> logits`` ((B, T) long → (B, T, V)),
+  ``n_params() -> int`` and ``flops_per_token(seq_len) -> float`` (forward FLOPs);
+* optional: ``aux_loss`` (a scalar tensor added with ``train.aux_weight``), ``stats``
+  (a dict of per-cell tensors; ``gate_mean`` is logged), ``tissue`` and ``snapshot()``
+  (a growing network: cells, edges, snapshots and checkpoints are written only then),
+  ``gate_activity`` (with ``tissue``: the ``train.gate_l1`` penalty) and ``step``
+  (set to the training step before each step).
 """
 
 from __future__ import annotations
@@ -15,20 +26,36 @@ import math
 import platform
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from morpho.checkpoint import save_checkpoint
+from morpho.config import TrainConfig
 from morpho.edits import Edit, apply_edit
 from morpho.network import Network
 from morpho.rundir import RunDir
 from morpho.tasks import Task
-from morpho.config import TrainConfig
 
 LN2 = math.log(2.0)
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What the trainer needs from a model; see the module docstring for optional parts."""
+
+    def __call__(self, tokens: Tensor) -> Tensor: ...
+
+    def n_params(self) -> int: ...
+
+    def flops_per_token(self, seq_len: int) -> float: ...
+
+
+def is_growing(net: Any) -> bool:
+    """True for a model with a tissue (a :class:`Network`), false for a static baseline."""
+    return getattr(net, "tissue", None) is not None
 
 
 class Callback:
@@ -47,7 +74,8 @@ class Callback:
 
 def build_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW with two param groups: weight decay on matrices, none on vectors and strengths."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in sorted(net.named_parameters()):
         per_row_matrix = p.dim() >= 3 or (p.dim() == 2 and not name.startswith("banks."))
         (decay if per_row_matrix else no_decay).append(p)
@@ -76,18 +104,24 @@ def gate_penalty(net: Network) -> Tensor:
 
 
 class Trainer:
-    """Trains a :class:`Network` on a :class:`Task`, logging to a :class:`RunDir`."""
+    """Trains a :class:`Network` (or any :class:`Model`) on a :class:`Task`, logging to a
+    :class:`RunDir`."""
 
-    def __init__(self, net: Network, task: Task, cfg: TrainConfig, run: RunDir | None = None,
-                 callbacks: Sequence[Callback] = (), progress: bool = False) -> None:  # fmt: skip
+    def __init__(self, net: Network | Model, task: Task, cfg: TrainConfig,
+                 run: RunDir | None = None, callbacks: Sequence[Callback] = (),
+                 progress: bool = False) -> None:  # fmt: skip
+        if not isinstance(net, torch.nn.Module) or not isinstance(net, Model):
+            raise TypeError(f"expected an nn.Module with forward(tokens), n_params() and "
+                            f"flops_per_token(seq_len); got {type(net).__name__}")  # fmt: skip
         self.device = _device(cfg.device)
-        self.net = net.to(self.device)
+        self.net: Any = net.to(self.device)
+        self.growing = is_growing(net)
         self.task = task
         self.cfg = cfg
         self.run = run
         self.callbacks = list(callbacks)
         self.progress = progress
-        self.optimizer = build_optimizer(net, cfg)
+        self.optimizer = build_optimizer(self.net, cfg)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
         self.best_val_bpc = math.inf
@@ -96,15 +130,18 @@ class Trainer:
         self.tokens_seen = 0
         self.train_flops = 0.0
         self.n_edits = 0
-        self._flops_per_token = net.flops_per_token(cfg.seq_len)  # refreshed on logs and edits
+        self._flops_per_token = self.net.flops_per_token(cfg.seq_len)  # refreshed on logs and edits
 
     # ---------------------------------------------------------------- one step
     def loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """``(total loss, cross-entropy)`` of one batch."""
         logits = self.net(x)  # (B, T, V)
         ce = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-        total = ce + self.cfg.aux_weight * self.net.aux_loss
-        if self.cfg.gate_l1:
+        total = ce
+        aux = getattr(self.net, "aux_loss", None)
+        if aux is not None and self.cfg.aux_weight:
+            total = total + self.cfg.aux_weight * aux
+        if self.cfg.gate_l1 and self.growing:
             total = total + self.cfg.gate_l1 * gate_penalty(self.net)
         return total, ce
 
@@ -143,15 +180,24 @@ class Trainer:
         val_loss = float(torch.stack(losses).mean())
         val_bpc = val_loss / LN2
         self.best_val_bpc = min(self.best_val_bpc, val_bpc)
-        return {"kind": "eval", "step": self.step, "val_loss": val_loss, "val_bpc": val_bpc,
-                "best_val_bpc": self.best_val_bpc}  # fmt: skip
+        record = {"kind": "eval", "step": self.step, "val_loss": val_loss, "val_bpc": val_bpc,
+                  "best_val_bpc": self.best_val_bpc}  # fmt: skip
+        gate = self.gate_mean()
+        if gate is not None:
+            record["gate_mean"] = gate
+        return record
+
+    def gate_mean(self) -> float | None:
+        """Mean gate activity over cells in the last forward; None for a model without gates."""
+        stats = getattr(self.net, "stats", None)
+        return float(stats["gate_mean"].mean()) if stats and "gate_mean" in stats else None
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
         """Train for ``cfg.steps`` steps; returns the summary (also written to the run)."""
         for cb in self.callbacks:
             cb.on_train_start(self)
-        if self.run is not None and self.step == 0:
+        if self.run is not None and self.step == 0 and self.growing:
             self.run.save_snapshot(self.net.snapshot(), 0, {"kind": "start"})
         with _progress(self.progress, self.cfg.steps, self.step) as bar:
             while self.step < self.cfg.steps:
@@ -159,7 +205,7 @@ class Trainer:
         record = self.evaluate()
         self._log(record)
         summary = self.summary()
-        if self.run is not None:
+        if self.run is not None and self.growing:
             self.run.save_snapshot(self.net.snapshot(), self.step,
                                    {"kind": "end", "val_bpc": record["val_bpc"]})  # fmt: skip
             save_checkpoint(self.run.path / "checkpoints" / "final.pt", self.net, self.optimizer,
@@ -171,7 +217,8 @@ class Trainer:
         return summary
 
     def _one_step(self, bar: Any) -> None:
-        self.net.step = self.step
+        if hasattr(self.net, "step"):
+            self.net.step = self.step
         t0 = time.perf_counter()
         ce = self.train_step()
         tokens = self.cfg.batch_size * self.cfg.seq_len
@@ -180,7 +227,7 @@ class Trainer:
             self.train_time += time.perf_counter() - t0
             self._flops_per_token = self.net.flops_per_token(self.cfg.seq_len)
             self._log(self._train_record(ce_value))
-            bar.update(ce_value, self.net.tissue.num_nodes, self.tokens_per_s)
+            bar.update(ce_value, self._n_cells(), self.tokens_per_s)
         else:
             self.train_time += time.perf_counter() - t0
         self.tokens_seen += tokens
@@ -199,15 +246,21 @@ class Trainer:
     def tokens_per_s(self) -> float:
         return self.tokens_seen / self.train_time if self.train_time else 0.0
 
+    def _n_cells(self) -> int | None:
+        return self.net.tissue.num_nodes if self.growing else None
+
+    def _n_edges(self) -> int | None:
+        return int(self.net.tissue.edge_index.shape[1]) if self.growing else None
+
     def _train_record(self, ce: float) -> dict[str, Any]:
-        stats = self.net.stats
+        stats = getattr(self.net, "stats", None) or {}
         return {
             "kind": "train", "step": self.step, "loss": ce, "bpc": ce / LN2,
             "lr": self.optimizer.param_groups[0]["lr"],
-            "cells": self.net.tissue.num_nodes, "edges": int(self.net.tissue.edge_index.shape[1]),
+            "cells": self._n_cells(), "edges": self._n_edges(),
             "params": self.net.n_params(), "tokens_per_s": self.tokens_per_s,
-            "gate_mean": float(stats["gate_mean"].mean()) if stats else None,
-            "surprise_mean": float(stats["surprise"].mean()) if stats else None,
+            "gate_mean": self.gate_mean(),
+            "surprise_mean": float(stats["surprise"].mean()) if "surprise" in stats else None,
         }  # fmt: skip
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -217,18 +270,21 @@ class Trainer:
 
     def summary(self) -> dict[str, Any]:
         net = self.net
+        flops = net.flops_per_token(self.cfg.seq_len)
         return {
             "val_bpc": self.last_eval.get("val_bpc"),
             "best_val_bpc": self.best_val_bpc,
             "steps": self.step,
             "params": net.n_params(),
-            "cells": net.tissue.num_nodes,
-            "edges": int(net.tissue.edge_index.shape[1]),
+            "cells": self._n_cells(),
+            "edges": self._n_edges(),
             "edits": self.n_edits,
+            "gate_mean": self.gate_mean(),
             "tokens_per_s": self.tokens_per_s,
             "train_flops": self.train_flops,
-            "flops_per_token": net.flops_per_token(self.cfg.seq_len),
-            "dense_flops_per_token": net.flops_per_token(self.cfg.seq_len, gate=1.0),
+            "flops_per_token": flops,
+            "dense_flops_per_token": (net.flops_per_token(self.cfg.seq_len, gate=1.0)
+                                      if self.growing else flops),  # fmt: skip
             "task": self.task.describe(),
             "versions": {"python": platform.python_version(), "torch": torch.__version__},
         }
