@@ -1,17 +1,25 @@
-"""Checkpoints: the network (tissue + banks), optimizer state and step, loadable without pickle.
+"""Checkpoints: network (tissue + banks), optimizer state and run state, safe to load.
 
-Files hold only tensors, numbers, strings, lists and dicts, and are read with
-``torch.load(weights_only=True)``, so a crafted file cannot run code. Writes are atomic
-(temp file, fsync, rename).
+File format: ``MORPHOCK`` magic, then the ``torch.save`` payload, then its SHA-256 digest.
+A truncated or bit-flipped file fails the digest and is reported in one line; the payload
+holds only tensors, numbers, strings, lists and dicts and is read with
+``torch.load(weights_only=True)``, so a crafted file cannot run code when loaded. Writes
+are atomic (temp file, fsync, rename): the previous checkpoint stays until the new one is
+complete.
 
-    save_checkpoint(path, net, optimizer, step=step, extra={"vocab": [...]})
-    net, state = load_network(path)                 # rebuilds the grown topology
-    optimizer.load_state_dict(state["optimizer"])
+    save_checkpoint(path, net, optimizer, step=step, extra={"task": {...}})
+    net, payload = load_network(path)               # rebuilds the grown topology
+    optimizer.load_state_dict(payload["optimizer"])
+    path, payload = latest_checkpoint(run / "checkpoints")   # newest file that verifies
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import re
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,6 +32,8 @@ from morpho.network import Network, NetworkConfig
 from morpho.tissue import _atomic_write
 
 FORMAT = 1
+MAGIC = b"MORPHOCK"
+DIGEST = 32  # bytes of SHA-256
 
 
 def save_checkpoint(path: str | os.PathLike[str], net: Network,
@@ -42,21 +52,32 @@ def save_checkpoint(path: str | os.PathLike[str], net: Network,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "extra": extra or {},
     }
-    _atomic_write(Path(path), lambda f: torch.save(payload, f))
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    body = buffer.getvalue()
+    digest = hashlib.sha256(body).digest()
+    _atomic_write(Path(path), lambda f: f.write(MAGIC + body + digest))
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a checkpoint without unpickling arbitrary objects.
+    """Read and verify a checkpoint without unpickling arbitrary objects.
 
     Raises:
-        ValueError: the file is missing, not a morpho checkpoint, or holds non-tensor objects.
+        ValueError: the file is missing, truncated or corrupted (digest mismatch), not a
+            morpho checkpoint, or holds objects other than tensors and plain containers.
     """
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"checkpoint {str(p)!r} does not exist")
+    raw = p.read_bytes()
+    if not raw.startswith(MAGIC) or len(raw) < len(MAGIC) + DIGEST:
+        raise ValueError(f"checkpoint {str(p)!r} is not a morpho checkpoint (bad header)")
+    body, digest = raw[len(MAGIC) : -DIGEST], raw[-DIGEST:]
+    if hashlib.sha256(body).digest() != digest:
+        raise ValueError(f"checkpoint {str(p)!r} is truncated or corrupted (checksum mismatch)")
     try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - report any unreadable file in one line
+        payload = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - report any unreadable payload in one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"checkpoint {str(p)!r} cannot be read safely: {first}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -64,19 +85,43 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return payload
 
 
+def latest_checkpoint(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """The newest ``step_*.pt`` (then ``final.pt``) in ``folder`` that verifies.
+
+    Files that fail verification are reported on stderr, one line each, and skipped.
+
+    Raises:
+        ValueError: no checkpoint in ``folder`` verifies.
+    """
+    folder = Path(folder)
+    candidates = sorted(folder.glob("step_*.pt"), key=_step_of, reverse=True)
+    if (folder / "final.pt").exists():
+        candidates.insert(0, folder / "final.pt")
+    for path in candidates:
+        try:
+            return path, load_checkpoint(path)
+        except ValueError as e:
+            print(f"morpho: skipping {e}", file=sys.stderr)
+    raise ValueError(f"no valid checkpoint in {str(folder)!r}; expected step_*.pt files")
+
+
+def _step_of(path: Path) -> int:
+    m = re.search(r"step_(\d+)\.pt$", path.name)
+    return int(m.group(1)) if m else -1
+
+
 def network_from_payload(payload: dict[str, Any]) -> Network:
     """Rebuild the grown network stored in a checkpoint payload."""
     cfg_dict = dict(payload["network_config"])
     cfg_dict["level_sizes"] = tuple(cfg_dict["level_sizes"])
-    net = Network(NetworkConfig(**cfg_dict))
     tissue = Data(**payload["tissue"])
     tissue.num_nodes = int(payload["tissue"]["cell_id"].shape[0])
     tissue.next_cell_id, tissue.next_edge_id = payload["tissue_counters"]
+    net = Network(NetworkConfig(**cfg_dict), tissue=tissue)
     state = payload["model"]
     for name in list(net.banks):
         net.banks[name] = nn.Parameter(state[f"banks.{name}"].clone())
     net.load_state_dict(state)
-    net.tissue = tissue
     net.step = int(payload["step"])
     net.rebuild()
     return net
