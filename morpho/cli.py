@@ -49,10 +49,10 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 
 @app.command()
 def grow(
-    task: Annotated[str, typer.Option(help="Task to learn (see the morpho.tasks registry).")] = "lang",
+    task: Annotated[str, typer.Option(help="Task to learn (morpho.tasks registry).")] = "lang",
     preset: Annotated[str, typer.Option(help="small | base | anchor.")] = "small",
     steps: Annotated[Optional[int], typer.Option(help="Training steps.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<task>-N).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory [runs/<task>-N].")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for data, init and noise.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Train on this UTF-8 text file.")] = None,

@@ -77,7 +77,9 @@ def _remap_tissue(t: Data, cell_src: Tensor, edge_src: Tensor, edge_index: Tenso
     return new
 
 
-def _maps(net: Network, cell_map: RowMap, edge_map: RowMap, **overrides: RowMap) -> dict[str, RowMap]:
+def _maps(
+    net: Network, cell_map: RowMap, edge_map: RowMap, **overrides: RowMap
+) -> dict[str, RowMap]:
     maps = {k: (edge_map if k in EDGE_BANKS else cell_map) for k in net.banks}
     maps.update(overrides)
     return maps

@@ -29,7 +29,9 @@ class Task(Protocol):
         """Random ``(inputs, targets)`` windows of ``split`` ("train"/"val"), each (B, T) long."""
         ...
 
-    def eval_batches(self, n_batches: int, batch_size: int, seq_len: int) -> list[tuple[Tensor, Tensor]]:
+    def eval_batches(
+        self, n_batches: int, batch_size: int, seq_len: int
+    ) -> list[tuple[Tensor, Tensor]]:
         """Fixed validation windows (the same every call), as (inputs, targets) pairs."""
         ...
 

@@ -111,7 +111,8 @@ def _layered_layout(level_sizes: Sequence[int], gen: torch.Generator) -> torch.T
     for lvl, n in enumerate(level_sizes):
         angle = torch.arange(n) * (2 * math.pi / n)
         radius = 0.5 * math.sqrt(n)
-        ring = torch.stack([radius * angle.cos(), radius * angle.sin(), torch.full((n,), lvl * 1.5)])
+        height = torch.full((n,), lvl * 1.5)
+        ring = torch.stack([radius * angle.cos(), radius * angle.sin(), height])
         rows.append(ring.T + 0.05 * torch.randn(n, 3, generator=gen))
     return torch.cat(rows).float()
 
@@ -162,7 +163,7 @@ def to_networkx(t: Data, with_attrs: bool = True) -> nx.DiGraph:
     g.add_nodes_from(range(n))
     src, dst = t.edge_index.tolist() if t.edge_index.numel() else ([], [])
     if not with_attrs:
-        g.add_edges_from(zip(src, dst))
+        g.add_edges_from(zip(src, dst, strict=True))
         return g
     for name in CELL_FIELDS:
         values = getattr(t, name).tolist()
@@ -175,7 +176,7 @@ def to_networkx(t: Data, with_attrs: bool = True) -> nx.DiGraph:
         g.nodes[i]["role"] = ROLES[g.nodes[i]["role"]]
     extra = {k: getattr(t, k).tolist() for k in ("strength",) if hasattr(t, k)}
     ids, births = t.edge_id.tolist(), t.edge_birth.tolist()
-    for j, (a, b) in enumerate(zip(src, dst)):
+    for j, (a, b) in enumerate(zip(src, dst, strict=True)):
         attrs = {"edge_id": ids[j], "birth": births[j]}
         attrs.update({k: v[j] for k, v in extra.items()})
         g.add_edge(a, b, **attrs)
@@ -188,7 +189,9 @@ def save_graphml(t: Data, path: str | os.PathLike[str]) -> None:
     _atomic_write(Path(path), lambda f: nx.write_graphml(g, f))
 
 
-def save_snapshot(t: Data, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> None:
+def save_snapshot(
+    t: Data, path: str | os.PathLike[str], meta: dict[str, Any] | None = None
+) -> None:
     """Write the compact npz snapshot a movie frame is drawn from, atomically.
 
     Every tensor attribute of the tissue is stored (cell fields, edge fields, and any
