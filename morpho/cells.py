@@ -49,6 +49,10 @@ class LevelOutput:
 class CellType:
     """Template for a cell type: declares banks and computes a level of cells at once."""
 
+    def __init__(self, n_heads: int = 2, mlp_ratio: int = 2) -> None:
+        self.n_heads = n_heads
+        self.mlp_ratio = mlp_ratio
+
     def bank_shapes(self, d: int) -> dict[str, tuple[int, ...]]:
         """Per-row shape of every bank (the leading cell dimension is left out)."""
         raise NotImplementedError
@@ -96,10 +100,6 @@ def linear_recurrence(u: Tensor, log_a: Tensor) -> Tensor:
 
 class ThermoCell(CellType):
     """The thermodynamic cell of DESIGN §3 (inertial core + geometric core + demon gate)."""
-
-    def __init__(self, n_heads: int = 2, mlp_ratio: int = 2) -> None:
-        self.n_heads = n_heads
-        self.mlp_ratio = mlp_ratio
 
     def bank_shapes(self, d: int) -> dict[str, tuple[int, ...]]:
         m = self.mlp_ratio * d

@@ -119,7 +119,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_dict(hint, value, where + ".")
     origin = typing.get_origin(hint)
     if origin is tuple:

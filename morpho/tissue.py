@@ -201,7 +201,7 @@ def save_snapshot(
     meta = dict(meta or {})
     meta.update(next_cell_id=int(t.next_cell_id), next_edge_id=int(t.next_edge_id))
     arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    _atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
+    _atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))  # type: ignore[arg-type]
 
 
 def load_snapshot(path: str | os.PathLike[str]) -> tuple[Data, dict[str, Any]]:
