@@ -61,12 +61,14 @@ class CellType:
         """Fresh parameters for ``n`` cells, one tensor per bank."""
         raise NotImplementedError
 
-    def forward_level(self, banks: dict[str, Tensor], x: Tensor, demand: Tensor | None) -> LevelOutput:
+    def forward_level(
+        self, banks: dict[str, Tensor], x: Tensor, demand: Tensor | None
+    ) -> LevelOutput:
         """Run ``n`` cells on their aggregated inputs ``x`` (n, B, T, d)."""
         raise NotImplementedError
 
     def flops_per_token(self, d: int, seq_len: int) -> tuple[float, float]:
-        """Forward FLOPs per token of one cell: ``(always paid, paid only where the gate opens)``."""
+        """Forward FLOPs per token of one cell: ``(always paid, paid where the gate is open)``."""
         raise NotImplementedError
 
 
@@ -139,7 +141,9 @@ class ThermoCell(CellType):
             "w_mlp2": normal(m, d, std=0.5 / math.sqrt(m)),
         }
 
-    def forward_level(self, banks: dict[str, Tensor], x: Tensor, demand: Tensor | None) -> LevelOutput:
+    def forward_level(
+        self, banks: dict[str, Tensor], x: Tensor, demand: Tensor | None
+    ) -> LevelOutput:
         n, B, T, d = x.shape
         xn = rms_norm(x) * banks["norm"][:, None, None, :]  # (n, B, T, d)
         a = torch.sigmoid(banks["decay"])  # (n, d)
