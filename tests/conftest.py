@@ -1,0 +1,135 @@
+"""Shared helpers of the engine tests: tiny networks, optimizers, training steps, invariants.
+
+Everything runs on CPU in milliseconds: cells have 8 channels and sequences 8 tokens.
+Helpers are plain functions (``from conftest import tiny_net``) so a test reads top-down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from morpho.network import Network, NetworkConfig
+from morpho.tissue import INPUT, OUTPUT, check_tissue
+
+# tiny tensors: threads only add contention (10x slower steps on a loaded 2-core machine)
+torch.set_num_threads(1)
+
+VOCAB = 16
+TINY = NetworkConfig(vocab_size=VOCAB, d_cell=8, level_sizes=(2, 3, 3, 2), n_heads=2,
+                     mlp_ratio=1, seed=0)  # fmt: skip
+
+
+def tiny_net(**overrides: object) -> Network:
+    """A 10-cell network (levels 2-3-3-2, 8 channels); ``overrides`` go to NetworkConfig."""
+    return Network(NetworkConfig(**{**TINY.__dict__, **overrides}))
+
+
+def tokens(seed: int, batch: int = 2, seq_len: int = 8) -> Tensor:
+    """A (B, T) batch of random token ids, the same for the same seed."""
+    return torch.randint(0, VOCAB, (batch, seq_len), generator=torch.Generator().manual_seed(seed))
+
+
+def param_groups(net: torch.nn.Module) -> list[dict]:
+    """Two param groups like ``morpho.trainer.build_optimizer``: matrices (decayed, lower lr)
+    and vectors/strengths. Different hyperparameters per group expose any group mix-up."""
+    decay, no_decay = [], []
+    for name, p in sorted(net.named_parameters()):
+        per_row_matrix = p.dim() >= 3 or (p.dim() == 2 and not name.startswith("banks."))
+        (decay if per_row_matrix else no_decay).append(p)
+    return [{"params": decay, "weight_decay": 0.01, "lr": 2e-3},
+            {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
+
+
+OPTIMIZERS: dict[str, Callable[[list[dict]], torch.optim.Optimizer]] = {
+    "sgd-momentum": lambda g: torch.optim.SGD(g, lr=1e-2, momentum=0.9, nesterov=True),
+    "adam": lambda g: torch.optim.Adam(g, lr=3e-3),
+    "adam-amsgrad": lambda g: torch.optim.Adam(g, lr=3e-3, amsgrad=True),
+    "adamw": lambda g: torch.optim.AdamW(g, lr=3e-3, betas=(0.9, 0.99)),
+    "rmsprop": lambda g: torch.optim.RMSprop(g, lr=1e-3),
+    "rmsprop-centered-momentum": lambda g: torch.optim.RMSprop(g, lr=1e-3, momentum=0.9,
+                                                               centered=True),  # fmt: skip
+    "adagrad": lambda g: torch.optim.Adagrad(g, lr=1e-2, initial_accumulator_value=0.1),
+}
+
+
+def make_optimizer(name: str, net: torch.nn.Module) -> torch.optim.Optimizer:
+    return OPTIMIZERS[name](param_groups(net))
+
+
+def loss_of(net: Network, x: Tensor) -> Tensor:
+    """Next-token cross-entropy (targets: the batch shifted by one) plus the cells' aux loss."""
+    logits = net(x[:, :-1])
+    ce = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten())
+    return ce + 0.1 * net.aux_loss
+
+
+def train(net: Network, opt: torch.optim.Optimizer, n_steps: int, seed: int = 0) -> list[float]:
+    """``n_steps`` optimizer steps on batches ``tokens(seed + i)``; returns the losses."""
+    losses = []
+    for i in range(n_steps):
+        loss = loss_of(net, tokens(seed + i, seq_len=9))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def reaches_output(t, dead_cells: Collection[int] = (), dead_edges: Collection[int] = ()) -> bool:
+    """Independent oracle: does some input row reach some output row (plain BFS over rows)?"""
+    n = t.num_nodes
+    children: dict[int, list[int]] = {i: [] for i in range(n)}
+    for j, (a, b) in enumerate(t.edge_index.T.tolist()):
+        if j not in dead_edges and a not in dead_cells and b not in dead_cells:
+            children[a].append(b)
+    frontier = [i for i in range(n) if int(t.role[i]) == INPUT and i not in dead_cells]
+    seen = set(frontier)
+    while frontier:
+        frontier = [c for i in frontier for c in children[i] if c not in seen]
+        seen.update(frontier)
+    return any(int(t.role[i]) == OUTPUT for i in seen)
+
+
+def assert_invariants(net: Network, opt: torch.optim.Optimizer | None = None) -> None:
+    """DESIGN §2 invariant 4, checked from the outside (plus ``check_tissue``)."""
+    t = net.tissue
+    check_tissue(t)
+    n, e = t.num_nodes, t.edge_index.shape[1]
+    assert t.cell_id.unique().numel() == n and t.edge_id.unique().numel() == e
+    if e:
+        assert 0 <= int(t.edge_index.min()) and int(t.edge_index.max()) < n, "edge at a dead cell"
+    for name, bank in net.banks.items():
+        assert bank.shape[0] == (e if name == "strength" else n), f"bank {name} has wrong rows"
+    assert reaches_output(t), "no path from an input to an output"
+    if opt is None:
+        return
+    in_groups = [p for g in opt.param_groups for p in g["params"]]
+    assert len(in_groups) == len({id(p) for p in in_groups}), "a parameter is in two groups"
+    assert {id(p) for p in in_groups} == {id(p) for p in net.parameters()}
+    assert all(any(p is q for q in in_groups) for p in opt.state), "state of a stale parameter"
+    for p in net.parameters():
+        for key, value in opt.state.get(p, {}).items():
+            if torch.is_tensor(value) and value.dim():
+                assert value.shape == p.shape, f"state {key} of shape {value.shape} vs {p.shape}"
+
+
+def cell_of(net: Network, role: int, k: int = 0) -> int:
+    """Stable id of the ``k``-th live cell with ``role``."""
+    return int(net.tissue.cell_id[net.tissue.role == role][k])
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    """Every test starts from the same global RNG state (split noise uses it)."""
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def net() -> Network:
+    return tiny_net()
+
