@@ -51,8 +51,9 @@ OPTIMIZERS: dict[str, Callable[[list[dict]], torch.optim.Optimizer]] = {
     "adam-amsgrad": lambda g: torch.optim.Adam(g, lr=3e-3, amsgrad=True),
     "adamw": lambda g: torch.optim.AdamW(g, lr=3e-3, betas=(0.9, 0.99)),
     "rmsprop": lambda g: torch.optim.RMSprop(g, lr=1e-3),
-    "rmsprop-centered-momentum": lambda g: torch.optim.RMSprop(g, lr=1e-3, momentum=0.9,
-                                                               centered=True),  # fmt: skip
+    "rmsprop-centered-momentum": lambda g: torch.optim.RMSprop(
+        g, lr=1e-3, momentum=0.9, centered=True
+    ),  # fmt: skip
     "adagrad": lambda g: torch.optim.Adagrad(g, lr=1e-2, initial_accumulator_value=0.1),
 }
 
@@ -132,4 +133,3 @@ def _seeded() -> None:
 @pytest.fixture
 def net() -> Network:
     return tiny_net()
-

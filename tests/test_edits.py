@@ -50,7 +50,8 @@ def test_identity_edit_is_bit_invisible(opt_name: str) -> None:
     train(twin, opt_t, 3)
     old_params = list(edited.parameters())
     morpho.apply_edit(edited, morpho.identity_edit(edited), opt_e)
-    assert any(p is not q for p, q in zip(edited.parameters(), old_params))  # banks replaced
+    replaced = zip(edited.parameters(), old_params, strict=True)
+    assert any(p is not q for p, q in replaced)  # the banks are new Parameters
     train(edited, opt_e, 3, seed=3)
     train(twin, opt_t, 3, seed=3)
 
@@ -170,8 +171,11 @@ def test_disconnect_of_a_zero_edge_preserves_function(net) -> None:
 
 # ------------------------------------------------------- law 4: random edit sequences
 EDIT_STEPS = st.lists(
-    st.tuples(st.sampled_from(["split", "remove", "connect", "disconnect"]),
-              st.integers(0, 10**6), st.integers(0, 10**6)),  # fmt: skip
+    st.tuples(
+        st.sampled_from(["split", "remove", "connect", "disconnect"]),
+        st.integers(0, 10**6),
+        st.integers(0, 10**6),
+    ),  # fmt: skip
     min_size=1,
     max_size=8,
 )
@@ -315,9 +319,9 @@ def test_remove_with_bridge_adds_product_strength_edges(net) -> None:
         net.banks["strength"][net.edge_row_of(skip)] = 0.25
     victim = cell_of(net, HIDDEN, 0)
     t = net.tissue
-    s = dict(zip(t.edge_id.tolist(), net.banks["strength"].tolist()))
-    pair = {(int(t.cell_id[u]), int(t.cell_id[v])): i
-            for (u, v), i in zip(t.edge_index.T.tolist(), t.edge_id.tolist())}  # fmt: skip
+    s = dict(zip(t.edge_id.tolist(), net.banks["strength"].tolist(), strict=True))
+    ends = t.cell_id[t.edge_index].T.tolist()  # (E, 2) stable ids of source and target
+    pair = {(u, v): i for (u, v), i in zip(ends, t.edge_id.tolist(), strict=True)}
     ins = [(u, e) for (u, v), e in pair.items() if v == victim]
     outs = [(v, e) for (u, v), e in pair.items() if u == victim]
     expected = {(u, v): s[e1] * s[e2] for u, e1 in ins for v, e2 in outs if (u, v) not in pair}
