@@ -13,15 +13,6 @@ from morpho.trainer import Trainer
 VOCAB = 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Tiny models run fastest on one thread (and are not slowed by a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("name", BASELINES)
 @pytest.mark.parametrize("target", [20_000, 131_000, 840_000])
 def test_baseline_hits_the_requested_parameter_count(name: str, target: int) -> None:
