@@ -1,4 +1,4 @@
-"""CLI commands of the task side: ``morpho sample`` (and later ``bench``, ``stream``).
+"""CLI commands of the task side: ``morpho sample``, ``morpho bench``.
 
 Registered through the ``morpho.commands`` entry point, so the engine CLI never imports
 ``morpho.sims`` itself.
@@ -7,13 +7,14 @@ Registered through the ``morpho.commands`` entry point, so the engine CLI never 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     app.command()(sample)
+    app.command()(bench)
 
 
 def sample(
@@ -26,11 +27,13 @@ def sample(
     """Print text sampled from a lang run's final network."""
     from morpho.checkpoint import load_network
     from morpho.cli import fail
-    from morpho.sims.lang import sample_text
+
+    from .lang import sample_text
 
     try:
         if length < 1 or temperature <= 0:
-            raise ValueError(f"--length must be >= 1 and --temperature > 0; got {length}, {temperature}")
+            raise ValueError(f"--length must be >= 1 and --temperature > 0; "
+                             f"got {length}, {temperature}")
         net, payload = load_network(run / "checkpoints" / "final.pt")
         info = payload["extra"].get("task", {})
         if info.get("task") != "lang":
@@ -56,3 +59,40 @@ class _VocabOnly:
 
     def decode(self, ids) -> str:  # type: ignore[no-untyped-def]
         return "".join(self.chars[int(i)] for i in ids)
+
+
+def bench(
+    task: Annotated[str, typer.Option(help="Task (see the morpho.tasks registry).")] = "lang",
+    preset: Annotated[str, typer.Option(help="small | base | anchor.")] = "small",
+    steps: Annotated[Optional[int], typer.Option(help="Training steps of every row.")] = None,
+    corpus: Annotated[Optional[str], typer.Option(help="pydoc | stdlib (lang task).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Train on this UTF-8 text file.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output (runs/bench-<task>-N).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for data, init and noise.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML config file.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty bench directory.")] = False,
+) -> None:
+    """Train morpho, morpho-fixed, each rule ablated, a Transformer and a GRU; print a table."""
+    from rich.console import Console
+
+    from morpho.cli import fail, run_config
+    from morpho.grow import default_run_path
+
+    from .bench import bench as run_bench
+    from .bench import render_table
+
+    try:
+        cfg = run_config(preset, config, {
+            "task": task,
+            "task_options": {"data": str(data) if data else None, "corpus": corpus},
+            "train": {"steps": steps, "seed": seed, "device": device},
+            "network": {"seed": seed},
+        })  # fmt: skip
+        path = out or default_run_path(f"bench-{cfg.task}")
+        result = run_bench(cfg, path, overwrite=overwrite, log=lambda m: typer.echo(m, err=True))
+    except ValueError as e:
+        fail(str(e))
+        return
+    Console(width=140).print(render_table(result["rows"], f"morpho bench · {path}"))
+    typer.echo(f"wrote {path / 'bench.json'}")

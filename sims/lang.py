@@ -94,7 +94,8 @@ class LangTask:
         starts = torch.randint(0, len(ids) - seq_len - 1, (batch_size,), generator=generator)
         return self._windows(ids, starts, seq_len)
 
-    def eval_batches(self, n_batches: int, batch_size: int, seq_len: int) -> list[tuple[Tensor, Tensor]]:
+    def eval_batches(self, n_batches: int, batch_size: int,
+                     seq_len: int) -> list[tuple[Tensor, Tensor]]:  # fmt: skip
         ids = self._split("val", seq_len)
         total = n_batches * batch_size
         starts = torch.linspace(0, len(ids) - seq_len - 2, total).long()
@@ -102,7 +103,8 @@ class LangTask:
 
     def describe(self) -> dict[str, Any]:
         return {"task": self.name, "corpus": self.source, "chars": self.chars,
-                "train_chars": len(self.splits["train"]), "val_chars": len(self.splits["val"])}  # fmt: skip
+                "train_chars": len(self.splits["train"]),
+                "val_chars": len(self.splits["val"])}  # fmt: skip
 
     def _split(self, split: str, seq_len: int) -> Tensor:
         if split not in self.splits:
@@ -110,7 +112,8 @@ class LangTask:
         ids = self.splits[split]
         if len(ids) < seq_len + 2:
             raise ValueError(f"the {split} split has {len(ids)} characters; expected at least "
-                             f"seq_len + 2 = {seq_len + 2} (use a longer text or a shorter seq_len)")  # fmt: skip
+                             f"seq_len + 2 = {seq_len + 2} "
+                             "(use a longer text or a shorter seq_len)")  # fmt: skip
         return ids
 
     @staticmethod
