@@ -35,7 +35,8 @@ class LevelOutput:
 
     Shapes:
         y: (n, B, T, d) cell outputs; aux_loss: () summed local prediction loss;
-        gate: (n, B, T) gate activity; surprise, gate_mean, out_norm: (n,) detached statistics.
+        gate: (n, B, T) gate activity; surprise, gate_mean, out_norm: (n,) detached statistics;
+        gate_entropy: (n,) detached mean binary entropy of the gate per token (nats), or None.
     """
 
     y: Tensor
@@ -44,6 +45,7 @@ class LevelOutput:
     surprise: Tensor
     gate_mean: Tensor
     out_norm: Tensor
+    gate_entropy: Tensor | None = None
 
 
 class CellType:
@@ -82,6 +84,12 @@ def register_cell_type(name: str, cell_type: type[CellType]) -> None:
 
 def rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+def binary_entropy(p: Tensor, eps: float = 1e-6) -> Tensor:
+    """Entropy in nats of a Bernoulli(``p``), elementwise; 0 at p ∈ {0, 1}, log 2 at 1/2."""
+    p = p.clamp(eps, 1 - eps)
+    return -(p * p.log() + (1 - p) * (1 - p).log())
 
 
 def linear_recurrence(u: Tensor, log_a: Tensor) -> Tensor:
@@ -170,7 +178,8 @@ class ThermoCell(CellType):
         y = y + torch.einsum("nbtm,nmd->nbtd", z, banks["w_mlp2"])
         with torch.no_grad():
             stats = (err.mean(dim=(1, 2)), g.mean(dim=(1, 2)), y.pow(2).mean(dim=(1, 2, 3)).sqrt())
-        return LevelOutput(y, aux_loss, g, *stats)
+            entropy = binary_entropy(g).mean(dim=(1, 2))  # (n,) the demon's uncertainty
+        return LevelOutput(y, aux_loss, g, *stats, gate_entropy=entropy)
 
     def _attention(self, xn: Tensor, w_qkv: Tensor, w_out: Tensor) -> Tensor:
         n, B, T, d = xn.shape

@@ -9,6 +9,8 @@ loops over levels and over (source level, target level) pairs — never over cel
     logits = net(tokens)                  # (B, T) long -> (B, T, V)
     net.tissue                            # the torch_geometric Data (see morpho.tissue)
     net.stats["gate_mean"]                # (N,) per-cell statistics of the last forward
+    net.capture = True                    # the next grad-enabled forward keeps, per level,
+    net.captured["inputs"][k].grad        # its inputs x (grad retained) and outputs y
 
 Only :func:`morpho.edits.apply_edit` changes the number of cells, edges or parameters; it
 calls :meth:`Network.rebuild` afterwards, which recomputes the level plan.
@@ -22,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from morpho.cells import CELL_TYPES, CellType, rms_norm
+from morpho.cells import CELL_TYPES, CellType, binary_entropy, rms_norm
 from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue
 
 EDGE_BANKS = ("strength",)
@@ -82,7 +84,7 @@ class Network(nn.Module):
         if tissue is None:
             tissue = seed_tissue(cfg.level_sizes, seed=cfg.seed, fan_in=cfg.seed_fan_in)
         self.tissue = tissue
-        n_cells, n_edges = self.tissue.num_nodes, self.tissue.edge_index.shape[1]
+        n_cells = self.tissue.num_nodes
         rows = self.cell.init_rows(n_cells, d, gen)
         n_out = int((self.tissue.role == OUTPUT).sum())
         rows["readout"] = torch.where(self.tissue.role == OUTPUT, 1.0 / n_out, 0.0)
@@ -97,6 +99,8 @@ class Network(nn.Module):
         self.stats: dict[str, Tensor] = {}
         self.aux_loss: Tensor = torch.zeros(())
         self.gate_activity: Tensor = torch.zeros(0)  # (N,) differentiable mean gate per cell
+        self.capture = False  # keep per-level inputs/outputs of the next grad-enabled forward
+        self.captured: dict[str, list[Tensor]] = {}  # "inputs", "outputs": (n, B, T, d) per level
         self.plan: list[LevelPlan] = []
         self.rebuild()
 
@@ -152,6 +156,7 @@ class Network(nn.Module):
         self.plan = plan
         self._plan_device = device
         self.stats = {}
+        self.captured = {}
 
     # ------------------------------------------------------------------- forward
     def forward(self, tokens: Tensor) -> Tensor:
@@ -169,15 +174,22 @@ class Network(nn.Module):
         return self.forward_embedded(emb)
 
     def forward_embedded(self, emb: Tensor) -> Tensor:
-        """Run the tissue on already-embedded inputs (task adapters use this). (B, T, d) → logits."""
+        """Run the tissue on embedded inputs (task adapters use this): (B, T, d) → logits."""
         return self.head_logits(self.forward_tissue(emb))
 
     def forward_tissue(self, emb: Tensor) -> Tensor:
-        """The tissue alone: (B, T, d) embedded inputs → (B, T, d) pooled readout state."""
+        """The tissue alone: (B, T, d) embedded inputs → (B, T, d) pooled readout state.
+
+        With ``self.capture`` set and grad enabled, ``self.captured`` keeps every level's
+        aggregated input ``x`` (its ``.grad`` retained: ∂L/∂x after backward) and detached
+        output ``y``; ``Σ ⟨∂L/∂x_b, y_a⟩`` is the gradient of a zero-strength edge a → b.
+        """
         B, T, d = emb.shape
         strength = self.banks["strength"]
         outs: list[Tensor] = []
         aux, gates, stats = [], [], []
+        keep = self.capture and torch.is_grad_enabled()
+        inputs: list[Tensor] = []
         readout = emb.new_zeros(B, T, d)
         prev_gate: Tensor | None = None
         for lp in self.plan:
@@ -186,6 +198,10 @@ class Network(nn.Module):
             for k, s_local, d_local, e_rows in lp.incoming:
                 msg = outs[k].index_select(0, s_local) * strength[e_rows].view(-1, 1, 1, 1)
                 x = x.index_add(0, d_local, msg)  # (n, B, T, d)
+            if keep:
+                if x.requires_grad:
+                    x.retain_grad()
+                inputs.append(x)
             demand = None
             if self.cfg.demand_weight and prev_gate is not None:
                 demand = self.cfg.demand_weight * prev_gate.detach().mean(0, keepdim=True)
@@ -194,7 +210,8 @@ class Network(nn.Module):
             outs.append(o.y)
             aux.append(o.aux_loss)
             gates.append(o.gate.mean(dim=(1, 2)))
-            stats.append((o.surprise, o.gate_mean, o.out_norm))
+            entropy = binary_entropy(o.gate_mean) if o.gate_entropy is None else o.gate_entropy
+            stats.append((o.surprise, o.gate_mean, o.out_norm, entropy))
             prev_gate = o.gate
             if lp.readout is not None:
                 local, rows = lp.readout
@@ -202,8 +219,11 @@ class Network(nn.Module):
                 readout = readout + (w * o.y.index_select(0, local)).sum(0)
         self.aux_loss = torch.stack(aux).sum()
         self.gate_activity = torch.cat(gates)
-        surprise, gate_mean, out_norm = (torch.cat(s) for s in zip(*stats))
-        self.stats = {"surprise": surprise, "gate_mean": gate_mean, "out_norm": out_norm}
+        surprise, gate_mean, out_norm, entropy = (torch.cat(s) for s in zip(*stats, strict=True))
+        self.stats = {"surprise": surprise, "gate_mean": gate_mean, "out_norm": out_norm,
+                      "gate_entropy": entropy}  # fmt: skip
+        if keep:
+            self.captured = {"inputs": inputs, "outputs": [y.detach() for y in outs]}
         return readout
 
     def head_logits(self, state: Tensor) -> Tensor:
