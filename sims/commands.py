@@ -28,7 +28,7 @@ def sample(
     from morpho.checkpoint import load_network
     from morpho.cli import fail
 
-    from .lang import sample_text
+    from .lang import CharVocab, sample_text
 
     try:
         if length < 1 or temperature <= 0:
@@ -38,27 +38,11 @@ def sample(
         info = payload["extra"].get("task", {})
         if info.get("task") != "lang":
             raise ValueError(f"run {str(run)!r} is a {info.get('task')!r} run; expected a lang run")
-        task = _VocabOnly(info["chars"])
+        vocab = CharVocab(info["chars"])
     except ValueError as e:
         fail(str(e))
         return
-    typer.echo(sample_text(net, task, prompt, length, temperature, seed))
-
-
-class _VocabOnly:
-    """Encode/decode with a run's saved character set, without reloading the corpus."""
-
-    def __init__(self, chars: str) -> None:
-        self.chars = chars
-        self.index = {c: i for i, c in enumerate(chars)}
-
-    def encode(self, text: str):  # type: ignore[no-untyped-def]
-        import torch
-
-        return torch.tensor([self.index.get(c, 0) for c in text], dtype=torch.long)
-
-    def decode(self, ids) -> str:  # type: ignore[no-untyped-def]
-        return "".join(self.chars[int(i)] for i in ids)
+    typer.echo(sample_text(net, vocab, prompt, length, temperature, seed))
 
 
 def bench(
