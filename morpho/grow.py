@@ -2,6 +2,9 @@
 
     summary = grow(RunConfig.preset("small"), out="runs/demo")
 
+Growth (the :class:`~morpho.scheduler.Scheduler`) runs unless ``cfg.growth["enabled"]`` is
+false; ``config.toml`` records the resolved growth table with every rule's parameters.
+
 Everything is validated (config, task, data) before the run directory is created, so bad
 input leaves nothing on disk.
 """
@@ -17,6 +20,7 @@ import torch
 from morpho.config import RunConfig, dump_toml
 from morpho.network import Network
 from morpho.rundir import RunDir
+from morpho.scheduler import GrowthConfig, Scheduler
 from morpho.tasks import TASKS
 from morpho.trainer import Callback, Trainer
 
@@ -35,14 +39,18 @@ def build_network(cfg: RunConfig, vocab_size: int) -> Network:
 
 
 def grow(cfg: RunConfig, out: str | os.PathLike[str], progress: bool = False,
-         overwrite: bool = False, callbacks: list[Callback] | None = None) -> dict[str, Any]:  # fmt: skip
+         overwrite: bool = False, callbacks: list[Callback] | None = None) -> dict[str, Any]:
     """Train ``cfg`` into the run directory ``out``; returns the summary."""
     torch.manual_seed(cfg.train.seed)
+    growth = GrowthConfig.from_dict(cfg.growth)
     task = build_task(cfg)
     net = build_network(cfg, task.vocab_size)
     run = RunDir(out, overwrite=overwrite)
-    trainer = Trainer(net, task, cfg.train, run=run, callbacks=callbacks or [], progress=progress)
-    run.create(dump_toml(cfg.merged({"network": {"vocab_size": task.vocab_size}}).to_dict()))
+    scheduler = [Scheduler(growth)] if growth.enabled else []
+    trainer = Trainer(net, task, cfg.train, run=run, callbacks=[*scheduler, *(callbacks or [])],
+                      progress=progress)  # fmt: skip
+    resolved = {"network": {"vocab_size": task.vocab_size}, "growth": growth.to_dict()}
+    run.create(dump_toml(cfg.merged(resolved).to_dict()))
     return trainer.fit()
 
 

@@ -1,0 +1,471 @@
+"""The growth scheduler (DESIGN §4): statistics → rule proposals → conflict-free edits → log.
+
+    growth = GrowthConfig.from_dict(cfg.growth)          # the run config's [growth] table
+    trainer = Trainer(net, task, cfg.train, run=run, callbacks=[Scheduler(growth)])
+
+Every step the scheduler folds the last forward's per-cell statistics into exponential
+moving averages (free energy, gate, surprise) on the device, without a host sync. Every
+``interval`` steps it writes them into the tissue (``fe_ema``, ``gate_ema``,
+``surprise_ema``: edits carry them, so daughters inherit and the dead are dropped),
+appends them to a short per-id history, shows a read-only :class:`GrowthView` to each
+enabled rule, and resolves the proposed :class:`Event` objects: highest score first, at
+most one event per cell per round, none on a cell in cooldown, within the budgets on
+cells, parameters and events per round. Each accepted event is built by a
+``morpho.edits`` builder, applied by :meth:`Trainer.apply_edit` (optimizer state
+migrated), and appended to ``events.jsonl``; each round with events saves a snapshot.
+
+Rules live outside the engine (``growth_rules/``, the ``morpho.growth_rules`` entry-point
+group) and are found through :data:`RULES`; list them with ``morpho rules``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+from morpho.edits import Edit, connect_edit, disconnect_edit, remove_edit, split_edit
+from morpho.energy import free_energy, wiring_cost
+from morpho.network import Network
+from morpho.registry import Registry
+from morpho.trainer import Callback, Trainer
+
+CELL_STATS = ("fe_ema", "gate_ema", "surprise_ema")  # tissue fields the scheduler maintains
+
+
+# ------------------------------------------------------------------ rule interface
+@dataclass(frozen=True)
+class Event:
+    """One proposed topology event. Frozen: rules hand these over and never touch the net.
+
+    Attributes:
+        kind: ``split`` | ``remove`` | ``connect`` | ``disconnect`` (the edit builder).
+        cells: stable cell ids the event names (``(src, dst)`` for edges).
+        score: priority; higher wins a conflict (dimensionless margin over the rule's bar).
+        reason: one line a person reads in ``events.jsonl``.
+        rule: name of the proposing rule.
+        edge: stable edge id (``disconnect``), else None.
+        stats: the statistics that triggered it.
+        options: keyword arguments of the edit builder (``noise``, ``bridge``).
+    """
+
+    kind: str
+    cells: tuple[int, ...]
+    score: float
+    reason: str
+    rule: str = ""
+    edge: int | None = None
+    stats: Mapping[str, float] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GrowthView:
+    """What a rule sees at a check; tensors are CPU copies aligned with the tissue rows.
+
+    Attributes:
+        step: training step of the check.
+        tissue: the tissue (CPU), with ``fe_ema``, ``gate_ema``, ``surprise_ema`` current.
+        strength: (E,) edge strengths.
+        cell_history: ``fe_ema`` / ``gate_ema`` / ``surprise_ema`` → (N, K) values at the
+            last K checks, oldest first, NaN where the cell did not exist yet.
+        edge_history: (E, K) ``|strength|`` at the last K checks, NaN before the edge's birth.
+        edge_gradient: (N, N) ``|∂L/∂s|`` of a zero-strength edge from row a to row b on the
+            last step, or None when no enabled rule asked for it.
+    """
+
+    step: int
+    tissue: Data
+    strength: Tensor
+    cell_history: Mapping[str, Tensor]
+    edge_history: Tensor
+    edge_gradient: Tensor | None = None
+
+
+class Rule:
+    """Template for a growth rule: a frozen dataclass of parameters with ``propose``.
+
+    The class docstring's first line is the rule's law (``morpho rules`` prints it).
+    """
+
+    needs_edge_gradient: ClassVar[bool] = False  # ask the scheduler for view.edge_gradient
+
+    def propose(self, view: GrowthView) -> list[Event]:
+        raise NotImplementedError
+
+
+RULES: Registry[type[Rule]] = Registry("growth rule", entry_point_group="morpho.growth_rules")
+
+
+def rule_law(rule: type) -> str:
+    """First line of a rule's class docstring."""
+    return (rule.__doc__ or "").strip().splitlines()[0] if rule.__doc__ else ""
+
+
+def build_rule(name: str, params: Mapping[str, Any]) -> Rule:
+    """Instantiate rule ``name`` with ``params``; ``ValueError`` naming a bad parameter."""
+    cls = RULES.get(name)
+    known = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    for key in params:
+        if key not in known:
+            raise ValueError(f"unknown parameter growth.{name}.{key}; "
+                             f"expected one of: {', '.join(sorted(known))}")  # fmt: skip
+    return cls(**params)
+
+
+# ------------------------------------------------------------------------- config
+DEFAULT_RULES = ("mitosis", "apoptosis", "dendrite", "prune")
+
+
+@dataclass(frozen=True)
+class GrowthConfig:
+    """The scheduler and its rules: the ``[growth]`` table and its ``[growth.<rule>]`` tables."""
+
+    enabled: bool = True  # run the scheduler at all
+    rules: tuple[str, ...] = DEFAULT_RULES  # enabled rules, by registered name
+    interval: int = 25  # steps between checks
+    start: int = 50  # first check at this step (statistics settle during warm-up)
+    max_cells: int = 24  # no event may grow the tissue beyond this many cells
+    max_params: int = 0  # … nor beyond this many parameters (0: no limit)
+    max_events_per_round: int = 3  # events applied per check
+    cooldown: int = 50  # steps a cell named by an event is left alone
+    ema_decay: float = 0.9  # per-step decay of the fe / gate / surprise EMAs
+    tau: float = 0.1  # temperature: weight of the gate entropy S in F = U − τS + γW
+    gamma: float = 0.02  # weight of the wiring cost W
+    energy_terms: dict[str, float] = field(default_factory=dict)  # extra terms and weights
+    history: int = 8  # checks of statistics kept per cell and edge (>= every patience)
+    seed: int = 0  # seeds the split noise
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-rule parameters
+
+    def __post_init__(self) -> None:
+        checks = {"interval": self.interval >= 1, "start": self.start >= 0,
+                  "max_cells": self.max_cells >= 1, "max_params": self.max_params >= 0,
+                  "max_events_per_round": self.max_events_per_round >= 0,
+                  "cooldown": self.cooldown >= 0, "ema_decay": 0 <= self.ema_decay < 1,
+                  "history": self.history >= 1}  # fmt: skip
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"growth.{name} is out of range; got {getattr(self, name)!r}")
+        for name in (*self.rules, *self.params):
+            RULES.get(name)  # ValueError listing the registered rules
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> GrowthConfig:
+        """Parse a ``[growth]`` table; sub-tables named after rules hold their parameters.
+
+        Raises:
+            ValueError: an unknown key (named), a wrong type, an unknown rule or parameter.
+        """
+        fields = {f.name for f in dataclasses.fields(GrowthConfig)} - {"params"}
+        hints = typing.get_type_hints(GrowthConfig)
+        kwargs: dict[str, Any] = {}
+        params: dict[str, dict[str, Any]] = {}
+        for key, value in data.items():
+            if key in fields:
+                kwargs[key] = _coerce(hints[key], value, f"growth.{key}")
+            elif isinstance(value, Mapping) and key in RULES:
+                params[key] = dict(value)
+            else:
+                raise ValueError(f"unknown config key growth.{key!r}; expected one of: "
+                                 f"{', '.join(sorted(fields) + RULES.names())}")  # fmt: skip
+        cfg = GrowthConfig(**kwargs, params=params)
+        for name in cfg.rules:
+            build_rule(name, cfg.params.get(name, {}))
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved table: every field, and every enabled rule's full parameters."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del out["params"]
+        out["rules"] = list(self.rules)
+        for name in self.rules:
+            out[name] = dataclasses.asdict(build_rule(name, self.params.get(name, {})))  # type: ignore[call-overload]
+        return out
+
+    def energy_weights(self) -> dict[str, float]:
+        """``F = U − τS + γW`` plus any extra terms."""
+        return {"internal": 1.0, "entropy": -self.tau, "wiring": self.gamma, **self.energy_terms}
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{where}: expected a list of names, got {value!r}")
+        return tuple(value)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: expected a table, got {value!r}")
+        return {str(k): float(v) for k, v in value.items()}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------- edits
+EDIT_BUILDERS: dict[str, Callable[..., Edit]] = {
+    "split": lambda net, ev, gen: split_edit(net, ev.cells[0], generator=gen, **ev.options),
+    "remove": lambda net, ev, gen: remove_edit(net, ev.cells[0], **ev.options),
+    "connect": lambda net, ev, gen: connect_edit(net, ev.cells[0], ev.cells[1]),
+    "disconnect": lambda net, ev, gen: disconnect_edit(net, ev.edge),
+}
+
+
+def edit_for(net: Network, event: Event, generator: torch.Generator | None = None) -> Edit:
+    """The edit an event asks for; ``ValueError`` if the engine refuses it."""
+    if event.kind not in EDIT_BUILDERS:
+        raise ValueError(f"unknown event kind {event.kind!r}; expected one of: "
+                         f"{', '.join(EDIT_BUILDERS)}")  # fmt: skip
+    return EDIT_BUILDERS[event.kind](net, event, generator)
+
+
+def params_after(net: Network, edit: Edit) -> int:
+    """Parameter count of ``net`` once ``edit`` is applied."""
+    banks = sum(len(edit.maps[k]) * v[0].numel() for k, v in net.banks.items() if len(v))
+    return net.n_params() - sum(v.numel() for v in net.banks.values()) + banks
+
+
+def edge_gradients(net: Network) -> Tensor | None:
+    """(N, N) ``|Σ_{B,T} ⟨∂L/∂x_b, y_a⟩|``: the gradient of a zero-strength edge row a → row b,
+    from the last captured forward and backward (see ``Network.capture``); None if none."""
+    cap = net.captured
+    if not cap or len(cap["inputs"]) != len(net.plan):
+        return None
+    grads = [x.grad if x.grad is not None else torch.zeros_like(x) for x in cap["inputs"]]
+    g = torch.cat(grads).flatten(1)  # (N, B·T·d)
+    y = torch.cat(cap["outputs"]).flatten(1)  # (N, B·T·d)
+    return (y @ g.T).abs().cpu()
+
+
+# ------------------------------------------------------------------ the scheduler
+class Scheduler(Callback):
+    """Runs the growth rules every ``interval`` steps; see the module docstring."""
+
+    def __init__(self, cfg: GrowthConfig) -> None:
+        self.cfg = cfg
+        self.rules = {name: build_rule(name, cfg.params.get(name, {})) for name in cfg.rules}
+        self.weights = cfg.energy_weights()
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.cell_history: dict[int, list[tuple[float, ...]]] = {}  # cell id → last K checks
+        self.edge_history: dict[int, list[float]] = {}  # edge id → |strength| at last K checks
+        self.cooldown: dict[int, int] = {}  # cell id → first step it may take part again
+        self.checks = 0
+        self.counts: Counter[str] = Counter()
+        self._ema: dict[str, Tensor] = {}  # device copies of the tissue's EMA fields
+        self._wiring: Tensor | None = None
+        self._fresh = True  # the first statistics replace the tissue's initial EMAs
+
+    @property
+    def needs_edge_gradient(self) -> bool:
+        return any(r.needs_edge_gradient for r in self.rules.values())
+
+    # --------------------------------------------------------------- callback events
+    def on_train_start(self, trainer: Trainer) -> None:
+        self._load(trainer.net)
+
+    def on_step_end(self, trainer: Trainer, step: int, loss: Tensor) -> None:
+        net = trainer.net
+        if not self.cfg.enabled or not net.stats:
+            return
+        self._update_ema(net)
+        due = step >= self.cfg.start and step % self.cfg.interval == 0
+        if self.needs_edge_gradient:
+            nxt = step + 1
+            net.capture = nxt >= self.cfg.start and nxt % self.cfg.interval == 0
+        if due:
+            self.check(trainer, step)
+
+    def on_edit(self, trainer: Trainer, edit: Edit) -> None:
+        self._load(trainer.net)  # rows moved: re-read the EMAs the edit carried
+
+    def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        self._flush(trainer.net)
+        summary["growth_events"] = dict(self.counts)
+
+    # ------------------------------------------------------------------ statistics
+    def _load(self, net: Network) -> None:
+        device = net.embed.device
+        self._ema = {k: net.tissue[k].to(device, torch.float32).clone() for k in CELL_STATS}
+        self._wiring = wiring_cost(net.tissue).to(device)
+
+    def _update_ema(self, net: Network) -> None:
+        if not self._ema or self._ema["fe_ema"].shape[0] != net.stats["surprise"].shape[0]:
+            self._load(net)
+        stats = {**net.stats, "wiring": self._wiring}
+        fresh = {"fe_ema": free_energy(stats, self.weights), "gate_ema": stats["gate_mean"],
+                 "surprise_ema": stats["surprise"]}  # fmt: skip
+        d = 0.0 if self._fresh else self.cfg.ema_decay
+        for k, value in fresh.items():
+            self._ema[k].mul_(d).add_(value.detach().float(), alpha=1 - d)
+        self._fresh = False
+
+    def _flush(self, net: Network) -> None:
+        """Write the device EMAs into the tissue (one host sync)."""
+        if self._ema and self._ema["fe_ema"].shape[0] == net.tissue.num_nodes:
+            for k, v in self._ema.items():
+                net.tissue[k] = v.detach().cpu().clone()
+
+    def _record(self, net: Network) -> None:
+        """Append this check's statistics to the per-id histories; forget the dead."""
+        t, k = net.tissue, self.cfg.history
+        ids = t.cell_id.tolist()
+        rows = torch.stack([t[name] for name in CELL_STATS], 1).tolist()  # (N, 3)
+        self.cell_history = {i: (self.cell_history.get(i, []) + [tuple(r)])[-k:]
+                             for i, r in zip(ids, rows, strict=True)}  # fmt: skip
+        strength = net.banks["strength"].detach().abs().cpu().tolist()
+        edge_ids = t.edge_id.tolist()
+        self.edge_history = {e: (self.edge_history.get(e, []) + [s])[-k:]
+                             for e, s in zip(edge_ids, strength, strict=True)}  # fmt: skip
+        self.cooldown = {c: until for c, until in self.cooldown.items() if c in set(ids)}
+
+    def view(self, net: Network, step: int, edge_gradient: Tensor | None = None) -> GrowthView:
+        """The read-only view the rules get (histories aligned with the current rows)."""
+        t, k = net.tissue, self.cfg.history
+        cells = torch.full((t.num_nodes, k, len(CELL_STATS)), math.nan)
+        for row, i in enumerate(t.cell_id.tolist()):
+            h = self.cell_history.get(i, [])
+            if h:
+                cells[row, k - len(h):] = torch.tensor(h)
+        edges = torch.full((t.edge_index.shape[1], k), math.nan)
+        for row, e in enumerate(t.edge_id.tolist()):
+            h = self.edge_history.get(e, [])
+            if h:
+                edges[row, k - len(h):] = torch.tensor(h)
+        return GrowthView(
+            step=step, tissue=t.clone(), strength=net.banks["strength"].detach().cpu().clone(),
+            cell_history={name: cells[:, :, j] for j, name in enumerate(CELL_STATS)},
+            edge_history=edges, edge_gradient=edge_gradient,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------- one round
+    def check(self, trainer: Trainer, step: int) -> list[dict[str, Any]]:
+        """One growth round at ``step``: propose, resolve, apply, log. Returns the records."""
+        net = trainer.net
+        self._flush(net)
+        grad = edge_gradients(net) if self.needs_edge_gradient else None
+        net.capture, net.captured = False, {}
+        self._record(net)
+        self.checks += 1
+        view = self.view(net, step, grad)
+        proposals = []
+        for name, rule in self.rules.items():
+            proposals += [dataclasses.replace(e, rule=e.rule or name) for e in rule.propose(view)]
+        records = self.apply_round(trainer, proposals, step)
+        if records and trainer.run is not None:
+            snap = trainer.run.save_snapshot(net.snapshot(), step, {"kind": "growth",
+                                             "events": [r["kind"] for r in records]})  # fmt: skip
+            for r in records:
+                r["snapshot"] = snap.name
+                trainer.run.log_event(r)
+        return records
+
+    def apply_round(self, trainer: Trainer, proposals: list[Event], step: int) -> list[dict]:
+        """Apply proposals highest score first: one event per cell, none on a cell in
+        cooldown, within the budgets, at most ``max_events_per_round``. Returns the records
+        of the applied events (a proposal the engine refuses is skipped)."""
+        taken: set[int] = set()
+        records: list[dict[str, Any]] = []
+        for ev in sorted(proposals, key=lambda e: -e.score):
+            if len(records) >= self.cfg.max_events_per_round:
+                break
+            cells = set(ev.cells)
+            if cells & taken or any(self.cooldown.get(c, -1) > step for c in cells):
+                continue
+            record = self._apply(trainer, ev, step)
+            if record is not None:
+                taken |= cells | set(record["new_cells"])
+                records.append(record)
+        return records
+
+    def within_budget(self, net: Network, edit: Edit) -> bool:
+        """False if the edit would grow cells or parameters beyond their budgets."""
+        n_before, n_after = net.tissue.num_nodes, edit.tissue.num_nodes
+        if n_after > n_before and n_after > self.cfg.max_cells:
+            return False
+        if self.cfg.max_params:
+            before, after = net.n_params(), params_after(net, edit)
+            if after > before and after > self.cfg.max_params:
+                return False
+        return True
+
+    def _apply(self, trainer: Trainer, ev: Event, step: int) -> dict[str, Any] | None:
+        net = trainer.net
+        try:
+            edit = edit_for(net, ev, self.generator)
+        except ValueError:  # refused by the engine (e.g. an earlier event cut the last path)
+            return None
+        if not self.within_budget(net, edit):
+            return None
+        stats = {str(c): self._cell_stats(net, c) for c in ev.cells}
+        trainer.apply_edit(edit)
+        info = edit.info
+        for c in (*info["cells"], *info["new_cells"]):
+            self.cooldown[c] = step + self.cfg.cooldown
+        self.counts[edit.kind] += 1
+        return {
+            "step": step, "kind": edit.kind, "rule": ev.rule, **info, "reason": ev.reason,
+            "score": ev.score, "stats": {**ev.stats}, "cell_stats": stats,
+            "free_energy": [s["fe_ema"] for s in stats.values()],
+            "n_cells": net.tissue.num_nodes, "n_edges": int(net.tissue.edge_index.shape[1]),
+            "n_params": net.n_params(),
+        }  # fmt: skip
+
+    @staticmethod
+    def _cell_stats(net: Network, cell_id: int) -> dict[str, float]:
+        r = net.row_of(cell_id)
+        out = {k: float(net.tissue[k][r]) for k in CELL_STATS}
+        out["level"] = int(net.tissue.level[r])
+        return out
+
+    # ------------------------------------------------------------- checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        """Plain tensors and ints: histories and cooldowns keyed by stable id."""
+        k = self.cfg.history
+        cell_ids = sorted(self.cell_history)
+        cells = torch.full((len(cell_ids), k, len(CELL_STATS)), math.nan)
+        for j, i in enumerate(cell_ids):
+            h = self.cell_history[i]
+            cells[j, k - len(h):] = torch.tensor(h)
+        edge_ids = sorted(self.edge_history)
+        edges = torch.full((len(edge_ids), k), math.nan)
+        for j, e in enumerate(edge_ids):
+            h = self.edge_history[e]
+            edges[j, k - len(h):] = torch.tensor(h)
+        return {
+            "cell_ids": torch.tensor(cell_ids, dtype=torch.long), "cell_history": cells,
+            "edge_ids": torch.tensor(edge_ids, dtype=torch.long), "edge_history": edges,
+            "cooldown_ids": torch.tensor(list(self.cooldown), dtype=torch.long),
+            "cooldown_until": torch.tensor(list(self.cooldown.values()), dtype=torch.long),
+            "checks": self.checks, "fresh": int(self._fresh),
+            "counts": {kind: int(n) for kind, n in self.counts.items()},
+        }  # fmt: skip
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        def rows(x: Tensor) -> list[Any]:
+            return [[v for v in r if not _isnan(v)] for r in x.tolist()]
+
+        ids, hist = state["cell_ids"].tolist(), state["cell_history"].tolist()
+        self.cell_history = {i: [tuple(v) for v in h if not any(map(_isnan, v))]
+                             for i, h in zip(ids, hist, strict=True)}  # fmt: skip
+        self.edge_history = dict(zip(state["edge_ids"].tolist(), rows(state["edge_history"]),
+                                     strict=True))  # fmt: skip
+        self.cooldown = dict(zip(state["cooldown_ids"].tolist(), state["cooldown_until"].tolist(),
+                                 strict=True))  # fmt: skip
+        self.checks = int(state["checks"])
+        self._fresh = bool(state["fresh"])
+        self.counts = Counter(state.get("counts", {}))
+
+
+def _isnan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
