@@ -140,20 +140,28 @@ def check_tissue(t: Data) -> None:
 
 
 def io_connected(t: Data, dead_cells: Sequence[int] = (), dead_edges: Sequence[int] = ()) -> bool:
-    """True if some input cell still reaches some output cell once the given rows are gone."""
-    g = to_networkx(t, with_attrs=False)
-    g.remove_edges_from(
-        (int(t.edge_index[0, j]), int(t.edge_index[1, j])) for j in dead_edges
-    )
-    g.remove_nodes_from(int(i) for i in dead_cells)
-    inputs = [i for i in g.nodes if int(t.role[i]) == INPUT]
-    outputs = {i for i in g.nodes if int(t.role[i]) == OUTPUT}
-    if not inputs or not outputs:
-        return False
-    reach: set[int] = set()
-    for i in inputs:
-        reach |= nx.descendants(g, i) | {i}
-    return bool(reach & outputs)
+    """True if some input cell still reaches some output cell once the given rows are gone.
+
+    A multi-source sweep over the edge list until nothing new is reached: O(depth · E)
+    tensor work (depth ≤ number of levels in a tissue), instead of one graph search per
+    input cell, which made removing a cell quadratic in the tissue size.
+    """
+    dev = t.edge_index.device
+    alive = torch.ones(t.num_nodes, dtype=torch.bool, device=dev)
+    alive[torch.as_tensor(list(dead_cells), dtype=torch.long, device=dev)] = False
+    live_edge = torch.ones(t.edge_index.shape[1], dtype=torch.bool, device=dev)
+    live_edge[torch.as_tensor(list(dead_edges), dtype=torch.long, device=dev)] = False
+    src, dst = t.edge_index[:, live_edge]
+    keep = alive[src] & alive[dst]
+    src, dst = src[keep], dst[keep]
+    reach = alive & (t.role.to(dev) == INPUT)
+    outputs = alive & (t.role.to(dev) == OUTPUT)
+    while True:
+        grown = reach.clone()
+        grown[dst[reach[src]]] = True
+        if torch.equal(grown, reach):
+            return bool((reach & outputs).any())
+        reach = grown
 
 
 def to_networkx(t: Data, with_attrs: bool = True) -> nx.DiGraph:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 import torch
-from conftest import cell_of, tiny_net
+from conftest import cell_of, reaches_output, tiny_net
 
 import morpho
 from morpho.tissue import (
@@ -97,6 +97,22 @@ def test_io_connected_agrees_with_the_cut() -> None:
     to_1 = int(((t.edge_index[0] == 0) & (t.edge_index[1] == 1)).nonzero())
     from_2 = int(((t.edge_index[0] == 2) & (t.edge_index[1] == 3)).nonzero())
     assert io_connected(t, dead_edges=[to_1]) and not io_connected(t, dead_edges=[to_1, from_2])
+
+
+def test_io_connected_agrees_with_a_bfs_oracle_on_random_cuts() -> None:
+    rng = torch.Generator().manual_seed(0)
+    answers = []
+    for k in range(60):
+        sizes = torch.randint(1, 5, (int(torch.randint(2, 6, (1,), generator=rng)),),
+                              generator=rng).tolist()  # fmt: skip
+        t = seed_tissue(sizes, seed=k, fan_in=k % 3)
+        n, e = t.num_nodes, t.edge_index.shape[1]
+        dead_cells = set(torch.randperm(n, generator=rng)[: k % (n // 2 + 1)].tolist())
+        dead_edges = set(torch.randperm(e, generator=rng)[: k % (e // 2 + 1)].tolist())
+        expected = reaches_output(t, dead_cells, dead_edges)
+        assert io_connected(t, sorted(dead_cells), sorted(dead_edges)) == expected
+        answers.append(expected)
+    assert any(answers) and not all(answers)
 
 
 # -------------------------------------------------------------------- exports
