@@ -127,6 +127,14 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         ValueError: the folder does not exist or holds no snapshots.
     """
     p = Path(path)
+    paths = require_snapshots(p)
+    return Run(p, [read_snapshot(q) for q in paths], read_jsonl(p / "metrics.jsonl"),
+               read_jsonl(p / "events.jsonl"))  # fmt: skip
+
+
+def require_snapshots(path: str | os.PathLike[str]) -> list[Path]:
+    """The run's snapshot files in step order; ``ValueError`` if there is no run or none."""
+    p = Path(path)
     if not p.is_dir():
         raise ValueError(f"run directory {str(p)!r} does not exist; expected a folder "
                          "written by morpho grow")  # fmt: skip
@@ -134,8 +142,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     if not paths:
         raise ValueError(f"run directory {str(p)!r} has no snapshots; expected "
                          "snapshots/step_*.npz written by morpho grow")  # fmt: skip
-    return Run(p, [read_snapshot(q) for q in paths], read_jsonl(p / "metrics.jsonl"),
-               read_jsonl(p / "events.jsonl"))  # fmt: skip
+    return paths
 
 
 def read_snapshot(path: str | os.PathLike[str]) -> Snapshot:
