@@ -23,9 +23,9 @@ class Dendrite(Rule):
 
     needs_edge_gradient: ClassVar[bool] = True
 
-    max_distance: float = 3.0  # candidates only between cells this close in pos space
-    wiring_cost: float = 0.25  # score paid per unit of edge length
-    threshold: float = 1.0  # propose when the score reaches this
+    max_distance: float = 4.0  # candidates only between cells this close in pos space
+    wiring_cost: float = 0.5  # score paid per unit of edge length
+    threshold: float = 2.0  # propose when the score reaches this
     max_new: int = 2  # proposals per check, best first
 
     def propose(self, view: GrowthView) -> list[Event]:

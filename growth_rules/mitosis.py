@@ -17,12 +17,13 @@ class Mitosis(Rule):
     A cell that keeps failing to predict its input (high free energy) while training does
     not relieve it is overloaded; it divides into two daughters that share its outputs
     (Net2Net widening; when to split after Splitting Steepest Descent / Firefly). "High" is
-    relative — at or above the ``quantile`` of the hidden cells' F at each check — so the
-    law holds at any scale of F. Score: F over that bar at the last check (≥ 1).
+    relative — above the ``quantile`` of the hidden cells' F at each check — so the law
+    holds at any scale of F, and a tissue of equal cells does not divide. Score: F over
+    that bar at the last check (> 1).
     """
 
     patience: int = 3  # consecutive checks F must stay high
-    quantile: float = 0.75  # "high": at or above this quantile of the hidden cells' F
+    quantile: float = 0.75  # "high": above this quantile of the hidden cells' F
     noise: float = 1e-2  # relative noise on the daughters' rows, to break their symmetry
 
     def propose(self, view: GrowthView) -> list[Event]:
@@ -33,14 +34,14 @@ class Mitosis(Rule):
             return []
         bar = torch.nanquantile(fe[hidden], self.quantile, dim=0)  # (p,) one bar per check
         seen = ~fe.isnan().any(1)
-        high = (fe >= bar).all(1)
+        high = (fe > bar).all(1)
         not_falling = fe[:, -1] >= fe[:, 0]
         events = []
         for row in (hidden & seen & high & not_falling).nonzero().flatten().tolist():
             f_now, f_then, b = float(fe[row, -1]), float(fe[row, 0]), float(bar[-1])
             events.append(Event(
                 kind="split", cells=(int(t.cell_id[row]),), score=f_now / b if b > 0 else 1.0,
-                reason=f"F EMA {f_now:.3f} >= q{self.quantile:g} bar {b:.3f} for "
+                reason=f"F EMA {f_now:.3f} > q{self.quantile:g} bar {b:.3f} for "
                        f"{self.patience} checks, not falling (was {f_then:.3f})",
                 stats={"fe_ema": f_now, "fe_then": f_then, "bar": b},
                 options={"noise": self.noise},

@@ -1,6 +1,6 @@
 """The ``morpho`` command line: a thin layer that builds configs and calls the library.
 
-Engine commands live here (``grow``); task, rendering and benchmark commands register
+Engine commands live here (``grow``, ``rules``); task, rendering and benchmark commands register
 themselves through the ``morpho.commands`` entry-point group (``morpho.sims``,
 ``morpho.viz``), so the engine never imports them. Errors print one line and exit 2.
 """
@@ -81,6 +81,15 @@ def grow(
     typer.echo(f"run {path}: val_bpc {bpc:.3f} (best {summary['best_val_bpc']:.3f}), "
                f"{summary['cells']} cells, {summary['edges']} edges, {summary['params']:,} params, "
                f"{summary['edits']} edits, {summary['tokens_per_s']:,.0f} tok/s")  # fmt: skip
+
+
+@app.command()
+def rules() -> None:
+    """List the growth rules (built-in and from entry points) with their laws."""
+    from morpho.scheduler import RULES, rule_law
+
+    for name in RULES.names():
+        typer.echo(f"{name:<12} {rule_law(RULES.get(name))}")
 
 
 def _load_command_groups() -> None:

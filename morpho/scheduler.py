@@ -251,9 +251,13 @@ def edge_gradients(net: Network) -> Tensor | None:
 class Scheduler(Callback):
     """Runs the growth rules every ``interval`` steps; see the module docstring."""
 
-    def __init__(self, cfg: GrowthConfig) -> None:
+    def __init__(self, cfg: GrowthConfig, rules: Mapping[str, Rule] | None = None) -> None:
+        """Args: cfg: the growth config; rules: rule instances by name, replacing the ones
+        ``cfg.rules`` names (for tests and programmatic use)."""
         self.cfg = cfg
-        self.rules = {name: build_rule(name, cfg.params.get(name, {})) for name in cfg.rules}
+        if rules is None:
+            rules = {name: build_rule(name, cfg.params.get(name, {})) for name in cfg.rules}
+        self.rules = dict(rules)
         self.weights = cfg.energy_weights()
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.cell_history: dict[int, list[tuple[float, ...]]] = {}  # cell id → last K checks
