@@ -31,22 +31,19 @@ from morpho.config import RunConfig, dump_toml
 from morpho.grow import build_task, grow
 from morpho.network import Network
 from morpho.rundir import RunDir, read_jsonl
+from morpho.scheduler import GrowthConfig
 from morpho.trainer import Trainer
 
 from .baselines import BASELINES, build_baseline
 
-DEFAULT_RULES = ("mitosis", "apoptosis", "dendrite", "prune")  # growth.rules when unset
 ROW_KEYS = ("name", "params", "train_flops", "flops_per_token", "best_val_bpc",
             "final_val_bpc", "tokens_per_s")  # fmt: skip
 
 
-def growth_enabled(cfg: RunConfig) -> bool:
-    return bool(cfg.growth.get("enabled", True))
-
-
 def enabled_rules(cfg: RunConfig) -> list[str]:
-    """The growth rules a run uses (none when growth is off)."""
-    return list(cfg.growth.get("rules", DEFAULT_RULES)) if growth_enabled(cfg) else []
+    """The growth rules a run uses (none when growth is off); ``ValueError`` on a bad table."""
+    growth = GrowthConfig.from_dict(cfg.growth)
+    return list(growth.rules) if growth.enabled else []
 
 
 def row_names(cfg: RunConfig) -> list[str]:
@@ -65,10 +62,10 @@ def bench(cfg: RunConfig, out: str | os.PathLike[str], overwrite: bool = False,
     """
     say = log or (lambda _: None)
     out = Path(out)
-    task = build_task(cfg)  # validates task and data before anything lands on disk
+    names = row_names(cfg)  # validates the growth table, then task and data, before writing
+    task = build_task(cfg)
     RunDir(out, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    names = row_names(cfg)
     rows = []
 
     def announce(name: str) -> None:
