@@ -253,15 +253,18 @@ def apply_edit(net: Network, edit: Edit, optimizer: torch.optim.Optimizer | None
                generator: torch.Generator | None = None) -> Edit:  # fmt: skip
     """Apply ``edit`` to the network's banks, their gradients and ``optimizer``'s state.
 
-    Each bank becomes a new ``nn.Parameter`` that replaces the old one in the module and in
-    ``optimizer``'s param group (same place, same hyperparameters); the optimizer object is
-    kept. Another optimizer holding the banks would keep stale tensors: pass the one in use.
+    Each bank whose row map is not the identity becomes a new ``nn.Parameter`` that replaces
+    the old one in the module and in ``optimizer``'s param group (same place, same
+    hyperparameters); banks with an identity map are left as they are. The optimizer object
+    is kept. Another optimizer holding the banks would keep stale tensors: pass the one in use.
     """
     missing = set(net.banks) - set(edit.maps)
     if missing:
         raise ValueError(f"edit has no row map for banks: {sorted(missing)}")
     for name, old in list(net.banks.items()):
         rmap = edit.maps[name]
+        if rmap.is_identity(old.shape[0]):
+            continue  # e.g. the cell banks in a connect: parameter, gradient and state stay
         if len(rmap) and int(rmap.src.max()) >= old.shape[0]:
             raise ValueError(f"row map of bank {name!r} reads row {int(rmap.src.max())} "
                              f"of {old.shape[0]}")  # fmt: skip

@@ -80,14 +80,23 @@ class RowMap:
     def __len__(self) -> int:
         return int(self.src.numel())
 
+    def is_identity(self, n_rows: int) -> bool:
+        """True if the map keeps all ``n_rows`` rows as they are (same order, scale 1, no noise)."""
+        return (len(self) == n_rows and bool((self.scale == 1).all())
+                and not bool(self.noise.any())
+                and torch.equal(self.src, torch.arange(n_rows)))  # fmt: skip
+
 
 def remap_rows(x: Tensor, rmap: RowMap, power: int = 1, fill: float | Tensor = 0.0) -> Tensor:
     """Rows of ``x`` rearranged by ``rmap``, scaled by ``scale ** power``; fresh rows ``fill``."""
     src = rmap.src.to(x.device)
     out = x.index_select(0, src.clamp(min=0))
     view = (-1,) + (1,) * (x.dim() - 1)
-    if power:
-        out = out * (rmap.scale.to(x.device, x.dtype) ** power).view(view)
+    scaled = (rmap.scale != 1).nonzero().flatten()  # the few rows an edit rescales
+    if power and scaled.numel():
+        factor = (rmap.scale[scaled].to(x.device, x.dtype) ** power).view(view)
+        scaled = scaled.to(x.device)
+        out[scaled] = out[scaled] * factor
     fresh = src < 0
     if bool(fresh.any()):
         value = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
