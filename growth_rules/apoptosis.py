@@ -13,19 +13,25 @@ class Apoptosis(Rule):
     """Gate EMA below ε for `patience` checks → remove the cell (never the last input→output path).
 
     A cell whose gate never opens has stopped doing the work only it can do; its rows are
-    recycled (programmed cell death; dormant units as in ReDo). Score: ``1 − gate/ε``.
+    recycled (programmed cell death; dormant units as in ReDo). At most ``max_deaths``
+    cells, the most silent first, are proposed per check, so a level whose gates fall
+    together thins out gradually instead of dying at once. Score: ``1 − gate/ε``.
     """
 
     patience: int = 3  # consecutive checks the gate EMA must stay below epsilon
     epsilon: float = 0.05  # "shut": mean gate activity below this
     bridge: bool = False  # reconnect a → b around the dead cell (a linearisation of it)
+    max_deaths: int = 1  # proposals per check, most silent first
 
     def propose(self, view: GrowthView) -> list[Event]:
         t = view.tissue
         gate = view.cell_history["gate_ema"][:, -self.patience :]  # (N, p); NaN < ε is False
         shut = (gate < self.epsilon).all(1) & (t.role == HIDDEN)
         events = []
-        for row in shut.nonzero().flatten().tolist():
+        rows = shut.nonzero().flatten().tolist()
+        for row in sorted(rows, key=lambda r: float(gate[r, -1])):
+            if len(events) >= self.max_deaths:
+                break
             if not io_connected(t, dead_cells=[row]):
                 continue
             g = float(gate[row, -1])

@@ -201,3 +201,15 @@ def test_a_third_party_rule_registered_by_entry_point_loads(tmp_path, monkeypatc
     budding = rules.get("budding")
     assert issubclass(budding, Rule) and rule_law(budding) == "Never anything → nothing."
     assert budding().propose(view()) == []
+
+
+def test_apoptosis_takes_the_most_silent_cells_first_up_to_its_cap() -> None:
+    v = view()
+    rows = hidden_rows(v)
+    for r, g in zip(rows[:3], (0.03, 0.01, 0.02), strict=True):
+        v.cell_history["gate_ema"][r] = g
+    ids = v.tissue.cell_id
+    one = Apoptosis(patience=3, epsilon=0.05).propose(v)
+    assert [e.cells for e in one] == [(int(ids[rows[1]]),)]
+    two = Apoptosis(patience=3, epsilon=0.05, max_deaths=2).propose(v)
+    assert [e.cells for e in two] == [(int(ids[rows[1]]),), (int(ids[rows[2]]),)]
