@@ -125,6 +125,7 @@ class Scene:
             self.meshes[name].copy_from(mesh)
         self.caption.SetText(2, self._caption(state))
         self._place_camera(turn)
+        self.plotter.render()  # screenshot() renders only the first time
         image = self.plotter.screenshot(return_img=True)
         return np.concatenate([image[..., :3], self.panel], axis=1)
 

@@ -32,11 +32,13 @@ class FrameState:
     """Everything one frame draws.
 
     Shapes:
-        pos (M, 3), rgb (M, 3), radius (M,), alpha (M,), halo (M,) in [0, 1], dying (M,) bool;
+        ids (M,) cell ids; pos (M, 3), rgb (M, 3), radius (M,), alpha (M,),
+        halo (M,) in [0, 1], dying (M,) bool;
         lines (2, F) rows into the cells; edge_weight (F,) in [0, 1] (strength × fade).
     """
 
     step: int
+    ids: np.ndarray
     pos: np.ndarray
     rgb: np.ndarray
     radius: np.ndarray
@@ -146,7 +148,7 @@ class Timeline:
         lines, weight = self._edges(A, B, ids, f)
         keep = alpha > 0.02
         near = A if f < 0.5 else B
-        state = FrameState(int(round((1 - f) * A.step + f * B.step)), pos, rgb, radius, alpha,
+        state = FrameState(int(round((1 - f) * A.step + f * B.step)), ids, pos, rgb, radius, alpha,
                            halo, dying, lines, weight, near.n_cells, near.n_edges)  # fmt: skip
         return _drop(state, keep)
 
@@ -212,7 +214,8 @@ def _drop(state: FrameState, keep: np.ndarray) -> FrameState:
     """The state without the cells not in ``keep`` (and their edges), rows renumbered."""
     new_row = np.cumsum(keep) - 1
     ok = keep[state.lines[0]] & keep[state.lines[1]] if state.lines.size else np.zeros(0, bool)
-    return FrameState(state.step, state.pos[keep], state.rgb[keep], state.radius[keep],
+    return FrameState(state.step, state.ids[keep], state.pos[keep], state.rgb[keep],
+                      state.radius[keep],
                       state.alpha[keep], state.halo[keep], state.dying[keep],
                       new_row[state.lines[:, ok]], state.edge_weight[ok],
                       state.n_cells, state.n_edges)  # fmt: skip
