@@ -1,0 +1,105 @@
+"""``morpho plot`` and ``morpho export``: the files they write, read back with their readers.
+
+Also holds the dependency law of DESIGN §1: loading the engine and its CLI imports neither
+pyvista nor matplotlib (the viz commands import them only when they run).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pytest
+
+pytest.importorskip("pyvista")
+
+import imageio.v3 as iio  # noqa: E402
+import pyvista as pv  # noqa: E402
+from morpho.viz.plots import PLOTS  # noqa: E402
+from morpho.viz.runs import load_run  # noqa: E402
+from morpho.viz.synthetic import synthetic_run  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from morpho.cli import app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthetic_run(tmp_path_factory.mktemp("plots") / "run", n_cells=24)
+
+
+def invoke(*args: object):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_plot_writes_every_panel(run_dir: Path, tmp_path: Path) -> None:
+    result = invoke("plot", run_dir, "--out", tmp_path / "plots")
+    assert result.exit_code == 0, result.output
+    for name in PLOTS:
+        image = iio.imread(tmp_path / "plots" / f"{name}.png")
+        assert image.shape[0] > 300 and image[..., :3].std() > 10, name
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
+        f"{n}.png" for n in PLOTS)  # no temporary files left  # fmt: skip
+
+
+def test_plot_works_without_events(run_dir: Path, tmp_path: Path) -> None:
+    """Growth off: an empty events.jsonl still gives every panel (the default folder)."""
+    bare = tmp_path / "bare"
+    (bare / "snapshots").mkdir(parents=True)
+    for snap in sorted((run_dir / "snapshots").glob("*.npz"))[:3]:
+        (bare / "snapshots" / snap.name).write_bytes(snap.read_bytes())
+    (bare / "events.jsonl").write_text("")
+    result = invoke("plot", bare)
+    assert result.exit_code == 0, result.output
+    assert all((bare / "plots" / f"{name}.png").stat().st_size > 1000 for name in PLOTS)
+
+
+def test_plot_of_a_missing_run_exits_2(tmp_path: Path) -> None:
+    result = invoke("plot", tmp_path / "nope")
+    assert result.exit_code == 2 and result.output.startswith("error: run directory")
+
+
+def test_vtp_export_round_trips_every_snapshot(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "vtp"
+    result = invoke("export", run_dir, "--format", "vtp", "--out", out)
+    assert result.exit_code == 0, result.output
+    run = load_run(run_dir)
+    assert len(list(out.glob("*.vtp"))) == len(run.snapshots)
+    reader = pv.get_reader(out / "run.pvd")
+    assert reader.time_values == [float(s.step) for s in run.snapshots]
+    for s in (run.snapshots[0], run.snapshots[-1]):
+        mesh = pv.read(out / f"step_{s.step:08d}.vtp")
+        assert (mesh.n_points, mesh.n_lines) == (s.n_cells, s.n_edges)
+        assert np.allclose(mesh.points, s.cells["pos"])
+        assert np.array_equal(mesh.point_data["cell_id"], s.ids)
+        assert np.allclose(mesh.point_data["fe_ema"], s.cells["fe_ema"])
+        assert np.allclose(mesh.cell_data["strength"], s.edges["strength"])
+        assert np.array_equal(mesh.lines.reshape(-1, 3)[:, 1:].T, s.edges["edge_index"])
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_graphml_export_is_the_final_tissue(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t.graphml"
+    result = invoke("export", run_dir, "--format", "graphml", "--out", out)
+    assert result.exit_code == 0, result.output
+    final = load_run(run_dir).snapshots[-1]
+    g = nx.read_graphml(out)
+    assert (g.number_of_nodes(), g.number_of_edges()) == (final.n_cells, final.n_edges)
+    assert {int(n) for n in g.nodes} == set(final.ids.tolist())
+
+
+def test_unknown_export_format_exits_2(run_dir: Path, tmp_path: Path) -> None:
+    result = invoke("export", run_dir, "--format", "csv", "--out", tmp_path / "x")
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: unknown --format 'csv'; expected one of: vtp, graphml"
+    assert not (tmp_path / "x").exists()
+
+
+def test_engine_and_cli_load_without_pyvista_or_matplotlib() -> None:
+    code = ("import sys, morpho, morpho.cli, morpho.viz.commands; "
+            "bad = [m for m in ('pyvista', 'vtk', 'matplotlib') if m in sys.modules]; "
+            "assert not bad, bad")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)
