@@ -25,8 +25,8 @@ class Dendrite(Rule):
 
     max_distance: float = 4.0  # candidates only between cells this close in pos space
     wiring_cost: float = 0.5  # score paid per unit of edge length
-    threshold: float = 2.0  # propose when the score reaches this
-    max_new: int = 2  # proposals per check, best first
+    threshold: float = 3.0  # propose when the score reaches this
+    max_new: int = 1  # proposals per check, best first
 
     def propose(self, view: GrowthView) -> list[Event]:
         grad = view.edge_gradient  # (N, N) |∂L/∂s| for row a → row b

@@ -25,6 +25,7 @@ class Mitosis(Rule):
     patience: int = 3  # consecutive checks F must stay high
     quantile: float = 0.75  # "high": above this quantile of the hidden cells' F
     noise: float = 1e-2  # relative noise on the daughters' rows, to break their symmetry
+    max_splits: int = 1  # proposals per check, highest F first
 
     def propose(self, view: GrowthView) -> list[Event]:
         t = view.tissue
@@ -37,7 +38,8 @@ class Mitosis(Rule):
         high = (fe > bar).all(1)
         not_falling = fe[:, -1] >= fe[:, 0]
         events = []
-        for row in (hidden & seen & high & not_falling).nonzero().flatten().tolist():
+        rows = (hidden & seen & high & not_falling).nonzero().flatten().tolist()
+        for row in sorted(rows, key=lambda r: -float(fe[r, -1]))[: self.max_splits]:
             f_now, f_then, b = float(fe[row, -1]), float(fe[row, 0]), float(bar[-1])
             events.append(Event(
                 kind="split", cells=(int(t.cell_id[row]),), score=f_now / b if b > 0 else 1.0,

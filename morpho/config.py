@@ -42,7 +42,7 @@ class TrainConfig:
     weight_decay: float = 0.05  # AdamW decay on matrices (not on vectors or edge strengths)
     grad_clip: float = 1.0  # global gradient-norm clip (0 disables)
     aux_weight: float = 0.1  # weight of the cells' local next-input prediction loss
-    gate_l1: float = 0.0  # L1 penalty on gate activity (growth: weighted more at higher levels)
+    gate_l1: float = 0.5  # L1 penalty on gate activity of growing nets, more at higher levels
     eval_every: int = 100  # steps between validation passes
     eval_batches: int = 8  # batches per validation pass (fixed windows)
     log_every: int = 10  # steps between metrics.jsonl lines

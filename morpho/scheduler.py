@@ -133,7 +133,7 @@ class GrowthConfig:
     rules: tuple[str, ...] = DEFAULT_RULES  # enabled rules, by registered name
     interval: int = 25  # steps between checks
     start: int = 50  # first check at this step (statistics settle during warm-up)
-    max_cells: int = 24  # no event may grow the tissue beyond this many cells
+    max_cells: int = 20  # no event may grow the tissue beyond this many cells
     max_params: int = 0  # … nor beyond this many parameters (0: no limit)
     max_events_per_round: int = 3  # events applied per check
     cooldown: int = 50  # steps a cell named by an event is left alone

@@ -213,3 +213,14 @@ def test_apoptosis_takes_the_most_silent_cells_first_up_to_its_cap() -> None:
     assert [e.cells for e in one] == [(int(ids[rows[1]]),)]
     two = Apoptosis(patience=3, epsilon=0.05, max_deaths=2).propose(v)
     assert [e.cells for e in two] == [(int(ids[rows[1]]),), (int(ids[rows[2]]),)]
+
+
+def test_mitosis_splits_the_hottest_cells_first_up_to_its_cap() -> None:
+    v = view()
+    rows = hidden_rows(v)
+    v.cell_history["fe_ema"][rows[0]] = torch.tensor([1.0, 1.0, 1.0, 1.1])
+    v.cell_history["fe_ema"][rows[1]] = torch.tensor([1.0, 1.0, 1.0, 1.2])
+    ids = v.tissue.cell_id
+    assert [e.cells for e in Mitosis(quantile=0.5).propose(v)] == [(int(ids[rows[1]]),)]
+    both = Mitosis(quantile=0.5, max_splits=2).propose(v)
+    assert [e.cells for e in both] == [(int(ids[rows[1]]),), (int(ids[rows[0]]),)]
