@@ -48,8 +48,10 @@ class Edit:
 
 def _take(x: Tensor, src: Tensor) -> Tensor:
     """Rows of a tissue field by a row map's ``src``; fresh rows (``-1``) are zero."""
-    out = x[src.clamp(min=0)].clone()
-    out[src < 0] = 0
+    out = x.index_select(0, src.clamp(min=0))  # a copy
+    fresh = src < 0
+    if bool(fresh.any()):
+        out[fresh] = 0
     return out
 
 

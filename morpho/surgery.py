@@ -30,6 +30,7 @@ graph still references it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -82,34 +83,52 @@ class RowMap:
 
     def is_identity(self, n_rows: int) -> bool:
         """True if the map keeps all ``n_rows`` rows as they are (same order, scale 1, no noise)."""
-        return (len(self) == n_rows and bool((self.scale == 1).all())
-                and not bool(self.noise.any())
+        return (len(self) == n_rows and not self.scaled_rows.numel()
+                and not self.noisy_rows.numel()
                 and torch.equal(self.src, torch.arange(n_rows)))  # fmt: skip
+
+    # Index tensors derived once per map: an edit applies one map to a dozen banks, each
+    # with its gradient and optimizer moments.
+    @cached_property
+    def gather(self) -> Tensor:
+        """(M,) old row read by each new row (0 for fresh rows, overwritten by the fill)."""
+        return self.src.clamp(min=0)
+
+    @cached_property
+    def fresh_rows(self) -> Tensor:
+        return (self.src < 0).nonzero().flatten()
+
+    @cached_property
+    def scaled_rows(self) -> Tensor:
+        """The few rows an edit rescales (a split's outgoing edges and readout weights)."""
+        return (self.scale != 1).nonzero().flatten()
+
+    @cached_property
+    def noisy_rows(self) -> Tensor:
+        return (self.noise > 0).nonzero().flatten()
 
 
 def remap_rows(x: Tensor, rmap: RowMap, power: int = 1, fill: float | Tensor = 0.0) -> Tensor:
     """Rows of ``x`` rearranged by ``rmap``, scaled by ``scale ** power``; fresh rows ``fill``."""
-    src = rmap.src.to(x.device)
-    out = x.index_select(0, src.clamp(min=0))
+    out = x.index_select(0, rmap.gather.to(x.device))
     view = (-1,) + (1,) * (x.dim() - 1)
-    scaled = (rmap.scale != 1).nonzero().flatten()  # the few rows an edit rescales
-    if power and scaled.numel():
-        factor = (rmap.scale[scaled].to(x.device, x.dtype) ** power).view(view)
-        scaled = scaled.to(x.device)
-        out[scaled] = out[scaled] * factor
-    fresh = src < 0
-    if bool(fresh.any()):
+    rows = rmap.scaled_rows
+    if power and rows.numel():
+        factor = (rmap.scale[rows].to(x.device, x.dtype) ** power).view(view)
+        rows = rows.to(x.device)
+        out[rows] = out[rows] * factor
+    fresh = rmap.fresh_rows.to(x.device)
+    if fresh.numel():
         value = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
-        value = value.view(view)[fresh] if value.dim() else value
-        out[fresh] = value
+        out[fresh] = value.view(view)[fresh] if value.dim() else value
     return out
 
 
 def remap_parameter(p: Tensor, rmap: RowMap, generator: torch.Generator | None = None) -> Tensor:
     """The new value of a bank: remapped rows, fresh fills, then relative noise."""
     out = remap_rows(p, rmap, power=1, fill=rmap.fill.to(p.device, p.dtype))
-    noisy = rmap.noise > 0
-    if bool(noisy.any()):
+    noisy = rmap.noisy_rows
+    if noisy.numel():
         rows = out[noisy.to(p.device)]
         rms = rows.pow(2).flatten(1).mean(1).sqrt() if rows.dim() > 1 else rows.abs()
         eps = torch.randn(rows.shape, generator=generator).to(p.device, p.dtype)
