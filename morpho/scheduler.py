@@ -113,7 +113,9 @@ def rule_law(rule: type) -> str:
 def build_rule(name: str, params: Mapping[str, Any]) -> Rule:
     """Instantiate rule ``name`` with ``params``; ``ValueError`` naming a bad parameter."""
     cls = RULES.get(name)
-    known = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    known: set[str] = set()
+    if dataclasses.is_dataclass(cls):
+        known = {f.name for f in dataclasses.fields(cls)}
     for key in params:
         if key not in known:
             raise ValueError(f"unknown parameter growth.{name}.{key}; "
@@ -305,6 +307,7 @@ class Scheduler(Callback):
     def _update_ema(self, net: Network) -> None:
         if not self._ema or self._ema["fe_ema"].shape[0] != net.stats["surprise"].shape[0]:
             self._load(net)
+        assert self._wiring is not None
         stats = {**net.stats, "wiring": self._wiring}
         fresh = {"fe_ema": free_energy(stats, self.weights), "gate_ema": stats["gate_mean"],
                  "surprise_ema": stats["surprise"]}  # fmt: skip
@@ -342,9 +345,9 @@ class Scheduler(Callback):
                 cells[row, k - len(h):] = torch.tensor(h)
         edges = torch.full((t.edge_index.shape[1], k), math.nan)
         for row, e in enumerate(t.edge_id.tolist()):
-            h = self.edge_history.get(e, [])
-            if h:
-                edges[row, k - len(h):] = torch.tensor(h)
+            he = self.edge_history.get(e, [])
+            if he:
+                edges[row, k - len(he):] = torch.tensor(he)
         return GrowthView(
             step=step, tissue=t.clone(), strength=net.banks["strength"].detach().cpu().clone(),
             cell_history={name: cells[:, :, j] for j, name in enumerate(CELL_STATS)},
@@ -443,8 +446,8 @@ class Scheduler(Callback):
         edge_ids = sorted(self.edge_history)
         edges = torch.full((len(edge_ids), k), math.nan)
         for j, e in enumerate(edge_ids):
-            h = self.edge_history[e]
-            edges[j, k - len(h):] = torch.tensor(h)
+            he = self.edge_history[e]
+            edges[j, k - len(he):] = torch.tensor(he)
         return {
             "cell_ids": torch.tensor(cell_ids, dtype=torch.long), "cell_history": cells,
             "edge_ids": torch.tensor(edge_ids, dtype=torch.long), "edge_history": edges,
