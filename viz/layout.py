@@ -20,6 +20,7 @@ from scipy.spatial import cKDTree
 ITERATIONS = 25  # relaxation steps per snapshot
 STEP = 0.25  # fraction of the net force applied per step
 ANCHOR = 0.15  # pull back to the snapshot position, relative to the other forces
+SPRING = 0.02  # pull along an over-long edge (weak: the engine already places daughters)
 
 
 def spacing(snapshots: list[Snapshot]) -> float:
@@ -40,7 +41,7 @@ def relax(start: np.ndarray, anchor: np.ndarray, edge_index: np.ndarray, rest: f
     Args:
         start: (N, 3) warm start.
         anchor: (N, 3) the snapshot positions each cell is pulled back to.
-        edge_index: (2, E) rows; an edge longer than ``3 · rest`` pulls its ends together.
+        edge_index: (2, E) rows; an edge longer than ``4 · rest`` pulls its ends together.
         rest: the spacing below which two cells push each other apart.
 
     Returns:
@@ -61,7 +62,7 @@ def relax(start: np.ndarray, anchor: np.ndarray, edge_index: np.ndarray, rest: f
         if len(src):
             delta = x[dst] - x[src]
             dist = np.linalg.norm(delta, axis=1, keepdims=True).clip(min=1e-6)
-            pull = 0.05 * np.clip(dist - 3 * rest, 0, None) * delta / dist
+            pull = SPRING * np.clip(dist - 4 * rest, 0, None) * delta / dist
             np.add.at(force, src, pull)
             np.add.at(force, dst, -pull)
         x += STEP * np.clip(force, -rest, rest)

@@ -75,7 +75,7 @@ class Scene:
         self._add_actors(max(1, height // 480))
         self.caption = self.plotter.add_text("", position="upper_left", color=TEXT,
                                              font_size=max(7, height // 60))  # fmt: skip
-        self.center, self.distance = _framing(*timeline.bounds(), (width - key) / height)
+        self.center, self.distance = _framing(timeline, (width - key) / height)
 
     def _add_actors(self, line_width: int) -> None:
         """One mesh per actor, kept and updated in place each frame (``copy_from``)."""
@@ -152,14 +152,17 @@ class Scene:
         self.plotter.close()
 
 
-def _framing(lo: np.ndarray, hi: np.ndarray, aspect: float) -> tuple[np.ndarray, float]:
-    """Focal point and camera distance that keep the box ``lo``–``hi`` in view from any
-    azimuth of the orbit (its xy-extent as a cylinder of radius ``r``, its height along z)."""
+def _framing(timeline: Timeline, aspect: float) -> tuple[np.ndarray, float]:
+    """Focal point and camera distance that keep every cell of every frame in view from any
+    azimuth of the orbit: the cells fit in an upright cylinder (radius ``r``, height ``h``)."""
+    lo, hi = timeline.bounds()
     center = (lo + hi) / 2
-    r = float(np.linalg.norm(hi[:2] - lo[:2])) / 2
+    pos = np.concatenate([x for x in timeline.layouts if len(x)] or [center[None]])
+    pad = (hi - pos.max(axis=0)).max()  # the bounds' margin for the spheres
+    r = float(np.linalg.norm(pos[:, :2] - center[:2], axis=1).max()) + pad
     el, tan = math.radians(ELEVATION), math.tan(math.radians(VIEW_ANGLE / 2))
     half_height = (hi[2] - lo[2]) / 2 * math.cos(el) + r * math.sin(el)
-    return center, 1.08 * max(half_height / tan, r / (tan * aspect)) + 0.3 * r
+    return center, 1.02 * max(half_height / tan, r / (tan * aspect)) + 0.2 * r
 
 
 def _points(pos: np.ndarray, colors: np.ndarray, radius: np.ndarray) -> pv.PolyData:

@@ -24,7 +24,7 @@ SIZE_BY = ("params", "age")
 DYING_ALPHA = 0.45  # opacity of a dying cell at the snapshot before it is gone
 DYING_GREY = 0.75  # share of grey mixed into a dying cell's colour
 EDGE_FLOOR = 0.2  # brightness of a zero-strength edge, relative to the strongest
-RADIUS = 0.32  # sphere radius in units of the cell spacing (scaled 0.6–1.4 by size)
+RADIUS = 0.25  # sphere radius in units of the cell spacing (scaled 0.6–1.4 by size)
 
 
 @dataclass(frozen=True)
