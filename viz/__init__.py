@@ -1,1 +1,11 @@
-"""morpho.viz"""
+"""morpho.viz: growth movies, plots and exports of a run directory (``morpho render``,
+``morpho plot``, ``morpho export``).
+
+Reads run directories only (DESIGN §5), never a live process. Modules:
+``runs`` (read a run into numpy), ``layout`` (stable relaxed positions), ``coloring``
+(what ``--color`` paints), ``timeline`` (interpolated frame states), ``legend`` (the key
+panel), ``scene`` (the off-screen pyvista scene), ``render`` (movies and stills),
+``plots`` (matplotlib panels), ``export`` (vtp + pvd, GraphML), ``synthetic`` (a run grown
+by engine edits alone, for tests and benchmarks). pyvista is imported only by ``scene``
+and ``export``, and only when a command runs.
+"""

@@ -118,7 +118,7 @@ def _write_movie(path: Path, frames: Iterator[np.ndarray], fps: int) -> None:
     import imageio.v2 as imageio
 
     if path.suffix.lower() == ".gif":
-        imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
+        _write_gif(path, frames, fps)
         return
     writer = imageio.get_writer(path, fps=fps, codec="libx264", quality=7,
                                 macro_block_size=2, ffmpeg_log_level="error")  # fmt: skip
@@ -127,3 +127,12 @@ def _write_movie(path: Path, frames: Iterator[np.ndarray], fps: int) -> None:
             writer.append_data(frame)
     finally:
         writer.close()
+
+
+def _write_gif(path: Path, frames: Iterator[np.ndarray], fps: int) -> None:
+    """A looping GIF; each frame is kept palettised (1 byte a pixel) until Pillow writes."""
+    from PIL import Image
+
+    images = [Image.fromarray(f).quantize(256, method=Image.Quantize.MEDIANCUT) for f in frames]
+    images[0].save(path, format="GIF", save_all=True, append_images=images[1:],
+                   duration=round(1000 / fps), loop=0, disposal=1)  # fmt: skip
