@@ -50,8 +50,8 @@ class LearnConfig:
     batch_size: int = 32  # examples per step
     lr: float = 2e-3  # Adam learning rate (one optimizer for the whole stream)
     aux_weight: float = 0.1  # weight of the cells' local next-input prediction loss
-    d_cell: int = 32  # channels per cell
-    level_sizes: tuple[int, ...] = (2, 4, 4, 2)  # seed cells per level (growth off for baselines)
+    d_cell: int = 16  # channels per cell (≈ 27k parameters: the anchors' 2×100 MLP is ≈ 17k)
+    level_sizes: tuple[int, ...] = (2, 3, 3, 2)  # seed cells per level (growth off for baselines)
     memory: int = 10  # replay: stored examples per class (language: windows per domain)
     ewc_lambda: float = 1000.0  # EWC penalty weight
     si_c: float = 1.0  # SI penalty weight

@@ -53,14 +53,14 @@ class MorphoCLConfig:
     viscosity: bool = True  # consolidated cells lose plasticity
     routing: bool = True  # with a task id, task j uses only cells routed to tasks <= j
     sleep: bool = True  # rehearse stored class prototypes between tasks
-    jump_nats: float = 0.5  # loss rise over its running mean that signals a new task (nats)
+    jump_nats: float = 0.2  # loss rise over its running mean that signals a new task (nats)
     jump_ratio: float = 2.0  # … and the factor over the running mean it must reach
     momentum: float = 0.9  # running means of the batch loss and the cells' surprise
     cooldown: int = 20  # steps between growth events
     cells_per_level: int = 1  # cells that divide in each level per growth event
-    consolidation: float = 100.0  # viscosity added at a task's end to its most used cell
+    consolidation: float = 3.0  # viscosity added at a task's end to its most used cell
     prototypes: int = 5  # k-means prototypes stored per class for sleep
-    sleep_steps: int = 40  # steps of a sleep phase (batches drawn from the prototypes)
+    sleep_steps: int = 16  # steps of a sleep phase (batches drawn from the prototypes)
 
 
 ABLATIONS = {
@@ -99,6 +99,14 @@ class MorphoLearner(Learner):
     # ------------------------------------------------------------------ one step
     def begin_task(self, t: int, task: StreamTask) -> None:
         self.task = t
+
+    def extra_batch(self) -> tuple[Tensor, Tensor, Tensor] | None:
+        """Awake, each batch is joined by stored prototypes of earlier classes (with sleep on)."""
+        if not (self.cl.sleep and self.prototypes) or self.asleep:
+            return None
+        x, y, h = (torch.cat(parts) for parts in zip(*self.prototypes, strict=True))
+        idx = torch.randint(0, len(x), (self.cfg.batch_size,), generator=self.generator)
+        return x[idx].to(self.device), y[idx].to(self.device), h[idx].to(self.device)
 
     def train_step(self, t: int, x: Tensor, y: Tensor, h: Tensor) -> Tensor:
         self.net.step = self.step
@@ -253,12 +261,11 @@ class MorphoLearner(Learner):
                                     torch.full((k,), task.head)))  # fmt: skip
 
     def _sleep(self, t: int) -> None:
-        x, y, h = (torch.cat(parts) for parts in zip(*self.prototypes, strict=True))
+        self.asleep = False
+        batches = [self.extra_batch() for _ in range(self.cl.sleep_steps)]
         self.asleep = True
-        for _ in range(self.cl.sleep_steps):
-            idx = torch.randint(0, len(x), (self.cfg.batch_size,), generator=self.generator)
-            self.train_step(t, x[idx].to(self.device), y[idx].to(self.device),
-                            h[idx].to(self.device))  # fmt: skip
+        for batch in batches:
+            self.train_step(t, *batch)  # type: ignore[misc]
         self.asleep = False
 
     # ------------------------------------------------------------------ recording

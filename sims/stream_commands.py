@@ -35,6 +35,7 @@ def stream(
     data: Annotated[Optional[list[Path]], typer.Option(help="lang-domains: extra text file "
                                                        "(a domain each; repeatable).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N.")] = "cpu",
+    max_train: Annotated[int, typer.Option(help="Training examples kept per task (0: all).")] = 0,
 ) -> None:
     """Learn a stream of tasks one after another; print and save the continual-learning metrics."""
     from morpho.sims.continual import LearnConfig
@@ -52,8 +53,9 @@ def stream(
         names = tuple(m.strip() for m in methods.split(",") if m.strip())
         learn = LearnConfig(epochs=epochs, memory=memory, device=device)
         cfg = StreamConfig(stream=stream, scenario=scenario, tasks=tasks, methods=names,
-                           seeds=seeds, data=tuple(str(p) for p in data or ()), learn=learn)
-        built = build_stream(cfg.stream, cfg.scenario, cfg.tasks, cfg.data)
+                           seeds=seeds, data=tuple(str(p) for p in data or ()),
+                           max_train=max_train, learn=learn)  # fmt: skip
+        built = build_stream(cfg.stream, cfg.scenario, cfg.tasks, cfg.data, max_train=max_train)
     except (ValueError, RuntimeError) as e:
         fail(str(e))
         return

@@ -57,6 +57,7 @@ class StreamConfig:
     methods: tuple[str, ...] = ("morpho", "naive")  # see METHODS
     seeds: int = 1  # seeds per method (0, 1, …)
     data: tuple[str, ...] = ()  # lang-domains: extra text files, one domain each
+    max_train: int = 0  # training examples kept per task (0: all; quick runs)
     learn: LearnConfig = field(default_factory=LearnConfig)
     morpho: MorphoCLConfig = field(default_factory=MorphoCLConfig)
 
@@ -116,7 +117,10 @@ def run_stream(cfg: StreamConfig, out: Path, echo: Callable[[str], None] = print
 
     ``stream`` is the stream ``cfg`` names, if the caller has built it already.
     """
-    stream = stream or build_stream(cfg.stream, cfg.scenario, cfg.tasks, cfg.data)
+    stream = stream or build_stream(cfg.stream, cfg.scenario, cfg.tasks, cfg.data,
+                                    max_train=cfg.max_train)
+    if cfg.learn.device == "cpu":
+        torch.set_num_threads(1)  # tiny models are overhead-bound; avoid oversubscribing cores
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "stream": cfg.stream, "scenario": cfg.scenario,

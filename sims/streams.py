@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sysconfig
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -85,7 +85,8 @@ class Stream:
 
 
 def build_stream(name: str, scenario: str = "class", n_tasks: int = 0,
-                 data: Sequence[str] = (), lang_chars: int = 40_000) -> Stream:  # fmt: skip
+                 data: Sequence[str] = (), lang_chars: int = 40_000,
+                 max_train: int = 0) -> Stream:  # fmt: skip
     """Build a stream by name.
 
     Args:
@@ -95,6 +96,8 @@ def build_stream(name: str, scenario: str = "class", n_tasks: int = 0,
         n_tasks: tasks of ``permuted-digits`` (0: 10); ignored elsewhere.
         data: extra UTF-8 text files, one domain each (``lang-domains`` only).
         lang_chars: characters taken from each language domain (train + test).
+        max_train: keep only the first ``max_train`` training examples of each task (0: all;
+            for quick runs and tests — the splits are shuffled already).
 
     Raises:
         ValueError: an unknown name or scenario, or a bad number of tasks.
@@ -104,12 +107,19 @@ def build_stream(name: str, scenario: str = "class", n_tasks: int = 0,
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; expected one of: {', '.join(SCENARIOS)}")
     if name == "split-digits":
-        return split_digits(scenario)
-    if name == "permuted-digits":
-        return permuted_digits(scenario, n_tasks or 10)
-    if scenario == "class":
+        stream = split_digits(scenario)
+    elif name == "permuted-digits":
+        stream = permuted_digits(scenario, n_tasks or 10)
+    elif scenario == "class":
         raise ValueError("lang-domains has no class-incremental scenario; expected task or domain")
-    return lang_domains(scenario, data, lang_chars)
+    else:
+        stream = lang_domains(scenario, data, lang_chars)
+    if max_train < 0:
+        raise ValueError(f"max_train must be >= 0; got {max_train}")
+    if max_train:
+        cut = lambda k: replace(k, x_train=k.x_train[:max_train], y_train=k.y_train[:max_train])  # noqa: E731
+        stream = replace(stream, tasks=tuple(cut(k) for k in stream.tasks))
+    return stream
 
 
 def load_digit_splits() -> tuple[Tensor, Tensor, Tensor, Tensor]:
