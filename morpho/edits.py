@@ -196,9 +196,7 @@ def _bridges(net: Network, r: int) -> tuple[Tensor, Tensor]:
     a = src[ins].repeat_interleave(outs.numel())
     b = dst[outs].repeat(ins.numel())
     strength = s[ins].repeat_interleave(outs.numel()) * s[outs].repeat(ins.numel())
-    existing = set((src * t.num_nodes + dst).tolist())
-    new = torch.tensor([int(p) not in existing for p in (a * t.num_nodes + b).tolist()],
-                       dtype=torch.bool)  # fmt: skip
+    new = ~torch.isin(a * t.num_nodes + b, src * t.num_nodes + dst)  # skip existing a -> b
     return torch.stack([a[new], b[new]]), strength[new]
 
 

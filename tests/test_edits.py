@@ -195,12 +195,13 @@ def test_split_daughters_record_lineage(net) -> None:
     net.step = 17
     mother = cell_of(net, HIDDEN, 2)
     pos = net.tissue.pos[net.row_of(mother)].clone()
-    edit = morpho.split(net, mother, noise=0.0)
+    edit = morpho.split(net, mother, noise=0.0, task=3)
     a, b = edit.info["new_cells"]
     t = net.tissue
     ra, rb = net.row_of(a), net.row_of(b)
     assert t.parent[ra] == t.parent[rb] == mother
     assert t.birth[ra] == t.birth[rb] == 17
+    assert t.task[ra] == t.task[rb] == 3 and int(t.task.sum()) == 6
     torch.testing.assert_close((t.pos[ra] + t.pos[rb]) / 2, pos)
     assert t.next_cell_id == 12 and {a, b} == {10, 11}
 
