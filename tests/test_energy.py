@@ -126,3 +126,31 @@ def test_emas_follow_the_statistics_and_survive_edits() -> None:
     net(tokens(2))
     sch.on_step_end(host, 3, torch.zeros(()))  # EMAs keep folding in on the new topology
     assert sch._ema["gate_ema"].shape == (net.tissue.num_nodes,)
+
+
+# ----------------------------------------------------------------- training extras
+def test_gate_penalty_is_on_by_default_and_weighs_higher_levels_more() -> None:
+    from morpho.config import TrainConfig
+    from morpho.trainer import gate_penalty
+
+    assert TrainConfig().gate_l1 > 0
+    net = tiny_net()
+    net(tokens(0))
+    act = net.gate_activity
+    (grad,) = torch.autograd.grad(gate_penalty(net), act)
+    level = net.tissue.level.float()
+    assert torch.allclose(grad, (level + 1) / (level.max() + 1) / level.numel())
+
+
+def test_demand_weight_drives_gates_from_the_level_computed_before() -> None:
+    x = tokens(0)
+    gates = {}
+    for w in (0.0, 1.0, 3.0):
+        net = tiny_net(demand_weight=w)
+        net(x)
+        gates[w] = net.stats["gate_mean"]
+    inputs = net.tissue.level == 0
+    assert torch.equal(gates[0.0][inputs], gates[3.0][inputs])  # nothing before the inputs
+    upper = ~inputs
+    assert bool((gates[1.0][upper] > gates[0.0][upper]).all())  # demand > 0 opens gates
+    assert bool((gates[3.0][upper] > gates[1.0][upper]).all())
