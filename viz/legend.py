@@ -21,7 +21,7 @@ EDGE_RGB = (0.82, 0.84, 0.9)  # colour of the strongest edge
 BORN_RGB = (1.0, 0.9, 0.45)  # ring of a newborn cell
 DYING_RGB = (0.95, 0.3, 0.3)  # dashed ring of a dying cell
 MAX_SWATCHES = 12
-SIZE_LABEL = {"params": "size: parameters of the cell", "age": "size: age (steps since birth)"}
+SIZE_LABEL = {"params": "size: parameters", "age": "size: age (steps)"}
 
 
 def legend_width(width: int) -> int:
@@ -35,7 +35,7 @@ def legend_panel(colors: CellColors, size_by: str, height: int, width: int,
     dpi = 100
     fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor=BACKGROUND)
     canvas = FigureCanvasAgg(fig)  # no pyplot: no global state, no display
-    scale = min(1.0, height / 600)
+    scale = min(1.0, height / 600, width / 270)
     font = max(6.0, 10 * scale)
     fig.text(0.06, 0.975, title, color=TEXT, fontsize=font * 1.05, weight="bold", va="top")
     fig.text(0.06, 0.93, f"colour: {colors.label}", color=TEXT, fontsize=font, va="top")
@@ -95,6 +95,6 @@ def _markers(fig: Figure, size_by: str, font: float) -> None:
     ax.plot([0.02, 0.09], [3, 3], color=np.array(EDGE_RGB) * 0.35 + np.array(BACKGROUND) * 0.65)
     ax.plot([0.09, 0.16], [3, 3], color=EDGE_RGB)
     labels = ["newborn (yellow ring)", "dying (grey, red dashes)",
-              SIZE_LABEL[size_by], "edge: brighter = stronger |w|"]  # fmt: skip
+              SIZE_LABEL[size_by], "edge: brighter = stronger"]  # fmt: skip
     for i, text in enumerate(labels):
         ax.text(0.22, i, text, color=TEXT, fontsize=font * 0.85, va="center")

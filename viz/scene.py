@@ -118,7 +118,9 @@ class Scene:
             "solid": _points(state.pos[solid], state.rgb[solid], r[solid]),
             "fading": _points(state.pos[~solid], rgba[~solid], r[~solid]),
             "born": _points(state.pos[born], born_rgba, RING_SCALE * r[born]),
-            "dying": _points(state.pos[state.dying], dying_rgba, RING_SCALE * r[state.dying]),
+            # a touch wider than a newborn's ring: a cell born and doomed shows both
+            "dying": _points(state.pos[state.dying], dying_rgba,
+                             1.3 * RING_SCALE * r[state.dying]),  # fmt: skip
             "edges": _lines(state.pos, state.lines, edge_rgb),
         }
         for name, mesh in update.items():
@@ -181,12 +183,15 @@ def _points(pos: np.ndarray, colors: np.ndarray, radius: np.ndarray) -> pv.PolyD
 def _lines(pos: np.ndarray, lines: np.ndarray, colors: np.ndarray) -> pv.PolyData:
     """Segments ``lines`` (2, F) between rows of ``pos`` (N, 3), coloured per segment.
 
-    No segments is one zero-length segment in the background colour (pyvista refuses empty
-    arrays).
+    Each segment gets its own two points coloured like it: point colours are the fast path
+    of VTK's OpenGL mapper (cell colours go through a texture lookup). No segments is one
+    zero-length segment in the background colour (pyvista refuses empty arrays).
     """
     if lines.shape[1] == 0:
         pos, lines, colors = np.zeros((1, 3)), np.zeros((2, 1), int), np.array([BACKGROUND])
-    cells = np.column_stack([np.full(lines.shape[1], 2), lines.T]).ravel()
-    mesh = pv.PolyData(np.asarray(pos, dtype=np.float32).reshape(-1, 3), lines=cells)
-    mesh.cell_data["rgb"] = (np.clip(colors, 0, 1) * 255).astype(np.uint8).reshape(-1, 3)
+    ends = np.asarray(pos, dtype=np.float32)[lines.T].reshape(-1, 3)  # (2F, 3)
+    cells = np.column_stack([np.full(lines.shape[1], 2), np.arange(len(ends)).reshape(-1, 2)])
+    mesh = pv.PolyData(ends, lines=cells.ravel())
+    rgb = (np.clip(colors, 0, 1) * 255).astype(np.uint8).reshape(-1, 3)
+    mesh.point_data["rgb"] = np.repeat(rgb, 2, axis=0)
     return mesh
