@@ -1,13 +1,13 @@
 """``morpho plot`` and ``morpho export``: the files they write, read back with their readers.
 
-Also holds the dependency law of DESIGN §1: loading the engine and its CLI imports neither
-pyvista nor matplotlib (the viz commands import them only when they run).
+Also holds the viz side of the dependency law (DESIGN §1): the CLI loads ``viz.commands``
+at start-up, which imports neither pyvista nor matplotlib (they load when a command runs);
+the engine side is ``test_layering.py``.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import ast
 from pathlib import Path
 
 import networkx as nx
@@ -17,6 +17,7 @@ import pytest
 pytest.importorskip("pyvista")
 
 import imageio.v3 as iio  # noqa: E402
+import morpho.viz  # noqa: E402
 import pyvista as pv  # noqa: E402
 from morpho.viz.plots import PLOTS  # noqa: E402
 from morpho.viz.runs import load_run  # noqa: E402
@@ -98,8 +99,27 @@ def test_unknown_export_format_exits_2(run_dir: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
-def test_engine_and_cli_load_without_pyvista_or_matplotlib() -> None:
-    code = ("import sys, morpho, morpho.cli, morpho.viz.commands; "
-            "bad = [m for m in ('pyvista', 'vtk', 'matplotlib') if m in sys.modules]; "
-            "assert not bad, bad")  # fmt: skip
-    subprocess.run([sys.executable, "-c", code], check=True)
+def top_level_imports(path: Path) -> set[str]:
+    """Modules a file imports at module level (not inside functions)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_pyvista_loads_only_when_a_frame_is_drawn() -> None:
+    """The CLI loads viz.commands at start-up: it must not pull pyvista or matplotlib in;
+    of the viz modules only the scene imports pyvista at module level."""
+    viz = Path(morpho.viz.__file__).parent
+    heavy = ("pyvista", "vtk", "matplotlib")
+    for path in sorted(viz.glob("*.py")):
+        imports = top_level_imports(path)
+        uses = {m for m in imports if m.split(".")[0] in heavy}
+        if path.name == "commands.py":
+            assert not uses and not {m for m in imports if m.startswith("morpho")}, uses
+        elif path.name != "scene.py":
+            assert not {m for m in uses if m.startswith(("pyvista", "vtk"))}, path.name
