@@ -59,17 +59,28 @@ def grow(
     corpus: Annotated[Optional[str], typer.Option(help="pydoc | stdlib (lang task).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML config file.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty run directory.")] = False,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue this run directory.")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Steps between checkpoints.")]
+    = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Grow a network on a task and write a run directory."""
+    """Grow a network on a task and write a run directory (or continue one with --resume)."""
     from morpho.grow import default_run_path
     from morpho.grow import grow as grow_run
+    from morpho.grow import resume as resume_run
+    from morpho.trainer import NonFiniteError
 
     try:
+        if resume is not None:
+            path = resume
+            summary = resume_run(resume, steps=steps, progress=not quiet)
+            _report(path, summary)
+            return
         cfg = run_config(preset, config, {
             "task": task,
             "task_options": {"data": str(data) if data else None, "corpus": corpus},
-            "train": {"steps": steps, "seed": seed, "device": device},
+            "train": {"steps": steps, "seed": seed, "device": device,
+                      "checkpoint_every": checkpoint_every},
             "network": {"seed": seed},
         })  # fmt: skip
         path = out or default_run_path(cfg.task)
@@ -77,9 +88,16 @@ def grow(
     except ValueError as e:
         fail(str(e))
         return
-    bpc = summary["val_bpc"]
-    typer.echo(f"run {path}: val_bpc {bpc:.3f} (best {summary['best_val_bpc']:.3f}), "
-               f"{summary['cells']} cells, {summary['edges']} edges, {summary['params']:,} params, "
+    except NonFiniteError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    _report(path, summary)
+
+
+def _report(path: Path, summary: dict[str, Any]) -> None:
+    typer.echo(f"run {path}: val_bpc {summary['val_bpc']:.3f} "
+               f"(best {summary['best_val_bpc']:.3f}), {summary['cells']} cells, "
+               f"{summary['edges']} edges, {summary['params']:,} params, "
                f"{summary['edits']} edits, {summary['tokens_per_s']:,.0f} tok/s")  # fmt: skip
 
 

@@ -46,16 +46,21 @@ class TrainConfig:
     eval_every: int = 100  # steps between validation passes
     eval_batches: int = 8  # batches per validation pass (fixed windows)
     log_every: int = 10  # steps between metrics.jsonl lines
+    checkpoint_every: int = 0  # steps between resumable checkpoints (0: only the final one)
+    keep_checkpoints: int = 2  # step checkpoints kept on disk (the newest ones)
+    max_nonfinite: int = 5  # consecutive non-finite steps before the run stops
     device: str = "cpu"  # torch device: cpu, cuda, cuda:1, mps
     seed: int = 0  # seeds data order, initialisation and noise
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "train.steps", ">= 0", self.steps)
-        for name in ("batch_size", "seq_len", "eval_every", "eval_batches", "log_every"):
+        for name in ("batch_size", "seq_len", "eval_every", "eval_batches", "log_every",
+                     "keep_checkpoints", "max_nonfinite"):  # fmt: skip
             _require(getattr(self, name) >= 1, f"train.{name}", ">= 1", getattr(self, name))
         _require(self.lr > 0, "train.lr", "> 0", self.lr)
         _require(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
-        for name in ("warmup", "weight_decay", "grad_clip", "aux_weight", "gate_l1"):
+        for name in ("warmup", "weight_decay", "grad_clip", "aux_weight", "gate_l1",
+                     "checkpoint_every"):  # fmt: skip
             _require(getattr(self, name) >= 0, f"train.{name}", ">= 0", getattr(self, name))
 
 

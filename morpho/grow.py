@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from morpho.config import RunConfig, dump_toml
+from morpho.checkpoint import latest_checkpoint, network_from_payload
+from morpho.config import RunConfig, dump_toml, load_toml
 from morpho.network import Network
 from morpho.rundir import RunDir
 from morpho.scheduler import GrowthConfig, Scheduler
@@ -51,6 +52,35 @@ def grow(cfg: RunConfig, out: str | os.PathLike[str], progress: bool = False,
                       progress=progress)  # fmt: skip
     resolved = {"network": {"vocab_size": task.vocab_size}, "growth": growth.to_dict()}
     run.create(dump_toml(cfg.merged(resolved).to_dict()))
+    return trainer.fit()
+
+
+def resume(run_path: str | os.PathLike[str], steps: int | None = None,
+           progress: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Continue a run from its newest valid checkpoint; ``steps`` extends the run.
+
+    On CPU the resumed run writes the same ``metrics.jsonl`` and ``events.jsonl`` lines as
+    the run done in one go (wall-clock figures such as tokens/s aside).
+    """
+    run = RunDir.existing(run_path)
+    cfg = RunConfig().merged(load_toml(run.path / "config.toml"))
+    if steps is not None:
+        cfg = cfg.merged({"train": {"steps": steps}})
+    _, payload = latest_checkpoint(run.path / "checkpoints")
+    if "trainer" not in payload["extra"]:
+        raise ValueError(f"checkpoint of {str(run.path)!r} has no trainer state to resume from")
+    done = int(payload["extra"]["trainer"]["step"])
+    if done >= cfg.train.steps:
+        raise ValueError(f"run {str(run.path)!r} already finished {done} steps; "
+                         f"expected --steps above {done} to continue it")  # fmt: skip
+    growth = GrowthConfig.from_dict(cfg.growth)
+    task = build_task(cfg)
+    net = network_from_payload(payload)
+    scheduler = [Scheduler(growth)] if growth.enabled else []
+    trainer = Trainer(net, task, cfg.train, run=run, callbacks=scheduler, progress=progress)
+    trainer.restore(payload)
+    if steps is not None:
+        run.write_text("config.toml", dump_toml(cfg.to_dict()))
     return trainer.fit()
 
 

@@ -33,6 +33,29 @@ class RunDir:
                 "expected a new path (or pass --overwrite)"
             )
 
+    @classmethod
+    def existing(cls, path: str | os.PathLike[str]) -> RunDir:
+        """An existing run directory (to resume); ``ValueError`` if it is not one."""
+        p = Path(path)
+        if not (p / "config.toml").is_file() or not (p / "checkpoints").is_dir():
+            raise ValueError(f"{str(p)!r} is not a morpho run directory; expected config.toml "
+                             "and checkpoints/ inside")  # fmt: skip
+        return cls(p, overwrite=True)
+
+    def rewind(self, log_bytes: dict[str, int], step: int) -> None:
+        """Cut the logs back to the given lengths and drop snapshots after ``step``.
+
+        A run killed after its last checkpoint may have logged further lines; a resumed
+        run writes them again, so they go first.
+        """
+        for name, size in log_bytes.items():
+            with open(self.path / name, "r+b") as f:
+                f.truncate(size)
+        for snap in snapshot_paths(self.path):
+            if int(snap.stem.split("_")[1]) > step:
+                snap.unlink()
+        (self.path / "summary.json").unlink(missing_ok=True)
+
     def create(self, config_toml: str) -> None:
         (self.path / "snapshots").mkdir(parents=True, exist_ok=True)
         (self.path / "checkpoints").mkdir(exist_ok=True)

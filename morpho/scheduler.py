@@ -270,6 +270,7 @@ class Scheduler(Callback):
         self._ema: dict[str, Tensor] = {}  # device copies of the tissue's EMA fields
         self._wiring: Tensor | None = None
         self._fresh = True  # the first statistics replace the tissue's initial EMAs
+        self._net: Network | None = None  # the trained network (flushed into checkpoints)
 
     @property
     def needs_edge_gradient(self) -> bool:
@@ -277,7 +278,11 @@ class Scheduler(Callback):
 
     # --------------------------------------------------------------- callback events
     def on_train_start(self, trainer: Trainer) -> None:
+        self._net = trainer.net
         self._load(trainer.net)
+        if self.needs_edge_gradient:  # as on_step_end sets it, also when resuming mid-run
+            nxt = trainer.step + 1
+            trainer.net.capture = nxt >= self.cfg.start and nxt % self.cfg.interval == 0
 
     def on_step_end(self, trainer: Trainer, step: int, loss: Tensor) -> None:
         net = trainer.net
@@ -436,7 +441,13 @@ class Scheduler(Callback):
 
     # ------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict[str, Any]:
-        """Plain tensors and ints: histories and cooldowns keyed by stable id."""
+        """Plain tensors and ints: histories and cooldowns keyed by stable id.
+
+        The device EMAs are flushed into the tissue first, so a checkpoint of the network
+        taken with this state carries them (``on_train_start`` reads them back).
+        """
+        if self._net is not None:
+            self._flush(self._net)
         k = self.cfg.history
         cell_ids = sorted(self.cell_history)
         cells = torch.full((len(cell_ids), k, len(CELL_STATS)), math.nan)

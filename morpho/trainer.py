@@ -8,6 +8,14 @@ Trainer events (each callback implements any of them; see :class:`Callback`):
 A growth scheduler is a callback that, at its interval, calls :meth:`Trainer.apply_edit`;
 that is the one place where cells, edges or parameters change during a run.
 
+Runs survive: every ``checkpoint_every`` steps the trainer writes a checksummed checkpoint
+(network, optimizer, callbacks' ``state_dict()``, RNG states, counters, and the lengths of
+``metrics.jsonl`` / ``events.jsonl``), and :meth:`Trainer.restore` continues from one so
+that the logs match a run done in one go, value for value (wall-clock figures aside). A
+non-finite loss or gradient skips the step (parameters and optimizer state untouched),
+logs a ``nonfinite`` event, and after ``max_nonfinite`` in a row stops the run with
+:class:`NonFiniteError`, leaving the last good checkpoint.
+
 The trainer trains any model that follows the :class:`Model` protocol, so static
 baselines (``morpho.sims.baselines``) run through the same loop on the same batches:
 
@@ -40,6 +48,11 @@ from morpho.rundir import RunDir
 from morpho.tasks import Task
 
 LN2 = math.log(2.0)
+LOG_FILES = ("metrics.jsonl", "events.jsonl")
+
+
+class NonFiniteError(RuntimeError):
+    """Raised when ``max_nonfinite`` consecutive steps had a non-finite loss or gradient."""
 
 
 @runtime_checkable
@@ -130,6 +143,7 @@ class Trainer:
         self.tokens_seen = 0
         self.train_flops = 0.0
         self.n_edits = 0
+        self.nonfinite_streak = 0
         self._flops_per_token = self.net.flops_per_token(cfg.seq_len)  # refreshed on logs and edits
 
     # ---------------------------------------------------------------- one step
@@ -153,10 +167,31 @@ class Trainer:
         total, ce = self.loss(x, y)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        if self.cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip)
+        max_norm = self.cfg.grad_clip or math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), max_norm)
+        if not bool(torch.isfinite(total.detach() + grad_norm)):  # host sync: the guard
+            self._skip_nonfinite(float(total.detach()), float(grad_norm))
+            return ce.detach()
+        self.nonfinite_streak = 0
         self.optimizer.step()
         return ce.detach()
+
+    def _skip_nonfinite(self, loss: float, grad_norm: float) -> None:
+        """Leave parameters and optimizer state as they were; log; stop after a streak."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_streak += 1
+        if self.run is not None:
+            self.run.log_event({"step": self.step, "kind": "nonfinite", "loss": str(loss),
+                                "grad_norm": str(grad_norm), "action": "skipped step",
+                                "streak": self.nonfinite_streak})  # fmt: skip
+        if self.nonfinite_streak >= self.cfg.max_nonfinite:
+            where = ""
+            if self.run is not None and self.growing:
+                where = f"; last good state saved to {self.checkpoint()}"
+            raise NonFiniteError(
+                f"non-finite loss or gradient in {self.nonfinite_streak} consecutive steps "
+                f"(last at step {self.step}, loss {loss}, grad norm {grad_norm}){where}"
+            )
 
     def apply_edit(self, edit: Edit) -> Edit:
         """Apply a topology edit to the network and the optimizer; fire ``on_edit``."""
@@ -209,7 +244,7 @@ class Trainer:
             self.run.save_snapshot(self.net.snapshot(), self.step,
                                    {"kind": "end", "val_bpc": record["val_bpc"]})  # fmt: skip
             save_checkpoint(self.run.path / "checkpoints" / "final.pt", self.net, self.optimizer,
-                            step=self.step, extra={"task": self.task.describe()})  # fmt: skip
+                            step=self.step, extra=self._checkpoint_extra())  # fmt: skip
         for cb in self.callbacks:
             cb.on_train_end(self, summary)
         if self.run is not None:
@@ -240,7 +275,65 @@ class Trainer:
             self._log(record)
             for cb in self.callbacks:
                 cb.on_eval(self, self.step, record)
+        every = self.cfg.checkpoint_every
+        if every and self.step % every == 0 and self.step < self.cfg.steps and self.run \
+                and self.growing:
+            self.checkpoint()
         bar.advance()
+
+    # ------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> str:
+        """Write ``checkpoints/step_<step>.pt`` (atomic, checksummed); keep the newest few."""
+        assert self.run is not None
+        folder = self.run.path / "checkpoints"
+        path = folder / f"step_{self.step:08d}.pt"
+        save_checkpoint(path, self.net, self.optimizer, step=self.step,
+                        extra=self._checkpoint_extra())  # fmt: skip
+        for old in sorted(folder.glob("step_*.pt"))[: -self.cfg.keep_checkpoints]:
+            old.unlink()
+        return str(path)
+
+    def _checkpoint_extra(self) -> dict[str, Any]:
+        assert self.run is not None
+        return {
+            "task": self.task.describe(),
+            "trainer": {
+                "step": self.step, "best_val_bpc": self.best_val_bpc,
+                "last_eval": self.last_eval, "train_time": self.train_time,
+                "tokens_seen": self.tokens_seen, "train_flops": self.train_flops,
+                "n_edits": self.n_edits, "flops_per_token": self._flops_per_token,
+            },
+            "rng": {"torch": torch.get_rng_state(), "data": self.generator.get_state()},
+            "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks
+                          if hasattr(cb, "state_dict")},
+            "log_bytes": {name: (self.run.path / name).stat().st_size for name in LOG_FILES
+                          if (self.run.path / name).exists()},
+        }  # fmt: skip
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        """Continue from a checkpoint payload whose network is already ``self.net``.
+
+        Restores the optimizer, callbacks, RNG states and counters, and cuts the run's
+        logs and snapshots back to the checkpoint's step.
+        """
+        extra = payload["extra"]
+        self.optimizer.load_state_dict(payload["optimizer"])
+        state = extra["trainer"]
+        self.step = int(state["step"])
+        self.best_val_bpc = float(state["best_val_bpc"])
+        self.last_eval = dict(state["last_eval"])
+        self.train_time = float(state["train_time"])
+        self.tokens_seen = int(state["tokens_seen"])
+        self.train_flops = float(state["train_flops"])
+        self.n_edits = int(state["n_edits"])
+        self._flops_per_token = float(state["flops_per_token"])
+        torch.set_rng_state(extra["rng"]["torch"])
+        self.generator.set_state(extra["rng"]["data"])
+        for cb in self.callbacks:
+            if hasattr(cb, "load_state_dict") and type(cb).__name__ in extra["callbacks"]:
+                cb.load_state_dict(extra["callbacks"][type(cb).__name__])
+        if self.run is not None:
+            self.run.rewind(extra["log_bytes"], self.step)
 
     @property
     def tokens_per_s(self) -> float:
