@@ -466,6 +466,7 @@ class Scheduler(Callback):
             "cooldown_until": torch.tensor(list(self.cooldown.values()), dtype=torch.long),
             "checks": self.checks, "fresh": int(self._fresh),
             "counts": {kind: int(n) for kind, n in self.counts.items()},
+            "generator": self.generator.get_state(),
         }  # fmt: skip
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -482,6 +483,8 @@ class Scheduler(Callback):
         self.checks = int(state["checks"])
         self._fresh = bool(state["fresh"])
         self.counts = Counter(state.get("counts", {}))
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
 
 
 def _isnan(v: Any) -> bool:

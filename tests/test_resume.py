@@ -1,0 +1,179 @@
+"""Runs that survive: exact resume, SIGKILL at random moments, non-finite guard."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from morpho.config import RunConfig
+from morpho.grow import grow, resume
+from morpho.rundir import read_jsonl
+from morpho.trainer import Callback, NonFiniteError
+
+WALL_CLOCK = {"tokens_per_s"}  # figures that measure time, not the computation
+# a tiny growing run: checks every 5 steps from step 5, so events fall on both sides of
+# every checkpoint
+TINY = {
+    "network": {"d_cell": 8, "n_heads": 1, "mlp_ratio": 1, "level_sizes": [1, 3, 3, 1]},
+    "train": {"steps": 40, "batch_size": 4, "seq_len": 16, "eval_every": 10, "log_every": 2,
+              "eval_batches": 2, "checkpoint_every": 10, "warmup": 5},
+    "growth": {"interval": 5, "start": 5, "cooldown": 5, "max_cells": 14},
+}  # fmt: skip
+
+
+def _cfg(**train) -> RunConfig:
+    cfg = RunConfig.preset("small").merged(TINY)
+    return cfg.merged({"train": train}) if train else cfg
+
+
+def _lines(run: Path, name: str) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in read_jsonl(run / name)]
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    for name in ("metrics.jsonl", "events.jsonl"):
+        assert _lines(a, name) == _lines(b, name), name
+    sa = json.loads((a / "summary.json").read_text())
+    sb = json.loads((b / "summary.json").read_text())
+    for key in ("val_bpc", "best_val_bpc", "params", "cells", "edges", "edits", "train_flops"):
+        assert sa[key] == sb[key], key
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The tiny run done in one go."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("ref") / "run"
+    grow(_cfg(), out)
+    assert _lines(out, "events.jsonl"), "the tiny run must have growth events"
+    return out
+
+
+class _Crash(Callback):
+    """Interrupts training after a given step, as a crash would (after step 20's checkpoint)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_step_end(self, trainer, step, loss) -> None:
+        if step == self.at:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_a_crash_writes_the_same_logs(reference, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        grow(_cfg(), out, callbacks=[_Crash(27)])
+    assert len(read_jsonl(out / "metrics.jsonl")) > 0 and not (out / "summary.json").exists()
+    resume(out)
+    _assert_same_run(reference, out)
+
+
+def test_resume_from_a_mid_run_checkpoint_rewinds_the_logs(reference, tmp_path):
+    out = tmp_path / "run"
+    grow(_cfg(), out)
+    (out / "checkpoints" / "final.pt").unlink()  # as if killed after step 30's checkpoint
+    assert (out / "checkpoints" / "step_00000030.pt").exists()
+    resume(out)
+    _assert_same_run(reference, out)
+
+
+def test_resume_refuses_a_finished_run_and_a_non_run(reference, tmp_path):
+    with pytest.raises(ValueError, match="already finished 40 steps"):
+        resume(reference)
+    with pytest.raises(ValueError, match="not a morpho run directory"):
+        resume(tmp_path)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_loses_nothing(reference, tmp_path):
+    """Kill a growing run three times at random moments (also mid-checkpoint); resume."""
+    out = tmp_path / "run"
+    config = tmp_path / "tiny.toml"
+    import tomli_w
+
+    config.write_text(tomli_w.dumps(TINY))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "morpho", "grow", "--quiet", "--seed", "0"]
+    rng = random.Random(0)
+    cmd = [*base, "--config", str(config), "--out", str(out)]
+    kills = 0
+    for _ in range(3):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while not list((out / "checkpoints").glob("*.pt")) and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        kills += proc.wait() == -signal.SIGKILL
+        if (out / "checkpoints" / "final.pt").exists():
+            break
+        cmd = [*base, "--resume", str(out)]
+    if not (out / "checkpoints" / "final.pt").exists():
+        subprocess.run([*base, "--resume", str(out)], env=env, check=True)
+    assert kills >= 2, "the kills must interrupt the run"
+    _assert_same_run(reference, out)
+
+
+class _PoisonedTrainerLoss:
+    """Makes the loss NaN at the given steps (a non-finite injection)."""
+
+    def __init__(self, steps: set[int]) -> None:
+        self.steps = steps
+
+    def wrap(self, trainer):
+        original = trainer.loss
+
+        def loss(x, y):
+            total, ce = original(x, y)
+            if trainer.step in self.steps:
+                total = total * float("nan")
+            return total, ce
+
+        trainer.loss = loss
+
+
+def test_nonfinite_steps_are_skipped_logged_and_a_streak_stops_the_run(tmp_path):
+    from morpho.grow import build_network, build_task
+    from morpho.rundir import RunDir
+    from morpho.trainer import Trainer
+
+    cfg = _cfg(steps=12, checkpoint_every=0, max_nonfinite=3)
+    task = build_task(cfg)
+    run = RunDir(tmp_path / "run")
+    run.create("")
+    trainer = Trainer(build_network(cfg, task.vocab_size), task, cfg.train, run=run)
+    _PoisonedTrainerLoss({3, 4}).wrap(trainer)
+    before = {}
+
+    def spy_step(original=trainer.optimizer.step):
+        before[trainer.step] = True
+        return original()
+
+    trainer.optimizer.step = spy_step
+    trainer.fit()
+    events = read_jsonl(run.path / "events.jsonl")
+    assert [e["step"] for e in events if e["kind"] == "nonfinite"] == [3, 4]
+    assert 3 not in before and 4 not in before and 5 in before  # skipped, then went on
+    assert all(torch.isfinite(p).all() for p in trainer.net.parameters())
+
+    run2 = RunDir(tmp_path / "run2")
+    run2.create("")
+    trainer = Trainer(build_network(cfg, task.vocab_size), task, cfg.train, run=run2)
+    _PoisonedTrainerLoss(set(range(5, 12))).wrap(trainer)
+    with pytest.raises(NonFiniteError, match="3 consecutive steps") as err:
+        trainer.fit()
+    saved = Path(str(err.value).rsplit("saved to ", 1)[1])
+    from morpho.checkpoint import load_network
+
+    net, payload = load_network(saved)
+    assert payload["step"] == 7 and all(torch.isfinite(p).all() for p in net.parameters())
