@@ -135,7 +135,9 @@ class GrowthConfig:
     rules: tuple[str, ...] = DEFAULT_RULES  # enabled rules, by registered name
     interval: int = 25  # steps between checks
     start: int = 50  # first check at this step (statistics settle during warm-up)
+    until: float = 0.8  # no rounds after this fraction of train.steps: the last topology trains
     max_cells: int = 20  # no event may grow the tissue beyond this many cells
+    min_cells: int = 0  # no event may shrink the tissue below this (0: its size at the start)
     max_params: int = 0  # … nor beyond this many parameters (0: no limit)
     max_events_per_round: int = 3  # events applied per check
     cooldown: int = 50  # steps a cell named by an event is left alone
@@ -149,6 +151,7 @@ class GrowthConfig:
 
     def __post_init__(self) -> None:
         checks = {"interval": self.interval >= 1, "start": self.start >= 0,
+                  "until": 0 <= self.until <= 1, "min_cells": self.min_cells >= 0,
                   "max_cells": self.max_cells >= 1, "max_params": self.max_params >= 0,
                   "max_events_per_round": self.max_events_per_round >= 0,
                   "cooldown": self.cooldown >= 0, "ema_decay": 0 <= self.ema_decay < 1,
@@ -266,6 +269,7 @@ class Scheduler(Callback):
         self.edge_history: dict[int, list[float]] = {}  # edge id → |strength| at last K checks
         self.cooldown: dict[int, int] = {}  # cell id → first step it may take part again
         self.checks = 0
+        self.min_cells = cfg.min_cells  # resolved at the start of training when 0
         self.counts: Counter[str] = Counter()
         self._ema: dict[str, Tensor] = {}  # device copies of the tissue's EMA fields
         self._wiring: Tensor | None = None
@@ -280,21 +284,24 @@ class Scheduler(Callback):
     def on_train_start(self, trainer: Trainer) -> None:
         self._net = trainer.net
         self._load(trainer.net)
+        self.min_cells = self.min_cells or trainer.net.tissue.num_nodes
         if self.needs_edge_gradient:  # as on_step_end sets it, also when resuming mid-run
-            nxt = trainer.step + 1
-            trainer.net.capture = nxt >= self.cfg.start and nxt % self.cfg.interval == 0
+            trainer.net.capture = self._due(trainer.step + 1, trainer.cfg.steps)
 
     def on_step_end(self, trainer: Trainer, step: int, loss: Tensor) -> None:
         net = trainer.net
         if not self.cfg.enabled or not net.stats:
             return
         self._update_ema(net)
-        due = step >= self.cfg.start and step % self.cfg.interval == 0
         if self.needs_edge_gradient:
-            nxt = step + 1
-            net.capture = nxt >= self.cfg.start and nxt % self.cfg.interval == 0
-        if due:
+            net.capture = self._due(step + 1, trainer.cfg.steps)
+        if self._due(step, trainer.cfg.steps):
             self.check(trainer, step)
+
+    def _due(self, step: int, total_steps: int) -> bool:
+        """Is ``step`` a growth round (from ``start``, every ``interval``, until ``until``)?"""
+        last = self.cfg.until * total_steps
+        return self.cfg.start <= step <= last and step % self.cfg.interval == 0
 
     def on_edit(self, trainer: Trainer, edit: Edit) -> None:
         self._load(trainer.net)  # rows moved: re-read the EMAs the edit carried
@@ -400,9 +407,12 @@ class Scheduler(Callback):
         return records
 
     def within_budget(self, net: Network, edit: Edit) -> bool:
-        """False if the edit would grow cells or parameters beyond their budgets."""
+        """False if the edit would grow cells or parameters beyond their budgets, or shrink
+        the tissue below ``min_cells`` (deaths then only make room for births)."""
         n_before, n_after = net.tissue.num_nodes, edit.tissue.num_nodes
         if n_after > n_before and n_after > self.cfg.max_cells:
+            return False
+        if n_after < n_before and n_after < self.min_cells:
             return False
         if self.cfg.max_params:
             before, after = net.n_params(), params_after(net, edit)
@@ -464,7 +474,7 @@ class Scheduler(Callback):
             "edge_ids": torch.tensor(edge_ids, dtype=torch.long), "edge_history": edges,
             "cooldown_ids": torch.tensor(list(self.cooldown), dtype=torch.long),
             "cooldown_until": torch.tensor(list(self.cooldown.values()), dtype=torch.long),
-            "checks": self.checks, "fresh": int(self._fresh),
+            "checks": self.checks, "fresh": int(self._fresh), "min_cells": self.min_cells,
             "counts": {kind: int(n) for kind, n in self.counts.items()},
             "generator": self.generator.get_state(),
         }  # fmt: skip
@@ -481,6 +491,7 @@ class Scheduler(Callback):
         self.cooldown = dict(zip(state["cooldown_ids"].tolist(), state["cooldown_until"].tolist(),
                                  strict=True))  # fmt: skip
         self.checks = int(state["checks"])
+        self.min_cells = int(state.get("min_cells", self.min_cells))
         self._fresh = bool(state["fresh"])
         self.counts = Counter(state.get("counts", {}))
         if "generator" in state:

@@ -10,6 +10,7 @@ import torch
 from conftest import tiny_net, tokens
 
 from morpho.cells import binary_entropy
+from morpho.config import TrainConfig
 from morpho.edits import apply_edit, remove_edit, split_edit
 from morpho.energy import ENERGY_TERMS, free_energy, register_energy_term, wiring_cost
 from morpho.scheduler import GrowthConfig, Scheduler
@@ -85,6 +86,7 @@ class Host:
 
     def __init__(self, net, callbacks=()):
         self.net, self.run, self.callbacks = net, None, list(callbacks)
+        self.cfg = TrainConfig(steps=10**6)
         self.optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
 
     def apply_edit(self, edit):
@@ -130,7 +132,6 @@ def test_emas_follow_the_statistics_and_survive_edits() -> None:
 
 # ----------------------------------------------------------------- training extras
 def test_gate_penalty_is_on_by_default_and_weighs_higher_levels_more() -> None:
-    from morpho.config import TrainConfig
     from morpho.trainer import gate_penalty
 
     assert TrainConfig().gate_l1 > 0

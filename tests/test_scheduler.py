@@ -47,6 +47,7 @@ def split(cell: int, score: float) -> Event:
 
 def round_with(net: Network, events: list[Event], step: int = 100, **cfg) -> tuple:
     """One check of a scheduler whose only rule proposes ``events``."""
+    cfg = {"min_cells": 1, **cfg}
     sch = Scheduler(GrowthConfig(rules=(), **cfg), rules={"scripted": Scripted(tuple(events))})
     host = Host(net, [sch])
     sch.on_train_start(host)
@@ -120,6 +121,30 @@ def test_cell_and_parameter_budgets() -> None:
     shrink = [Event("remove", (hidden_ids(net)[0],), 1.0, "scripted")]  # shrinking is allowed
     _, _, records = round_with(net, shrink, max_params=1)
     assert len(records) == 1
+
+
+def test_deaths_never_shrink_the_tissue_below_min_cells() -> None:
+    net = tiny_net()
+    n0 = net.tissue.num_nodes
+    deaths = [Event("remove", (c,), 1.0, "scripted") for c in hidden_ids(net)]
+    sch, _, records = round_with(net, deaths, min_cells=0, max_events_per_round=10)
+    assert records == [] and sch.min_cells == n0  # 0: the size at the start of training
+    _, _, records = round_with(net, deaths, min_cells=n0 - 2, max_events_per_round=10)
+    assert len(records) == 2 and net.tissue.num_nodes == n0 - 2
+
+
+def test_no_rounds_after_the_until_fraction_of_training() -> None:
+    net = tiny_net()
+    sch = Scheduler(GrowthConfig(rules=(), interval=10, start=10, until=0.5, max_cells=100),
+                    rules={"scripted": Scripted((split(hidden_ids(net)[0], 1.0),))})  # fmt: skip
+    host = Host(net, [sch])
+    host.cfg = host.cfg.__class__(steps=100)
+    sch.on_train_start(host)
+    for step in range(1, 101):
+        net(tokens(step))
+        sch.on_step_end(host, step, torch.zeros(()))
+    assert sch.checks == 5  # steps 10 … 50
+    assert sch.counts["split"] == 1  # the daughters' id differs: the script's cell is gone
 
 
 def test_params_after_predicts_the_parameter_count() -> None:
