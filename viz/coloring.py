@@ -3,9 +3,9 @@
     colors = cell_colors(run, "level")    # ValueError listing the choices on an unknown name
     rgb = colors.rgb(colors.values[0])    # (N, 3) floats in [0, 1] for snapshot 0
 
-Continuous statistics (free energy, gate, birth step) share one range over the whole run,
-so a colour means the same number in every frame; categorical ones (level, lineage, task)
-take distinct hues from :data:`PALETTE`.
+Continuous statistics (free energy, gate, birth step) share one range over the whole run
+(see :func:`color_range`), so a colour means the same number in every frame; categorical
+ones (level, lineage, task) take distinct hues from :data:`PALETTE`.
 """
 
 from __future__ import annotations
@@ -104,9 +104,21 @@ def cell_colors(run: Run, name: str) -> CellColors:
         codes = [np.searchsorted(keys, v) for v in raw]
         names = tuple(f"{choice.category} {k}" for k in keys)
         return CellColors(choice.label, codes, categories=names)
-    finite = np.concatenate(raw)
-    finite = finite[np.isfinite(finite)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    lo, hi = color_range(raw)
+    return CellColors(choice.label, raw, choice.cmap, lo, hi)
+
+
+def color_range(values: list[np.ndarray]) -> tuple[float, float]:
+    """The 2–98 % range of a statistic over the run, outliers clipped.
+
+    Snapshots where every cell holds the same value are left out when others vary: that is
+    a statistic not measured yet (the seed's ``fe_ema`` of 0, ``gate_ema`` of 0.5), and it
+    would stretch the scale until every measured cell looked alike.
+    """
+    measured = [v for v in values if len(v) > 1 and np.ptp(v) > 0] or values
+    pooled = np.concatenate([np.asarray(v, dtype=float) for v in measured] or [np.zeros(0)])
+    pooled = pooled[np.isfinite(pooled)]
+    lo, hi = (np.percentile(pooled, [2, 98]) if pooled.size else (0.0, 1.0))
     if hi - lo < 1e-9:
         lo, hi = lo - 0.5, hi + 0.5
-    return CellColors(choice.label, raw, choice.cmap, lo, hi)
+    return float(lo), float(hi)
