@@ -93,7 +93,12 @@ def run_method(learner: Learner, stream: Stream) -> dict[str, Any]:
         matrix.append([learner.score(k) for k in stream.tasks])
         params.append(learner.n_params())
         cells.append(learner.n_cells())
+    if isinstance(learner, Joint):  # trained once at the end: every row is the final model
+        matrix = [matrix[-1]] * len(matrix)
+        params, cells = [params[-1]] * len(params), [cells[-1]] * len(cells)
     out = cl_summary(matrix, baseline, stream.higher_is_better)
+    if isinstance(learner, Joint):
+        out["fwt"] = None
     return {**out, "matrix": matrix, "untrained": baseline, "params": params, "cells": cells,
             "seconds": time.perf_counter() - t0}  # fmt: skip
 
@@ -102,6 +107,9 @@ def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     """Means (and ``*_std``, sample std) of the scalar metrics; mean matrix, params, cells."""
     out: dict[str, Any] = {}
     for key in ("avg_accuracy", "bwt", "fwt", "forgetting", "seconds"):
+        if any(r[key] is None for r in per_seed):
+            out[key] = out[f"{key}_std"] = None
+            continue
         values = np.array([r[key] for r in per_seed], dtype=float)
         out[key] = float(values.mean())
         out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
@@ -173,7 +181,7 @@ def format_table(results: dict[str, Any]) -> str:
             f"| cells (final) | s/seed |")  # fmt: skip
     rows = [head, "|" + "---|" * 8]
     for name, r in results["methods"].items():
-        pm = lambda k, r=r: f"{r[k]:.2f} ± {r[k + '_std']:.2f}"  # noqa: E731
+        pm = lambda k, r=r: "—" if r[k] is None else f"{r[k]:.2f} ± {r[k + '_std']:.2f}"  # noqa: E731
         params = " → ".join(f"{p / 1e3:.0f}k" for p in r["params"])
         rows.append(f"| {name} | {pm('avg_accuracy')} | {pm('bwt')} | {pm('fwt')} "
                     f"| {pm('forgetting')} | {params} | {r['cells'][-1]:.0f} "
