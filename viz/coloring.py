@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import to_rgb
-from morpho.viz.runs import Run, Snapshot
+from morpho.viz.runs import Run, Snapshot, measured
 
 # distinct, saturated hues that read on a dark background (tab10 without its grey and olive)
 PALETTE = ("#3d8fd9", "#ff7f0e", "#2ca02c", "#e0383a", "#9467bd", "#17becf", "#e377c2",
@@ -111,12 +111,11 @@ def cell_colors(run: Run, name: str) -> CellColors:
 def color_range(values: list[np.ndarray]) -> tuple[float, float]:
     """The 2–98 % range of a statistic over the run, outliers clipped.
 
-    Snapshots where every cell holds the same value are left out when others vary: that is
-    a statistic not measured yet (the seed's ``fe_ema`` of 0, ``gate_ema`` of 0.5), and it
-    would stretch the scale until every measured cell looked alike.
+    Snapshots taken before the statistic was measured (see :func:`~morpho.viz.runs.measured`)
+    are left out: the seed's constant would stretch the scale until all cells looked alike.
     """
-    measured = [v for v in values if len(v) > 1 and np.ptp(v) > 0] or values
-    pooled = np.concatenate([np.asarray(v, dtype=float) for v in measured] or [np.zeros(0)])
+    kept = [np.asarray(values[k], dtype=float) for k in measured(values)]
+    pooled = np.concatenate(kept or [np.zeros(0)])
     pooled = pooled[np.isfinite(pooled)]
     lo, hi = (np.percentile(pooled, [2, 98]) if pooled.size else (0.0, 1.0))
     if hi - lo < 1e-9:

@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from morpho.viz.coloring import PALETTE
-from morpho.viz.runs import Run, atomic_output, load_run
+from morpho.viz.runs import Run, atomic_output, load_run, measured
 
 PLOTS = ("metrics", "growth", "free_energy", "events", "lineage")
 
@@ -96,10 +96,12 @@ def _growth(fig: Figure, run: Run) -> None:
 
 
 def _free_energy(fig: Figure, run: Run) -> None:
-    """Median, 25–75 % and 5–95 % bands of ``fe_ema`` over the cells of each snapshot."""
+    """Median, 25–75 % and 5–95 % bands of ``fe_ema`` over the cells of each snapshot
+    (snapshots taken before F was measured left out)."""
     ax = fig.add_subplot()
-    steps = run.steps
     values = [s.cell("fe_ema") for s in run.snapshots]
+    keep = measured(values)
+    steps, values = run.steps[keep], [values[k] for k in keep]
     q = np.array([np.percentile(v, [5, 25, 50, 75, 95]) if len(v) else [np.nan] * 5
                   for v in values])  # fmt: skip
     ax.fill_between(steps, q[:, 0], q[:, 4], alpha=0.2, color=PALETTE[1], label="5–95 %")

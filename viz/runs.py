@@ -120,6 +120,14 @@ class Run:
         return out
 
 
+def measured(values: list[np.ndarray]) -> list[int]:
+    """Indices of the snapshots where a per-cell statistic varies between cells (all of them
+    if none does): one value in every cell is a statistic not measured yet, like the seed's
+    ``fe_ema`` of 0 or ``gate_ema`` of 0.5."""
+    varying = [k for k, v in enumerate(values) if len(v) > 1 and np.ptp(v) > 0]
+    return varying or list(range(len(values)))
+
+
 def load_run(path: str | os.PathLike[str]) -> Run:
     """Read a run directory.
 
