@@ -133,6 +133,24 @@ def test_viscosity_usage_and_route_travel_with_their_cells_through_split_and_rem
             assert float(t.viscosity[learner.net.row_of(cid)]) == v
 
 
+def test_routing_hides_cells_born_for_later_tasks_from_earlier_ones() -> None:
+    learner = _learner()
+    task = learner.stream.tasks[0]
+    x, h0 = task.x_test[:4], torch.zeros(4, dtype=torch.long)
+    learner.loss(0, x, task.y_test[:4], h0)  # fills net.stats for the surprise ratio
+    learner.grow(1)
+    with torch.no_grad():
+        before = learner.predict(x, h0)
+        net = learner.net
+        new = (net.tissue.route == 1).nonzero()[:, 0]
+        net.banks["strength"][torch.isin(net.tissue.edge_index[0], new)] = 0.5  # B learned
+        net.banks["readout"][new] = 0.3
+        torch.testing.assert_close(learner.predict(x, h0), before)  # task 0: B is hidden
+        assert not torch.allclose(learner.model(x, h0), before)  # unrouted, B interferes
+        h1 = torch.ones(4, dtype=torch.long)
+        torch.testing.assert_close(learner.predict(x, h1), learner.model(x, h1))
+
+
 def test_a_viscous_cell_barely_moves_while_a_fluid_one_learns() -> None:
     learner = _learner(growth=False)
     t = learner.net.tissue
