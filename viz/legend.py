@@ -83,7 +83,7 @@ def _markers(fig: Figure, size_by: str, font: float) -> None:
     ax = fig.add_axes((0.04, 0.02, 0.94, 0.44))
     ax.set_axis_off()
     ax.set_xlim(0, 1)
-    ax.set_ylim(4.6, -0.6)
+    ax.set_ylim(5.6, -0.6)
     dot = font * 11
     blue = (0.24, 0.56, 0.85)
     ax.scatter([0.09], [0], s=dot, color=blue, lw=0)
@@ -94,7 +94,10 @@ def _markers(fig: Figure, size_by: str, font: float) -> None:
     ax.scatter([0.05, 0.13], [2, 2], s=[dot * 0.35, dot * 1.3], color=TEXT, lw=0)
     ax.plot([0.02, 0.09], [3, 3], color=np.array(EDGE_RGB) * 0.35 + np.array(BACKGROUND) * 0.65)
     ax.plot([0.09, 0.16], [3, 3], color=EDGE_RGB)
+    ax.annotate("", xy=(0.09, 3.6), xytext=(0.09, 4.4),
+                arrowprops={"arrowstyle": "->", "color": TEXT})  # fmt: skip
     labels = ["newborn (yellow ring)", "dying (grey, red dashes)",
-              SIZE_LABEL[size_by], "edge: brighter = stronger"]  # fmt: skip
+              SIZE_LABEL[size_by], "edge: brighter = stronger",
+              "inputs bottom, outputs top"]  # fmt: skip
     for i, text in enumerate(labels):
         ax.text(0.22, i, text, color=TEXT, fontsize=font * 0.85, va="center")

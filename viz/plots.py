@@ -77,7 +77,7 @@ def _mark_events(ax: Any, run: Run, label: bool = False) -> None:
     for kind in _event_kinds(run):
         steps = sorted({e["step"] for e in run.events if e.get("kind") == kind})
         for i, step in enumerate(steps):
-            ax.axvline(step, color=_kind_color(run, kind), alpha=0.35, lw=0.8,
+            ax.axvline(step, color=_kind_color(run, kind), alpha=0.5, lw=1.0,
                        label=f"{kind} events" if label and i == 0 else None)  # fmt: skip
 
 
@@ -190,7 +190,10 @@ def _tree_order(parents: dict[int, int], cells: list[int]) -> list[int]:
 
 
 def _legend_or_note(ax: Any, note: str) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper right", fontsize=8)
+    """A legend below the axes (it never hides a curve), or ``note`` if nothing is drawn."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6),
+                         fontsize=8, frameon=False)  # fmt: skip
     else:
         ax.text(0.5, 0.5, note, ha="center", transform=ax.transAxes)
