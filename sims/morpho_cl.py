@@ -24,9 +24,16 @@ Four parts, each switchable (``--methods morpho-no-growth``, ``-no-viscosity``,
   daughter A inherits her mother's): edges and readouts of later cells are masked, as in
   Progressive Networks (Rusu et al. 2016). Without a task id every cell is used.
 * **Sleep.** After each task the learner stores ``prototypes`` k-means centroids per class
-  (averages of many inputs — no raw example is stored) and, in a sleep phase, rehearses the
-  prototypes of every class seen so far for ``sleep_steps`` steps (viscosity on). Digits
-  only, and only without routing (task-incremental heads are separate already).
+  (averages of ≈ 25 inputs — no raw example is stored) and, in a sleep phase, rehearses the
+  prototypes of every class seen so far for ``sleep_steps`` steps (viscosity on); awake,
+  every batch of the next tasks is joined by as many prototypes (like experience replay,
+  but of centroids). Digits only, and only without routing (with the task id, routing and
+  separate heads do that job). The stored set is reported as ``prototypes`` per class.
+
+Task boundaries are never read: growth follows the loss; the task index only tags daughters
+(``tissue.task``, for movies) and names the routing of fluid daughters. The growth scheduler
+(``morpho.scheduler``) is not used: its rules answer free energy during one task, while this
+learner grows on a jump between tasks.
 """
 
 from __future__ import annotations
