@@ -154,3 +154,22 @@ def test_missing_run_or_snapshots_exit_2(tmp_path: Path) -> None:
     result = invoke("render", tmp_path / "empty", "--out", tmp_path / "m.mp4")
     assert result.exit_code == 2 and "has no snapshots" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+@pytest.mark.slow
+def test_a_real_grown_run_renders_plots_and_exports(tmp_path: Path) -> None:
+    """The formats a real ``morpho grow`` writes (scheduler events, stats) read end to end."""
+    from morpho.config import RunConfig
+    from morpho.grow import grow
+
+    cfg = RunConfig.preset("small").merged({
+        "train": {"steps": 60, "eval_every": 20, "batch_size": 4, "seq_len": 32},
+        "growth": {"start": 10, "interval": 10, "cooldown": 10},
+    })  # fmt: skip
+    run_dir = tmp_path / "run"
+    grow(cfg, run_dir)
+    image = still(run_dir, tmp_path / "f.png", "--frame", 60, "--color", "free-energy")
+    assert foreground(scene_of(image)).mean() > 0.03
+    for args in (("plot", run_dir), ("export", run_dir, "--format", "vtp")):
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
