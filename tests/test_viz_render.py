@@ -147,6 +147,27 @@ def test_bad_options_exit_2_and_write_nothing(run_dir: Path, tmp_path: Path,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_render_that_fails_midway_leaves_no_file(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from morpho.viz.render import RenderConfig, render_movie
+    from morpho.viz.scene import Scene
+
+    draw = Scene.draw
+    calls = []
+
+    def failing_draw(self, state, turn=0.0):  # type: ignore[no-untyped-def]
+        calls.append(turn)
+        if len(calls) == 3:
+            raise RuntimeError("renderer died")
+        return draw(self, state, turn)
+
+    monkeypatch.setattr(Scene, "draw", failing_draw)
+    with pytest.raises(RuntimeError, match="renderer died"):
+        render_movie(run_dir, tmp_path / "m.mp4", RenderConfig(frames=6, size=(320, 240)))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_missing_run_or_snapshots_exit_2(tmp_path: Path) -> None:
     result = invoke("render", tmp_path / "nope", "--out", tmp_path / "m.mp4")
     assert result.exit_code == 2 and "does not exist" in result.output
