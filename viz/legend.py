@@ -1,4 +1,4 @@
-"""The key panel beside every movie frame: what colour, glow, grey, size and lines mean.
+"""The key panel beside every movie frame: what colours, rings, sizes and lines mean.
 
     panel = legend_panel(colors, size_by="params", height=720, width=260)   # (H, W, 3) uint8
 
@@ -79,7 +79,7 @@ def _colorbar(fig: Figure, colors: CellColors, font: float) -> None:
 
 
 def _markers(fig: Figure, size_by: str, font: float) -> None:
-    """Sample glyphs: newborn glow, dying grey, size, edge brightness."""
+    """Sample glyphs: newborn ring, dying grey and dashed ring, size, edge brightness, up."""
     ax = fig.add_axes((0.04, 0.02, 0.94, 0.44))
     ax.set_axis_off()
     ax.set_xlim(0, 1)

@@ -59,7 +59,8 @@ def offscreen() -> None:
 
 
 class Scene:
-    """A plotter with four actors (solid cells, fading cells, glows, edges) and a caption."""
+    """A plotter with five actors (edges, solid cells, fading cells, newborn rings, dying
+    rings), a caption and the key panel."""
 
     def __init__(self, timeline: Timeline, size: tuple[int, int], orbit: float = 90.0,
                  size_by: str = "params", title: str = "") -> None:  # fmt: skip

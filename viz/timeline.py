@@ -8,7 +8,7 @@ same share of the movie, so each event is seen however unevenly events are space
 steps. Between snapshot ``k`` and ``k + 1``, cells present in both move along the stable
 layout; a cell that is gone by ``k + 1`` either divides (it is the parent of a newborn: it
 shrinks into its daughters, which grow out of its place) or dies (greyed, translucent,
-fading out); a newborn keeps a glow until one transition after it appeared.
+fading out); a newborn wears a ring that fades over the transition after it appeared.
 """
 
 from __future__ import annotations
