@@ -46,6 +46,7 @@ def grow(cfg: RunConfig, out: str | os.PathLike[str], progress: bool = False,
     growth = GrowthConfig.from_dict(cfg.growth)
     task = build_task(cfg)
     net = build_network(cfg, task.vocab_size)
+    check_budgets(growth, net)
     run = RunDir(out, overwrite=overwrite)
     scheduler = [Scheduler(growth)] if growth.enabled else []
     trainer = Trainer(net, task, cfg.train, run=run, callbacks=[*scheduler, *(callbacks or [])],
@@ -53,6 +54,18 @@ def grow(cfg: RunConfig, out: str | os.PathLike[str], progress: bool = False,
     resolved = {"network": {"vocab_size": task.vocab_size}, "growth": growth.to_dict()}
     run.create(dump_toml(cfg.merged(resolved).to_dict()))
     return trainer.fit()
+
+
+def check_budgets(growth: GrowthConfig, net: Network) -> None:
+    """``ValueError`` if a growth budget is below what the seed tissue already has."""
+    if not growth.enabled:
+        return
+    if growth.max_cells < net.tissue.num_nodes:
+        raise ValueError(f"growth.max_cells must be >= the seed tissue's "
+                         f"{net.tissue.num_nodes} cells; got {growth.max_cells}")  # fmt: skip
+    if growth.max_params and growth.max_params < net.n_params():
+        raise ValueError(f"growth.max_params must be 0 (no limit) or >= the seed tissue's "
+                         f"{net.n_params()} parameters; got {growth.max_params}")  # fmt: skip
 
 
 def resume(run_path: str | os.PathLike[str], steps: int | None = None,
