@@ -19,7 +19,7 @@ class Apoptosis(Rule):
     """
 
     patience: int = 3  # consecutive checks the gate EMA must stay below epsilon
-    epsilon: float = 0.25  # "shut": mean gate activity below this
+    epsilon: float = 0.3  # "shut": mean gate activity below this
     bridge: bool = False  # reconnect a → b around the dead cell (a linearisation of it)
     max_deaths: int = 1  # proposals per check, most silent first
 

@@ -138,6 +138,7 @@ class GrowthConfig:
     until: float = 0.8  # no rounds after this fraction of train.steps: the last topology trains
     max_cells: int = 20  # no event may grow the tissue beyond this many cells
     min_cells: int = 0  # no event may shrink the tissue below this (0: its size at the start)
+    keep_levels: bool = True  # no death shrinks a level below its size at the start
     max_params: int = 0  # … nor beyond this many parameters (0: no limit)
     max_events_per_round: int = 3  # events applied per check
     cooldown: int = 50  # steps a cell named by an event is left alone
@@ -270,6 +271,7 @@ class Scheduler(Callback):
         self.cooldown: dict[int, int] = {}  # cell id → first step it may take part again
         self.checks = 0
         self.min_cells = cfg.min_cells  # resolved at the start of training when 0
+        self.level_floor = torch.zeros(0, dtype=torch.long)  # (levels,) cells at the start
         self.counts: Counter[str] = Counter()
         self._ema: dict[str, Tensor] = {}  # device copies of the tissue's EMA fields
         self._wiring: Tensor | None = None
@@ -285,6 +287,8 @@ class Scheduler(Callback):
         self._net = trainer.net
         self._load(trainer.net)
         self.min_cells = self.min_cells or trainer.net.tissue.num_nodes
+        if self.level_floor.numel() == 0:
+            self.level_floor = torch.bincount(trainer.net.tissue.level)
         if self.needs_edge_gradient:  # as on_step_end sets it, also when resuming mid-run
             trainer.net.capture = self._due(trainer.step + 1, trainer.cfg.steps)
 
@@ -414,6 +418,11 @@ class Scheduler(Callback):
             return False
         if n_after < n_before and n_after < self.min_cells:
             return False
+        if n_after < n_before and self.cfg.keep_levels and self.level_floor.numel():
+            floor = self.level_floor
+            sizes = torch.bincount(edit.tissue.level, minlength=floor.numel())[: floor.numel()]
+            if bool((sizes < floor).any()):
+                return False
         if self.cfg.max_params:
             before, after = net.n_params(), params_after(net, edit)
             if after > before and after > self.cfg.max_params:
@@ -475,6 +484,7 @@ class Scheduler(Callback):
             "cooldown_ids": torch.tensor(list(self.cooldown), dtype=torch.long),
             "cooldown_until": torch.tensor(list(self.cooldown.values()), dtype=torch.long),
             "checks": self.checks, "fresh": int(self._fresh), "min_cells": self.min_cells,
+            "level_floor": self.level_floor.clone(),
             "counts": {kind: int(n) for kind, n in self.counts.items()},
             "generator": self.generator.get_state(),
         }  # fmt: skip
@@ -492,6 +502,7 @@ class Scheduler(Callback):
                                  strict=True))  # fmt: skip
         self.checks = int(state["checks"])
         self.min_cells = int(state.get("min_cells", self.min_cells))
+        self.level_floor = state.get("level_floor", self.level_floor).clone()
         self._fresh = bool(state["fresh"])
         self.counts = Counter(state.get("counts", {}))
         if "generator" in state:

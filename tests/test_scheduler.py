@@ -47,7 +47,7 @@ def split(cell: int, score: float) -> Event:
 
 def round_with(net: Network, events: list[Event], step: int = 100, **cfg) -> tuple:
     """One check of a scheduler whose only rule proposes ``events``."""
-    cfg = {"min_cells": 1, **cfg}
+    cfg = {"min_cells": 1, "keep_levels": False, **cfg}
     sch = Scheduler(GrowthConfig(rules=(), **cfg), rules={"scripted": Scripted(tuple(events))})
     host = Host(net, [sch])
     sch.on_train_start(host)
@@ -131,6 +131,24 @@ def test_deaths_never_shrink_the_tissue_below_min_cells() -> None:
     assert records == [] and sch.min_cells == n0  # 0: the size at the start of training
     _, _, records = round_with(net, deaths, min_cells=n0 - 2, max_events_per_round=10)
     assert len(records) == 2 and net.tissue.num_nodes == n0 - 2
+
+
+def test_deaths_never_shrink_a_level_below_its_starting_size() -> None:
+    net = tiny_net()
+    t = net.tissue
+    level1 = t.cell_id[t.level == 1].tolist()
+    births = [split(level1[0], 1.0)]
+    sch, host, _ = round_with(net, births, keep_levels=True, max_cells=100)
+    level2 = net.tissue.cell_id[net.tissue.level == 2].tolist()
+    deaths = [Event("remove", (c,), 1.0, "scripted") for c in level2]  # level 2 never grew
+    sch.rules = {"scripted": Scripted(tuple(deaths))}
+    net(tokens(1))
+    assert sch.check(host, 200) == []
+    grown = net.tissue.cell_id[net.tissue.level == 1].tolist()
+    sch.rules = {"scripted": Scripted(tuple(Event("remove", (c,), 1.0, "s") for c in grown))}
+    net(tokens(2))
+    records = sch.check(host, 300)  # level 1 grew by one: one death makes room again
+    assert len(records) == 1 and int((net.tissue.level == 1).sum()) == len(level1)
 
 
 def test_no_rounds_after_the_until_fraction_of_training() -> None:
