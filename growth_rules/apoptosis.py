@@ -13,15 +13,16 @@ class Apoptosis(Rule):
     """Gate EMA below ε for `patience` checks → remove the cell (never the last input→output path).
 
     A cell whose gate never opens has stopped doing the work only it can do; its rows are
-    recycled (programmed cell death; dormant units as in ReDo). At most ``max_deaths``
-    cells, the most silent first, are proposed per check, so a level whose gates fall
-    together thins out gradually instead of dying at once. Score: ``1 − gate/ε``.
+    recycled (programmed cell death; dormant units as in ReDo). Shut cells are proposed
+    most silent first (at most ``max_deaths`` if set); the scheduler's budgets decide how
+    many die (by default a level never shrinks below its size at the start, so deaths make
+    room in levels that grew). Score: ``1 − gate/ε``.
     """
 
     patience: int = 3  # consecutive checks the gate EMA must stay below epsilon
     epsilon: float = 0.3  # "shut": mean gate activity below this
     bridge: bool = False  # reconnect a → b around the dead cell (a linearisation of it)
-    max_deaths: int = 1  # proposals per check, most silent first
+    max_deaths: int = 0  # proposals per check, most silent first (0: every shut cell)
 
     def propose(self, view: GrowthView) -> list[Event]:
         t = view.tissue
@@ -30,7 +31,7 @@ class Apoptosis(Rule):
         events = []
         rows = shut.nonzero().flatten().tolist()
         for row in sorted(rows, key=lambda r: float(gate[r, -1])):
-            if len(events) >= self.max_deaths:
+            if self.max_deaths and len(events) >= self.max_deaths:
                 break
             if not io_connected(t, dead_cells=[row]):
                 continue

@@ -76,6 +76,8 @@ def test_apoptosis_removes_a_cell_whose_gate_stays_shut() -> None:
     v.cell_history["gate_ema"][r] = torch.tensor([0.01, 0.01, 0.02, 0.01])
     events = Apoptosis(patience=3, epsilon=0.05).propose(v)
     assert [(e.kind, e.cells) for e in events] == [("remove", (int(v.tissue.cell_id[r]),))]
+    v.cell_history["gate_ema"][hidden_rows(v)[0]] = 0.0
+    assert len(Apoptosis(patience=3, epsilon=0.05).propose(v)) == 2  # every shut cell
     assert 0 < events[0].score <= 1
 
 
@@ -209,7 +211,7 @@ def test_apoptosis_takes_the_most_silent_cells_first_up_to_its_cap() -> None:
     for r, g in zip(rows[:3], (0.03, 0.01, 0.02), strict=True):
         v.cell_history["gate_ema"][r] = g
     ids = v.tissue.cell_id
-    one = Apoptosis(patience=3, epsilon=0.05).propose(v)
+    one = Apoptosis(patience=3, epsilon=0.05, max_deaths=1).propose(v)
     assert [e.cells for e in one] == [(int(ids[rows[1]]),)]
     two = Apoptosis(patience=3, epsilon=0.05, max_deaths=2).propose(v)
     assert [e.cells for e in two] == [(int(ids[rows[1]]),), (int(ids[rows[2]]),)]
