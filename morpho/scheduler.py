@@ -151,15 +151,19 @@ class GrowthConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-rule parameters
 
     def __post_init__(self) -> None:
-        checks = {"interval": self.interval >= 1, "start": self.start >= 0,
-                  "until": 0 <= self.until <= 1, "min_cells": self.min_cells >= 0,
-                  "max_cells": self.max_cells >= 1, "max_params": self.max_params >= 0,
-                  "max_events_per_round": self.max_events_per_round >= 0,
-                  "cooldown": self.cooldown >= 0, "ema_decay": 0 <= self.ema_decay < 1,
-                  "history": self.history >= 1}  # fmt: skip
-        for name, ok in checks.items():
+        checks = {"interval": (self.interval >= 1, ">= 1"), "start": (self.start >= 0, ">= 0"),
+                  "until": (0 <= self.until <= 1, "in [0, 1]"),
+                  "min_cells": (self.min_cells >= 0, ">= 0"),
+                  "max_cells": (self.max_cells >= 1, ">= 1"),
+                  "max_params": (self.max_params >= 0, ">= 0"),
+                  "max_events_per_round": (self.max_events_per_round >= 0, ">= 0"),
+                  "cooldown": (self.cooldown >= 0, ">= 0"),
+                  "ema_decay": (0 <= self.ema_decay < 1, "in [0, 1)"),
+                  "history": (self.history >= 1, ">= 1"), "tau": (self.tau >= 0, ">= 0"),
+                  "gamma": (self.gamma >= 0, ">= 0")}  # fmt: skip
+        for name, (ok, expected) in checks.items():
             if not ok:
-                raise ValueError(f"growth.{name} is out of range; got {getattr(self, name)!r}")
+                raise ValueError(f"growth.{name} must be {expected}; got {getattr(self, name)!r}")
         for name in (*self.rules, *self.params):
             RULES.get(name)  # ValueError listing the registered rules
 
