@@ -73,7 +73,7 @@ def test_config_parses_rule_tables_and_round_trips() -> None:
     ({"rules": ["mitosys"]}, "unknown growth rule 'mitosys'; expected one of: apoptosis"),
     ({"mitosis": {"patiense": 2}}, "unknown parameter growth.mitosis.patiense"),
     ({"interval": "often"}, "growth.interval: expected int"),
-    ({"interval": 0}, "growth.interval is out of range"),
+    ({"interval": 0}, "growth.interval must be >= 1"),
 ])  # fmt: skip
 def test_config_errors_name_the_key(table: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
