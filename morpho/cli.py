@@ -95,6 +95,10 @@ def grow(
 
 
 def _report(path: Path, summary: dict[str, Any]) -> None:
+    from morpho.distributed import is_main
+
+    if not is_main():
+        return
     typer.echo(f"run {path}: val_bpc {summary['val_bpc']:.3f} "
                f"(best {summary['best_val_bpc']:.3f}), {summary['cells']} cells, "
                f"{summary['edges']} edges, {summary['params']:,} params, "

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from morpho import distributed
 from morpho.checkpoint import latest_checkpoint, network_from_payload
 from morpho.config import RunConfig, dump_toml, load_toml
 from morpho.network import Network
@@ -47,12 +48,19 @@ def grow(cfg: RunConfig, out: str | os.PathLike[str], progress: bool = False,
     task = build_task(cfg)
     net = build_network(cfg, task.vocab_size)
     check_budgets(growth, net)
-    run = RunDir(out, overwrite=overwrite)
+    parallel = distributed.init_from_env(torch.device(cfg.train.device))
+    main = distributed.is_main()  # data-parallel: only rank 0 writes the run directory
+    run = RunDir(out, overwrite=overwrite) if main else None
+    n_procs = distributed.world_size()
+    if parallel and cfg.train.batch_size % n_procs:
+        raise ValueError(f"train.batch_size must be a multiple of the {n_procs} processes; "
+                         f"got {cfg.train.batch_size}")  # fmt: skip
     scheduler = [Scheduler(growth)] if growth.enabled else []
     trainer = Trainer(net, task, cfg.train, run=run, callbacks=[*scheduler, *(callbacks or [])],
-                      progress=progress)  # fmt: skip
-    resolved = {"network": {"vocab_size": task.vocab_size}, "growth": growth.to_dict()}
-    run.create(dump_toml(cfg.merged(resolved).to_dict()))
+                      progress=progress and main)  # fmt: skip
+    if run is not None:
+        resolved = {"network": {"vocab_size": task.vocab_size}, "growth": growth.to_dict()}
+        run.create(dump_toml(cfg.merged(resolved).to_dict()))
     return trainer.fit()
 
 

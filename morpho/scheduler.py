@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from morpho import distributed
 from morpho.edits import Edit, connect_edit, disconnect_edit, remove_edit, split_edit
 from morpho.energy import free_energy, wiring_cost
 from morpho.network import Network
@@ -254,7 +255,9 @@ def edge_gradients(net: Network) -> Tensor | None:
     grads = [x.grad if x.grad is not None else torch.zeros_like(x) for x in cap["inputs"]]
     g = torch.cat(grads).flatten(1)  # (N, B·T·d)
     y = torch.cat(cap["outputs"]).flatten(1)  # (N, B·T·d)
-    return (y @ g.T).abs().cpu()
+    raw = y @ g.T  # (N, N): summed over this rank's rows of the batch
+    distributed.all_reduce_mean_([raw])  # data-parallel: the global batch's gradient
+    return raw.abs().cpu()
 
 
 # ------------------------------------------------------------------ the scheduler

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from morpho import distributed
 from morpho.checkpoint import save_checkpoint
 from morpho.config import TrainConfig
 from morpho.edits import Edit, apply_edit
@@ -161,12 +162,14 @@ class Trainer:
 
     def train_step(self) -> Tensor:
         x, y = self.task.batch("train", self.cfg.batch_size, self.cfg.seq_len, self.generator)
-        x, y = x.to(self.device), y.to(self.device)
+        x, y = distributed.shard(x).to(self.device), distributed.shard(y).to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
         total, ce = self.loss(x, y)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if distributed.world_size() > 1:
+            self._all_reduce(total, ce)
         max_norm = self.cfg.grad_clip or math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), max_norm)
         if not bool(torch.isfinite(total.detach() + grad_norm)):  # host sync: the guard
@@ -175,6 +178,15 @@ class Trainer:
         self.nonfinite_streak = 0
         self.optimizer.step()
         return ce.detach()
+
+    def _all_reduce(self, total: Tensor, ce: Tensor) -> None:
+        """Average gradients, losses and per-cell statistics over data-parallel ranks."""
+        params = list(self.net.parameters())
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        stats = list((getattr(self.net, "stats", None) or {}).values())
+        distributed.all_reduce_mean_([p.grad for p in params] + [total, ce] + stats)
 
     def _skip_nonfinite(self, loss: float, grad_norm: float) -> None:
         """Leave parameters and optimizer state as they were; log; stop after a streak."""
