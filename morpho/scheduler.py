@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
 
@@ -140,6 +141,8 @@ class GrowthConfig:
     max_cells: int = 20  # no event may grow the tissue beyond this many cells
     min_cells: int = 0  # no event may shrink the tissue below this (0: its size at the start)
     keep_levels: bool = True  # no death shrinks a level below its size at the start
+    knockout_tolerance: float = 0.01  # a death is refused if knocking the cell out raises the
+    # last batch's cross-entropy by more than this many nats (DESIGN invariant 3); inf: no test
     max_params: int = 0  # … nor beyond this many parameters (0: no limit)
     max_events_per_round: int = 3  # events applied per check
     cooldown: int = 50  # steps a cell named by an event is left alone
@@ -161,7 +164,8 @@ class GrowthConfig:
                   "cooldown": (self.cooldown >= 0, ">= 0"),
                   "ema_decay": (0 <= self.ema_decay < 1, "in [0, 1)"),
                   "history": (self.history >= 1, ">= 1"), "tau": (self.tau >= 0, ">= 0"),
-                  "gamma": (self.gamma >= 0, ">= 0")}  # fmt: skip
+                  "gamma": (self.gamma >= 0, ">= 0"),
+                  "knockout_tolerance": (self.knockout_tolerance >= 0, ">= 0")}  # fmt: skip
         for name, (ok, expected) in checks.items():
             if not ok:
                 raise ValueError(f"growth.{name} must be {expected}; got {getattr(self, name)!r}")
@@ -260,6 +264,35 @@ def edge_gradients(net: Network) -> Tensor | None:
     return raw.abs().cpu()
 
 
+@torch.no_grad()
+def knockout_dloss(trainer: Trainer, row: int) -> float | None:
+    """Rise of the last training batch's cross-entropy when cell ``row`` is knocked out.
+
+    Knocking out = zeroing its outgoing edge strengths and readout weight, which is exactly
+    the network after removing it (without bridges). Averaged over data-parallel ranks so
+    every rank decides alike. None when no batch has been seen yet.
+    """
+    batch = getattr(trainer, "last_batch", None)
+    if batch is None:
+        return None
+    net, (x, y) = trainer.net, batch
+    strength, readout = net.banks["strength"], net.banks["readout"]
+    out = (net.tissue.edge_index[0] == row).nonzero().flatten().to(strength.device)
+    saved = strength[out].clone(), readout[row].clone()
+
+    def ce() -> Tensor:
+        return F.cross_entropy(net(x).flatten(0, 1), y.flatten())
+
+    base = ce()
+    strength[out] = 0.0
+    readout[row] = 0.0
+    knocked = ce()
+    strength[out], readout[row] = saved
+    delta = (knocked - base).reshape(1)
+    distributed.all_reduce_mean_([delta])
+    return float(delta)
+
+
 # ------------------------------------------------------------------ the scheduler
 class Scheduler(Callback):
     """Runs the growth rules every ``interval`` steps; see the module docstring."""
@@ -280,6 +313,7 @@ class Scheduler(Callback):
         self.min_cells = cfg.min_cells  # resolved at the start of training when 0
         self.level_floor = torch.zeros(0, dtype=torch.long)  # (levels,) cells at the start
         self.counts: Counter[str] = Counter()
+        self.refused = 0  # deaths refused by the knockout test
         self._ema: dict[str, Tensor] = {}  # device copies of the tissue's EMA fields
         self._wiring: Tensor | None = None
         self._fresh = True  # the first statistics replace the tissue's initial EMAs
@@ -320,6 +354,7 @@ class Scheduler(Callback):
     def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
         self._flush(trainer.net)
         summary["growth_events"] = dict(self.counts)
+        summary["deaths_refused_by_knockout"] = self.refused
 
     # ------------------------------------------------------------------ statistics
     def _load(self, net: Network) -> None:
@@ -444,6 +479,14 @@ class Scheduler(Callback):
             return None
         if not self.within_budget(net, edit):
             return None
+        extra: dict[str, float] = {}
+        if edit.kind == "remove" and math.isfinite(self.cfg.knockout_tolerance):
+            dloss = knockout_dloss(trainer, net.row_of(ev.cells[0]))
+            if dloss is not None:
+                if dloss > self.cfg.knockout_tolerance:
+                    self.refused += 1
+                    return None
+                extra["knockout_dloss"] = dloss
         stats = {str(c): self._cell_stats(net, c) for c in ev.cells}
         trainer.apply_edit(edit)
         info = edit.info
@@ -452,7 +495,7 @@ class Scheduler(Callback):
         self.counts[edit.kind] += 1
         return {
             "step": step, "kind": edit.kind, "rule": ev.rule, **info, "reason": ev.reason,
-            "score": ev.score, "stats": {**ev.stats}, "cell_stats": stats,
+            "score": ev.score, "stats": {**ev.stats, **extra}, "cell_stats": stats,
             "free_energy": [s["fe_ema"] for s in stats.values()],
             "n_cells": net.tissue.num_nodes, "n_edges": int(net.tissue.edge_index.shape[1]),
             "n_params": net.n_params(),

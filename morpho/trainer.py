@@ -145,6 +145,7 @@ class Trainer:
         self.train_flops = 0.0
         self.n_edits = 0
         self.nonfinite_streak = 0
+        self.last_batch: tuple[Tensor, Tensor] | None = None
         self._flops_per_token = self.net.flops_per_token(cfg.seq_len)  # refreshed on logs and edits
 
     # ---------------------------------------------------------------- one step
@@ -163,6 +164,7 @@ class Trainer:
     def train_step(self) -> Tensor:
         x, y = self.task.batch("train", self.cfg.batch_size, self.cfg.seq_len, self.generator)
         x, y = distributed.shard(x).to(self.device), distributed.shard(y).to(self.device)
+        self.last_batch = (x, y)  # read by the scheduler's knockout test
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
         total, ce = self.loss(x, y)
