@@ -1,0 +1,244 @@
+"""Training throughput and peak memory: morpho against static Transformers, side by side.
+
+Four models train in one process on the very same batches, one step of each in turn (so
+load on a shared machine hits them alike): the morpho network; the morpho network with its
+gates forced shut (gate bias −20: the geometric core is still computed and multiplied by
+≈ 0); a static Transformer of the **same parameter count**; one of the **same forward
+FLOPs per token** (morpho charged with every gate open, since the engine always computes
+the core). A step is forward + backward + ``AdamW.step()`` (``trainer.build_optimizer``),
+cross-entropy (+ 0.1 · aux loss for morpho). tokens/s = batch · seq / median step time.
+
+Peak memory: each model is re-run alone in a fresh subprocess. On CUDA,
+``torch.cuda.max_memory_allocated`` minus the allocation before the first step. On CPU
+there is no allocator counter: we reset the kernel's resident high-water mark (write ``5``
+to ``/proc/self/clear_refs``, Linux ≥ 4.0) just before the first step and report ``VmHWM``
+minus ``VmRSS`` at that moment: the peak of gradients, AdamW state and activations (plus
+any malloc arena growth) above the built model, in resident bytes.
+
+    python benchmarks/throughput.py                       # CPU, small preset network
+    python benchmarks/throughput.py --device cuda --batch 64 --seq 128 --d-cell 64
+
+Goal (issue 7): morpho ≥ 0.8× the equal-FLOPs Transformer's tokens/s; with gates mostly
+closed, more tokens/s than dense.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from morpho.sims.baselines import MODELS, CharTransformer, baseline_config, build_baseline
+from torch import nn
+
+from morpho.config import TrainConfig
+from morpho.network import Network, NetworkConfig
+from morpho.trainer import build_optimizer
+
+CLOSED_GATE_BIAS = -20.0  # σ(-20 + log-surprise) ≈ 0: the demon keeps every core shut
+
+
+def build_morpho(args: argparse.Namespace, gates_shut: bool = False) -> Network:
+    cfg = NetworkConfig(vocab_size=args.vocab, d_cell=args.d_cell, level_sizes=tuple(args.levels),
+                        n_heads=args.n_heads, mlp_ratio=args.mlp_ratio, seed=0)  # fmt: skip
+    net = Network(cfg)
+    if gates_shut:
+        with torch.no_grad():
+            net.banks["gate"][:, 1] = CLOSED_GATE_BIAS
+    return net
+
+
+def transformer_flops(target_params: int, args: argparse.Namespace) -> float:
+    """Forward FLOPs per token of the Transformer sized to ``target_params`` (meta device)."""
+    cfg = baseline_config("transformer", args.vocab, target_params)
+    with torch.device("meta"):
+        return MODELS[type(cfg)](cfg).flops_per_token(args.seq)
+
+
+def params_for_flops(flops: float, args: argparse.Namespace) -> int:
+    """Parameter target whose Transformer costs ``flops`` per token (bisection in log space)."""
+    lo, hi = 1_000, 1_000
+    while transformer_flops(hi, args) < flops:
+        hi *= 2
+    while hi - lo > max(1, lo // 500):
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if transformer_flops(mid, args) < flops else (lo, mid)
+    return min((lo, hi), key=lambda p: abs(transformer_flops(p, args) - flops))
+
+
+def build_models(args: argparse.Namespace) -> dict[str, nn.Module]:
+    net = build_morpho(args)
+    flops = net.flops_per_token(args.seq, gate=1.0)
+    return {
+        "morpho": net,
+        "morpho gates shut": build_morpho(args, gates_shut=True),
+        "transformer =params": build_baseline("transformer", args.vocab, net.n_params()),
+        "transformer =FLOPs": build_baseline("transformer", args.vocab,
+                                             params_for_flops(flops, args)),
+    }  # fmt: skip
+
+
+def make_step(model: nn.Module, device: torch.device) -> Callable[[torch.Tensor], None]:
+    model.to(device)
+    opt = build_optimizer(model, TrainConfig())
+
+    def step(x: torch.Tensor) -> None:
+        logits = model(x[:, :-1])  # (B, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten())
+        aux = getattr(model, "aux_loss", None)
+        if aux is not None:
+            loss = loss + 0.1 * aux
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def batches(args: argparse.Namespace, device: torch.device) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    n = args.warmup + args.steps
+    return [torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=gen).to(device)
+            for _ in range(n)]  # fmt: skip
+
+
+def time_side_by_side(models: dict[str, nn.Module], args: argparse.Namespace,
+                      device: torch.device) -> dict[str, float]:  # fmt: skip
+    """Median seconds per step of each model; one step of each in turn on the same batch."""
+    steps = {name: make_step(m, device) for name, m in models.items()}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for i, x in enumerate(batches(args, device)):
+        for name, step in steps.items():
+            sync(device)
+            t0 = time.perf_counter()
+            step(x)
+            sync(device)
+            if i >= args.warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def resident(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process in bytes, from /proc/self/status."""
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
+def reset_peak_rss() -> int:
+    """Reset the resident high-water mark to the current RSS; returns that RSS in bytes."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return resident("VmRSS")
+
+
+def peak_memory_child(name: str, args: argparse.Namespace) -> int:
+    """Bytes of training high-water mark of model ``name`` alone (run in a subprocess)."""
+    device = torch.device(args.device)
+    model = build_models(args)[name]
+    step = make_step(model, device)
+    data = batches(args, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    else:
+        before = reset_peak_rss()
+    for x in data:
+        step(x)
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) - before
+    return resident("VmHWM") - before
+
+
+def peak_memory(name: str, args: argparse.Namespace) -> int:
+    argv = [sys.executable, __file__, "--_child", name] + sys.argv[1:]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return int(out.strip().splitlines()[-1])
+
+
+def report(models: dict[str, nn.Module], secs: dict[str, float], mem: dict[str, int],
+           args: argparse.Namespace) -> str:  # fmt: skip
+    tokens = args.batch * args.seq
+    ref = "transformer =FLOPs"
+    lines = [
+        f"device {args.device}, batch {args.batch} x seq {args.seq}, vocab {args.vocab}, "
+        f"{args.steps} timed steps after {args.warmup} warm-up (median), "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"{platform.processor() or platform.machine()}, load average "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}",
+        f"morpho: d_cell {args.d_cell}, levels {args.levels}, n_heads {args.n_heads}, "
+        f"mlp_ratio {args.mlp_ratio}",
+        "",
+        "| model | params | fwd MFLOPs/token | gate mean | step (ms) | tokens/s "
+        "| vs =FLOPs | peak mem (MiB) | mem vs =FLOPs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in models.items():
+        gate = ""
+        flops = m.flops_per_token(args.seq)
+        if isinstance(m, Network):
+            gate = f"{float(m.stats['gate_mean'].mean()):.3f}"
+            flops = m.flops_per_token(args.seq, gate=1.0)  # what the engine computes
+        d = m.cfg if isinstance(m, CharTransformer) else None
+        label = name if d is None else f"{name} (d {d.d_model}, ff {d.d_ff}, {d.n_layer} layers)"
+        lines.append(
+            f"| {label} | {m.n_params():,} | {flops / 1e6:.3f} | {gate} | {1e3 * secs[name]:.1f} "
+            f"| {tokens / secs[name]:,.0f} | {secs[ref] / secs[name]:.2f}x "
+            f"| {mem[name] / 2**20:.1f} | {mem[name] / mem[ref]:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per model")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seq", type=int, default=64)
+    parser.add_argument("--vocab", type=int, default=96)
+    parser.add_argument("--d-cell", type=int, default=32)
+    parser.add_argument("--levels", type=int, nargs="+", default=[2, 4, 4, 2])
+    parser.add_argument("--n-heads", type=int, default=2)
+    parser.add_argument("--mlp-ratio", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: default)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
+    parser.add_argument("--json", default="", help="also write the figures here")
+    parser.add_argument("--_child", default="", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args._child:
+        print(peak_memory_child(args._child, args))
+        return
+    device = torch.device(args.device)
+    models = build_models(args)
+    secs = time_side_by_side(models, args, device)
+    mem = {name: 1 for name in models}
+    if not args.no_memory:
+        mem = {name: peak_memory(name, args) for name in models}
+    print(report(models, secs, mem, args))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"seconds_per_step": secs, "peak_bytes": mem, "args": vars(args)}, f)
+
+
+if __name__ == "__main__":
+    main()
