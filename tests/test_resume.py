@@ -177,3 +177,16 @@ def test_nonfinite_steps_are_skipped_logged_and_a_streak_stops_the_run(tmp_path)
 
     net, payload = load_network(saved)
     assert payload["step"] == 7 and all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_same_seed_same_run_and_the_run_records_seed_config_and_versions(reference, tmp_path):
+    out = tmp_path / "again"
+    grow(_cfg(), out)
+    _assert_same_run(reference, out)
+    import tomllib
+
+    config = tomllib.loads((out / "config.toml").read_text())
+    assert config["train"]["seed"] == 0 and config["network"]["seed"] == 0
+    assert config["growth"]["interval"] == 5 and "patience" in config["growth"]["mitosis"]
+    versions = json.loads((out / "summary.json").read_text())["versions"]
+    assert versions["torch"] == torch.__version__ and versions["python"]
