@@ -197,7 +197,7 @@ def report(models: dict[str, nn.Module], secs: dict[str, float], mem: dict[str, 
         lines.append(
             f"| {label} | {m.n_params():,} | {flops / 1e6:.3f} | {gate} | {1e3 * secs[name]:.1f} "
             f"| {tokens / secs[name]:,.0f} | {secs[ref] / secs[name]:.2f}x "
-            f"| {mem[name] / 2**20:.1f} | {mem[name] / mem[ref]:.2f}x |"
+            + (f"| {mem[name] / 2**20:.1f} | {mem[name] / mem[ref]:.2f}x |" if mem else "| — | — |")
         )
     return "\n".join(lines)
 
@@ -231,9 +231,7 @@ def main() -> None:
     device = torch.device(args.device)
     models = build_models(args)
     secs = time_side_by_side(models, args, device)
-    mem = {name: 1 for name in models}
-    if not args.no_memory:
-        mem = {name: peak_memory(name, args) for name in models}
+    mem = {} if args.no_memory else {name: peak_memory(name, args) for name in models}
     print(report(models, secs, mem, args))
     if args.json:
         with open(args.json, "w") as f:
