@@ -192,7 +192,11 @@ class Network(nn.Module):
         inputs: list[Tensor] = []
         readout = emb.new_zeros(B, T, d)
         prev_gate: Tensor | None = None
-        for lp in self.plan:
+        # one split per bank: slicing per level would make autograd allocate a full-size
+        # gradient per level and bank (SliceBackward); split's backward concatenates once
+        sizes = [lp.end - lp.start for lp in self.plan]
+        chunks = {k: v.split(sizes) for k, v in self.banks.items() if k not in EDGE_BANKS}
+        for li, lp in enumerate(self.plan):
             n = lp.end - lp.start
             x = emb.new_zeros(n, B, T, d) if lp.input_mask is None else lp.input_mask * emb
             for k, s_local, d_local, e_rows in lp.incoming:
@@ -205,7 +209,7 @@ class Network(nn.Module):
             demand = None
             if self.cfg.demand_weight and prev_gate is not None:
                 demand = self.cfg.demand_weight * prev_gate.detach().mean(0, keepdim=True)
-            banks = {k: v[lp.start : lp.end] for k, v in self.banks.items() if k not in EDGE_BANKS}
+            banks = {k: v[li] for k, v in chunks.items()}
             o = self.cell.forward_level(banks, x, demand)
             outs.append(o.y)
             aux.append(o.aux_loss)
