@@ -131,24 +131,30 @@ class Network(nn.Module):
         check_tissue(t)
         assert bool((t.level[1:] >= t.level[:-1]).all()), "rows must be sorted by level"
         device = self.embed.device
-        levels = t.level.unique(sorted=True).tolist()
-        bounds = {lvl: (int((t.level < lvl).sum()), int((t.level <= lvl).sum())) for lvl in levels}
+        levels, counts = t.level.unique_consecutive(return_counts=True)  # rows sorted by level
+        ends = counts.cumsum(0)
+        starts = (ends - counts).tolist()
         src, dst = t.edge_index
+        # group the edges by (target level, source level) with one stable sort: each group is
+        # a contiguous run, edges inside it in ascending edge order (the summation order)
+        level_of_row = torch.repeat_interleave(torch.arange(len(counts)), counts)
+        key = level_of_row[dst] * len(counts) + level_of_row[src]
+        order = torch.sort(key, stable=True).indices
+        group_keys, group_sizes = key[order].unique_consecutive(return_counts=True)
+        groups: dict[int, list[tuple[int, Tensor]]] = {}
+        for k, sel in zip(group_keys.tolist(), order.split(group_sizes.tolist()), strict=True):
+            groups.setdefault(k // len(counts), []).append((k % len(counts), sel))
         plan: list[LevelPlan] = []
-        for li, lvl in enumerate(levels):
-            start, end = bounds[lvl]
+        for li in range(len(counts)):
+            start, end = starts[li], int(ends[li])
             is_input = (t.role[start:end] == INPUT).float()
             mask = is_input.view(-1, 1, 1, 1).to(device) if bool(is_input.any()) else None
             lp = LevelPlan(start, end, mask)
-            into = t.level[dst] == lvl
-            for ki, k in enumerate(levels[:li]):
-                sel = (into & (t.level[src] == k)).nonzero().flatten()
-                if sel.numel():
-                    k_start = bounds[k][0]
-                    lp.incoming.append(
-                        (ki, (src[sel] - k_start).to(device), (dst[sel] - start).to(device),
-                         sel.to(device))
-                    )  # fmt: skip
+            for ki, sel in groups.get(li, []):
+                lp.incoming.append(
+                    (ki, (src[sel] - starts[ki]).to(device), (dst[sel] - start).to(device),
+                     sel.to(device))
+                )  # fmt: skip
             out_local = (t.role[start:end] == OUTPUT).nonzero().flatten()
             if out_local.numel():
                 lp.readout = (out_local.to(device), (out_local + start).to(device))
