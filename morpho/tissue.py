@@ -76,7 +76,7 @@ def seed_tissue(level_sizes: Sequence[int], seed: int = 0, fan_in: int = 0) -> D
         a = torch.arange(starts[lvl], starts[lvl + 1])
         b = torch.arange(starts[lvl + 1], starts[lvl + 2])
         if fan_in and fan_in < len(a):
-            pick = torch.rand(len(b), len(a), generator=gen).argsort(dim=1)[:, :fan_in]
+            pick = _distinct_picks(len(b), len(a), fan_in, gen)  # (len(b), fan_in)
             src.append(a[pick].flatten())  # (len(b) * fan_in,)
             dst.append(b.repeat_interleave(fan_in))
         else:
@@ -103,6 +103,23 @@ def seed_tissue(level_sizes: Sequence[int], seed: int = 0, fan_in: int = 0) -> D
         next_edge_id=n_edges,
         num_nodes=n_cells,
     )
+
+
+def _distinct_picks(rows: int, n: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    """``k`` distinct random integers in ``[0, n)`` per row, in O(rows · k) expected time.
+
+    Rows that drew a repeat are redrawn (rare when ``k`` ≪ ``n``); for ``k`` near ``n`` a
+    row-wise permutation is cheaper.
+    """
+    if 2 * k > n:
+        return torch.rand(rows, n, generator=gen).argsort(dim=1)[:, :k]
+    pick = torch.randint(0, n, (rows, k), generator=gen)
+    while True:
+        s = pick.sort(dim=1).values
+        bad = (s[:, 1:] == s[:, :-1]).any(1).nonzero().flatten()
+        if bad.numel() == 0:
+            return pick
+        pick[bad] = torch.randint(0, n, (bad.numel(), k), generator=gen)
 
 
 def _layered_layout(level_sizes: Sequence[int], gen: torch.Generator) -> torch.Tensor:
