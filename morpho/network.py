@@ -41,7 +41,7 @@ class NetworkConfig:
     mlp_ratio: int = 2  # hidden width of a cell's MLP, in multiples of d_cell
     cell_type: str = "thermo"  # registered cell type (morpho.cells.CELL_TYPES)
     seed_fan_in: int = 0  # 0: dense between seed levels; k: k random inputs per cell
-    demand_weight: float = 0.0  # top-down demand: gate logit += w · gate of the level above
+    demand_weight: float = 0.0  # top-down demand: gate logit += w · gate EMA of the cells fed
     seed: int = 0  # initialisation seed
 
     def __post_init__(self) -> None:
@@ -197,10 +197,10 @@ class Network(nn.Module):
         keep = self.capture and torch.is_grad_enabled()
         inputs: list[Tensor] = []
         readout = emb.new_zeros(B, T, d)
-        prev_gate: Tensor | None = None
         # one split per bank: slicing per level would make autograd allocate a full-size
         # gradient per level and bank (SliceBackward); split's backward concatenates once
         sizes = [lp.end - lp.start for lp in self.plan]
+        top_down = self.top_down_demand() if self.cfg.demand_weight else None
         chunks = {k: v.split(sizes) for k, v in self.banks.items() if k not in EDGE_BANKS}
         for li, lp in enumerate(self.plan):
             n = lp.end - lp.start
@@ -212,9 +212,7 @@ class Network(nn.Module):
                 if x.requires_grad:
                     x.retain_grad()
                 inputs.append(x)
-            demand = None
-            if self.cfg.demand_weight and prev_gate is not None:
-                demand = self.cfg.demand_weight * prev_gate.detach().mean(0, keepdim=True)
+            demand = None if top_down is None else top_down[lp.start : lp.end].view(-1, 1, 1)
             banks = {k: v[li] for k, v in chunks.items()}
             o = self.cell.forward_level(banks, x, demand)
             outs.append(o.y)
@@ -222,7 +220,6 @@ class Network(nn.Module):
             gates.append(o.gate.mean(dim=(1, 2)))
             entropy = binary_entropy(o.gate_mean) if o.gate_entropy is None else o.gate_entropy
             stats.append((o.surprise, o.gate_mean, o.out_norm, entropy))
-            prev_gate = o.gate
             if lp.readout is not None:
                 local, rows = lp.readout
                 w = self.banks["readout"][rows].view(-1, 1, 1, 1)
@@ -235,6 +232,26 @@ class Network(nn.Module):
         if keep:
             self.captured = {"inputs": inputs, "outputs": [y.detach() for y in outs]}
         return readout
+
+    def top_down_demand(self) -> Tensor:
+        """(N,) ``w · max_e(|s_e| g_b) / max_e |s_e|`` over each cell's edges ``e: a → b``.
+
+        The demand on a cell's gate is the gate EMA (``tissue.gate_ema``, kept by the
+        scheduler) of the cells it feeds — the levels above — taken where it feeds them
+        most strongly. The max form keeps every edit function-preserving: a split halves a
+        mother's outgoing strengths (the ratio is unchanged), a split target repeats an
+        identical term, and a new edge at strength 0 adds a zero term. A strength-weighted
+        *mean* would not survive the split of a target. Cells feeding nothing get 0.
+        """
+        t = self.tissue
+        device = self.embed.device
+        src, dst = t.edge_index.to(device)
+        s = self.banks["strength"].detach().abs()
+        g = t.gate_ema.to(device, s.dtype)
+        zeros = s.new_zeros(t.num_nodes)
+        num = zeros.scatter_reduce(0, src, s * g[dst], reduce="amax", include_self=True)
+        den = zeros.scatter_reduce(0, src, s, reduce="amax", include_self=True)
+        return self.cfg.demand_weight * num / den.clamp(min=1e-12)
 
     def head_logits(self, state: Tensor) -> Tensor:
         """Readout state (B, T, d) → logits (B, T, V)."""

@@ -165,18 +165,16 @@ def test_split_of_a_split_and_of_every_cell_preserves_function(net) -> None:
         torch.testing.assert_close(net(x), before, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the top-down demand is the plain mean gate of the level below, so a "
-    "split (two identical daughters) re-weights it; needs per-cell weights in network.py",
-)
-def test_split_preserves_function_with_top_down_demand() -> None:
+@pytest.mark.parametrize("role", [INPUT, HIDDEN, OUTPUT])
+def test_split_preserves_function_with_top_down_demand(role) -> None:
     net = tiny_net(demand_weight=1.0)
-    train(net, make_optimizer("adamw", net), 5)  # gates of a level differ once trained
+    train(net, make_optimizer("adamw", net), 5)  # strengths of a level differ once trained
+    net.tissue.gate_ema = torch.rand(net.tissue.num_nodes)  # distinct gates above each cell
     x = tokens(0)
     with torch.no_grad():
         before = net(x)
-    morpho.split(net, cell_of(net, HIDDEN, 0), noise=0.0)
+    morpho.split(net, cell_of(net, role, 0), noise=0.0)
+    morpho.connect(net, cell_of(net, INPUT, 0), cell_of(net, OUTPUT, 0))
     with torch.no_grad():
         torch.testing.assert_close(net(x), before, rtol=1e-5, atol=1e-6)
 

@@ -14,7 +14,7 @@ from morpho.config import TrainConfig
 from morpho.edits import apply_edit, remove_edit, split_edit
 from morpho.energy import ENERGY_TERMS, free_energy, register_energy_term, wiring_cost
 from morpho.scheduler import GrowthConfig, Scheduler
-from morpho.tissue import HIDDEN, seed_tissue
+from morpho.tissue import HIDDEN, OUTPUT, seed_tissue
 
 
 def stats(n: int = 5, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -143,15 +143,28 @@ def test_gate_penalty_is_on_by_default_and_weighs_higher_levels_more() -> None:
     assert torch.allclose(grad, (level + 1) / (level.max() + 1) / level.numel())
 
 
-def test_demand_weight_drives_gates_from_the_level_computed_before() -> None:
+def test_demand_weight_drives_gates_from_the_cells_above() -> None:
     x = tokens(0)
     gates = {}
     for w in (0.0, 1.0, 3.0):
         net = tiny_net(demand_weight=w)
         net(x)
         gates[w] = net.stats["gate_mean"]
-    inputs = net.tissue.level == 0
-    assert torch.equal(gates[0.0][inputs], gates[3.0][inputs])  # nothing before the inputs
-    upper = ~inputs
-    assert bool((gates[1.0][upper] > gates[0.0][upper]).all())  # demand > 0 opens gates
-    assert bool((gates[3.0][upper] > gates[1.0][upper]).all())
+    top = net.tissue.role == OUTPUT  # they feed no cell: no demand
+    assert torch.equal(gates[0.0][top], gates[3.0][top])
+    fed = ~top
+    assert bool((gates[1.0][fed] > gates[0.0][fed]).all())  # demand > 0 opens gates
+    assert bool((gates[3.0][fed] > gates[1.0][fed]).all())
+
+
+def test_demand_is_the_strongest_fed_cells_gate_ema() -> None:
+    net = tiny_net(demand_weight=2.0)
+    t = net.tissue
+    t.gate_ema = torch.rand(t.num_nodes)
+    s = net.banks["strength"].detach().abs()
+    demand = net.top_down_demand()
+    for a in range(t.num_nodes):
+        out = (t.edge_index[0] == a).nonzero().flatten()
+        expected = 0.0 if out.numel() == 0 else float(
+            2.0 * (s[out] * t.gate_ema[t.edge_index[1, out]]).max() / s[out].max())
+        assert abs(float(demand[a]) - expected) < 1e-6
