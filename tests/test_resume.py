@@ -107,21 +107,30 @@ def test_sigkill_at_random_moments_then_resume_loses_nothing(reference, tmp_path
     rng = random.Random(0)
     cmd = [*base, "--config", str(config), "--out", str(out)]
     kills = 0
-    for _ in range(3):
+    for _ in range(6):  # three kills mid-training, with a few tries to land them
+        logged = _size(out / "metrics.jsonl")
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 120
-        while not list((out / "checkpoints").glob("*.pt")) and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.0))
+        # wait until this process trains (it logged a new line and a checkpoint exists)
+        while time.time() < deadline and proc.poll() is None and (
+            _size(out / "metrics.jsonl") <= logged
+            or not list((out / "checkpoints").glob("*.pt"))
+        ):
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.4))  # a random moment, possibly inside a checkpoint
         proc.send_signal(signal.SIGKILL)
         kills += proc.wait() == -signal.SIGKILL
-        if (out / "checkpoints" / "final.pt").exists():
+        if (out / "checkpoints" / "final.pt").exists() or kills == 3:
             break
         cmd = [*base, "--resume", str(out)]
     if not (out / "checkpoints" / "final.pt").exists():
         subprocess.run([*base, "--resume", str(out)], env=env, check=True)
     assert kills >= 2, "the kills must interrupt the run"
     _assert_same_run(reference, out)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
 
 
 class _PoisonedTrainerLoss:
