@@ -176,14 +176,20 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    run_sizes(args, measure, report)
+
+
+def run_sizes(args: argparse.Namespace, measure_one, report_rows) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Measure every ``args.sizes``, echo each row, print the report, write ``--json``."""
     rows = []
     for n in args.sizes:
-        rows.append(measure(n, args))
+        rows.append(measure_one(n, args))
         print(f"{n} cells: " + ", ".join(f"{k} {v:.4g}" for k, v in rows[-1].items()), flush=True)
-    print(report(rows, args))
+    print(report_rows(rows, args))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
+    return rows
 
 
 if __name__ == "__main__":

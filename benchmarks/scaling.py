@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from edit_cost import build, growth_exponent, make_edits, make_step, timed
+from edit_cost import build, growth_exponent, make_edits, make_step, run_sizes, timed
 from throughput import reset_peak_rss, resident
 
 from morpho.network import Network
@@ -147,14 +147,7 @@ def main() -> None:
     if args._child:
         print(json.dumps(measure(args._child, args)))
         return
-    rows = []
-    for n in args.sizes:
-        rows.append(run_child(n, args))
-        print(f"{n} cells: " + ", ".join(f"{k} {v:.4g}" for k, v in rows[-1].items()), flush=True)
-    print(report(rows, args))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+    run_sizes(args, run_child, report)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,17 @@ from typing import Annotated, Any, Optional
 import typer
 
 from morpho.config import RunConfig, load_toml
+from morpho.options import (
+    ConfigOpt,
+    CorpusOpt,
+    DataOpt,
+    DeviceOpt,
+    OverwriteOpt,
+    PresetOpt,
+    SeedOpt,
+    StepsOpt,
+    TaskOpt,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -49,16 +60,16 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 
 @app.command()
 def grow(
-    task: Annotated[str, typer.Option(help="Task to learn (morpho.tasks registry).")] = "lang",
-    preset: Annotated[str, typer.Option(help="small | base | anchor.")] = "small",
-    steps: Annotated[Optional[int], typer.Option(help="Training steps.")] = None,
+    task: TaskOpt = "lang",
+    preset: PresetOpt = "small",
+    steps: StepsOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory [runs/<task>-N].")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for data, init and noise.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N.")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Train on this UTF-8 text file.")] = None,
-    corpus: Annotated[Optional[str], typer.Option(help="pydoc | stdlib (lang task).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML config file.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty run directory.")] = False,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    data: DataOpt = None,
+    corpus: CorpusOpt = None,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
     resume: Annotated[Optional[Path], typer.Option(help="Continue this run directory.")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Steps between checkpoints.")]
     = None,

@@ -11,6 +11,18 @@ from typing import Annotated, Optional
 
 import typer
 
+from morpho.options import (
+    ConfigOpt,
+    CorpusOpt,
+    DataOpt,
+    DeviceOpt,
+    OverwriteOpt,
+    PresetOpt,
+    SeedOpt,
+    StepsOpt,
+    TaskOpt,
+)
+
 
 def register(app: typer.Typer) -> None:
     app.command()(sample)
@@ -46,16 +58,16 @@ def sample(
 
 
 def bench(
-    task: Annotated[str, typer.Option(help="Task (see the morpho.tasks registry).")] = "lang",
-    preset: Annotated[str, typer.Option(help="small | base | anchor.")] = "small",
-    steps: Annotated[Optional[int], typer.Option(help="Training steps of every row.")] = None,
-    corpus: Annotated[Optional[str], typer.Option(help="pydoc | stdlib (lang task).")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Train on this UTF-8 text file.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N.")] = None,
+    task: TaskOpt = "lang",
+    preset: PresetOpt = "small",
+    steps: StepsOpt = None,
+    corpus: CorpusOpt = None,
+    data: DataOpt = None,
+    device: DeviceOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Output (runs/bench-<task>-N).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for data, init and noise.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML config file.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty bench directory.")] = False,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Train morpho, morpho-fixed, each rule ablated, a Transformer and a GRU; print a table."""
     from rich.console import Console
