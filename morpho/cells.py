@@ -10,7 +10,17 @@ thermodynamic cell of DESIGN §3:
 * a **geometric core**: causal multi-head attention over the sequence;
 * a **Maxwell's-demon gate** ``g_t = σ(k · log surprise_t + c + demand)`` that opens the
   geometric core only where the inertial core fails to predict;
-* output ``y = x̂ + W_inert h + g ⊙ attn(x̂)``, then a small per-cell MLP with a residual.
+* output ``y = x̂ + W_inert h + g ⊙ attn(x̂)``, then a small per-cell MLP with a residual
+  (``x̂`` is the normalised input; cells born *in series* carry the raw input ``x`` instead,
+  so that a new cell with zero output projections is the identity).
+
+**Slow clocks.** A level with clock period ``p > 1`` coarse-grains its input into blocks of
+``p`` tokens (the block mean), runs the recurrence and the predictor once per block, and
+*holds* the state between ticks: token ``t`` sees the state of the last completed block,
+``j(t) = ⌊(t + 1)/p⌋ − 1`` (no block yet: the zero state, as at ``t = 0`` on a fast clock).
+Surprise is the error of predicting the next block mean, held the same way. The geometric
+core and the MLP still run on every token, gated by the held surprise. ``p = 1`` is the
+fast clock above, computed by the same code path as before.
 
 The predictor is trained only by the local prediction loss (its inputs are detached), so
 surprise measures what the recurrence fails to anticipate without bending the
@@ -64,12 +74,17 @@ class CellType:
         raise NotImplementedError
 
     def forward_level(
-        self, banks: dict[str, Tensor], x: Tensor, demand: Tensor | None
-    ) -> LevelOutput:
-        """Run ``n`` cells on their aggregated inputs ``x`` (n, B, T, d)."""
+        self, banks: dict[str, Tensor], x: Tensor, demand: Tensor | None,
+        clock: int = 1, raw_skip: Tensor | None = None,
+    ) -> LevelOutput:  # fmt: skip
+        """Run ``n`` cells on their aggregated inputs ``x`` (n, B, T, d).
+
+        ``clock``: the level's period in tokens (its state updates every ``clock``-th token);
+        ``raw_skip``: (n,) bool, cells whose residual carries the raw input.
+        """
         raise NotImplementedError
 
-    def flops_per_token(self, d: int, seq_len: int) -> tuple[float, float]:
+    def flops_per_token(self, d: int, seq_len: int, clock: int = 1) -> tuple[float, float]:
         """Forward FLOPs per token of one cell: ``(always paid, paid where the gate is open)``."""
         raise NotImplementedError
 
@@ -150,19 +165,17 @@ class ThermoCell(CellType):
         }
 
     def forward_level(
-        self, banks: dict[str, Tensor], x: Tensor, demand: Tensor | None
-    ) -> LevelOutput:
+        self, banks: dict[str, Tensor], x: Tensor, demand: Tensor | None,
+        clock: int = 1, raw_skip: Tensor | None = None,
+    ) -> LevelOutput:  # fmt: skip
         n, B, T, d = x.shape
         xn = rms_norm(x) * banks["norm"][:, None, None, :]  # (n, B, T, d)
         a = torch.sigmoid(banks["decay"])  # (n, d)
-        u = (1 - a)[:, None, None, :] * banks["w_in"][:, None, None, :] * xn
-        h = linear_recurrence(u, F.logsigmoid(banks["decay"]))  # (n, B, T, d)
-
-        # surprise: error of predicting x_t from h_{t-1}; the predictor sees detached inputs
-        h_prev = F.pad(h.detach(), (0, 0, 1, 0))[:, :, :T]  # (n, B, T, d)
-        pred = torch.einsum("nbtd,nde->nbte", h_prev, banks["w_pred"])
-        err = (xn.detach() - pred).pow(2).mean(-1)  # (n, B, T)
-        aux_loss = err.mean(dim=(1, 2)).sum()
+        if clock == 1:
+            h, err = self._inertial(banks, xn, a)  # (n, B, T, d), (n, B, T)
+            aux_loss = err.mean(dim=(1, 2)).sum()
+        else:
+            h, err, aux_loss = self._inertial_slow(banks, xn, a, clock)
 
         logit = banks["gate"][:, 0, None, None] * torch.log(err.detach() + 1e-4)
         logit = logit + banks["gate"][:, 1, None, None]
@@ -172,7 +185,8 @@ class ThermoCell(CellType):
 
         inert = torch.einsum("nbtd,nde->nbte", h, banks["w_inert"])
         geo = self._attention(xn, banks["w_qkv"], banks["w_attn_out"])
-        y = xn + inert + g[..., None] * geo
+        skip = xn if raw_skip is None else torch.where(raw_skip.view(n, 1, 1, 1), x, xn)
+        y = skip + inert + g[..., None] * geo
         z = rms_norm(y) * banks["mlp_norm"][:, None, None, :]
         z = F.gelu(torch.einsum("nbtd,ndm->nbtm", z, banks["w_mlp1"]))
         y = y + torch.einsum("nbtm,nmd->nbtd", z, banks["w_mlp2"])
@@ -180,6 +194,44 @@ class ThermoCell(CellType):
             stats = (err.mean(dim=(1, 2)), g.mean(dim=(1, 2)), y.pow(2).mean(dim=(1, 2, 3)).sqrt())
             entropy = binary_entropy(g).mean(dim=(1, 2))  # (n,) the demon's uncertainty
         return LevelOutput(y, aux_loss, g, *stats, gate_entropy=entropy)
+
+    @staticmethod
+    def _inertial(banks: dict[str, Tensor], xn: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
+        """Fast clock: state ``h`` (n, B, T, d) and surprise (n, B, T) on every token."""
+        T = xn.shape[2]
+        u = (1 - a)[:, None, None, :] * banks["w_in"][:, None, None, :] * xn
+        h = linear_recurrence(u, F.logsigmoid(banks["decay"]))  # (n, B, T, d)
+        # surprise: error of predicting x_t from h_{t-1}; the predictor sees detached inputs
+        h_prev = F.pad(h.detach(), (0, 0, 1, 0))[:, :, :T]  # (n, B, T, d)
+        pred = torch.einsum("nbtd,nde->nbte", h_prev, banks["w_pred"])
+        return h, (xn.detach() - pred).pow(2).mean(-1)
+
+    @staticmethod
+    def _inertial_slow(
+        banks: dict[str, Tensor], xn: Tensor, a: Tensor, p: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Slow clock of period ``p``: block means → recurrence per block → held per token.
+
+        Returns the held state (n, B, T, d), the held surprise (n, B, T) and the local
+        prediction loss over complete blocks.
+        """
+        n, B, T, d = xn.shape
+        nb = T // p  # complete blocks; a trailing partial block never ticks
+        if nb == 0:  # the sequence ends before the first tick: zero state throughout
+            err = xn.detach().pow(2).mean(-1)
+            return xn.new_zeros(n, B, T, d), err, xn.new_zeros(()) + 0.0 * banks["w_pred"].sum()
+        xb = xn[:, :, : nb * p].reshape(n, B, nb, p, d).mean(3)  # (n, B, nb, d) coarse input
+        u = (1 - a)[:, None, None, :] * banks["w_in"][:, None, None, :] * xb
+        hb = linear_recurrence(u, F.logsigmoid(banks["decay"]))  # (n, B, nb, d)
+        hb_prev = F.pad(hb.detach(), (0, 0, 1, 0))[:, :, :nb]
+        pred = torch.einsum("nbtd,nde->nbte", hb_prev, banks["w_pred"])
+        err_b = (xb.detach() - pred).pow(2).mean(-1)  # (n, B, nb)
+        # hold: token t reads block j(t) = floor((t+1)/p) - 1; index 0 is "no block yet"
+        j = torch.div(torch.arange(1, T + 1, device=xn.device), p, rounding_mode="floor")
+        h = F.pad(hb, (0, 0, 1, 0)).index_select(2, j)  # (n, B, T, d)
+        before = xn.detach().pow(2).mean(-1)  # zero-state prediction error before a tick
+        err = torch.where(j == 0, before, F.pad(err_b, (1, 0)).index_select(2, j))
+        return h, err, err_b.mean(dim=(1, 2)).sum()
 
     def _attention(self, xn: Tensor, w_qkv: Tensor, w_out: Tensor) -> Tensor:
         n, B, T, d = xn.shape
@@ -190,10 +242,12 @@ class ThermoCell(CellType):
         att = att.transpose(1, 2).reshape(n, B, T, d)
         return torch.einsum("nbtd,nde->nbte", att, w_out)
 
-    def flops_per_token(self, d: int, seq_len: int) -> tuple[float, float]:
+    def flops_per_token(self, d: int, seq_len: int, clock: int = 1) -> tuple[float, float]:
         m = self.mlp_ratio * d
-        dense = 2 * (d * d + d * d + m * d * 2)  # predictor, inertial out, MLP
-        recurrence = 2 * d * 2 * math.log2(2 * seq_len)  # FFT convolution, per token
+        # predictor and inertial projection run once per tick; the MLP on every token
+        dense = 2 * (d * d + d * d) / clock + 2 * m * d * 2
+        blocks = max(1, seq_len // clock)
+        recurrence = 2 * d * 2 * math.log2(2 * blocks) / clock  # FFT convolution, per token
         geometric = 2 * (3 * d * d + d * d) + 2 * 2 * (seq_len / 2) * d  # proj + causal attn
         return dense + recurrence, geometric
 

@@ -27,7 +27,7 @@ from torch_geometric.data import Data
 
 from morpho.network import EDGE_BANKS, Network
 from morpho.surgery import RowMap, migrate_optimizer_state, remap_parameter, remap_rows
-from morpho.tissue import io_connected
+from morpho.tissue import HIDDEN, OUTPUT, io_connected
 
 DAUGHTER_OFFSET = 0.15  # distance of each daughter from the mother's position
 
@@ -146,6 +146,81 @@ def split_edit(net: Network, cell_id: int, noise: float = 0.0, task: int | None 
     info = {"cells": [cell_id], "new_cells": ids, "dead_cells": [cell_id],
             "new_edges": new_edge_ids.tolist(), "dead_edges": []}  # fmt: skip
     return Edit("split", _maps(net, cell_map, edge_map, readout=readout_map), tissue, info)
+
+
+IDENTITY_ZERO_BANKS = ("w_inert", "w_attn_out", "w_mlp2")  # output projections of a relay
+
+
+def insert_edit(net: Network, cell_id: int, task: int | None = None) -> Edit:
+    """Mitosis in series: a new cell ``c`` takes over the cell's outputs (``a → c → …``).
+
+    ``c`` sits on a new level just above the cell's (every higher level moves up by one),
+    receives one edge ``a → c`` at strength 1 and inherits every outgoing edge of ``a``
+    (same ids, strengths and optimizer state). It copies ``a``'s bank rows except the
+    output projections of its three branches (:data:`IDENTITY_ZERO_BANKS`), which start at
+    zero, and carries its raw input on the residual — so at birth ``y_c = x_c = y_a``: the
+    network function is unchanged (to float summation order). Its clock is ``a``'s times
+    ``clock_ratio`` (capped at ``clock_max``): levels grown in series run slower. The
+    demand ``a`` sees (the gate EMA of the cells it feeds) is kept by giving ``c`` the
+    gate EMA equal to ``a``'s former demand ratio.
+
+    Raises:
+        ValueError: the cell is an output cell or feeds no cell.
+    """
+    t = net.tissue
+    r = net.row_of(cell_id)
+    if int(t.role[r]) == OUTPUT:
+        raise ValueError(f"cell {cell_id} is an output cell; only input and hidden cells can "
+                         "divide in series")  # fmt: skip
+    src, dst = t.edge_index
+    out = src == r
+    if not bool(out.any()):
+        raise ValueError(f"cell {cell_id} feeds no cell; nothing to insert a cell in front of")
+    n, e = t.num_nodes, t.edge_index.shape[1]
+    lvl = int(t.level[r])
+    c = int((t.level <= lvl).sum())  # the new row: right after the cell's level
+    cell_src = torch.cat([torch.arange(c), torch.tensor([r]), torch.arange(c, n)])
+    shift = lambda rows: rows + (rows >= c).long()  # old row -> new row  # noqa: E731
+    new_src = torch.where(out, torch.tensor(c), shift(src))
+    new_dst = shift(dst)
+    edge_index = torch.cat([torch.stack([new_src, new_dst]), torch.tensor([[r], [c]])], dim=1)
+    edge_src = torch.cat([torch.arange(e), torch.tensor([-1])])
+    edge_map = RowMap.build(edge_src, fill=torch.cat([torch.zeros(e), torch.ones(1)]))
+    newborn = torch.zeros(n + 1, dtype=torch.bool)
+    newborn[c] = True
+    zeroed = RowMap.build(cell_src, scale=torch.where(newborn, 0.0, 1.0))
+    readout_map = zeroed  # a hidden or input cell has readout weight 0; keep it 0
+
+    # the demand ratio a saw before: max_e(|s| g_b) / max_e |s| over its outgoing edges
+    s = net.banks["strength"].detach().cpu().abs()[out]
+    g = t.gate_ema[dst[out]].float()
+    demand = float((s * g).max() / s.max().clamp(min=1e-12))
+
+    tissue = _remap_tissue(t, cell_src, edge_src, edge_index)
+    tissue.level = torch.where(torch.arange(n + 1) > c, tissue.level + 1, tissue.level)
+    tissue.level[c] = lvl + 1
+    tissue.cell_id[c] = t.next_cell_id
+    tissue.parent[c] = cell_id
+    tissue.birth[c] = net.step
+    tissue.age[c] = 0
+    tissue.role[c] = HIDDEN
+    tissue.raw_skip[c] = 1
+    tissue.gate_ema[c] = demand
+    ratio, cap = net.cfg.clock_ratio, net.cfg.clock_max
+    tissue.clock[c] = min(cap, int(t.clock[r]) * ratio) if ratio > 1 else int(t.clock[r])
+    if task is not None:
+        tissue.task[c] = task
+    targets = t.pos[dst[out]].mean(0)
+    tissue.pos[c] = t.pos[r] + 0.5 * (targets - t.pos[r])
+    tissue.edge_id[-1] = t.next_edge_id
+    tissue.edge_birth[-1] = net.step
+    tissue.next_cell_id = t.next_cell_id + 1
+    tissue.next_edge_id = t.next_edge_id + 1
+    info = {"cells": [cell_id], "new_cells": [t.next_cell_id], "dead_cells": [],
+            "new_edges": [t.next_edge_id], "dead_edges": []}  # fmt: skip
+    maps = _maps(net, RowMap.build(cell_src), edge_map, readout=readout_map,
+                 **{k: zeroed for k in IDENTITY_ZERO_BANKS if k in net.banks})  # fmt: skip
+    return Edit("insert", maps, tissue, info)
 
 
 def remove_edit(net: Network, cell_id: int, bridge: bool = False) -> Edit:
@@ -283,6 +358,12 @@ def split(net: Network, cell_id: int, optimizer: torch.optim.Optimizer | None = 
           noise: float = 0.0, task: int | None = None) -> Edit:  # fmt: skip
     """Split a cell into two daughters (see :func:`split_edit`) and apply it."""
     return apply_edit(net, split_edit(net, cell_id, noise=noise, task=task), optimizer)
+
+
+def insert(net: Network, cell_id: int, optimizer: torch.optim.Optimizer | None = None,
+           task: int | None = None) -> Edit:  # fmt: skip
+    """Insert a cell in series after ``cell_id`` (see :func:`insert_edit`) and apply it."""
+    return apply_edit(net, insert_edit(net, cell_id, task=task), optimizer)
 
 
 def remove(net: Network, cell_id: int, optimizer: torch.optim.Optimizer | None = None,

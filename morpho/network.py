@@ -19,13 +19,15 @@ calls :meth:`Network.rebuild` afterwards, which recomputes the level plan.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from morpho.cells import CELL_TYPES, CellType, binary_entropy, rms_norm
-from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue
+from morpho.halting import HaltingUnit, Ponder, adaptive_passes
+from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue, with_defaults
 
 EDGE_BANKS = ("strength",)
 
@@ -42,7 +44,17 @@ class NetworkConfig:
     cell_type: str = "thermo"  # registered cell type (morpho.cells.CELL_TYPES)
     seed_fan_in: int = 0  # 0: dense between seed levels; k: k random inputs per cell
     demand_weight: float = 0.0  # top-down demand: gate logit += w · gate EMA of the cells fed
+    clock_ratio: int = 1  # hidden level k of the seed ticks every clock_ratio**k tokens (1: off)
+    clock_max: int = 16  # slowest clock period, in tokens
+    ponder_max: int = 1  # ACT: a token may pass through the tissue up to this often (1: off)
+    ponder_eps: float = 0.01  # ACT: a token halts once its halting probabilities reach 1 - eps
     seed: int = 0  # initialisation seed
+
+    def seed_clock(self, level: int) -> int:
+        """Clock period of seed level ``level``: 1 for inputs and outputs, else ratio^level."""
+        if level in (0, len(self.level_sizes) - 1):
+            return 1
+        return min(self.clock_max, self.clock_ratio**level)
 
     def __post_init__(self) -> None:
         if self.vocab_size < 2:
@@ -53,6 +65,12 @@ class NetworkConfig:
             )
         if len(self.level_sizes) < 2 or min(self.level_sizes) < 1:
             raise ValueError(f"level_sizes needs >= 2 levels of >= 1 cell; got {self.level_sizes}")
+        if self.ponder_max < 1 or not 0 < self.ponder_eps < 1:
+            raise ValueError(f"ponder_max must be >= 1 and ponder_eps in (0, 1); got "
+                             f"{self.ponder_max}, {self.ponder_eps}")  # fmt: skip
+        if self.clock_ratio < 1 or self.clock_max < 1:
+            raise ValueError(f"clock_ratio and clock_max must be >= 1; got {self.clock_ratio}, "
+                             f"{self.clock_max}")  # fmt: skip
         CELL_TYPES.get(self.cell_type)
 
 
@@ -66,6 +84,8 @@ class LevelPlan:
     incoming: list[tuple[int, Tensor, Tensor, Tensor]] = field(default_factory=list)
     # (source level index, source rows local to that level, target rows local, edge rows)
     readout: tuple[Tensor, Tensor] | None = None  # (local rows of output cells, their rows)
+    clock: int = 1  # the level's clock period in tokens
+    raw_skip: Tensor | None = None  # (n,) bool, cells whose residual is the raw input
 
 
 class Network(nn.Module):
@@ -83,7 +103,8 @@ class Network(nn.Module):
         d = cfg.d_cell
         if tissue is None:
             tissue = seed_tissue(cfg.level_sizes, seed=cfg.seed, fan_in=cfg.seed_fan_in)
-        self.tissue = tissue
+            tissue.clock = torch.tensor([cfg.seed_clock(int(lv)) for lv in tissue.level.tolist()])
+        self.tissue = with_defaults(tissue)
         n_cells = self.tissue.num_nodes
         rows = self.cell.init_rows(n_cells, d, gen)
         n_out = int((self.tissue.role == OUTPUT).sum())
@@ -95,12 +116,14 @@ class Network(nn.Module):
         self.embed = nn.Parameter(torch.randn(cfg.vocab_size, d, generator=gen))
         self.head_norm = nn.Parameter(torch.ones(d))
         self.head = nn.Parameter(torch.randn(d, cfg.vocab_size, generator=gen) / d**0.5)
+        self.halt = HaltingUnit(d) if cfg.ponder_max > 1 else None
+        self.ponder: Ponder | None = None  # the last forward's halting record (ACT on)
         self.step = 0  # training step, set by the trainer; stamps births of cells and edges
         self.stats: dict[str, Tensor] = {}
         self.aux_loss: Tensor = torch.zeros(())
         self.gate_activity: Tensor = torch.zeros(0)  # (N,) differentiable mean gate per cell
         self.capture = False  # keep per-level inputs/outputs of the next grad-enabled forward
-        self.captured: dict[str, list[Tensor]] = {}  # "inputs", "outputs": (n, B, T, d) per level
+        self.captured: dict[str, Any] = {}  # "inputs", "outputs": (n, B, T, d) per level
         self.plan: list[LevelPlan] = []
         self.rebuild()
 
@@ -149,7 +172,9 @@ class Network(nn.Module):
             start, end = starts[li], int(ends[li])
             is_input = (t.role[start:end] == INPUT).float()
             mask = is_input.view(-1, 1, 1, 1).to(device) if bool(is_input.any()) else None
-            lp = LevelPlan(start, end, mask)
+            raw = t.raw_skip[start:end].bool()
+            lp = LevelPlan(start, end, mask, clock=int(t.clock[start]),
+                           raw_skip=raw.to(device) if bool(raw.any()) else None)  # fmt: skip
             for ki, sel in groups.get(li, []):
                 lp.incoming.append(
                     (ki, (src[sel] - starts[ki]).to(device), (dst[sel] - start).to(device),
@@ -189,7 +214,33 @@ class Network(nn.Module):
         With ``self.capture`` set and grad enabled, ``self.captured`` keeps every level's
         aggregated input ``x`` (its ``.grad`` retained: ∂L/∂x after backward) and detached
         output ``y``; ``Σ ⟨∂L/∂x_b, y_a⟩`` is the gradient of a zero-strength edge a → b.
+
+        With ``ponder_max > 1`` (ACT, :mod:`morpho.halting`) the tissue runs up to that many
+        passes, re-entered with ``emb + state``; ``self.ponder`` records the halting, the
+        auxiliary loss, gate activity and statistics are means over the passes, and
+        ``self.captured["passes"]`` holds one capture per pass.
         """
+        if self.halt is None:
+            return self._tissue_pass(emb)
+        records: list[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Any]]] = []
+
+        def one_pass(inp: Tensor) -> Tensor:
+            out = self._tissue_pass(inp)
+            records.append((self.aux_loss, self.gate_activity, self.stats, self.captured))
+            return out
+
+        assert self.halt is not None
+        self.ponder = adaptive_passes(one_pass, emb, self.halt, self.cfg.ponder_max,
+                                      self.cfg.ponder_eps)  # fmt: skip
+        n = len(records)
+        self.aux_loss = torch.stack([r[0] for r in records]).mean(0)
+        self.gate_activity = torch.stack([r[1] for r in records]).mean(0)
+        self.stats = {k: torch.stack([r[2][k] for r in records]).mean(0) for k in records[0][2]}
+        self.captured = {"passes": [r[3] for r in records]} if records[0][3] else {}
+        return self.ponder.output
+
+    def _tissue_pass(self, emb: Tensor) -> Tensor:
+        """One pass of the tissue over (B, T, d) inputs; see :meth:`forward_tissue`."""
         B, T, d = emb.shape
         strength = self.banks["strength"]
         outs: list[Tensor] = []
@@ -214,7 +265,7 @@ class Network(nn.Module):
                 inputs.append(x)
             demand = None if top_down is None else top_down[lp.start : lp.end].view(-1, 1, 1)
             banks = {k: v[li] for k, v in chunks.items()}
-            o = self.cell.forward_level(banks, x, demand)
+            o = self.cell.forward_level(banks, x, demand, clock=lp.clock, raw_skip=lp.raw_skip)
             outs.append(o.y)
             aux.append(o.aux_loss)
             gates.append(o.gate.mean(dim=(1, 2)))
@@ -274,10 +325,15 @@ class Network(nn.Module):
         if gate is None:
             gate = self.stats["gate_mean"] if self.stats else 1.0
         open_share = float(torch.as_tensor(gate, dtype=torch.float).expand(n).sum()) if n else 0.0
-        fixed, gated = self.cell.flops_per_token(self.cfg.d_cell, seq_len)
+        clocks, counts = self.tissue.clock.unique(return_counts=True)
+        fixed = sum(int(c) * self.cell.flops_per_token(self.cfg.d_cell, seq_len, int(k))[0]
+                    for k, c in zip(clocks, counts, strict=True))  # fmt: skip
+        gated = self.cell.flops_per_token(self.cfg.d_cell, seq_len)[1]
         d, V = self.cfg.d_cell, self.cfg.vocab_size
         edges = 2 * d * self.tissue.edge_index.shape[1]
-        return n * fixed + open_share * gated + edges + 2 * d * V
+        passes = self.ponder.n_passes_run if self.ponder is not None else 1
+        halting = 2 * d * passes if self.halt is not None else 0
+        return passes * (fixed + open_share * gated + edges) + halting + 2 * d * V
 
     def snapshot(self) -> object:
         """A CPU copy of the tissue with edge ``strength``, ``n_params`` and last statistics."""

@@ -34,7 +34,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from morpho import distributed
-from morpho.edits import Edit, connect_edit, disconnect_edit, remove_edit, split_edit
+from morpho.edits import Edit, connect_edit, disconnect_edit, insert_edit, remove_edit, split_edit
 from morpho.energy import free_energy, wiring_cost
 from morpho.network import Network
 from morpho.registry import Registry
@@ -49,7 +49,7 @@ class Event:
     """One proposed topology event. Frozen: rules hand these over and never touch the net.
 
     Attributes:
-        kind: ``split`` | ``remove`` | ``connect`` | ``disconnect`` (the edit builder).
+        kind: ``split`` | ``insert`` | ``remove`` | ``connect`` | ``disconnect`` (the edit builder).
         cells: stable cell ids the event names (``(src, dst)`` for edges).
         score: priority; higher wins a conflict (dimensionless margin over the rule's bar).
         reason: one line a person reads in ``events.jsonl``.
@@ -230,6 +230,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 # ---------------------------------------------------------------------- edits
 EDIT_BUILDERS: dict[str, Callable[..., Edit]] = {
     "split": lambda net, ev, gen: split_edit(net, ev.cells[0], generator=gen, **ev.options),
+    "insert": lambda net, ev, gen: insert_edit(net, ev.cells[0], **ev.options),
     "remove": lambda net, ev, gen: remove_edit(net, ev.cells[0], **ev.options),
     "connect": lambda net, ev, gen: connect_edit(net, ev.cells[0], ev.cells[1]),
     "disconnect": lambda net, ev, gen: disconnect_edit(net, ev.edge),
@@ -253,13 +254,16 @@ def params_after(net: Network, edit: Edit) -> int:
 def edge_gradients(net: Network) -> Tensor | None:
     """(N, N) ``|Σ_{B,T} ⟨∂L/∂x_b, y_a⟩|``: the gradient of a zero-strength edge row a → row b,
     from the last captured forward and backward (see ``Network.capture``); None if none."""
-    cap = net.captured
-    if not cap or len(cap["inputs"]) != len(net.plan):
+    passes = net.captured.get("passes", [net.captured])  # ACT: one capture per pass
+    if not passes or not passes[0] or any(len(c["inputs"]) != len(net.plan) for c in passes):
         return None
-    grads = [x.grad if x.grad is not None else torch.zeros_like(x) for x in cap["inputs"]]
-    g = torch.cat(grads).flatten(1)  # (N, B·T·d)
-    y = torch.cat(cap["outputs"]).flatten(1)  # (N, B·T·d)
-    raw = y @ g.T  # (N, N): summed over this rank's rows of the batch
+    raw = None
+    for cap in passes:  # the edge is shared by every pass: its gradient is their sum
+        grads = [x.grad if x.grad is not None else torch.zeros_like(x) for x in cap["inputs"]]
+        g = torch.cat(grads).flatten(1)  # (N, B·T·d)
+        y = torch.cat(cap["outputs"]).flatten(1)  # (N, B·T·d)
+        raw = y @ g.T if raw is None else raw + y @ g.T  # (N, N): this rank's batch rows
+    assert raw is not None
     distributed.all_reduce_mean_([raw])  # data-parallel: the global batch's gradient
     return raw.abs().cpu()
 

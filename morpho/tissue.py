@@ -14,6 +14,11 @@ Per cell (N rows):
     fe_ema, gate_ema, surprise_ema (N,) float   running statistics read by the scheduler
     age (N,) long        steps since the cell's last event
     task (N,) long       task index during which the cell was born (continual learning)
+    clock (N,) long      period of the cell's clock in tokens: its recurrent state updates
+                         every ``clock``-th token and is held between ticks (1: every token);
+                         the cells of one level share a clock
+    raw_skip (N,) long   1: the cell's residual carries its raw input (``y = x + …``, cells born
+                         in series, identity at birth); 0: the normalised input (seed cells)
 Per edge (E columns):
     edge_index (2, E) long, edge_id (E,) long, edge_birth (E,) long
 Graph attributes: ``next_cell_id``, ``next_edge_id`` (ints).
@@ -43,8 +48,9 @@ INPUT, HIDDEN, OUTPUT = 0, 1, 2
 
 CELL_FIELDS = (
     "pos", "level", "role", "birth", "parent", "cell_id",
-    "fe_ema", "gate_ema", "surprise_ema", "age", "task",
+    "fe_ema", "gate_ema", "surprise_ema", "age", "task", "clock", "raw_skip",
 )  # fmt: skip
+CELL_DEFAULTS = {"clock": 1, "raw_skip": 0}  # fields a tissue from an older version may lack
 EDGE_FIELDS = ("edge_id", "edge_birth")
 
 
@@ -96,6 +102,8 @@ def seed_tissue(level_sizes: Sequence[int], seed: int = 0, fan_in: int = 0) -> D
         surprise_ema=torch.zeros(n_cells),
         age=torch.zeros(n_cells, dtype=torch.long),
         task=torch.zeros(n_cells, dtype=torch.long),
+        clock=torch.ones(n_cells, dtype=torch.long),
+        raw_skip=torch.zeros(n_cells, dtype=torch.long),
         edge_index=edge_index,
         edge_id=torch.arange(n_edges),
         edge_birth=torch.zeros(n_edges, dtype=torch.long),
@@ -134,6 +142,14 @@ def _layered_layout(level_sizes: Sequence[int], gen: torch.Generator) -> torch.T
     return torch.cat(rows).float()
 
 
+def with_defaults(t: Data) -> Data:
+    """``t`` with every field of :data:`CELL_DEFAULTS` it lacks filled in (older snapshots)."""
+    for name, value in CELL_DEFAULTS.items():
+        if name not in t:
+            t[name] = torch.full((t.num_nodes,), value, dtype=torch.long)
+    return t
+
+
 def check_tissue(t: Data) -> None:
     """Assert the DESIGN §2 invariants; raises ``AssertionError`` naming the broken one."""
     n = t.num_nodes
@@ -143,6 +159,13 @@ def check_tissue(t: Data) -> None:
     for name in EDGE_FIELDS:
         assert getattr(t, name).shape[0] == e, f"edge field {name} has wrong length"
     assert t.cell_id.unique().numel() == n, "cell ids are not unique"
+    if n:
+        assert int(t.clock.min()) >= 1, "clock period below 1"
+        lv = t.level - t.level.min()
+        size = int(lv.max()) + 1
+        hi = t.clock.new_zeros(size).scatter_reduce(0, lv, t.clock, "amax", include_self=False)
+        lo = t.clock.new_zeros(size).scatter_reduce(0, lv, t.clock, "amin", include_self=False)
+        assert torch.equal(hi, lo), "cells of one level on different clocks"
     assert t.edge_id.unique().numel() == e, "edge ids are not unique"
     if e:
         assert int(t.edge_index.min()) >= 0 and int(t.edge_index.max()) < n, "edge to dead cell"
