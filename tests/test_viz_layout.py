@@ -89,6 +89,21 @@ def test_removed_cells_are_dying_and_mothers_divide(run) -> None:  # type: ignor
         assert int(state.dying.sum()) == expected, k
 
 
+def test_wormholes_are_the_edges_longer_than_the_threshold(run) -> None:  # type: ignore[no-untyped-def]
+    s = run.snapshots[-1]
+    src, dst = s.edges["edge_index"]
+    lengths = np.linalg.norm(s.cells["pos"][src] - s.cells["pos"][dst], axis=1)
+    cut = float(np.median(lengths))  # half the edges are "wormholes" at this threshold
+    state = Timeline(run, "level", wormhole_length=cut).frame(len(run.snapshots) - 1.0)
+    ends = {(int(a), int(b)) for a, b in zip(*s.edge_ends(), strict=True)}
+    drawn = [(int(state.ids[a]), int(state.ids[b])) for a, b in state.lines.T]
+    assert set(drawn) == ends
+    long = {e for e, x in zip(zip(*s.edge_ends(), strict=True), lengths, strict=True) if x > cut}
+    assert {e for e, w in zip(drawn, state.wormhole, strict=True) if w} == long
+    assert 0 < state.wormhole.sum() < len(drawn)
+    assert not Timeline(run, "level").frame(0.0).wormhole.any()  # the seed is local
+
+
 def test_bounds_hold_every_frame(run) -> None:  # type: ignore[no-untyped-def]
     timeline = Timeline(run, "level")
     lo, hi = timeline.bounds()

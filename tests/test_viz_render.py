@@ -17,7 +17,7 @@ pytest.importorskip("pyvista")
 import imageio.v3 as iio  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.colors import rgb_to_hsv  # noqa: E402
-from morpho.viz.legend import BACKGROUND, legend_width  # noqa: E402
+from morpho.viz.legend import BACKGROUND, WORMHOLE_RGB, legend_width  # noqa: E402
 from morpho.viz.synthetic import synthetic_run  # noqa: E402
 from torch_geometric.data import Data  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
@@ -128,10 +128,23 @@ def test_a_tissue_that_dies_out_still_renders(tmp_path: Path, run_dir: Path) -> 
     assert foreground(scene_of(frames[-1])[20:]).mean() < 0.001  # below the caption
 
 
+def test_wormholes_are_drawn_in_their_own_hue(run_dir: Path, tmp_path: Path) -> None:
+    """Seed edges are short: at the default length none is a wormhole and the frame shows one
+    hue (``test_sphere_hues_follow_color``); at a tiny length all are, in a second hue."""
+    jumps = scene_of(still(run_dir, tmp_path / "b.png", "--frame", 0, "--color", "task",
+                           "--wormhole-length", 0.01))  # fmt: skip
+    assert hue_count(jumps) == 2
+    hue = rgb_to_hsv(np.array(WORMHOLE_RGB))[0]
+    hsv = rgb_to_hsv(jumps.astype(float) / 255)
+    mint = (np.abs(hsv[..., 0] - hue) < 0.03) & (hsv[..., 1] > 0.5) & (hsv[..., 2] > 0.35)
+    assert mint.mean() > 0.002
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (("--color", "energy"), "expected one of: free-energy, gate, level, lineage, birth, task"),
+        (("--wormhole-length", 0), "--wormhole-length must be > 0"),
         (("--size", "big"), "--size must look like 1280x720"),
         (("--out", "x.avi"), "expected a file ending in .mp4 or .gif"),
         (("--frame", 3, "--out", "x.mp4"), "expected a file ending in .png"),

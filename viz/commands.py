@@ -35,6 +35,8 @@ def render(
     size: Annotated[str, typer.Option(help="Frame size WxH in pixels (even).")] = "1280x720",
     size_by: Annotated[str, typer.Option(help="Size the cells by: params | age.")] = "params",
     orbit: Annotated[float, typer.Option(help="Degrees the camera turns over the movie.")] = 90.0,
+    wormhole_length: Annotated[float, typer.Option(help="Draw edges longer than this (in pos "
+                                                   "space) as wormholes.")] = 4.0,
 ) -> None:
     """Render a 3D growth movie of a run (or one still with --frame)."""
     from morpho.viz.render import RenderConfig, parse_size, render_movie, render_still
@@ -43,7 +45,8 @@ def render(
 
     try:
         cfg = RenderConfig(color=color, size_by=size_by, frames=frames, fps=fps,
-                           size=parse_size(size), orbit=orbit)  # fmt: skip
+                           size=parse_size(size), orbit=orbit,
+                           wormhole_length=wormhole_length)  # fmt: skip
         if frame is None:
             path = render_movie(run, out or run / "growth.mp4", cfg)
             what = f"{cfg.frames} frames at {cfg.fps} fps"

@@ -14,10 +14,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from morpho.viz.coloring import CMAP_FLOOR, CellColors
+from morpho.viz.timeline import WORMHOLE_LENGTH
 
 BACKGROUND = (0.09, 0.09, 0.105)  # the scene's background, RGB in [0, 1]
 TEXT = (0.92, 0.92, 0.92)
 EDGE_RGB = (0.82, 0.84, 0.9)  # colour of the strongest edge
+WORMHOLE_RGB = (0.25, 0.95, 0.8)  # colour of the strongest wormhole (a long edge, issue 8)
 BORN_RGB = (1.0, 0.9, 0.45)  # ring of a newborn cell
 DYING_RGB = (0.95, 0.3, 0.3)  # dashed ring of a dying cell
 MAX_SWATCHES = 12
@@ -29,8 +31,8 @@ def legend_width(width: int) -> int:
     return 2 * round(max(170, 0.21 * width) / 2)
 
 
-def legend_panel(colors: CellColors, size_by: str, height: int, width: int,
-                 title: str = "") -> np.ndarray:  # fmt: skip
+def legend_panel(colors: CellColors, size_by: str, height: int, width: int, title: str = "",
+                 wormhole_length: float = WORMHOLE_LENGTH) -> np.ndarray:  # fmt: skip
     """The key as an (height, width, 3) uint8 image on the scene background."""
     dpi = 100
     fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor=BACKGROUND)
@@ -43,7 +45,7 @@ def legend_panel(colors: CellColors, size_by: str, height: int, width: int,
         _swatches(fig, colors, font)
     else:
         _colorbar(fig, colors, font)
-    _markers(fig, size_by, font)
+    _markers(fig, size_by, font, wormhole_length)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
@@ -78,12 +80,12 @@ def _colorbar(fig: Figure, colors: CellColors, font: float) -> None:
     fig.text(0.45, 0.56, "low", color=TEXT, fontsize=font * 0.8, va="bottom")
 
 
-def _markers(fig: Figure, size_by: str, font: float) -> None:
-    """Sample glyphs: newborn ring, dying grey and dashed ring, size, edge brightness, up."""
+def _markers(fig: Figure, size_by: str, font: float, wormhole_length: float) -> None:
+    """Sample glyphs: newborn ring, dying ring, size, edge brightness, wormhole, up."""
     ax = fig.add_axes((0.04, 0.02, 0.94, 0.44))
     ax.set_axis_off()
     ax.set_xlim(0, 1)
-    ax.set_ylim(5.6, -0.6)
+    ax.set_ylim(6.6, -0.6)
     dot = font * 11
     blue = (0.24, 0.56, 0.85)
     ax.scatter([0.09], [0], s=dot, color=blue, lw=0)
@@ -94,10 +96,12 @@ def _markers(fig: Figure, size_by: str, font: float) -> None:
     ax.scatter([0.05, 0.13], [2, 2], s=[dot * 0.35, dot * 1.3], color=TEXT, lw=0)
     ax.plot([0.02, 0.09], [3, 3], color=np.array(EDGE_RGB) * 0.35 + np.array(BACKGROUND) * 0.65)
     ax.plot([0.09, 0.16], [3, 3], color=EDGE_RGB)
-    ax.annotate("", xy=(0.09, 3.6), xytext=(0.09, 4.4),
+    ax.plot([0.02, 0.16], [4, 4], color=WORMHOLE_RGB, lw=2.5)
+    ax.annotate("", xy=(0.09, 4.6), xytext=(0.09, 5.4),
                 arrowprops={"arrowstyle": "->", "color": TEXT})  # fmt: skip
     labels = ["newborn (yellow ring)", "dying (grey, red dashes)",
               SIZE_LABEL[size_by], "edge: brighter = stronger",
+              f"wormhole: edge > {wormhole_length:g} long",
               "inputs bottom, outputs top"]  # fmt: skip
     for i, text in enumerate(labels):
         ax.text(0.22, i, text, color=TEXT, fontsize=font * 0.85, va="center")

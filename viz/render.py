@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from morpho.viz.coloring import CHOICES
 from morpho.viz.runs import Run, atomic_output, load_run
-from morpho.viz.timeline import SIZE_BY, Timeline
+from morpho.viz.timeline import SIZE_BY, WORMHOLE_LENGTH, Timeline
 
 MOVIE_SUFFIXES = (".mp4", ".gif")
 STILL_SUFFIXES = (".png", ".jpg")
@@ -34,6 +34,8 @@ class RenderConfig:
     fps: int = 24  # frames per second of a movie
     size: tuple[int, int] = (1280, 720)  # pixels, width × height (even, for H.264)
     orbit: float = 90.0  # degrees the camera turns over the movie
+    wormhole_length: float = WORMHOLE_LENGTH  # edges longer than this (pos space) are drawn
+    # as wormholes: thicker, in their own colour (inf: none)
 
     def __post_init__(self) -> None:
         if self.color not in CHOICES:
@@ -44,6 +46,8 @@ class RenderConfig:
                              f"{', '.join(SIZE_BY)}")  # fmt: skip
         if self.frames < 1 or self.fps < 1:
             raise ValueError(f"--frames and --fps must be >= 1; got {self.frames}, {self.fps}")
+        if not self.wormhole_length > 0:
+            raise ValueError(f"--wormhole-length must be > 0; got {self.wormhole_length}")
         w, h = self.size
         if w < 320 or h < 160 or w % 2 or h % 2:
             raise ValueError(f"--size must be WxH with even W >= 320 and even H >= 160; "
@@ -78,7 +82,7 @@ def render_still(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], s
     out = Path(out)
     _check_suffix(out, STILL_SUFFIXES, "a still (--frame)")
     run = load_run(run_dir)
-    timeline = Timeline(run, cfg.color, cfg.size_by)
+    timeline = Timeline(run, cfg.color, cfg.size_by, cfg.wormhole_length)
     k = run.nearest(step)
     scene = _scene(run, timeline, cfg)
     try:
@@ -104,7 +108,7 @@ def _scene(run: Run, timeline: Timeline, cfg: RenderConfig):  # type: ignore[no-
 
 def _frames(run: Run, cfg: RenderConfig) -> Iterator[np.ndarray]:
     """The movie's frames: time and camera advance evenly from the first to the last."""
-    timeline = Timeline(run, cfg.color, cfg.size_by)
+    timeline = Timeline(run, cfg.color, cfg.size_by, cfg.wormhole_length)
     scene = _scene(run, timeline, cfg)
     try:
         for i in range(cfg.frames):

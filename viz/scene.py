@@ -5,7 +5,8 @@
     scene.close()
 
 Cells are points rendered as spheres (``points_gaussian`` with a per-point radius: cheap
-on a CPU renderer, unlike sphere glyphs); edges are plain lines. A newborn wears a solid
+on a CPU renderer, unlike sphere glyphs); edges are plain lines, wormholes (edges longer
+than the timeline's wormhole length) thicker lines of their own colour. A newborn wears a solid
 yellow ring, a dying cell a dashed red one (splat shaders on point actors). Opaque and
 fading (translucent) cells are separate actors, because one translucent point makes VTK
 draw a whole actor without depth writes. The camera looks at the box holding
@@ -25,6 +26,7 @@ from morpho.viz.legend import (
     DYING_RGB,
     EDGE_RGB,
     TEXT,
+    WORMHOLE_RGB,
     legend_panel,
     legend_width,
 )
@@ -32,6 +34,7 @@ from morpho.viz.timeline import FrameState, Timeline
 
 ELEVATION = 18.0  # camera elevation above the xy-plane, degrees (levels stack along z)
 VIEW_ANGLE = 30.0  # vertical field of view, degrees
+WORMHOLE_WIDTH = 2.5  # line width of a wormhole, relative to an ordinary edge
 RING_SCALE = 1.6  # outer radius of a newborn's / a dying cell's ring, relative to the cell
 # splat shaders of the rings (vtkPointGaussianMapper): keep an annulus of the unit splat;
 # the dying ring is dashed. The ring lies outside the sphere's silhouette, so it shows.
@@ -59,8 +62,8 @@ def offscreen() -> None:
 
 
 class Scene:
-    """A plotter with five actors (edges, solid cells, fading cells, newborn rings, dying
-    rings), a caption and the key panel."""
+    """A plotter with six actors (edges, wormholes, solid cells, fading cells, newborn rings,
+    dying rings), a caption and the key panel."""
 
     def __init__(self, timeline: Timeline, size: tuple[int, int], orbit: float = 90.0,
                  size_by: str = "params", title: str = "") -> None:  # fmt: skip
@@ -69,7 +72,8 @@ class Scene:
         key = legend_width(width)
         self.timeline = timeline
         self.orbit = orbit
-        self.panel = legend_panel(timeline.colors, size_by, height, key, title)
+        self.panel = legend_panel(timeline.colors, size_by, height, key, title,
+                                  timeline.wormhole_length)  # fmt: skip
         self.plotter = pv.Plotter(off_screen=True, window_size=(width - key, height))
         self.plotter.ren_win.SetMultiSamples(0)  # MSAA costs 2-4x per frame on llvmpipe
         self.plotter.set_background(BACKGROUND)
@@ -82,14 +86,18 @@ class Scene:
         """One mesh per actor, kept and updated in place each frame (``copy_from``)."""
         p = self.plotter
         no_points = _points(np.zeros((0, 3)), np.zeros((0, 4)), np.zeros(0))
+        no_lines = _lines(np.zeros((0, 3)), np.zeros((2, 0), int), np.zeros((0, 3)))
         self.meshes = {
-            "edges": _lines(np.zeros((0, 3)), np.zeros((2, 0), int), np.zeros((0, 3))),
+            "edges": no_lines,
+            "wormholes": no_lines.copy(),
             "solid": _points(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0)),
             **{name: no_points.copy() for name in ("fading", "born", "dying")},
         }
         p.add_mesh(self.meshes["edges"], scalars="rgb", rgb=True, line_width=line_width)
+        p.add_mesh(self.meshes["wormholes"], scalars="rgb", rgb=True,
+                   line_width=round(WORMHOLE_WIDTH * line_width))  # fmt: skip
         for name in self.meshes:
-            if name == "edges":
+            if name in ("edges", "wormholes"):
                 continue
             colors = {"rgb": True} if name == "solid" else {"rgba": True}
             actor = p.add_mesh(self.meshes[name], scalars="rgb", style="points_gaussian",
@@ -114,6 +122,9 @@ class Scene:
         dying_rgba[:, 3] = np.minimum(1.0, 2 * state.alpha[state.dying])
         bg, fg = np.array(BACKGROUND), np.array(EDGE_RGB)
         edge_rgb = bg + state.edge_weight[:, None] * (fg - bg)
+        jump = state.wormhole
+        # √weight: a wormhole at strength 0 (just grown) still shows clearly, and fades
+        wormhole_rgb = bg + np.sqrt(state.edge_weight[jump, None]) * (np.array(WORMHOLE_RGB) - bg)
         r = state.radius
         update = {
             "solid": _points(state.pos[solid], state.rgb[solid], r[solid]),
@@ -122,7 +133,8 @@ class Scene:
             # a touch wider than a newborn's ring: a cell born and doomed shows both
             "dying": _points(state.pos[state.dying], dying_rgba,
                              1.3 * RING_SCALE * r[state.dying]),  # fmt: skip
-            "edges": _lines(state.pos, state.lines, edge_rgb),
+            "edges": _lines(state.pos, state.lines[:, ~jump], edge_rgb[~jump]),
+            "wormholes": _lines(state.pos, state.lines[:, jump], wormhole_rgb),
         }
         for name, mesh in update.items():
             self.meshes[name].copy_from(mesh)

@@ -9,6 +9,8 @@ steps. Between snapshot ``k`` and ``k + 1``, cells present in both move along th
 layout; a cell that is gone by ``k + 1`` either divides (it is the parent of a newborn: it
 shrinks into its daughters, which grow out of its place) or dies (greyed, translucent,
 fading out); a newborn wears a ring that fades over the transition after it appeared.
+An edge longer than ``wormhole_length`` in its snapshot's ``pos`` (the geometry the wiring
+cost charges, not the relaxed layout) is a wormhole (issue 8) and is flagged for drawing.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ DYING_ALPHA = 0.45  # opacity of a dying cell at the snapshot before it is gone
 DYING_GREY = 0.75  # share of grey mixed into a dying cell's colour
 EDGE_FLOOR = 0.2  # brightness of a zero-strength edge, relative to the strongest
 RADIUS = 0.25  # sphere radius in units of the cell spacing (scaled 0.6–1.4 by size)
+WORMHOLE_LENGTH = 4.0  # edges longer than this in pos space are wormholes (the dendrite
+# rule's default max_distance)
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,8 @@ class FrameState:
     Shapes:
         ids (M,) cell ids; pos (M, 3), rgb (M, 3), radius (M,), alpha (M,),
         halo (M,) in [0, 1], dying (M,) bool;
-        lines (2, F) rows into the cells; edge_weight (F,) in [0, 1] (strength × fade).
+        lines (2, F) rows into the cells; edge_weight (F,) in [0, 1] (strength × fade);
+        wormhole (F,) bool: the edge is longer than the wormhole length.
     """
 
     step: int
@@ -47,6 +52,7 @@ class FrameState:
     dying: np.ndarray
     lines: np.ndarray
     edge_weight: np.ndarray
+    wormhole: np.ndarray
     n_cells: int
     n_edges: int
 
@@ -68,11 +74,13 @@ def _smooth(f: float) -> float:
 class Timeline:
     """Interpolated frame states of a run; see the module docstring."""
 
-    def __init__(self, run: Run, color: str = "free-energy", size_by: str = "params") -> None:
+    def __init__(self, run: Run, color: str = "free-energy", size_by: str = "params",
+                 wormhole_length: float = WORMHOLE_LENGTH) -> None:  # fmt: skip
         if size_by not in SIZE_BY:
             choices = ", ".join(SIZE_BY)
             raise ValueError(f"unknown --size-by {size_by!r}; expected one of: {choices}")
         self.run = run
+        self.wormhole_length = wormhole_length
         self.snaps = run.snapshots
         self.colors = cell_colors(run, color)
         self.layouts = stable_layout(self.snaps)
@@ -145,11 +153,12 @@ class Timeline:
         seen = np.array([self.first_seen[c] for c in ids.tolist()], dtype=int)
         halo = np.where(only_b, 1.0, np.where((seen == k) & (k > 0), 1 - f, 0.0))
 
-        lines, weight = self._edges(A, B, ids, f)
+        lines, weight, wormhole = self._edges(A, B, ids, f)
         keep = alpha > 0.02
         near = A if f < 0.5 else B
         state = FrameState(int(round((1 - f) * A.step + f * B.step)), ids, pos, rgb, radius, alpha,
-                           halo, dying, lines, weight, near.n_cells, near.n_edges)  # fmt: skip
+                           halo, dying, lines, weight, wormhole, near.n_cells,
+                           near.n_edges)  # fmt: skip
         return _drop(state, keep)
 
     def _birth_place(self, A: Snapshot, B: Snapshot, rows_b: np.ndarray, k: int) -> np.ndarray:
@@ -175,7 +184,8 @@ class Timeline:
         return c.rgb(value), size
 
     def _edges(self, A: Snapshot, B: Snapshot, ids: np.ndarray, f: float):  # type: ignore[no-untyped-def]
-        """(2, F) rows into ``ids`` and (F,) weights: strength, fading in or out with ``f``.
+        """(2, F) rows into ``ids``, (F,) weights (strength, fading in or out with ``f``) and
+        (F,) wormhole flags (long in either snapshot).
 
         An edge is matched across the two snapshots by (edge_id, source id, target id): a
         split hands the mother's edge ids to a daughter, which is a new edge on screen.
@@ -185,6 +195,9 @@ class Timeline:
         inverse = inverse.reshape(-1)
         in_a, in_b = np.zeros(len(unique)), np.zeros(len(unique))
         wa, wb = np.zeros(len(unique)), np.zeros(len(unique))
+        wormhole = np.zeros(len(unique), dtype=bool)
+        wormhole[inverse[: A.n_edges]] |= self._long(A)
+        wormhole[inverse[A.n_edges :]] |= self._long(B)
         in_a[inverse[: A.n_edges]], wa[inverse[: A.n_edges]] = 1.0, self._weight(A)
         in_b[inverse[A.n_edges :]], wb[inverse[A.n_edges :]] = 1.0, self._weight(B)
         presence = (1 - f) * in_a + f * in_b
@@ -193,7 +206,13 @@ class Timeline:
         lines = np.stack([_rows(ids, unique[keep, 1]), _rows(ids, unique[keep, 2])])
         # a zero-strength edge (just grown) still shows, dimly
         weight = presence * (EDGE_FLOOR + (1 - EDGE_FLOOR) * strength)
-        return lines.reshape(2, -1), weight[keep]
+        return lines.reshape(2, -1), weight[keep], wormhole[keep]
+
+    def _long(self, s: Snapshot) -> np.ndarray:
+        """(E,) bool: edges longer than the wormhole length in the snapshot's ``pos``."""
+        src, dst = s.edges["edge_index"]
+        pos = s.cells["pos"]
+        return np.linalg.norm(pos[src] - pos[dst], axis=-1) > self.wormhole_length
 
     def _weight(self, s: Snapshot) -> np.ndarray:
         """(E,) |strength| relative to the run's largest; 1 where the snapshot has none."""
@@ -217,5 +236,5 @@ def _drop(state: FrameState, keep: np.ndarray) -> FrameState:
     return FrameState(state.step, state.ids[keep], state.pos[keep], state.rgb[keep],
                       state.radius[keep],
                       state.alpha[keep], state.halo[keep], state.dying[keep],
-                      new_row[state.lines[:, ok]], state.edge_weight[ok],
+                      new_row[state.lines[:, ok]], state.edge_weight[ok], state.wormhole[ok],
                       state.n_cells, state.n_edges)  # fmt: skip
