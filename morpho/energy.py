@@ -13,6 +13,9 @@ Built-in terms:
                  or the entropy of ``gate_mean`` when a cell type records none);
     ``wiring``   W: half the length, in ``pos`` space, of every edge at the cell (each edge's
                  length is shared by its two ends, so ``Σ W`` is the tissue's total wire).
+    ``repr_entropy`` S: KNIFE differential entropy of the cell's output states, in nats
+                 (``stats["repr_entropy"]``: :func:`morpho.entropy.representation_entropy`
+                 of ``net.captured["outputs"]``).
 
 Third-party terms register under the ``morpho.energy_terms`` entry-point group.
 """
@@ -54,9 +57,15 @@ def wiring_energy(stats: Mapping[str, Tensor]) -> Tensor:
     return stats["wiring"]
 
 
+def repr_entropy_energy(stats: Mapping[str, Tensor]) -> Tensor:
+    """S: spread of the cell's hidden states, a KNIFE entropy estimate (see morpho.entropy)."""
+    return stats["repr_entropy"]
+
+
 register_energy_term("internal", internal_energy)
 register_energy_term("entropy", gate_entropy)
 register_energy_term("wiring", wiring_energy)
+register_energy_term("repr_entropy", repr_entropy_energy)
 
 
 def wiring_cost(tissue: Data) -> Tensor:
