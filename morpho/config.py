@@ -43,6 +43,12 @@ class TrainConfig:
     grad_clip: float = 1.0  # global gradient-norm clip (0 disables)
     aux_weight: float = 0.1  # weight of the cells' local next-input prediction loss
     gate_l1: float = 0.5  # L1 penalty on gate activity of growing nets, more at higher levels
+    ponder_weight: float = 0.01  # ACT time penalty τ·ρ (networks with ponder_max > 1)
+    path_norm_weight: float = 0.0  # λ of the cell graph's 1-path-norm regulariser
+    lyapunov_every: int = 0  # steps between finite-time Lyapunov estimates, logged (0: off)
+    lyapunov_window: int = 16  # tokens between the perturbation and its read-out
+    lyapunov_weight: float = 0.0  # δ of δ·max(Λ − Λ*, 0)², on the steps the estimate runs
+    lyapunov_target: float = 0.0  # Λ*: the edge of chaos
     eval_every: int = 100  # steps between validation passes
     eval_batches: int = 8  # batches per validation pass (fixed windows)
     log_every: int = 10  # steps between metrics.jsonl lines
@@ -60,8 +66,14 @@ class TrainConfig:
         _require(self.lr > 0, "train.lr", "> 0", self.lr)
         _require(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
         for name in ("warmup", "weight_decay", "grad_clip", "aux_weight", "gate_l1",
-                     "checkpoint_every"):  # fmt: skip
+                     "checkpoint_every", "ponder_weight", "path_norm_weight", "lyapunov_every",
+                     "lyapunov_weight"):  # fmt: skip
             _require(getattr(self, name) >= 0, f"train.{name}", ">= 0", getattr(self, name))
+        if self.lyapunov_every:
+            _require(1 <= self.lyapunov_window < self.seq_len, "train.lyapunov_window",
+                     f"in [1, seq_len={self.seq_len})", self.lyapunov_window)  # fmt: skip
+        _require(not self.lyapunov_weight or self.lyapunov_every > 0, "train.lyapunov_every",
+                 "> 0 when train.lyapunov_weight is set", self.lyapunov_every)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -211,9 +211,10 @@ class Network(nn.Module):
     def forward_tissue(self, emb: Tensor) -> Tensor:
         """The tissue alone: (B, T, d) embedded inputs → (B, T, d) pooled readout state.
 
-        With ``self.capture`` set and grad enabled, ``self.captured`` keeps every level's
-        aggregated input ``x`` (its ``.grad`` retained: ∂L/∂x after backward) and detached
-        output ``y``; ``Σ ⟨∂L/∂x_b, y_a⟩`` is the gradient of a zero-strength edge a → b.
+        With ``self.capture`` set, ``self.captured`` keeps every level's detached output
+        ``y`` and, when grad is enabled, its aggregated input ``x`` (its ``.grad`` retained:
+        ∂L/∂x after backward); ``Σ ⟨∂L/∂x_b, y_a⟩`` is the gradient of a zero-strength edge
+        a → b.
 
         With ``ponder_max > 1`` (ACT, :mod:`morpho.halting`) the tissue runs up to that many
         passes, re-entered with ``emb + state``; ``self.ponder`` records the halting, the
@@ -245,7 +246,7 @@ class Network(nn.Module):
         strength = self.banks["strength"]
         outs: list[Tensor] = []
         aux, gates, stats = [], [], []
-        keep = self.capture and torch.is_grad_enabled()
+        keep = self.capture and torch.is_grad_enabled()  # inputs with their gradients
         inputs: list[Tensor] = []
         readout = emb.new_zeros(B, T, d)
         # one split per bank: slicing per level would make autograd allocate a full-size
@@ -280,7 +281,7 @@ class Network(nn.Module):
         surprise, gate_mean, out_norm, entropy = (torch.cat(s) for s in zip(*stats, strict=True))
         self.stats = {"surprise": surprise, "gate_mean": gate_mean, "out_norm": out_norm,
                       "gate_entropy": entropy}  # fmt: skip
-        if keep:
+        if self.capture:
             self.captured = {"inputs": inputs, "outputs": [y.detach() for y in outs]}
         return readout
 

@@ -36,6 +36,7 @@ from torch_geometric.data import Data
 from morpho import distributed
 from morpho.edits import Edit, connect_edit, disconnect_edit, insert_edit, remove_edit, split_edit
 from morpho.energy import free_energy, wiring_cost
+from morpho.entropy import representation_entropy
 from morpho.network import Network
 from morpho.registry import Registry
 from morpho.trainer import Callback, Trainer
@@ -126,6 +127,7 @@ def build_rule(name: str, params: Mapping[str, Any]) -> Rule:
 
 
 # ------------------------------------------------------------------------- config
+ENTROPY_TERMS = ("entropy", "repr_entropy")
 DEFAULT_RULES = ("mitosis", "apoptosis", "dendrite", "prune")
 
 
@@ -147,7 +149,8 @@ class GrowthConfig:
     max_events_per_round: int = 3  # events applied per check
     cooldown: int = 50  # steps a cell named by an event is left alone
     ema_decay: float = 0.9  # per-step decay of the fe / gate / surprise EMAs
-    tau: float = 0.1  # temperature: weight of the gate entropy S in F = U − τS + γW
+    tau: float = 0.1  # temperature: weight of the entropy S in F = U − τS + γW
+    entropy_term: str = "entropy"  # S: "entropy" (the gate's) or "repr_entropy" (KNIFE)
     gamma: float = 0.02  # weight of the wiring cost W
     energy_terms: dict[str, float] = field(default_factory=dict)  # extra terms and weights
     history: int = 8  # checks of statistics kept per cell and edge (>= every patience)
@@ -169,6 +172,9 @@ class GrowthConfig:
         for name, (ok, expected) in checks.items():
             if not ok:
                 raise ValueError(f"growth.{name} must be {expected}; got {getattr(self, name)!r}")
+        if self.entropy_term not in ENTROPY_TERMS:
+            raise ValueError(f"growth.entropy_term must be one of {', '.join(ENTROPY_TERMS)}; "
+                             f"got {self.entropy_term!r}")  # fmt: skip
         for name in (*self.rules, *self.params):
             RULES.get(name)  # ValueError listing the registered rules
 
@@ -207,7 +213,8 @@ class GrowthConfig:
 
     def energy_weights(self) -> dict[str, float]:
         """``F = U − τS + γW`` plus any extra terms."""
-        return {"internal": 1.0, "entropy": -self.tau, "wiring": self.gamma, **self.energy_terms}
+        return {"internal": 1.0, self.entropy_term: -self.tau, "wiring": self.gamma,
+                **self.energy_terms}  # fmt: skip
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
@@ -320,6 +327,7 @@ class Scheduler(Callback):
         self.refused = 0  # deaths refused by the knockout test
         self._ema: dict[str, Tensor] = {}  # device copies of the tissue's EMA fields
         self._wiring: Tensor | None = None
+        self._repr: Tensor | None = None  # (N,) KNIFE entropy of the cells' outputs, if used
         self._fresh = True  # the first statistics replace the tissue's initial EMAs
         self._net: Network | None = None  # the trained network (flushed into checkpoints)
 
@@ -341,11 +349,36 @@ class Scheduler(Callback):
         net = trainer.net
         if not self.cfg.enabled or not net.stats:
             return
+        if "repr_entropy" in self.weights:
+            stale = self._repr is None or self._repr.shape[0] != net.tissue.num_nodes
+            if stale or step % self.cfg.interval == 0:
+                self._repr = self.measure_repr_entropy(trainer)
         self._update_ema(net)
         if self.needs_edge_gradient:
             net.capture = self._due(step + 1, trainer.cfg.steps)
         if self._due(step, trainer.cfg.steps):
             self.check(trainer, step)
+
+    def measure_repr_entropy(self, trainer: Trainer) -> Tensor | None:
+        """(N,) KNIFE entropy of every cell's outputs on the last batch (nats), or None.
+
+        One extra no-grad forward, every ``interval`` steps and after each edit; the
+        network's statistics and captures from the training step are left as they were.
+        """
+        net, batch = trainer.net, trainer.last_batch
+        if batch is None:
+            return None
+        saved = net.stats, net.aux_loss, net.gate_activity, net.captured, net.capture
+        net.capture = True
+        try:
+            with torch.no_grad():
+                net(batch[0][:8])
+            captured = net.captured.get("passes", [net.captured])[-1]
+            with torch.enable_grad():
+                value = representation_entropy(captured["outputs"], generator=self.generator)
+        finally:
+            net.stats, net.aux_loss, net.gate_activity, net.captured, net.capture = saved
+        return value.detach()
 
     def _due(self, step: int, total_steps: int) -> bool:
         """Is ``step`` a growth round (from ``start``, every ``interval``, until ``until``)?"""
@@ -359,6 +392,8 @@ class Scheduler(Callback):
         self._flush(trainer.net)
         summary["growth_events"] = dict(self.counts)
         summary["deaths_refused_by_knockout"] = self.refused
+        if self._repr is not None:
+            summary["repr_entropy"] = float(self._repr.mean())
 
     # ------------------------------------------------------------------ statistics
     def _load(self, net: Network) -> None:
@@ -371,6 +406,8 @@ class Scheduler(Callback):
             self._load(net)
         assert self._wiring is not None
         stats = {**net.stats, "wiring": self._wiring}
+        if self._repr is not None:
+            stats["repr_entropy"] = self._repr.to(self._wiring.device)
         fresh = {"fe_ema": free_energy(stats, self.weights), "gate_ema": stats["gate_mean"],
                  "surprise_ema": stats["surprise"]}  # fmt: skip
         d = 0.0 if self._fresh else self.cfg.ema_decay

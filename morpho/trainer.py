@@ -43,6 +43,7 @@ from torch import Tensor
 from morpho import distributed
 from morpho.checkpoint import save_checkpoint
 from morpho.config import TrainConfig
+from morpho.criticality import path_norm, tissue_lyapunov
 from morpho.edits import Edit, apply_edit
 from morpho.network import Network
 from morpho.rundir import RunDir
@@ -146,6 +147,7 @@ class Trainer:
         self.n_edits = 0
         self.nonfinite_streak = 0
         self.last_batch: tuple[Tensor, Tensor] | None = None
+        self.last_lyapunov: Tensor | None = None  # the latest criticality estimate
         self._flops_per_token = self.net.flops_per_token(cfg.seq_len)  # refreshed on logs and edits
 
     # ---------------------------------------------------------------- one step
@@ -159,7 +161,33 @@ class Trainer:
             total = total + self.cfg.aux_weight * aux
         if self.cfg.gate_l1 and self.growing:
             total = total + self.cfg.gate_l1 * gate_penalty(self.net)
-        return total, ce
+        return total + self.regularizers(x), ce
+
+    def regularizers(self, x: Tensor) -> Tensor | float:
+        """Ponder cost, path-norm and criticality terms of a growing network's objective.
+
+        The Lyapunov estimate runs every ``lyapunov_every`` steps on up to 4 sequences of the
+        batch (perturbation ``lyapunov_window`` tokens before the last one); its value is kept
+        for the logs, and with ``lyapunov_weight`` δ the step adds ``δ·max(Λ − Λ*, 0)²``.
+        """
+        if not self.growing:
+            return 0.0
+        cfg, total = self.cfg, 0.0
+        ponder = getattr(self.net, "ponder", None)
+        if ponder is not None and cfg.ponder_weight:
+            total = total + cfg.ponder_weight * ponder.ponder_cost
+        if cfg.path_norm_weight:
+            total = total + cfg.path_norm_weight * path_norm(self.net)
+        if cfg.lyapunov_every and self.step % cfg.lyapunov_every == 0:
+            emb = self.net.embed[x[:4]]  # (b, T, d)
+            t0 = x.shape[1] - 1 - cfg.lyapunov_window
+            lam = tissue_lyapunov(self.net, emb, cfg.lyapunov_window, t0=t0, iters=4,
+                                  differentiable=bool(cfg.lyapunov_weight))  # fmt: skip
+            self.last_lyapunov = lam.detach()
+            if cfg.lyapunov_weight:
+                excess = torch.relu(lam - cfg.lyapunov_target)
+                total = total + cfg.lyapunov_weight * excess.pow(2)
+        return total
 
     def train_step(self) -> Tensor:
         x, y = self.task.batch("train", self.cfg.batch_size, self.cfg.seq_len, self.generator)
@@ -290,8 +318,13 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_eval(self, self.step, record)
         every = self.cfg.checkpoint_every
-        if every and self.step % every == 0 and self.step < self.cfg.steps and self.run \
-                and self.growing:
+        if (
+            every
+            and self.step % every == 0
+            and self.step < self.cfg.steps
+            and self.run
+            and self.growing
+        ):
             self.checkpoint()
         bar.advance()
 
@@ -368,7 +401,24 @@ class Trainer:
             "params": self.net.n_params(), "tokens_per_s": self.tokens_per_s,
             "gate_mean": self.gate_mean(),
             "surprise_mean": float(stats["surprise"].mean()) if "surprise" in stats else None,
+            **self._mechanism_record(),
         }  # fmt: skip
+
+    def _mechanism_record(self) -> dict[str, Any]:
+        """Monitors of the optional mechanisms (issue 8) for a train log line."""
+        if not self.growing:
+            return {}
+        out: dict[str, Any] = {}
+        if self.last_lyapunov is not None:
+            out["lyapunov"] = float(self.last_lyapunov)
+        if self.cfg.path_norm_weight:
+            with torch.no_grad():
+                out["path_norm"] = float(path_norm(self.net))
+        ponder = getattr(self.net, "ponder", None)
+        if ponder is not None:
+            out["ponder_passes"] = float(ponder.passes.float().mean())
+            out["ponder_cost"] = float(ponder.ponder_cost.detach())
+        return out
 
     def _log(self, record: dict[str, Any]) -> None:
         self.last_eval = record if record.get("kind") == "eval" else self.last_eval
@@ -390,8 +440,10 @@ class Trainer:
             "tokens_per_s": self.tokens_per_s,
             "train_flops": self.train_flops,
             "flops_per_token": flops,
-            "dense_flops_per_token": (net.flops_per_token(self.cfg.seq_len, gate=1.0)
-                                      if self.growing else flops),  # fmt: skip
+            "dense_flops_per_token": (
+                net.flops_per_token(self.cfg.seq_len, gate=1.0) if self.growing else flops
+            ),  # fmt: skip
+            **self._mechanism_record(),
             "task": self.task.describe(),
             "versions": {"python": platform.python_version(), "torch": torch.__version__},
         }

@@ -6,7 +6,11 @@ For one config (task, data, steps, batch, seed) it trains, each on the same batc
 * ``morpho-fixed`` — a fresh network at morpho's *final* topology, growth off
   (does growing help, or only the topology it ends at?);
 * ``morpho-no-<rule>`` — each enabled rule switched off in turn;
-* ``transformer``, ``gru`` — static baselines sized to morpho's final parameter count.
+* ``transformer``, ``gru`` — static baselines sized to morpho's final parameter count;
+* ``morpho+<mechanism>`` — with ``mechanisms``: morpho with one optional mechanism of the
+  thermodynamic picture switched on (:data:`MECHANISMS`), against ``morpho`` with all off.
+
+``rows`` restricts the standard rows to a subset (e.g. ``["morpho"]`` for a mechanism table).
 
     result = bench(RunConfig.preset("small"), out="runs/bench-lang-0")
     result["rows"][0]   # {"name": "morpho", "params": ..., "best_val_bpc": ..., ...}
@@ -20,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,23 @@ from morpho.trainer import Trainer
 
 from .baselines import BASELINES, build_baseline
 
+MECHANISMS: dict[str, dict[str, Any]] = {
+    # slow clocks: hidden level k ticks every 2^k tokens (block means, held state)
+    "clocks": {"network": {"clock_ratio": 2}},
+    # mitosis also in series (identity at birth, new level) when the cell's gate is open
+    "series": {"growth": {"mitosis": {"mode": "auto"}}},
+    # dendrites may jump anywhere, paying the wiring charge for the length
+    "wormholes": {"growth": {"dendrite": {"wormholes": True}}},
+    # criticality: finite-time Lyapunov exponent every 10 steps, pushed below 0
+    "lyapunov": {"train": {"lyapunov_every": 10, "lyapunov_weight": 0.1}},
+    # S of the free energy from a KNIFE estimate of the cells' output entropy
+    "knife": {"growth": {"entropy_term": "repr_entropy"}},
+    # 1-path-norm of the cell graph as a regulariser
+    "pathnorm": {"train": {"path_norm_weight": 1e-3}},
+    # ACT: up to 3 passes through the tissue per token, ponder cost 0.01
+    "ponder": {"network": {"ponder_max": 3}},
+}
+
 ROW_KEYS = ("name", "params", "train_flops", "flops_per_token", "best_val_bpc",
             "final_val_bpc", "tokens_per_s")  # fmt: skip
 
@@ -46,15 +67,35 @@ def enabled_rules(cfg: RunConfig) -> list[str]:
     return list(growth.rules) if growth.enabled else []
 
 
-def row_names(cfg: RunConfig) -> list[str]:
-    """Names of the bench rows, in order."""
+def row_names(cfg: RunConfig, rows: Sequence[str] | None = None,
+              mechanisms: Sequence[str] = ()) -> list[str]:  # fmt: skip
+    """Names of the bench rows, in order; ``ValueError`` on an unknown row or mechanism."""
     ablations = [f"morpho-no-{r}" for r in enabled_rules(cfg)]
-    return ["morpho", "morpho-fixed", *ablations, *BASELINES]
+    standard = ["morpho", "morpho-fixed", *ablations, *BASELINES]
+    for name in rows or ():
+        if name not in standard:
+            raise ValueError(f"unknown bench row {name!r}; expected one of: "
+                             f"{', '.join(standard)}")  # fmt: skip
+    for m in mechanisms:
+        if m not in MECHANISMS:
+            raise ValueError(f"unknown mechanism {m!r}; expected one of: "
+                             f"{', '.join(MECHANISMS)}")  # fmt: skip
+    chosen = [n for n in standard if rows is None or n in rows or n == "morpho"]
+    return chosen + [f"morpho+{m}" for m in mechanisms]
+
+
+def mechanism_config(cfg: RunConfig, mechanism: str) -> RunConfig:
+    """``cfg`` with one mechanism of :data:`MECHANISMS` switched on."""
+    return cfg.merged(MECHANISMS[mechanism])
 
 
 def bench(cfg: RunConfig, out: str | os.PathLike[str], overwrite: bool = False,
-          log: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+          log: Callable[[str], None] | None = None, rows: Sequence[str] | None = None,
+          mechanisms: Sequence[str] = ()) -> dict[str, Any]:  # fmt: skip
     """Train every row of the bench for ``cfg`` under ``out``; returns and writes bench.json.
+
+    ``rows``: the standard rows to train (``morpho`` always runs: the others refer to it);
+    ``mechanisms``: names from :data:`MECHANISMS`, one ``morpho+<name>`` row each.
 
     Raises:
         ValueError: a bad config, task or data (before anything is written), or an ``out``
@@ -62,30 +103,40 @@ def bench(cfg: RunConfig, out: str | os.PathLike[str], overwrite: bool = False,
     """
     say = log or (lambda _: None)
     out = Path(out)
-    names = row_names(cfg)  # validates the growth table, then task and data, before writing
+    names = row_names(cfg, rows, mechanisms)  # validates rows, growth table, then task and data
+    for m in mechanisms:
+        mechanism_config(cfg, m)  # a mechanism that does not fit the config fails here
     task = build_task(cfg)
     RunDir(out, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    done: list[dict[str, Any]] = []
 
-    def announce(name: str) -> None:
-        say(f"[{len(rows) + 1}/{len(names)}] {name}")
+    def announce(name: str) -> bool:
+        if name not in names:
+            return False
+        say(f"[{len(done) + 1}/{len(names)}] {name}")
+        return True
 
     announce("morpho")
-    rows.append(_morpho_row("morpho", cfg, out, overwrite))
-    final_net, _ = load_network(out / "morpho" / "checkpoints" / "final.pt")
-    announce("morpho-fixed")
-    rows.append(_fixed_row(cfg, final_net, task, out, overwrite))
+    done.append(_morpho_row("morpho", cfg, out, overwrite))
+    if announce("morpho-fixed"):
+        final_net, _ = load_network(out / "morpho" / "checkpoints" / "final.pt")
+        done.append(_fixed_row(cfg, final_net, task, out, overwrite))
     for rule in enabled_rules(cfg):
-        others = [r for r in enabled_rules(cfg) if r != rule]
-        announce(f"morpho-no-{rule}")
-        ablated = cfg.merged({"growth": {"rules": others}})
-        rows.append(_morpho_row(f"morpho-no-{rule}", ablated, out, overwrite))
+        if announce(f"morpho-no-{rule}"):
+            ablated = cfg.merged(
+                {"growth": {"rules": [r for r in enabled_rules(cfg) if r != rule]}}
+            )
+            done.append(_morpho_row(f"morpho-no-{rule}", ablated, out, overwrite))
     for name in BASELINES:
-        announce(name)
-        model = build_baseline(name, task.vocab_size, rows[0]["params"], seed=cfg.train.seed)
-        rows.append(_train_row(name, model, cfg, task, out / name, overwrite))
-    result = {"rows": rows, "config": cfg.to_dict(), "task": task.describe(),
+        if announce(name):
+            model = build_baseline(name, task.vocab_size, done[0]["params"], seed=cfg.train.seed)
+            done.append(_train_row(name, model, cfg, task, out / name, overwrite))
+    for m in mechanisms:
+        announce(f"morpho+{m}")
+        done.append(_morpho_row(f"morpho+{m}", mechanism_config(cfg, m), out, overwrite))
+    result = {"rows": done, "config": cfg.to_dict(), "task": task.describe(),
+              "mechanisms": {m: MECHANISMS[m] for m in mechanisms},
               "machine": machine()}  # fmt: skip
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -139,7 +190,12 @@ def _row(name: str, summary: dict[str, Any], path: Path) -> dict[str, Any]:
         "events": len(events),
         "event_kinds": kinds,
         "steps": summary["steps"],
+        **{k: summary[k] for k in MONITORS if summary.get(k) is not None},
+        "wormholes": sum(1 for e in events if (e.get("stats") or {}).get("wormhole")),
     }
+
+
+MONITORS = ("lyapunov", "path_norm", "ponder_passes", "repr_entropy")
 
 
 def machine() -> dict[str, Any]:

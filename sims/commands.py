@@ -44,8 +44,9 @@ def sample(
 
     try:
         if length < 1 or temperature <= 0:
-            raise ValueError(f"--length must be >= 1 and --temperature > 0; "
-                             f"got {length}, {temperature}")
+            raise ValueError(
+                f"--length must be >= 1 and --temperature > 0; got {length}, {temperature}"
+            )
         net, payload = load_network(run / "checkpoints" / "final.pt")
         info = payload["extra"].get("task", {})
         if info.get("task") != "lang":
@@ -68,15 +69,31 @@ def bench(
     seed: SeedOpt = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
+    rows: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated standard rows to train (morpho always runs), e.g. 'morpho,gru'."
+        ),
+    ] = None,
+    mechanisms: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated mechanisms, one 'morpho+<name>' row each, or 'all': "
+            "clocks, series, wormholes, lyapunov, knife, pathnorm, ponder."
+        ),
+    ] = None,
 ) -> None:
-    """Train morpho, morpho-fixed, each rule ablated, a Transformer and a GRU; print a table."""
+    """Train morpho, morpho-fixed, each rule ablated, a Transformer and a GRU; print a table.
+
+    With --mechanisms, one more row per mechanism of the thermodynamic picture (on), to
+    compare with the morpho row (all off)."""
     from rich.console import Console
 
     from morpho.cli import fail, run_config
     from morpho.grow import default_run_path
 
+    from .bench import MECHANISMS, render_table
     from .bench import bench as run_bench
-    from .bench import render_table
 
     try:
         cfg = run_config(preset, config, {
@@ -86,9 +103,16 @@ def bench(
             "network": {"seed": seed},
         })  # fmt: skip
         path = out or default_run_path(f"bench-{cfg.task}")
-        result = run_bench(cfg, path, overwrite=overwrite, log=lambda m: typer.echo(m, err=True))
+        chosen = _names(mechanisms)
+        mechs = list(MECHANISMS) if chosen == ["all"] else chosen
+        result = run_bench(cfg, path, overwrite=overwrite, log=lambda m: typer.echo(m, err=True),
+                           rows=_names(rows) or None, mechanisms=mechs)  # fmt: skip
     except ValueError as e:
         fail(str(e))
         return
     Console(width=140).print(render_table(result["rows"], f"morpho bench · {path}"))
     typer.echo(f"wrote {path / 'bench.json'}")
+
+
+def _names(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]

@@ -259,14 +259,15 @@ def test_captured_edge_gradient_equals_the_gradient_of_a_zero_strength_edge() ->
     assert torch.allclose(grad[src, dst], expect, rtol=1e-4, atol=1e-9)
 
 
-def test_capture_is_off_by_default_and_skips_no_grad_forwards() -> None:
+def test_capture_is_off_by_default_and_keeps_only_outputs_without_grad() -> None:
     net = tiny_net()
     net(tokens(0))
     assert net.captured == {}
     net.capture = True
     with torch.no_grad():
         net(tokens(0))
-    assert net.captured == {}
+    assert net.captured["inputs"] == [] and len(net.captured["outputs"]) == len(net.plan)
+    assert edge_gradients(net) is None  # no gradients to pair the outputs with
 
 
 # ------------------------------------------------------------------ grow end to end
