@@ -233,7 +233,6 @@ class Network(nn.Module):
         assert self.halt is not None
         self.ponder = adaptive_passes(one_pass, emb, self.halt, self.cfg.ponder_max,
                                       self.cfg.ponder_eps)  # fmt: skip
-        n = len(records)
         self.aux_loss = torch.stack([r[0] for r in records]).mean(0)
         self.gate_activity = torch.stack([r[1] for r in records]).mean(0)
         self.stats = {k: torch.stack([r[2][k] for r in records]).mean(0) for k in records[0][2]}

@@ -150,7 +150,7 @@ class GrowthConfig:
     cooldown: int = 50  # steps a cell named by an event is left alone
     ema_decay: float = 0.9  # per-step decay of the fe / gate / surprise EMAs
     tau: float = 0.1  # temperature: weight of the entropy S in F = U − τS + γW
-    entropy_term: str = "entropy"  # S: "entropy" (the gate's) or "repr_entropy" (KNIFE)
+    entropy_term: str = "entropy"  # S: "entropy" (the gate's) or "repr_entropy" (KNIFE/channel)
     gamma: float = 0.02  # weight of the wiring cost W
     energy_terms: dict[str, float] = field(default_factory=dict)  # extra terms and weights
     history: int = 8  # checks of statistics kept per cell and edge (>= every patience)
@@ -360,7 +360,8 @@ class Scheduler(Callback):
             self.check(trainer, step)
 
     def measure_repr_entropy(self, trainer: Trainer) -> Tensor | None:
-        """(N,) KNIFE entropy of every cell's outputs on the last batch (nats), or None.
+        """(N,) KNIFE entropy of every cell's outputs on the last batch, in nats per channel
+        (so that S is on the scale of U and of the gate entropy whatever ``d_cell``), or None.
 
         One extra no-grad forward, every ``interval`` steps and after each edit; the
         network's statistics and captures from the training step are left as they were.
@@ -376,6 +377,7 @@ class Scheduler(Callback):
             captured = net.captured.get("passes", [net.captured])[-1]
             with torch.enable_grad():
                 value = representation_entropy(captured["outputs"], generator=self.generator)
+            value = value / captured["outputs"][0].shape[-1]
         finally:
             net.stats, net.aux_loss, net.gate_activity, net.captured, net.capture = saved
         return value.detach()

@@ -43,8 +43,8 @@ from .baselines import BASELINES, build_baseline
 MECHANISMS: dict[str, dict[str, Any]] = {
     # slow clocks: hidden level k ticks every 2^k tokens (block means, held state)
     "clocks": {"network": {"clock_ratio": 2}},
-    # mitosis also in series (identity at birth, new level) when the cell's gate is open
-    "series": {"growth": {"mitosis": {"mode": "auto"}}},
+    # mitosis in series (identity at birth, on a new level) instead of in parallel
+    "series": {"growth": {"mitosis": {"mode": "series"}}},
     # dendrites may jump anywhere, paying the wiring charge for the length
     "wormholes": {"growth": {"dendrite": {"wormholes": True}}},
     # criticality: finite-time Lyapunov exponent every 10 steps, pushed below 0
