@@ -377,10 +377,11 @@ class Scheduler(Callback):
             captured = net.captured.get("passes", [net.captured])[-1]
             with torch.enable_grad():
                 value = representation_entropy(captured["outputs"], generator=self.generator)
-            value = value / captured["outputs"][0].shape[-1]
+            value = (value / captured["outputs"][0].shape[-1]).detach()
+            distributed.all_reduce_mean_([value])  # every rank decides from the same F
         finally:
             net.stats, net.aux_loss, net.gate_activity, net.captured, net.capture = saved
-        return value.detach()
+        return value
 
     def _due(self, step: int, total_steps: int) -> bool:
         """Is ``step`` a growth round (from ``start``, every ``interval``, until ``until``)?"""
