@@ -8,6 +8,8 @@ the engine side is ``test_layering.py``.
 from __future__ import annotations
 
 import ast
+import json
+import shutil
 from pathlib import Path
 
 import networkx as nx
@@ -19,7 +21,7 @@ pytest.importorskip("pyvista")
 import imageio.v3 as iio  # noqa: E402
 import morpho.viz  # noqa: E402
 import pyvista as pv  # noqa: E402
-from morpho.viz.plots import PLOTS  # noqa: E402
+from morpho.viz.plots import MECHANISMS, PLOTS, event_counts, mechanism_fields  # noqa: E402
 from morpho.viz.runs import load_run  # noqa: E402
 from morpho.viz.synthetic import synthetic_run  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
@@ -43,7 +45,7 @@ def test_plot_writes_every_panel(run_dir: Path, tmp_path: Path) -> None:
         image = iio.imread(tmp_path / "plots" / f"{name}.png")
         assert image.shape[0] > 300 and image[..., :3].std() > 10, name
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
-        f"{n}.png" for n in PLOTS)  # no temporary files left  # fmt: skip
+        f"{n}.png" for n in PLOTS)  # no temporary files left, no mechanisms.png  # fmt: skip
 
 
 def test_plot_works_without_events(run_dir: Path, tmp_path: Path) -> None:
@@ -56,6 +58,64 @@ def test_plot_works_without_events(run_dir: Path, tmp_path: Path) -> None:
     result = invoke("plot", bare)
     assert result.exit_code == 0, result.output
     assert all((bare / "plots" / f"{name}.png").stat().st_size > 1000 for name in PLOTS)
+
+
+def with_mechanisms(run_dir: Path, out: Path, fields: tuple[str, ...]) -> Path:
+    """A copy of ``run_dir`` whose train records carry ``fields`` (issue-8 monitors) and whose
+    events add two inserts (mitosis in series) and wormhole connects."""
+    shutil.copytree(run_dir, out)
+    lines = []
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["kind"] == "train":
+            record |= {k: 0.01 * record["step"] - 0.2 for k in fields}
+        lines.append(json.dumps(record))
+    (out / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    with (out / "events.jsonl").open("a") as f:
+        for e in EXTRA_EVENTS:
+            f.write(json.dumps(e) + "\n")
+    return out
+
+
+EXTRA_EVENTS = [
+    {"step": 10, "kind": "insert", "cells": [3], "new_cells": [90]},
+    {"step": 20, "kind": "insert", "cells": [5], "new_cells": [91]},
+    {"step": 20, "kind": "connect", "cells": [1, 7], "new_cells": [], "stats": {"wormhole": 1.0}},
+    {"step": 30, "kind": "connect", "cells": [2, 8], "new_cells": [], "stats": {"wormhole": 1.0}},
+    {"step": 30, "kind": "connect", "cells": [2, 9], "new_cells": [], "stats": {"wormhole": 0.0}},
+]
+
+
+def test_mechanisms_panel_when_monitors_are_logged(run_dir: Path, tmp_path: Path) -> None:
+    fake = with_mechanisms(run_dir, tmp_path / "mech", tuple(MECHANISMS))
+    result = invoke("plot", fake)
+    assert result.exit_code == 0, result.output
+    assert "mechanisms.png" in result.output
+    image = iio.imread(fake / "plots" / "mechanisms.png")
+    assert image.shape[0] > 400 and image[..., :3].std() > 10
+    assert sorted(p.name for p in (fake / "plots").iterdir()) == sorted(
+        f"{n}.png" for n in (*PLOTS, "mechanisms"))  # fmt: skip
+
+
+def test_mechanism_fields_are_the_logged_train_ones() -> None:
+    """Only train records with a value count; the order is that of MECHANISMS."""
+    records = [
+        {"kind": "train", "step": 0, "bpc": 7.0, "ponder_cost": 2.1},
+        {"kind": "train", "step": 10, "lyapunov": -0.2, "path_norm": None},
+        {"kind": "eval", "step": 10, "ponder_passes": 2.0},
+    ]
+    assert mechanism_fields(records) == ["lyapunov", "ponder_cost"]
+    assert mechanism_fields([{"kind": "train", "step": 0, "bpc": 7.0}]) == []
+
+
+def test_event_counts_separate_inserts_and_wormholes(run_dir: Path, tmp_path: Path) -> None:
+    before = event_counts(load_run(run_dir).events)
+    after = event_counts(load_run(with_mechanisms(run_dir, tmp_path / "ev", ())).events)
+    added = {k: after[k] - before.get(k, 0) for k in after}
+    assert added == {**dict.fromkeys(before, 0), "insert": 2, "connect": 1,
+                     "connect (wormhole)": 2}  # fmt: skip
+    assert list(after) == sorted(after)  # series in a stable order: stable colours
+    assert event_counts([{"kind": "connect", "stats": {}}, {"kind": "connect"}]) == {"connect": 2}
 
 
 def test_plot_of_a_missing_run_exits_2(tmp_path: Path) -> None:

@@ -64,7 +64,8 @@ def plot(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the PNGs (default "
                                                 "<run>/plots).")] = None,
 ) -> None:
-    """Plot a run: loss, size, free energy, events, lineage (PNG files)."""
+    """Plot a run: loss, size, free energy, events, lineage, and the issue-8 monitors
+    (Lyapunov, path norm, pondering) when logged (PNG files)."""
     from morpho.viz.plots import plot_run
 
     from morpho.cli import fail

@@ -6,11 +6,17 @@ Writes ``metrics.png`` (train and val bpc with event markers), ``growth.png`` (c
 parameters), ``free_energy.png`` (the cells' free-energy distribution per snapshot),
 ``events.png`` (an event raster) and ``lineage.png`` (who divided from whom). A run with no
 events (growth off) gets the same files, with "no events" where events would be.
+
+A run whose train records carry the issue-8 monitors (:data:`MECHANISMS`: Lyapunov exponent,
+path norm, ACT pondering) also gets ``mechanisms.png``, one panel per logged field; other runs
+do not. Events are drawn per :func:`event_series`: a wormhole ``connect`` (``stats.wormhole``
+set) is its own series beside plain connects, and ``insert`` (mitosis in series) its own kind.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,21 +27,32 @@ from matplotlib.figure import Figure
 from morpho.viz.coloring import PALETTE
 from morpho.viz.runs import Run, atomic_output, load_run, measured
 
-PLOTS = ("metrics", "growth", "free_energy", "events", "lineage")
+PLOTS = ("metrics", "growth", "free_energy", "events", "lineage")  # written for every run
+MECHANISMS = {  # train-record field -> axis label; ``mechanisms.png`` if any is logged
+    "lyapunov": "Lyapunov Λ\n(per token)",
+    "path_norm": "path norm\n(1-path)",
+    "ponder_passes": "ACT passes\nper token",
+    "ponder_cost": "ponder cost ρ",
+}
 
 
 def plot_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
              dpi: int = 110) -> list[Path]:  # fmt: skip
-    """Write every panel of :data:`PLOTS` as ``<out>/<name>.png`` (default ``<run>/plots``)."""
+    """Write every panel of :data:`PLOTS` as ``<out>/<name>.png`` (default ``<run>/plots``),
+    and ``mechanisms.png`` when the run logged any of :data:`MECHANISMS`."""
     run = load_run(run_dir)
     folder = Path(out) if out is not None else run.path / "plots"
     panels: dict[str, Callable[[Figure, Run], None]] = {
         "metrics": _metrics, "growth": _growth, "free_energy": _free_energy,
         "events": _events, "lineage": _lineage,
     }  # fmt: skip
+    size = dict.fromkeys(panels, (8.0, 4.5))
+    if fields := mechanism_fields(run.metrics):
+        panels["mechanisms"] = _mechanisms
+        size["mechanisms"] = (8.0, 1.2 + 1.6 * len(fields))
     paths = []
     for name, draw in panels.items():
-        fig = Figure(figsize=(8, 4.5), dpi=dpi, layout="constrained")
+        fig = Figure(figsize=size[name], dpi=dpi, layout="constrained")
         FigureCanvasAgg(fig)
         draw(fig, run)
         path = folder / f"{name}.png"
@@ -53,8 +70,30 @@ def _series(records: list[dict[str, Any]], kind: str, key: str) -> tuple[np.ndar
     return np.array(steps, dtype=float), np.array(values, dtype=float)
 
 
+def mechanism_fields(records: list[dict[str, Any]]) -> list[str]:
+    """The :data:`MECHANISMS` fields that some train record carries, in that order."""
+    logged = {k for r in records if r.get("kind") == "train" for k, v in r.items()
+              if v is not None}  # fmt: skip
+    return [k for k in MECHANISMS if k in logged]
+
+
+def event_series(event: dict[str, Any]) -> str:
+    """The series an event is drawn in: its kind, or ``connect (wormhole)`` for a connect
+    whose ``stats`` mark it a long-range edge."""
+    kind = str(event.get("kind", "?"))
+    if kind == "connect" and (event.get("stats") or {}).get("wormhole"):
+        return "connect (wormhole)"
+    return kind
+
+
+def event_counts(events: list[dict[str, Any]]) -> dict[str, int]:
+    """Series (:func:`event_series`) -> number of events, sorted by series name."""
+    counts = Counter(event_series(e) for e in events)
+    return dict(sorted(counts.items()))
+
+
 def _event_kinds(run: Run) -> list[str]:
-    return sorted({str(e.get("kind", "?")) for e in run.events})
+    return list(event_counts(run.events))
 
 
 def _kind_color(run: Run, kind: str) -> str:
@@ -73,12 +112,13 @@ def _metrics(fig: Figure, run: Run) -> None:
 
 
 def _mark_events(ax: Any, run: Run, label: bool = False) -> None:
-    """A faint vertical line at each step with events, coloured by kind."""
-    for kind in _event_kinds(run):
-        steps = sorted({e["step"] for e in run.events if e.get("kind") == kind})
+    """A faint vertical line at each step with events, coloured by series (wormholes dashed)."""
+    for kind, count in event_counts(run.events).items():
+        steps = sorted({e["step"] for e in run.events if event_series(e) == kind})
         for i, step in enumerate(steps):
             ax.axvline(step, color=_kind_color(run, kind), alpha=0.5, lw=1.0,
-                       label=f"{kind} events" if label and i == 0 else None)  # fmt: skip
+                       ls="--" if "wormhole" in kind else "-",
+                       label=f"{kind} events ({count})" if label and i == 0 else None)  # fmt: skip
 
 
 def _growth(fig: Figure, run: Run) -> None:
@@ -113,24 +153,46 @@ def _free_energy(fig: Figure, run: Run) -> None:
 
 
 def _events(fig: Figure, run: Run) -> None:
-    """One row per kind; a tick per step with events, sized by how many cells they touched."""
+    """One row per series (:func:`event_series`, with its count); a tick per step with events,
+    sized by how many cells they touched."""
     ax = fig.add_subplot()
-    kinds = _event_kinds(run)
+    counts = event_counts(run.events)
+    kinds = list(counts)
     for y, kind in enumerate(kinds):
         touched: dict[int, int] = {}
         for e in run.events:
-            if e.get("kind") == kind:
+            if event_series(e) == kind:
                 n = len(e.get("cells", [])) + len(e.get("new_cells", []))
                 touched[e["step"]] = touched.get(e["step"], 0) + max(n, 1)
         ax.scatter(list(touched), [y] * len(touched), s=[40 + 25 * n for n in touched.values()],
                    marker="|", color=_kind_color(run, kind), linewidths=2)  # fmt: skip
-    ax.set_yticks(range(len(kinds)), kinds)
+    ax.set_yticks(range(len(kinds)), [f"{k} ({n})" for k, n in counts.items()])
     ax.set_ylim(-0.7, max(len(kinds), 1) - 0.3)
     ax.set(xlabel="step", title=f"Topology events ({len(run.events)} in all; "
                                 "tick size: cells touched)")  # fmt: skip
     ax.set_xlim(run.steps.min() - 1, run.steps.max() + 1)
     if not kinds:
         ax.text(0.5, 0.5, "no events (growth off)", ha="center", transform=ax.transAxes)
+
+
+def _mechanisms(fig: Figure, run: Run) -> None:
+    """One panel per logged :data:`MECHANISMS` field against step; Λ = 0 dashed (the edge of
+    chaos: Λ < 0 forgets perturbations, Λ > 0 amplifies them)."""
+    fields = mechanism_fields(run.metrics)
+    axes = fig.subplots(len(fields), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, key in zip(axes, fields, strict=True):
+        steps, values = _series(run.metrics, "train", key)
+        ax.plot(steps, values, color="0.15", marker=".", ms=3, lw=1.2)  # dark: events are hues
+        ax.set_ylabel(MECHANISMS[key], fontsize=9)
+        _mark_events(ax, run, label=ax is axes[-1])
+        if key == "lyapunov":
+            ax.axhline(0.0, color="0.3", ls="--", lw=1.2, label="edge of chaos (Λ = 0)")
+    axes[0].set_title("Mechanisms: criticality, path norm, pondering")
+    axes[-1].set_xlabel("step")
+    legend = {lab: h for ax in axes for h, lab in zip(*ax.get_legend_handles_labels(), strict=True)}
+    if legend:
+        fig.legend(legend.values(), legend.keys(), loc="outside lower center",
+                   ncols=min(len(legend), 4), fontsize=8, frameon=False)  # fmt: skip
 
 
 def _lineage(fig: Figure, run: Run) -> None:
