@@ -138,6 +138,8 @@ class Trainer:
         self.progress = progress
         self.optimizer = build_optimizer(self.net, cfg)
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        # the monitors' own random stream: measuring leaves the run's randomness untouched
+        self.monitor_generator = torch.Generator().manual_seed(cfg.seed + 7919)
         self.step = 0
         self.best_val_bpc = math.inf
         self.last_eval: dict[str, Any] = {}
@@ -182,6 +184,7 @@ class Trainer:
             emb = self.net.embed[x[:4]]  # (b, T, d)
             t0 = x.shape[1] - 1 - cfg.lyapunov_window
             lam = tissue_lyapunov(self.net, emb, cfg.lyapunov_window, t0=t0, iters=4,
+                                  generator=self.monitor_generator,
                                   differentiable=bool(cfg.lyapunov_weight))  # fmt: skip
             self.last_lyapunov = lam.detach()
             if cfg.lyapunov_weight:
@@ -350,7 +353,8 @@ class Trainer:
                 "tokens_seen": self.tokens_seen, "train_flops": self.train_flops,
                 "n_edits": self.n_edits, "flops_per_token": self._flops_per_token,
             },
-            "rng": {"torch": torch.get_rng_state(), "data": self.generator.get_state()},
+            "rng": {"torch": torch.get_rng_state(), "data": self.generator.get_state(),
+                    "monitor": self.monitor_generator.get_state()},
             "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks
                           if hasattr(cb, "state_dict")},
             "log_bytes": {name: (self.run.path / name).stat().st_size for name in LOG_FILES
@@ -376,6 +380,8 @@ class Trainer:
         self._flops_per_token = float(state["flops_per_token"])
         torch.set_rng_state(extra["rng"]["torch"])
         self.generator.set_state(extra["rng"]["data"])
+        if "monitor" in extra["rng"]:
+            self.monitor_generator.set_state(extra["rng"]["monitor"])
         for cb in self.callbacks:
             if hasattr(cb, "load_state_dict") and type(cb).__name__ in extra["callbacks"]:
                 cb.load_state_dict(extra["callbacks"][type(cb).__name__])

@@ -127,3 +127,18 @@ def test_bench_mechanism_rows() -> None:
         row_names(cfg, mechanisms=["telepathy"])
     with pytest.raises(ValueError, match="unknown bench row"):
         row_names(cfg, rows=["morpho-xl"])
+
+
+def test_lyapunov_monitor_leaves_no_trace(tmp_path) -> None:
+    """With no regulariser weight, measuring Λ changes nothing in the run (own RNG stream)."""
+    over = {"train": {"steps": 80},
+            "growth": {"cooldown": 10, "mitosis": {"quantile": 0.5}}}  # fmt: skip
+    _, plain, ev_plain = _run(tmp_path, "plain", over)
+    watched = {"train": {"steps": 80, "lyapunov_every": 5, "lyapunov_window": 8}}
+    _, seen, ev_seen = _run(tmp_path, "seen", {**over, **watched})
+    assert any(e["kind"] == "split" for e in ev_plain)  # the noise of a split is exercised
+    strip = ("lyapunov", "tokens_per_s", "time", "wall")
+    for a, b in zip(plain, seen, strict=True):
+        assert {k: v for k, v in a.items() if k not in strip} == \
+               {k: v for k, v in b.items() if k not in strip}  # fmt: skip
+    assert [e["cells"] for e in ev_plain] == [e["cells"] for e in ev_seen]
