@@ -390,6 +390,12 @@ class Scheduler(Callback):
 
     def on_edit(self, trainer: Trainer, edit: Edit) -> None:
         self._load(trainer.net)  # rows moved: re-read the EMAs the edit carried
+        if edit.kind == "insert" and self.level_floor.numel():
+            # a new level went in and every level above moved up one: so do their floors
+            t = edit.tissue
+            new = int(t.level[t.cell_id == edit.info["new_cells"][0]][0])
+            floor = self.level_floor
+            self.level_floor = torch.cat([floor[:new], floor.new_zeros(1), floor[new:]])
 
     def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
         self._flush(trainer.net)

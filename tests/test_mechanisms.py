@@ -10,9 +10,11 @@ from morpho.sims.bench import MECHANISMS, mechanism_config, row_names
 
 from morpho.config import RunConfig, TrainConfig
 from morpho.criticality import path_norm, tissue_lyapunov
+from morpho.edits import apply_edit, insert_edit
 from morpho.grow import grow
+from morpho.network import Network, NetworkConfig
 from morpho.rundir import read_jsonl
-from morpho.scheduler import GrowthConfig
+from morpho.scheduler import GrowthConfig, Scheduler
 
 TINY = {
     "network": {"d_cell": 8, "level_sizes": [2, 3, 3, 2], "n_heads": 2, "mlp_ratio": 1},
@@ -70,7 +72,6 @@ def test_knife_entropy_term_feeds_the_free_energy(tmp_path) -> None:
 
 def test_regularizers_add_exactly_their_terms() -> None:
     from morpho.grow import build_task
-    from morpho.network import Network
     from morpho.trainer import Trainer
 
     cfg = RunConfig().merged(TINY)
@@ -142,3 +143,22 @@ def test_lyapunov_monitor_leaves_no_trace(tmp_path) -> None:
         assert {k: v for k, v in a.items() if k not in strip} == \
                {k: v for k, v in b.items() if k not in strip}  # fmt: skip
     assert [e["cells"] for e in ev_plain] == [e["cells"] for e in ev_seen]
+
+
+def test_level_floors_follow_an_insert() -> None:
+    """keep_levels: after a level is inserted, each old level keeps its own floor."""
+    net = Network(NetworkConfig(vocab_size=16))  # levels 2-4-4-2
+
+    class Stub:
+        pass
+
+    trainer = Stub()
+    trainer.net = net  # type: ignore[attr-defined]
+    sched = Scheduler(GrowthConfig())
+    sched.level_floor = torch.bincount(net.tissue.level)
+    edit = insert_edit(net, net.cell_ids()[3])  # a level-1 cell: new level 2
+    apply_edit(net, edit)
+    sched.on_edit(trainer, edit)  # type: ignore[arg-type]
+    assert sched.level_floor.tolist() == [2, 4, 0, 4, 2]
+    assert torch.equal(torch.bincount(net.tissue.level) >= sched.level_floor,
+                       torch.ones(5, dtype=torch.bool))  # fmt: skip
