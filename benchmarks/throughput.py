@@ -15,8 +15,20 @@ to ``/proc/self/clear_refs``, Linux ≥ 4.0) just before the first step and repo
 minus ``VmRSS`` at that moment: the peak of gradients, AdamW state and activations (plus
 any malloc arena growth) above the built model, in resident bytes.
 
+**Inference with gate skipping** (``--mode infer``, DESIGN §3). The same morpho network runs
+``no_grad`` in eval mode twice over, on the same batches, one forward of each in turn
+(order alternating): ``gate_skip`` on (tokens with ``g < --gate-skip`` skip the geometric
+core) against off (dense). A stand-in for a trained predictor (random ``w_pred``, std 1/√d)
+makes surprise, hence the gate, vary per token; each cell's gate bias is then calibrated so
+that a share ``--open`` of its tokens is open. Row "1" sets the bias to +20 (all open: the
+dense-fallback control), row "0" to −20 (all shut: the ceiling of what skipping saves).
+Reported: the open share measured on the timed batches, the most open row's share of the
+sequence (what the compact core pads to), tokens/s of each (medians), their ratio, and the
+largest logit change the dropped terms cause.
+
     python benchmarks/throughput.py                       # CPU, small preset network
     python benchmarks/throughput.py --device cuda --batch 64 --seq 128 --d-cell 64
+    python benchmarks/throughput.py --mode infer --open 0 0.1 1 --steps 40
 
 Goal (issue 7): morpho ≥ 0.8× the equal-FLOPs Transformer's tokens/s; with gates mostly
 closed, more tokens/s than dense.
@@ -32,23 +44,29 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from morpho.sims.baselines import MODELS, CharTransformer, baseline_config, build_baseline
 from torch import nn
 
+from morpho.cells import DENSE_CROSSOVER, LevelOutput
 from morpho.config import TrainConfig
 from morpho.network import Network, NetworkConfig
 from morpho.trainer import build_optimizer
 
 CLOSED_GATE_BIAS = -20.0  # σ(-20 + log-surprise) ≈ 0: the demon keeps every core shut
+OPEN_GATE_BIAS = 20.0  # σ(20 + log-surprise) ≈ 1: every core open
 
 
-def build_morpho(args: argparse.Namespace, gates_shut: bool = False) -> Network:
+def build_morpho(
+    args: argparse.Namespace, gates_shut: bool = False, gate_skip: float = 0.0
+) -> Network:
     cfg = NetworkConfig(vocab_size=args.vocab, d_cell=args.d_cell, level_sizes=tuple(args.levels),
-                        n_heads=args.n_heads, mlp_ratio=args.mlp_ratio, seed=0)  # fmt: skip
+                        n_heads=args.n_heads, mlp_ratio=args.mlp_ratio, gate_skip=gate_skip,
+                        seed=0)  # fmt: skip
     net = Network(cfg)
     if gates_shut:
         with torch.no_grad():
@@ -202,6 +220,119 @@ def report(models: dict[str, nn.Module], secs: dict[str, float], mem: dict[str, 
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------- inference
+@contextmanager
+def recording_gates(net: Network) -> Iterator[list[torch.Tensor]]:
+    """Collect each level's gate (n, B, T) of the forwards run inside the block."""
+    gates: list[torch.Tensor] = []
+    forward_level = net.cell.forward_level
+
+    def spy(*args: object, **kwargs: object) -> LevelOutput:
+        out = forward_level(*args, **kwargs)  # type: ignore[arg-type]
+        gates.append(out.gate.detach())
+        return out
+
+    net.cell.forward_level = spy  # type: ignore[method-assign]
+    try:
+        yield gates
+    finally:
+        del net.cell.forward_level
+
+
+def calibrate_gates(net: Network, x: torch.Tensor, open_share: float, threshold: float) -> None:
+    """Set each cell's gate bias so a share ``open_share`` of its tokens has ``g ≥ threshold``.
+
+    Upstream biases change downstream inputs, so the per-cell quantile is refit a few times.
+    """
+    gen = torch.Generator().manual_seed(1)
+    d = net.cfg.d_cell
+    with torch.no_grad():
+        w_pred = net.banks["w_pred"]
+        w_pred.copy_(torch.randn(w_pred.shape, generator=gen).to(w_pred) / d**0.5)
+        bias = net.banks["gate"][:, 1]
+        if open_share <= 0.0 or open_share >= 1.0:
+            bias.fill_(CLOSED_GATE_BIAS if open_share <= 0.0 else OPEN_GATE_BIAS)
+            return
+        target = torch.logit(torch.tensor(threshold))
+        for _ in range(4):
+            with recording_gates(net) as gates:
+                net(x)
+            logit = torch.logit(torch.cat(gates).flatten(1).double(), eps=1e-12)  # (N, B*T)
+            bias += (target - torch.quantile(logit, 1 - open_share, dim=1)).to(bias)
+
+
+def measured_open(net: Network, x: torch.Tensor) -> tuple[float, float]:
+    """In a forward on ``x``: the share of (cell, batch, token) with ``g ≥ gate_skip``, and
+    the mean over levels of the most open (cell, batch) row's share of the sequence — what
+    the compact core pads to, compared with ``DENSE_CROSSOVER``."""
+    with torch.no_grad(), recording_gates(net) as gates:
+        net(x)
+    is_open = [g.ge(net.cfg.gate_skip).flatten(0, 1) for g in gates]  # (n*B, T) per level
+    share = torch.cat([o.flatten() for o in is_open]).float().mean()
+    widest = torch.stack([o.float().mean(1).max() for o in is_open]).mean()
+    return float(share), float(widest)
+
+
+def inference_pair(args: argparse.Namespace, open_share: float,
+                   device: torch.device) -> tuple[Network, Network]:  # fmt: skip
+    """(skip, dense): the same calibrated parameters, ``gate_skip`` on and off, in eval mode."""
+    skip = build_morpho(args, gate_skip=args.gate_skip).to(device)
+    if args.crossover is not None:
+        skip.cell.dense_crossover = args.crossover  # type: ignore[attr-defined]
+    calibrate_gates(skip, batches(args, device)[0][:, :-1], open_share, args.gate_skip)
+    dense = build_morpho(args).to(device)
+    dense.load_state_dict(skip.state_dict())
+    return skip.eval(), dense.eval()
+
+
+def time_inference(pair: tuple[Network, Network], args: argparse.Namespace,
+                   device: torch.device) -> tuple[float, ...]:  # fmt: skip
+    """Median seconds per forward of (skip, dense), in turn (order alternating) on the same
+    batches; the open share, widest row share (:func:`measured_open`) and the largest
+    |logit| change, measured on the timed batches."""
+    times: list[list[float]] = [[], []]
+    opened, change = [], 0.0
+    with torch.no_grad():
+        for i, x in enumerate(batches(args, device)):
+            inp = x[:, :-1]
+            for j in (0, 1) if i % 2 else (1, 0):
+                sync(device)
+                t0 = time.perf_counter()
+                pair[j](inp)
+                sync(device)
+                if i >= args.warmup:
+                    times[j].append(time.perf_counter() - t0)
+            if i >= args.warmup:
+                opened.append(measured_open(pair[0], inp))
+                change = max(change, float((pair[0](inp) - pair[1](inp)).abs().max()))
+    share, widest = (statistics.mean(o) for o in zip(*opened, strict=True))
+    return *(statistics.median(t) for t in times), share, widest, change
+
+
+def inference_report(rows: list[tuple[float, ...]], args: argparse.Namespace) -> str:
+    tokens = args.batch * args.seq
+    lines = [
+        f"inference (no_grad, eval): gate_skip {args.gate_skip}, dense crossover "
+        f"{DENSE_CROSSOVER if args.crossover is None else args.crossover} of T, "
+        f"batch {args.batch} x seq {args.seq}, "
+        f"{args.steps} timed forwards each after {args.warmup} warm-up (median)",
+        "",
+        "| target open | measured open | widest row / T | skip tokens/s | dense tokens/s "
+        "| skip / dense | max abs logit change |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for target, skip_s, dense_s, opened, widest, change in rows:
+        speeds = f"{tokens / skip_s:,.0f} | {tokens / dense_s:,.0f} | {dense_s / skip_s:.2f}x"
+        lines.append(f"| {target:.2f} | {opened:.3f} | {widest:.2f} | {speeds} | {change:.2e} |")
+    return "\n".join(lines)
+
+
+def run_inference(args: argparse.Namespace, device: torch.device) -> list[tuple[float, ...]]:
+    """One row per target open share: (target, *:func:`time_inference`)."""
+    return [(share, *time_inference(inference_pair(args, share, device), args, device))
+            for share in args.open]  # fmt: skip
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -217,6 +348,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: default)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument("--json", default="", help="also write the figures here")
+    parser.add_argument("--mode", choices=["train", "infer", "both"], default="both",
+                        help="training table, inference table (gate skipping), both")  # fmt: skip
+    parser.add_argument("--open", type=float, nargs="+", default=[0.0, 0.1, 1.0],
+                        help="inference: open-gate shares (0: all shut, 1: all open)")  # fmt: skip
+    parser.add_argument("--gate-skip", type=float, default=0.1,
+                        help="inference: gates below this skip the geometric core")  # fmt: skip
+    parser.add_argument("--crossover", type=float, default=None,
+                        help="inference: the cells' dense_crossover (default morpho.cells."
+                        "DENSE_CROSSOVER; 1: never fall back to the dense core)")  # fmt: skip
     parser.add_argument("--_child", default="", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -229,13 +369,21 @@ def main() -> None:
         print(peak_memory_child(args._child, args))
         return
     device = torch.device(args.device)
-    models = build_models(args)
-    secs = time_side_by_side(models, args, device)
-    mem = {} if args.no_memory else {name: peak_memory(name, args) for name in models}
-    print(report(models, secs, mem, args))
+    figures: dict[str, object] = {"args": vars(args)}
+    if args.mode in ("train", "both"):
+        models = build_models(args)
+        secs = time_side_by_side(models, args, device)
+        mem = {} if args.no_memory else {name: peak_memory(name, args) for name in models}
+        print(report(models, secs, mem, args))
+        figures.update(seconds_per_step=secs, peak_bytes=mem)
+    if args.mode in ("infer", "both"):
+        rows = run_inference(args, device)
+        print(("\n" if args.mode == "both" else "") + inference_report(rows, args))
+        keys = ("target_open", "skip_s", "dense_s", "open", "widest_row", "max_logit_change")
+        figures["inference"] = [dict(zip(keys, row, strict=True)) for row in rows]
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"seconds_per_step": secs, "peak_bytes": mem, "args": vars(args)}, f)
+            json.dump(figures, f)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,19 @@ Surprise is the error of predicting the next block mean, held the same way. The 
 core and the MLP still run on every token, gated by the held surprise. ``p = 1`` is the
 fast clock above, computed by the same code path as before.
 
+**Gate skipping at inference** (DESIGN §3: compute follows gate activity). With
+``gate_skip = s > 0`` and grad disabled, tokens whose gate is below ``s`` drop their term
+``g·attn`` (an approximation bounded by ``s·|attn|`` per token) and their queries are never
+computed: keys and values are projected for every token (an open query attends to every
+earlier one), but queries, the attention and its output projection run only on the open
+(cell, batch, position) triples, gathered per level into rows padded to the level's most
+open row and attended with a causal mask on their original positions
+(:meth:`ThermoCell._open_attention`); a cell with no open token skips its keys and values
+too. A level with no open token never touches its geometric core; one whose most open row
+exceeds ``ThermoCell.dense_crossover`` (default ``DENSE_CROSSOVER``) of the sequence runs
+the dense core with the closed terms zeroed (same result, cheaper there). With grad enabled
+(training) or ``s = 0`` the forward is the dense one, bit for bit.
+
 The predictor is trained only by the local prediction loss (its inputs are detached), so
 surprise measures what the recurrence fails to anticipate without bending the
 representation toward predictability. Add new types with :func:`register_cell_type`.
@@ -37,6 +50,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from morpho.registry import Registry
+
+# Gate skipping falls back to the dense core once a level's most open (cell, batch) row holds
+# more than this share of the sequence: there the padded, masked attention (every open query
+# against all T keys) costs more than the dense causal one. Break-even measured on CPU, one
+# thread, whole network with the compact core forced (benchmarks/throughput.py --mode infer
+# --crossover 1): ~0.45 of T at d_cell 32, T 64; ~0.55 at d_cell 32, T 256; > 0.6 at
+# d_cell 64, T 128.
+DENSE_CROSSOVER = 0.5
 
 
 @dataclass(frozen=True)
@@ -61,9 +82,10 @@ class LevelOutput:
 class CellType:
     """Template for a cell type: declares banks and computes a level of cells at once."""
 
-    def __init__(self, n_heads: int = 2, mlp_ratio: int = 2) -> None:
+    def __init__(self, n_heads: int = 2, mlp_ratio: int = 2, gate_skip: float = 0.0) -> None:
         self.n_heads = n_heads
         self.mlp_ratio = mlp_ratio
+        self.gate_skip = gate_skip  # inference: gates below this skip the expensive core
 
     def bank_shapes(self, d: int) -> dict[str, tuple[int, ...]]:
         """Per-row shape of every bank (the leading cell dimension is left out)."""
@@ -93,7 +115,8 @@ CELL_TYPES: Registry[type[CellType]] = Registry("cell type")
 
 
 def register_cell_type(name: str, cell_type: type[CellType]) -> None:
-    """Add a cell type class under ``name``; it is built as ``cell_type(n_heads=...)``."""
+    """Add a cell type class under ``name``; it is built as
+    ``cell_type(n_heads=..., mlp_ratio=..., gate_skip=...)``."""
     CELL_TYPES.register(name, cell_type)
 
 
@@ -125,6 +148,8 @@ def linear_recurrence(u: Tensor, log_a: Tensor) -> Tensor:
 
 class ThermoCell(CellType):
     """The thermodynamic cell of DESIGN §3 (inertial core + geometric core + demon gate)."""
+
+    dense_crossover = DENSE_CROSSOVER  # gate skipping: widest open row share → dense core
 
     def bank_shapes(self, d: int) -> dict[str, tuple[int, ...]]:
         m = self.mlp_ratio * d
@@ -184,9 +209,8 @@ class ThermoCell(CellType):
         g = torch.sigmoid(logit)  # (n, B, T)
 
         inert = torch.einsum("nbtd,nde->nbte", h, banks["w_inert"])
-        geo = self._attention(xn, banks["w_qkv"], banks["w_attn_out"])
         skip = xn if raw_skip is None else torch.where(raw_skip.view(n, 1, 1, 1), x, xn)
-        y = skip + inert + g[..., None] * geo
+        y = self._add_geometric(skip + inert, xn, g, banks["w_qkv"], banks["w_attn_out"])
         z = rms_norm(y) * banks["mlp_norm"][:, None, None, :]
         z = F.gelu(torch.einsum("nbtd,ndm->nbtm", z, banks["w_mlp1"]))
         y = y + torch.einsum("nbtm,nmd->nbtd", z, banks["w_mlp2"])
@@ -233,6 +257,48 @@ class ThermoCell(CellType):
         err = torch.where(j == 0, before, F.pad(err_b, (1, 0)).index_select(2, j))
         return h, err, err_b.mean(dim=(1, 2)).sum()
 
+    def _add_geometric(
+        self, y: Tensor, xn: Tensor, g: Tensor, w_qkv: Tensor, w_out: Tensor
+    ) -> Tensor:
+        """``y + g ⊙ attn(xn)``; at inference with ``gate_skip`` only the open tokens' terms.
+
+        On the compact path ``y`` (a temporary of the caller's) is updated in place.
+
+        Shapes:
+            y, xn: (n, B, T, d); g: (n, B, T); returns (n, B, T, d).
+        """
+        if self.gate_skip <= 0 or torch.is_grad_enabled():
+            return y + g[..., None] * self._attention(xn, w_qkv, w_out)
+        is_open = g >= self.gate_skip  # (n, B, T)
+        widest = int(is_open.sum(2).max())  # open queries in the most open (cell, batch) row
+        if widest == 0:
+            return y  # every gate shut: the geometric core is never computed
+        if widest > self.dense_crossover * xn.shape[2]:
+            return y + torch.where(is_open, g, 0.0)[..., None] * self._attention(xn, w_qkv, w_out)
+        return self._add_open(y, xn, g, is_open, widest, w_qkv, w_out)
+
+    def _add_open(
+        self, y: Tensor, xn: Tensor, g: Tensor, is_open: Tensor, widest: int,
+        w_qkv: Tensor, w_out: Tensor,
+    ) -> Tensor:  # fmt: skip
+        """The compact path of :meth:`_add_geometric`: gather, attend, scatter-add."""
+        n, B, T, d = xn.shape
+        cells = is_open.flatten(1).any(1).nonzero().flatten()  # (m,) cells with an open token
+        if len(cells) < n:  # a fully shut cell skips its keys and values too
+            xn, g, is_open = xn[cells], g[cells], is_open[cells]
+            w_qkv, w_out = w_qkv[cells], w_out[cells]
+        m = len(cells)
+        rows = is_open.view(m * B, T)
+        # each row's open positions first, in order; the padding (closed positions) gets g = 0
+        pos = torch.sort(rows.logical_not().to(torch.uint8), dim=1, stable=True).indices
+        pos = pos[:, :widest]  # (m*B, Tq)
+        flat = (pos + T * torch.arange(m * B, device=pos.device)[:, None]).flatten()
+        att = self._open_attention(xn, pos, flat, w_qkv, w_out)  # (m*B*Tq, d)
+        gated = (g.flatten()[flat] * rows.flatten()[flat])[:, None] * att
+        y_rows = (cells[:, None] * B + torch.arange(B, device=pos.device)).flatten()  # (m*B,)
+        into_y = (pos + T * y_rows[:, None]).flatten()  # the same queries as rows of y
+        return y.view(n * B * T, d).index_add_(0, into_y, gated).view(n, B, T, d)
+
     def _attention(self, xn: Tensor, w_qkv: Tensor, w_out: Tensor) -> Tensor:
         n, B, T, d = xn.shape
         H = self.n_heads
@@ -241,6 +307,28 @@ class ThermoCell(CellType):
         att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         att = att.transpose(1, 2).reshape(n, B, T, d)
         return torch.einsum("nbtd,nde->nbte", att, w_out)
+
+    def _open_attention(
+        self, xn: Tensor, pos: Tensor, flat: Tensor, w_qkv: Tensor, w_out: Tensor
+    ) -> Tensor:
+        """Causal attention for the queries at positions ``pos`` only, over all keys.
+
+        Shapes:
+            xn: (n, B, T, d); pos: (n*B, Tq) long, query positions per (cell, batch) row;
+            flat: (n*B*Tq,) the same queries as rows of ``xn`` flattened to (n*B*T, d);
+            returns (n*B*Tq, d), the projected attention output of those queries.
+        """
+        n, B, T, d = xn.shape
+        H, Tq = self.n_heads, pos.shape[1]
+        xq = xn.reshape(n * B * T, d).index_select(0, flat).view(n, B, Tq, d)
+        q = torch.einsum("nbtd,nde->nbte", xq, w_qkv[..., :d].contiguous())
+        q = q.view(n * B, Tq, H, d // H).transpose(1, 2)  # (n*B, H, Tq, d/H)
+        kv = torch.einsum("nbtd,nde->nbte", xn, w_qkv[..., d:].contiguous())  # (n, B, T, 2d)
+        k, v = kv.view(n * B, T, 2, H, d // H).permute(2, 0, 3, 1, 4)  # (n*B, H, T, d/H)
+        causal = torch.arange(T, device=xn.device) <= pos[..., None]  # (n*B, Tq, T)
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=causal[:, None])
+        att = att.transpose(1, 2).reshape(n, B, Tq, d)
+        return torch.einsum("nbtd,nde->nbte", att, w_out).view(n * B * Tq, d)
 
     def flops_per_token(self, d: int, seq_len: int, clock: int = 1) -> tuple[float, float]:
         m = self.mlp_ratio * d

@@ -48,6 +48,7 @@ class NetworkConfig:
     clock_max: int = 16  # slowest clock period, in tokens
     ponder_max: int = 1  # ACT: a token may pass through the tissue up to this often (1: off)
     ponder_eps: float = 0.01  # ACT: a token halts once its halting probabilities reach 1 - eps
+    gate_skip: float = 0.0  # inference: tokens with gate < this skip the geometric core (0: off)
     seed: int = 0  # initialisation seed
 
     def seed_clock(self, level: int) -> int:
@@ -68,6 +69,8 @@ class NetworkConfig:
         if self.ponder_max < 1 or not 0 < self.ponder_eps < 1:
             raise ValueError(f"ponder_max must be >= 1 and ponder_eps in (0, 1); got "
                              f"{self.ponder_max}, {self.ponder_eps}")  # fmt: skip
+        if not 0.0 <= self.gate_skip <= 1.0:
+            raise ValueError(f"gate_skip must be in [0, 1]; got {self.gate_skip}")
         if self.clock_ratio < 1 or self.clock_max < 1:
             raise ValueError(f"clock_ratio and clock_max must be >= 1; got {self.clock_ratio}, "
                              f"{self.clock_max}")  # fmt: skip
@@ -97,7 +100,7 @@ class Network(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.cell: CellType = CELL_TYPES.get(cfg.cell_type)(
-            n_heads=cfg.n_heads, mlp_ratio=cfg.mlp_ratio
+            n_heads=cfg.n_heads, mlp_ratio=cfg.mlp_ratio, gate_skip=cfg.gate_skip
         )
         gen = torch.Generator().manual_seed(cfg.seed)
         d = cfg.d_cell
