@@ -174,7 +174,8 @@ class Trainer:
         """
         if not self.growing:
             return 0.0
-        cfg, total = self.cfg, 0.0
+        cfg = self.cfg
+        total: Tensor | float = 0.0
         ponder = getattr(self.net, "ponder", None)
         if ponder is not None and cfg.ponder_weight:
             total = total + cfg.ponder_weight * ponder.ponder_cost
