@@ -164,3 +164,15 @@ def test_level_floors_follow_an_insert() -> None:
     assert sched.level_floor.tolist() == [2, 4, 0, 4, 2]
     assert torch.equal(torch.bincount(net.tissue.level) >= sched.level_floor,
                        torch.ones(5, dtype=torch.bool))  # fmt: skip
+
+
+def test_docs_mechanisms_config_is_valid() -> None:
+    from pathlib import Path
+
+    from morpho.config import load_toml
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "mechanisms.toml"
+    cfg = RunConfig.preset("small").merged(load_toml(path))
+    growth = GrowthConfig.from_dict(cfg.growth)
+    assert cfg.network.clock_ratio == 2 and cfg.network.ponder_max == 2
+    assert growth.entropy_term == "repr_entropy" and growth.params["dendrite"]["wormholes"]
