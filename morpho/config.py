@@ -55,6 +55,8 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between resumable checkpoints (0: only the final one)
     keep_checkpoints: int = 2  # step checkpoints kept on disk (the newest ones)
     max_nonfinite: int = 5  # consecutive non-finite steps before the run stops
+    sync_free: bool = False  # guard non-finite steps on the device (fused AdamW skips them);
+    # checked and logged at log steps, so a non-logging step never waits for the device
     device: str = "cpu"  # torch device: cpu, cuda, cuda:1, mps
     seed: int = 0  # seeds data order, initialisation and noise
 

@@ -98,6 +98,8 @@ def build_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    if cfg.sync_free:  # the fused kernel takes a device `found_inf` and skips on it
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), fused=True)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
 
 
@@ -148,6 +150,9 @@ class Trainer:
         self.train_flops = 0.0
         self.n_edits = 0
         self.nonfinite_streak = 0
+        self._nf_streak: Tensor | None = None  # sync-free guard: device counters
+        self._nf_count: Tensor | None = None
+        self._nf_logged = 0
         self.last_batch: tuple[Tensor, Tensor] | None = None
         self.last_lyapunov: Tensor | None = None  # the latest criticality estimate
         self._flops_per_token = self.net.flops_per_token(cfg.seq_len)  # refreshed on logs and edits
@@ -206,12 +211,49 @@ class Trainer:
             self._all_reduce(total, ce)
         max_norm = self.cfg.grad_clip or math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), max_norm)
+        if self.cfg.sync_free:
+            self._guarded_step(total.detach() + grad_norm)
+            return ce.detach()
         if not bool(torch.isfinite(total.detach() + grad_norm)):  # host sync: the guard
             self._skip_nonfinite(float(total.detach()), float(grad_norm))
             return ce.detach()
         self.nonfinite_streak = 0
         self.optimizer.step()
         return ce.detach()
+
+    def _guarded_step(self, check: Tensor) -> None:
+        """The non-finite guard without a host sync (``train.sync_free``).
+
+        The fused AdamW kernel reads ``found_inf`` on the device and, where it is 1, leaves
+        parameters and state as they were (its step counters are taken back): the same skip
+        as the host guard. Skips and the streak are counted on the device and read at the
+        next log step (:meth:`_check_nonfinite`).
+        """
+        found = (~torch.isfinite(check)).float().reshape(())
+        self.optimizer.found_inf = found  # type: ignore[attr-defined]
+        self.optimizer.step()
+        streak = self._nf_streak if self._nf_streak is not None else torch.zeros_like(found)
+        count = self._nf_count if self._nf_count is not None else torch.zeros_like(found)
+        self._nf_streak = (streak + 1) * found  # consecutive skips, 0 after a good step
+        self._nf_count = count + found
+
+    def _check_nonfinite(self) -> None:
+        """Log the steps the sync-free guard skipped since the last check; stop on a streak."""
+        if self._nf_streak is None or self._nf_count is None:
+            return
+        count, streak = int(self._nf_count), int(self._nf_streak)  # the sync, at a log step
+        new, self._nf_logged = count - self._nf_logged, count
+        self.nonfinite_streak = streak
+        if new and self.run is not None:
+            self.run.log_event({"step": self.step, "kind": "nonfinite", "skipped_steps": new,
+                                "action": "skipped on the device (sync-free guard)",
+                                "streak": streak})  # fmt: skip
+        if streak >= self.cfg.max_nonfinite:
+            where = ""
+            if self.run is not None and self.growing:
+                where = f"; last good state saved to {self.checkpoint()}"
+            raise NonFiniteError(f"non-finite loss or gradient in {streak} consecutive steps "
+                                 f"(up to step {self.step}){where}")  # fmt: skip
 
     def _all_reduce(self, total: Tensor, ce: Tensor) -> None:
         """Average gradients, losses and per-cell statistics over data-parallel ranks."""
@@ -305,6 +347,7 @@ class Trainer:
         tokens = self.cfg.batch_size * self.cfg.seq_len
         if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps - 1:
             ce_value = float(ce)  # the only host sync of a step, on logging steps
+            self._check_nonfinite()
             self.train_time += time.perf_counter() - t0
             self._flops_per_token = self.net.flops_per_token(self.cfg.seq_len)
             self._log(self._train_record(ce_value))

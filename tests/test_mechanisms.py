@@ -176,3 +176,12 @@ def test_docs_mechanisms_config_is_valid() -> None:
     growth = GrowthConfig.from_dict(cfg.growth)
     assert cfg.network.clock_ratio == 2 and cfg.network.ponder_max == 2
     assert growth.entropy_term == "repr_entropy" and growth.params["dendrite"]["wormholes"]
+
+
+def test_sync_free_run_grows_with_the_fused_optimizer(tmp_path) -> None:
+    """Edits carry the fused AdamW's state (tensor step counters) like the foreach one's."""
+    over = {"train": {"steps": 80, "sync_free": True},
+            "growth": {"cooldown": 10, "mitosis": {"quantile": 0.5}}}  # fmt: skip
+    summary, _, events = _run(tmp_path, "sf", over)
+    assert {"split", "connect"} <= {e["kind"] for e in events}
+    assert math.isfinite(summary["val_bpc"])

@@ -112,9 +112,13 @@ def test_sigkill_at_random_moments_then_resume_loses_nothing(reference, tmp_path
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 120
         # wait until this process trains (it logged a new line and a checkpoint exists)
-        while time.time() < deadline and proc.poll() is None and (
-            _size(out / "metrics.jsonl") <= logged
-            or not list((out / "checkpoints").glob("*.pt"))
+        while (
+            time.time() < deadline
+            and proc.poll() is None
+            and (
+                _size(out / "metrics.jsonl") <= logged
+                or not list((out / "checkpoints").glob("*.pt"))
+            )
         ):
             time.sleep(0.02)
         time.sleep(rng.uniform(0.0, 0.4))  # a random moment, possibly inside a checkpoint
@@ -199,3 +203,45 @@ def test_same_seed_same_run_and_the_run_records_seed_config_and_versions(referen
     assert config["growth"]["interval"] == 5 and "patience" in config["growth"]["mitosis"]
     versions = json.loads((out / "summary.json").read_text())["versions"]
     assert versions["torch"] == torch.__version__ and versions["python"]
+
+
+def test_sync_free_guard_skips_exactly_logs_at_log_steps_and_stops_on_a_streak(tmp_path):
+    """train.sync_free: the fused optimizer skips a non-finite step on the device — params
+    and AdamW state bit-identical to before it — and the host learns at the next log step."""
+    from morpho.grow import build_network, build_task
+    from morpho.rundir import RunDir
+    from morpho.trainer import Trainer
+
+    cfg = _cfg(steps=12, checkpoint_every=0, max_nonfinite=3, sync_free=True, log_every=4)
+    task = build_task(cfg)
+    run = RunDir(tmp_path / "run")
+    run.create("")
+    trainer = Trainer(build_network(cfg, task.vocab_size), task, cfg.train, run=run)
+    assert trainer.optimizer.defaults["fused"]
+    _PoisonedTrainerLoss({5}).wrap(trainer)
+    trainer.net.step = 0
+    for _ in range(5):  # steps 0..4, then snapshot what step 5 must leave alone
+        trainer.train_step()
+        trainer.step += 1
+    params = [p.detach().clone() for p in trainer.net.parameters()]
+    state = [{k: v.clone() for k, v in trainer.optimizer.state[p].items()}
+             for p in trainer.net.parameters()]  # fmt: skip
+    trainer.train_step()  # step 5: NaN loss, no host sync
+    for p, before, st in zip(trainer.net.parameters(), params, state, strict=True):
+        assert torch.equal(p.detach(), before)
+        for k, v in st.items():
+            assert torch.equal(trainer.optimizer.state[p][k], v), k
+    trainer.step += 1
+    assert read_jsonl(run.path / "events.jsonl") == []  # nothing known on the host yet
+    trainer.fit()  # the next log step (8) reads the device counters
+    events = [e for e in read_jsonl(run.path / "events.jsonl") if e["kind"] == "nonfinite"]
+    assert [(e["step"], e["skipped_steps"], e["streak"]) for e in events] == [(8, 1, 0)]
+    assert all(torch.isfinite(p).all() for p in trainer.net.parameters())
+
+    run2 = RunDir(tmp_path / "run2")
+    run2.create("")
+    trainer = Trainer(build_network(cfg, task.vocab_size), task, cfg.train, run=run2)
+    _PoisonedTrainerLoss(set(range(5, 12))).wrap(trainer)
+    with pytest.raises(NonFiniteError, match="4 consecutive steps"):
+        trainer.fit()  # read at log step 8: steps 5–8 skipped (≥ max_nonfinite = 3)
+    assert trainer.step == 8
