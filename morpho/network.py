@@ -188,6 +188,7 @@ class Network(nn.Module):
                 lp.readout = (out_local.to(device), (out_local + start).to(device))
             plan.append(lp)
         self.plan = plan
+        self.levels = t.level.to(device)  # (N,) cell levels on the device (gate penalty)
         self._plan_device = device
         self.stats = {}
         self.captured = {}

@@ -115,7 +115,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 def gate_penalty(net: Network) -> Tensor:
     """L1 penalty on mean gate activity, weighted by level: w = (level + 1) / (max level + 1)."""
-    level = net.tissue.level.to(net.gate_activity.device).float()
+    level = net.levels.float()  # on the device (no copy from the host tissue each step)
     weight = (level + 1) / (level.max() + 1)
     return (weight * net.gate_activity).sum() / max(1, level.numel())
 
@@ -200,7 +200,11 @@ class Trainer:
 
     def train_step(self) -> Tensor:
         x, y = self.task.batch("train", self.cfg.batch_size, self.cfg.seq_len, self.generator)
-        x, y = distributed.shard(x).to(self.device), distributed.shard(y).to(self.device)
+        x, y = distributed.shard(x), distributed.shard(y)
+        if self.device.type == "cuda":  # pinned, asynchronous: no wait on the device here
+            x, y = x.pin_memory(), y.pin_memory()
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
         self.last_batch = (x, y)  # read by the scheduler's knockout test
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)

@@ -56,3 +56,22 @@ def test_edits_and_optimizer_state_match_cpu() -> None:
         for key, v in opts["cpu"].state[p].items():
             w = opts["cuda"].state[q][key]
             torch.testing.assert_close(w.cpu(), v, atol=1e-3, rtol=1e-3, msg=f"{k}.{key}")
+
+
+def test_sync_free_training_step_never_waits_for_the_device() -> None:
+    """With train.sync_free, a non-logging step runs under CUDA's sync debug mode 'error'."""
+    from morpho.config import RunConfig
+    from morpho.grow import build_network, build_task
+    from morpho.trainer import Trainer
+
+    cfg = RunConfig.preset("small").merged({"train": {"device": "cuda", "sync_free": True}})
+    task = build_task(cfg)
+    trainer = Trainer(build_network(cfg, task.vocab_size), task, cfg.train)
+    for _ in range(3):  # warm-up: allocator, kernels, optimizer state
+        trainer.train_step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        trainer.train_step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
