@@ -183,3 +183,16 @@ def test_pyvista_loads_only_when_a_frame_is_drawn() -> None:
             assert not uses and not {m for m in imports if m.startswith("morpho")}, uses
         elif path.name != "scene.py":
             assert not {m for m in uses if m.startswith(("pyvista", "vtk"))}, path.name
+
+
+def test_many_categories_get_distinct_colours() -> None:
+    import numpy as np
+    from morpho.viz.coloring import PALETTE, CellColors
+
+    few = CellColors("level", [np.arange(4)], categories=tuple(f"level {i}" for i in range(4)))
+    assert [s[0] for s in few.swatches()] == ["level 0", "level 1", "level 2", "level 3"]
+    many = CellColors("level", [np.arange(13)], categories=tuple(f"level {i}" for i in range(13)))
+    assert len(many.categories) > len(PALETTE)
+    colours = {tuple(np.round(c, 6)) for _, c in many.swatches()}
+    assert len(colours) == 13  # no two levels share a colour
+    np.testing.assert_allclose(many.rgb(np.arange(13)), np.array([c for _, c in many.swatches()]))

@@ -41,8 +41,9 @@ CHOICES: dict[str, ColorChoice] = {
     "free-energy": ColorChoice("free energy F (EMA)", lambda s, f: s.cell("fe_ema"), "plasma"),
     "gate": ColorChoice("gate activity", lambda s, f: _gate(s), "viridis"),
     "level": ColorChoice("level", lambda s, f: s.cell("level"), category="level"),
-    "lineage": ColorChoice("lineage (founding cell)", lambda s, f: _founder(s, f),
-                           category="seed cell"),  # fmt: skip
+    "lineage": ColorChoice(
+        "lineage (founding cell)", lambda s, f: _founder(s, f), category="seed cell"
+    ),  # fmt: skip
     "birth": ColorChoice("birth step", lambda s, f: s.cell("birth"), "cool"),
     "task": ColorChoice("birth task", lambda s, f: s.cell("task"), category="task"),
 }
@@ -74,9 +75,18 @@ class CellColors:
     def rgb(self, values: np.ndarray) -> np.ndarray:
         """(N,) values -> (N, 3) floats in [0, 1]."""
         if self.categorical:
-            table = np.array([to_rgb(c) for c in PALETTE])
-            return table[np.asarray(values).round().astype(int) % len(PALETTE)]
+            table = self.table()
+            return table[np.asarray(values).round().astype(int) % len(table)]
         return colormaps[self.cmap](self.normalise(values))[:, :3]
+
+    def table(self) -> np.ndarray:
+        """(K, 3) one colour per category: :data:`PALETTE`, or evenly spaced hues of a
+        rainbow map when there are more categories than it has colours (a tissue grown
+        in series can have a dozen levels), so no two categories share a colour."""
+        k = len(self.categories)
+        if k <= len(PALETTE):
+            return np.array([to_rgb(c) for c in PALETTE])
+        return colormaps["turbo"](np.linspace(0.08, 0.95, k))[:, :3]
 
     def normalise(self, values: np.ndarray) -> np.ndarray:
         """Continuous values -> the colour-map coordinate, in ``[CMAP_FLOOR, 1]``."""
@@ -85,7 +95,9 @@ class CellColors:
 
     def swatches(self) -> list[tuple[str, tuple[float, float, float]]]:
         """(label, rgb) of each category, in code order."""
-        return [(c, to_rgb(PALETTE[i % len(PALETTE)])) for i, c in enumerate(self.categories)]
+        table = self.table()
+        return [(c, tuple(float(v) for v in table[i % len(table)]))  # type: ignore[misc]
+                for i, c in enumerate(self.categories)]  # fmt: skip
 
 
 def cell_colors(run: Run, name: str) -> CellColors:
@@ -117,7 +129,7 @@ def color_range(values: list[np.ndarray]) -> tuple[float, float]:
     kept = [np.asarray(values[k], dtype=float) for k in measured(values)]
     pooled = np.concatenate(kept or [np.zeros(0)])
     pooled = pooled[np.isfinite(pooled)]
-    lo, hi = (np.percentile(pooled, [2, 98]) if pooled.size else (0.0, 1.0))
+    lo, hi = np.percentile(pooled, [2, 98]) if pooled.size else (0.0, 1.0)
     if hi - lo < 1e-9:
         lo, hi = lo - 0.5, hi + 0.5
     return float(lo), float(hi)
