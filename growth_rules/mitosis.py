@@ -14,7 +14,7 @@ MODES = ("parallel", "series", "auto")
 
 @dataclass(frozen=True)
 class Mitosis(Rule):
-    """F EMA in the top quantile for `patience` checks and not falling → split the cell.
+    """F EMA in the top quantile for `patience` checks, not falling → divide (parallel or series).
 
     A cell that keeps failing to predict its input (high free energy) while training does
     not relieve it is overloaded; it divides into two daughters that share its outputs
