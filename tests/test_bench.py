@@ -85,3 +85,30 @@ def test_bench_refuses_bad_input_before_writing(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "unknown corpus 'nope'; expected one of: pydoc, stdlib" in result.output
     assert not out.exists()
+
+
+def test_bench_cli_mechanism_rows(tmp_path: Path) -> None:
+    (tmp_path / "tiny.toml").write_text(TINY_TOML)
+    out = tmp_path / "m"
+    result = CliRunner().invoke(app, ["bench", "--config", str(tmp_path / "tiny.toml"),
+                                      "--out", str(out), "--rows", "morpho",
+                                      "--mechanisms", "pathnorm,ponder"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "bench.json").read_text())
+    rows = {r["name"]: r for r in saved["rows"]}
+    assert list(rows) == ["morpho", "morpho+pathnorm", "morpho+ponder"]
+    assert "path_norm" in rows["morpho+pathnorm"] and "path_norm" not in rows["morpho"]
+    assert 1.0 <= rows["morpho+ponder"]["ponder_passes"] <= 3.0
+    assert set(saved["mechanisms"]) == {"pathnorm", "ponder"}
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--mechanisms", "telepathy", "unknown mechanism 'telepathy'"),
+    ("--rows", "morpho-xl", "unknown bench row 'morpho-xl'"),
+])  # fmt: skip
+def test_bench_refuses_unknown_rows_and_mechanisms(tmp_path: Path, flag: str, value: str,
+                                                   message: str) -> None:  # fmt: skip
+    out = tmp_path / "b"
+    result = CliRunner().invoke(app, ["bench", flag, value, "--out", str(out)])
+    assert result.exit_code == 2 and message in result.output
+    assert not out.exists()
