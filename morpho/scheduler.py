@@ -425,10 +425,12 @@ class Scheduler(Callback):
         self._fresh = False
 
     def _flush(self, net: Network) -> None:
-        """Write the device EMAs into the tissue (one host sync)."""
+        """Write the device EMAs (and the last KNIFE entropies) into the tissue (one sync)."""
         if self._ema and self._ema["fe_ema"].shape[0] == net.tissue.num_nodes:
             for k, v in self._ema.items():
                 net.tissue[k] = v.detach().cpu().clone()
+        if self._repr is not None and self._repr.shape[0] == net.tissue.num_nodes:
+            net.tissue["repr_entropy"] = self._repr.detach().cpu().float().clone()
 
     def _record(self, net: Network) -> None:
         """Append this check's statistics to the per-id histories; forget the dead."""

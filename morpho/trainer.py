@@ -468,6 +468,8 @@ class Trainer:
         if self.cfg.path_norm_weight:
             with torch.no_grad():
                 out["path_norm"] = float(path_norm(self.net))
+        if "repr_entropy" in self.net.tissue:  # written by the scheduler at its checks
+            out["repr_entropy"] = float(self.net.tissue.repr_entropy.mean())
         ponder = getattr(self.net, "ponder", None)
         if ponder is not None:
             out["ponder_passes"] = float(ponder.passes.float().mean())

@@ -64,8 +64,15 @@ def test_series_mitosis_grows_levels_and_keeps_training(tmp_path) -> None:
 
 
 def test_knife_entropy_term_feeds_the_free_energy(tmp_path) -> None:
-    summary, _, _ = _run(tmp_path, "k", {"growth": {"entropy_term": "repr_entropy"}})
+    summary, metrics, _ = _run(tmp_path, "k", {"growth": {"entropy_term": "repr_entropy"}})
     assert 0 < summary["repr_entropy"] < 10  # nats per channel
+    logged = [m["repr_entropy"] for m in metrics if "repr_entropy" in m]
+    assert logged and all(0 < v < 10 for v in logged)  # visible in metrics.jsonl …
+    from morpho.tissue import load_snapshot
+
+    last = sorted((tmp_path / "k" / "snapshots").glob("*.npz"))[-1]
+    tissue, _ = load_snapshot(last)
+    assert tissue.repr_entropy.shape == (tissue.num_nodes,)  # … and in the snapshots
     weights = GrowthConfig.from_dict({"entropy_term": "repr_entropy", "tau": 0.3}).energy_weights()
     assert weights["repr_entropy"] == -0.3 and "entropy" not in weights
 

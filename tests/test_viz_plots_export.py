@@ -196,3 +196,21 @@ def test_many_categories_get_distinct_colours() -> None:
     colours = {tuple(np.round(c, 6)) for _, c in many.swatches()}
     assert len(colours) == 13  # no two levels share a colour
     np.testing.assert_allclose(many.rgb(np.arange(13)), np.array([c for _, c in many.swatches()]))
+
+
+def test_clock_and_entropy_colour_choices(tmp_path) -> None:
+    """--color clock: one category per period; --color repr-entropy: a continuous map."""
+    import numpy as np
+    from morpho.viz.coloring import CHOICES
+
+    class Snap:
+        cells = {"clock": np.array([1, 1, 2, 4]), "repr_entropy": np.array([0.5, 1.0, 1.5, 2.0])}
+        n_cells = 4
+
+        def cell(self, name, default=0.0):
+            return self.cells[name].astype(float) if name in self.cells else np.full(4, default)
+
+    assert CHOICES["clock"].values(Snap(), {}).tolist() == [1, 1, 2, 4]
+    assert CHOICES["clock"].category == "every" and not CHOICES["clock"].cmap
+    assert CHOICES["repr-entropy"].values(Snap(), {}).tolist() == [0.5, 1.0, 1.5, 2.0]
+    assert CHOICES["repr-entropy"].cmap

@@ -46,6 +46,12 @@ CHOICES: dict[str, ColorChoice] = {
     ),  # fmt: skip
     "birth": ColorChoice("birth step", lambda s, f: s.cell("birth"), "cool"),
     "task": ColorChoice("birth task", lambda s, f: s.cell("task"), category="task"),
+    "clock": ColorChoice(
+        "clock period (tokens)", lambda s, f: s.cell("clock", 1.0), category="every"
+    ),  # fmt: skip
+    "repr-entropy": ColorChoice(
+        "KNIFE entropy S (nats / channel)", lambda s, f: s.cell("repr_entropy", 0.0), "magma"
+    ),
 }
 
 

@@ -33,6 +33,7 @@ MECHANISMS = {  # train-record field -> axis label; ``mechanisms.png`` if any is
     "path_norm": "path norm\n(1-path)",
     "ponder_passes": "ACT passes\nper token",
     "ponder_cost": "ponder cost ρ",
+    "repr_entropy": "KNIFE entropy S\n(nats / channel)",
 }
 
 
