@@ -589,6 +589,7 @@ class Scheduler(Callback):
             "level_floor": self.level_floor.clone(),
             "counts": {kind: int(n) for kind, n in self.counts.items()},
             "generator": self.generator.get_state(),
+            "repr": torch.zeros(0) if self._repr is None else self._repr.detach().cpu().clone(),
         }  # fmt: skip
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -609,6 +610,8 @@ class Scheduler(Callback):
         self.counts = Counter(state.get("counts", {}))
         if "generator" in state:
             self.generator.set_state(state["generator"])
+        if "repr" in state and state["repr"].numel():  # the last KNIFE entropies (S term)
+            self._repr = state["repr"].clone()
 
 
 def _isnan(v: Any) -> bool:

@@ -400,6 +400,8 @@ class Trainer:
                 "last_eval": self.last_eval, "train_time": self.train_time,
                 "tokens_seen": self.tokens_seen, "train_flops": self.train_flops,
                 "n_edits": self.n_edits, "flops_per_token": self._flops_per_token,
+                "last_lyapunov": None if self.last_lyapunov is None
+                else float(self.last_lyapunov),
             },
             "rng": {"torch": torch.get_rng_state(), "data": self.generator.get_state(),
                     "monitor": self.monitor_generator.get_state()},
@@ -426,6 +428,8 @@ class Trainer:
         self.train_flops = float(state["train_flops"])
         self.n_edits = int(state["n_edits"])
         self._flops_per_token = float(state["flops_per_token"])
+        if state.get("last_lyapunov") is not None:
+            self.last_lyapunov = torch.tensor(float(state["last_lyapunov"]))
         torch.set_rng_state(extra["rng"]["torch"])
         self.generator.set_state(extra["rng"]["data"])
         if "monitor" in extra["rng"]:
