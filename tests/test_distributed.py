@@ -45,12 +45,13 @@ class _Dump(Callback):
         }, self.path)  # fmt: skip
 
 
-def _worker(rank: int, world: int, port: int, folder: str) -> None:
+def _worker(rank: int, world: int, port: int, folder: str, over: dict | None = None) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))  # fmt: skip
     torch.set_num_threads(1)
     try:
-        grow(RunConfig.preset("small").merged(TINY), os.path.join(folder, "run"),
+        grow(RunConfig.preset("small").merged(TINY).merged(over or {}),
+             os.path.join(folder, "run"),
              callbacks=[_Dump(os.path.join(folder, f"rank{rank}.pt"))])  # fmt: skip
     finally:
         if dist.is_initialized():
@@ -106,3 +107,22 @@ def test_only_rank_zero_writes_the_run_directory(runs):
     lines = read_jsonl(two / "run" / "events.jsonl")
     assert len(lines) == len({(e["step"], e["kind"], tuple(e["cells"])) for e in lines})
     assert json.loads((two / "run" / "summary.json").read_text())["steps"] == 40
+
+
+ALL_ON = {  # every issue-8 mechanism: per-rank passes, Λ and KNIFE must not split the ranks
+    "network": {"clock_ratio": 2, "ponder_max": 2},
+    "train": {"lyapunov_every": 3, "lyapunov_window": 6, "lyapunov_weight": 0.1,
+              "lyapunov_target": -0.5, "path_norm_weight": 1e-3},
+    "growth": {"entropy_term": "repr_entropy", "mitosis": {"mode": "auto"},
+               "dendrite": {"wormholes": True}},
+}  # fmt: skip
+
+
+def test_ranks_stay_identical_with_every_mechanism_on(tmp_path):
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), ALL_ON), nprocs=2, join=True)
+    load = lambda p: torch.load(p, weights_only=False)  # noqa: E731 - our own files
+    r0, r1 = load(tmp_path / "rank0.pt"), load(tmp_path / "rank1.pt")
+    assert r0["events"] and r0["events"] == r1["events"]
+    assert r0["cell_ids"] == r1["cell_ids"] and r0["edge_ids"] == r1["edge_ids"]
+    for name, value in r0["params"].items():
+        assert torch.equal(value, r1["params"][name]), name
