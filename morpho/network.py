@@ -106,7 +106,8 @@ class Network(nn.Module):
         d = cfg.d_cell
         if tissue is None:
             tissue = seed_tissue(cfg.level_sizes, seed=cfg.seed, fan_in=cfg.seed_fan_in)
-            tissue.clock = torch.tensor([cfg.seed_clock(int(lv)) for lv in tissue.level.tolist()])
+            per_level = torch.tensor([cfg.seed_clock(lv) for lv in range(len(cfg.level_sizes))])
+            tissue.clock = per_level[tissue.level]
         self.tissue = with_defaults(tissue)
         n_cells = self.tissue.num_nodes
         rows = self.cell.init_rows(n_cells, d, gen)

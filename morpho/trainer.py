@@ -253,11 +253,7 @@ class Trainer:
                                 "action": "skipped on the device (sync-free guard)",
                                 "streak": streak})  # fmt: skip
         if streak >= self.cfg.max_nonfinite:
-            where = ""
-            if self.run is not None and self.growing:
-                where = f"; last good state saved to {self.checkpoint()}"
-            raise NonFiniteError(f"non-finite loss or gradient in {streak} consecutive steps "
-                                 f"(up to step {self.step}){where}")  # fmt: skip
+            self._stop_nonfinite(streak, f"up to step {self.step}")
 
     def _all_reduce(self, total: Tensor, ce: Tensor) -> None:
         """Average gradients, losses and per-cell statistics over data-parallel ranks."""
@@ -277,13 +273,19 @@ class Trainer:
                                 "grad_norm": str(grad_norm), "action": "skipped step",
                                 "streak": self.nonfinite_streak})  # fmt: skip
         if self.nonfinite_streak >= self.cfg.max_nonfinite:
-            where = ""
-            if self.run is not None and self.growing:
-                where = f"; last good state saved to {self.checkpoint()}"
-            raise NonFiniteError(
-                f"non-finite loss or gradient in {self.nonfinite_streak} consecutive steps "
-                f"(last at step {self.step}, loss {loss}, grad norm {grad_norm}){where}"
+            self._stop_nonfinite(
+                self.nonfinite_streak,
+                f"last at step {self.step}, loss {loss}, grad norm {grad_norm}",
             )
+
+    def _stop_nonfinite(self, streak: int, detail: str) -> None:
+        """Save the last good state (growing runs with a run directory) and stop."""
+        where = ""
+        if self.run is not None and self.growing:
+            where = f"; last good state saved to {self.checkpoint()}"
+        raise NonFiniteError(
+            f"non-finite loss or gradient in {streak} consecutive steps ({detail}){where}"
+        )
 
     def apply_edit(self, edit: Edit) -> Edit:
         """Apply a topology edit to the network and the optimizer; fire ``on_edit``."""

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import ALL_ON
 
 from morpho.config import RunConfig
 from morpho.grow import grow
@@ -108,14 +109,6 @@ def test_only_rank_zero_writes_the_run_directory(runs):
     assert len(lines) == len({(e["step"], e["kind"], tuple(e["cells"])) for e in lines})
     assert json.loads((two / "run" / "summary.json").read_text())["steps"] == 40
 
-
-ALL_ON = {  # every issue-8 mechanism: per-rank passes, Λ and KNIFE must not split the ranks
-    "network": {"clock_ratio": 2, "ponder_max": 2},
-    "train": {"lyapunov_every": 3, "lyapunov_window": 6, "lyapunov_weight": 0.1,
-              "lyapunov_target": -0.5, "path_norm_weight": 1e-3},
-    "growth": {"entropy_term": "repr_entropy", "mitosis": {"mode": "auto"},
-               "dendrite": {"wormholes": True}},
-}  # fmt: skip
 
 
 def test_ranks_stay_identical_with_every_mechanism_on(tmp_path):

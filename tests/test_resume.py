@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ALL_ON
 
 from morpho.config import RunConfig
 from morpho.grow import grow, resume
@@ -246,14 +247,6 @@ def test_sync_free_guard_skips_exactly_logs_at_log_steps_and_stops_on_a_streak(t
         trainer.fit()  # read at log step 8: steps 5–8 skipped (≥ max_nonfinite = 3)
     assert trainer.step == 8
 
-
-ALL_ON = {
-    "network": {"clock_ratio": 2, "ponder_max": 2},
-    "train": {"lyapunov_every": 3, "lyapunov_window": 6, "lyapunov_weight": 0.1,
-              "lyapunov_target": -0.5, "path_norm_weight": 1e-3},
-    "growth": {"entropy_term": "repr_entropy", "mitosis": {"mode": "auto"},
-               "dendrite": {"wormholes": True}},
-}  # fmt: skip
 
 
 def test_resume_with_every_mechanism_on_writes_the_same_logs(tmp_path):
