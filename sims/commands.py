@@ -103,10 +103,10 @@ def bench(
             "network": {"seed": seed},
         })  # fmt: skip
         path = out or default_run_path(f"bench-{cfg.task}")
-        chosen = _names(mechanisms)
+        chosen = comma_list(mechanisms)
         mechs = list(MECHANISMS) if chosen == ["all"] else chosen
         result = run_bench(cfg, path, overwrite=overwrite, log=lambda m: typer.echo(m, err=True),
-                           rows=_names(rows) or None, mechanisms=mechs)  # fmt: skip
+                           rows=comma_list(rows) or None, mechanisms=mechs)  # fmt: skip
     except ValueError as e:
         fail(str(e))
         return
@@ -114,5 +114,6 @@ def bench(
     typer.echo(f"wrote {path / 'bench.json'}")
 
 
-def _names(value: str | None) -> list[str]:
+def comma_list(value: str | None) -> list[str]:
+    """``"a, b,,c"`` → ``["a", "b", "c"]``: the names a comma-separated option lists."""
     return [v.strip() for v in (value or "").split(",") if v.strip()]

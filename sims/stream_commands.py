@@ -44,13 +44,15 @@ def stream(
 
     from morpho.cli import fail
 
+    from .commands import comma_list
+
     try:
         import torch
 
         torch.device(device)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but CUDA is not available; expected cpu")
-        names = tuple(m.strip() for m in methods.split(",") if m.strip())
+        names = tuple(comma_list(methods))
         learn = LearnConfig(epochs=epochs, memory=memory, device=device)
         cfg = StreamConfig(stream=stream, scenario=scenario, tasks=tasks, methods=names,
                            seeds=seeds, data=tuple(str(p) for p in data or ()),
