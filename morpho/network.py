@@ -77,6 +77,23 @@ class NetworkConfig:
         CELL_TYPES.get(self.cell_type)
 
 
+# a level pair is aggregated as one dense (n_target, n_source) strength matrix times the
+# source outputs when the matrix has at most this many entries per edge: a matmul is far
+# cheaper per entry than gathering, scaling and scattering a (B, T, d) message per edge
+DENSE_AGGREGATION = 32
+
+
+@dataclass
+class Incoming:
+    """The edges from one source level into a level (rows local to each level)."""
+
+    source: int  # source level index
+    src: Tensor  # (E_k,) source rows local to the source level
+    dst: Tensor  # (E_k,) target rows local to this level
+    edges: Tensor  # (E_k,) rows of the edge bank
+    dense: Tensor | None = None  # (E_k,) dst * n_source + src: entries of a dense matrix
+
+
 @dataclass
 class LevelPlan:
     """Index tensors for one level: its row slice and its incoming edges per source level."""
@@ -84,8 +101,7 @@ class LevelPlan:
     start: int
     end: int
     input_mask: Tensor | None  # (n, 1, 1, 1) float, 1 for input cells; None if none
-    incoming: list[tuple[int, Tensor, Tensor, Tensor]] = field(default_factory=list)
-    # (source level index, source rows local to that level, target rows local, edge rows)
+    incoming: list[Incoming] = field(default_factory=list)
     readout: tuple[Tensor, Tensor] | None = None  # (local rows of output cells, their rows)
     clock: int = 1  # the level's clock period in tokens
     raw_skip: Tensor | None = None  # (n,) bool, cells whose residual is the raw input
@@ -172,6 +188,7 @@ class Network(nn.Module):
         for k, sel in zip(group_keys.tolist(), order.split(group_sizes.tolist()), strict=True):
             groups.setdefault(k // len(counts), []).append((k % len(counts), sel))
         plan: list[LevelPlan] = []
+        edge_order: list[Tensor] = []  # edge rows in the order the forward visits them
         for li in range(len(counts)):
             start, end = starts[li], int(ends[li])
             is_input = (t.role[start:end] == INPUT).float()
@@ -180,15 +197,22 @@ class Network(nn.Module):
             lp = LevelPlan(start, end, mask, clock=int(t.clock[start]),
                            raw_skip=raw.to(device) if bool(raw.any()) else None)  # fmt: skip
             for ki, sel in groups.get(li, []):
-                lp.incoming.append(
-                    (ki, (src[sel] - starts[ki]).to(device), (dst[sel] - start).to(device),
-                     sel.to(device))
-                )  # fmt: skip
+                s_local, d_local = src[sel] - starts[ki], dst[sel] - start
+                n_src = int(counts[ki])
+                dense = (end - start) * n_src <= DENSE_AGGREGATION * len(sel)
+                lp.incoming.append(Incoming(
+                    ki, s_local.to(device), d_local.to(device), sel.to(device),
+                    (d_local * n_src + s_local).to(device) if dense else None,
+                ))  # fmt: skip
+                edge_order.append(sel)
             out_local = (t.role[start:end] == OUTPUT).nonzero().flatten()
             if out_local.numel():
                 lp.readout = (out_local.to(device), (out_local + start).to(device))
             plan.append(lp)
         self.plan = plan
+        order = torch.cat(edge_order) if edge_order else torch.zeros(0, dtype=torch.long)
+        self._edge_order = order.to(device)  # one gather of the edge bank per forward
+        self._group_sizes = [len(sel) for sel in edge_order]
         self.levels = t.level.to(device)  # (N,) cell levels on the device (gate penalty)
         self._plan_device = device
         self.stats = {}
@@ -258,12 +282,24 @@ class Network(nn.Module):
         sizes = [lp.end - lp.start for lp in self.plan]
         top_down = self.top_down_demand() if self.cfg.demand_weight else None
         chunks = {k: v.split(sizes) for k, v in self.banks.items() if k not in EDGE_BANKS}
+        # one gather of the edge bank, split per (target, source) level pair
+        group_strength = iter(strength.index_select(0, self._edge_order).split(self._group_sizes))
         for li, lp in enumerate(self.plan):
             n = lp.end - lp.start
-            x = emb.new_zeros(n, B, T, d) if lp.input_mask is None else lp.input_mask * emb
-            for k, s_local, d_local, e_rows in lp.incoming:
-                msg = outs[k].index_select(0, s_local) * strength[e_rows].view(-1, 1, 1, 1)
-                x = x.index_add(0, d_local, msg)  # (n, B, T, d)
+            x = None if lp.input_mask is None else lp.input_mask * emb
+            for inc in lp.incoming:
+                s = next(group_strength)
+                y_src = outs[inc.source]
+                if inc.dense is not None:  # (n, n_src) strength matrix @ (n_src, B·T·d)
+                    w = s.new_zeros(n * len(y_src)).index_put((inc.dense,), s, accumulate=True)
+                    msg = (w.view(n, -1) @ y_src.reshape(len(y_src), -1)).view(n, B, T, d)
+                    x = msg if x is None else x + msg
+                else:
+                    msg = y_src.index_select(0, inc.src) * s.view(-1, 1, 1, 1)
+                    x = emb.new_zeros(n, B, T, d) if x is None else x
+                    x = x.index_add(0, inc.dst, msg)  # (n, B, T, d)
+            if x is None:  # a level no edge reaches (allowed transiently): zero input
+                x = emb.new_zeros(n, B, T, d)
             if keep:
                 if x.requires_grad:
                     x.retain_grad()
@@ -276,10 +312,11 @@ class Network(nn.Module):
             gates.append(o.gate.mean(dim=(1, 2)))
             entropy = binary_entropy(o.gate_mean) if o.gate_entropy is None else o.gate_entropy
             stats.append((o.surprise, o.gate_mean, o.out_norm, entropy))
-            if lp.readout is not None:
-                local, rows = lp.readout
-                w = self.banks["readout"][rows].view(-1, 1, 1, 1)
-                readout = readout + (w * o.y.index_select(0, local)).sum(0)
+            if lp.readout is not None:  # Σ over the level's output cells of w_c · y_c
+                local, _ = lp.readout
+                w = chunks["readout"][li]
+                w = w.new_zeros(n).index_put((local,), w.index_select(0, local))
+                readout = readout + (w @ o.y.reshape(n, -1)).view(B, T, d)
         self.aux_loss = torch.stack(aux).sum()
         self.gate_activity = torch.cat(gates)
         surprise, gate_mean, out_norm, entropy = (torch.cat(s) for s in zip(*stats, strict=True))
