@@ -1,7 +1,7 @@
 """Cell types: the banks a cell declares and the batched forward of one level of cells.
 
 A cell is a *row* of every bank of its type; all cells of a level run as one batched
-matmul (``einsum`` over the leading cell dimension). The default type is the
+matmul (``bmm`` over the leading cell dimension, :func:`bank_matmul`). The default type is the
 thermodynamic cell of DESIGN §3:
 
 * an **inertial core**: a per-channel linear recurrence ``h_t = a ⊙ h_{t-1} + (1-a) ⊙ b ⊙ x_t``
@@ -120,6 +120,21 @@ def register_cell_type(name: str, cell_type: type[CellType]) -> None:
     CELL_TYPES.register(name, cell_type)
 
 
+def bank_matmul(x: Tensor, w: Tensor, add: Tensor | None = None) -> Tensor:
+    """Each cell's rows times its own matrix: ``add + x @ w`` batched over the cell dim.
+
+    One ``bmm`` (``baddbmm`` with ``add``) on flattened views; ``einsum`` would do the same
+    through several permutes and reshapes, each an autograd node in the backward.
+
+    Shapes:
+        x: (n, ..., d); w: (n, d, e); add: (n, ..., e) or None; returns (n, ..., e).
+    """
+    n, e = x.shape[0], w.shape[-1]
+    x3 = x.reshape(n, -1, x.shape[-1])
+    out = torch.bmm(x3, w) if add is None else torch.baddbmm(add.reshape(n, -1, e), x3, w)
+    return out.view(*x.shape[:-1], e)
+
+
 def rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
 
@@ -183,7 +198,7 @@ class _FFTRecurrence(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph: differentiate the reference instead
             with torch.enable_grad():
                 h = fft_recurrence(u, log_a)
-            wrt = [x for x, need in zip((u, log_a), ctx.needs_input_grad[:2]) if need]
+            wrt = [x for x, need in zip((u, log_a), ctx.needs_input_grad[:2], strict=True) if need]
             grads = iter(torch.autograd.grad(h, wrt, g, create_graph=True))
             return tuple(next(grads) if need else None for need in ctx.needs_input_grad[:2])
         T = g.shape[2]
@@ -261,12 +276,12 @@ class ThermoCell(CellType):
             logit = logit + demand  # (n, B, T) top-down drive from the level above
         g = torch.sigmoid(logit)  # (n, B, T)
 
-        inert = torch.einsum("nbtd,nde->nbte", h, banks["w_inert"])
         skip = xn if raw_skip is None else torch.where(raw_skip.view(n, 1, 1, 1), x, xn)
-        y = self._add_geometric(skip + inert, xn, g, banks["w_qkv"], banks["w_attn_out"])
+        y = bank_matmul(h, banks["w_inert"], add=skip)  # skip + W_inert h
+        y = self._add_geometric(y, xn, g, banks["w_qkv"], banks["w_attn_out"])
         z = rms_norm(y) * banks["mlp_norm"][:, None, None, :]
-        z = F.gelu(torch.einsum("nbtd,ndm->nbtm", z, banks["w_mlp1"]))
-        y = y + torch.einsum("nbtm,nmd->nbtd", z, banks["w_mlp2"])
+        z = F.gelu(bank_matmul(z, banks["w_mlp1"]))
+        y = bank_matmul(z, banks["w_mlp2"], add=y)
         with torch.no_grad():
             stats = (err.mean(dim=(1, 2)), g.mean(dim=(1, 2)), y.pow(2).mean(dim=(1, 2, 3)).sqrt())
             entropy = binary_entropy(g).mean(dim=(1, 2))  # (n,) the demon's uncertainty
@@ -280,7 +295,7 @@ class ThermoCell(CellType):
         h = linear_recurrence(u, F.logsigmoid(banks["decay"]))  # (n, B, T, d)
         # surprise: error of predicting x_t from h_{t-1}; the predictor sees detached inputs
         h_prev = F.pad(h.detach(), (0, 0, 1, 0))[:, :, :T]  # (n, B, T, d)
-        pred = torch.einsum("nbtd,nde->nbte", h_prev, banks["w_pred"])
+        pred = bank_matmul(h_prev, banks["w_pred"])
         return h, (xn.detach() - pred).pow(2).mean(-1)
 
     @staticmethod
@@ -301,7 +316,7 @@ class ThermoCell(CellType):
         u = (1 - a)[:, None, None, :] * banks["w_in"][:, None, None, :] * xb
         hb = linear_recurrence(u, F.logsigmoid(banks["decay"]))  # (n, B, nb, d)
         hb_prev = F.pad(hb.detach(), (0, 0, 1, 0))[:, :, :nb]
-        pred = torch.einsum("nbtd,nde->nbte", hb_prev, banks["w_pred"])
+        pred = bank_matmul(hb_prev, banks["w_pred"])
         err_b = (xb.detach() - pred).pow(2).mean(-1)  # (n, B, nb)
         # hold: token t reads block j(t) = floor((t+1)/p) - 1; index 0 is "no block yet"
         j = torch.div(torch.arange(1, T + 1, device=xn.device), p, rounding_mode="floor")
@@ -355,11 +370,11 @@ class ThermoCell(CellType):
     def _attention(self, xn: Tensor, w_qkv: Tensor, w_out: Tensor) -> Tensor:
         n, B, T, d = xn.shape
         H = self.n_heads
-        qkv = torch.einsum("nbtd,nde->nbte", xn, w_qkv)  # (n, B, T, 3d)
+        qkv = bank_matmul(xn, w_qkv)  # (n, B, T, 3d)
         q, k, v = qkv.view(n * B, T, 3, H, d // H).permute(2, 0, 3, 1, 4)  # (n*B, H, T, d/H)
         att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         att = att.transpose(1, 2).reshape(n, B, T, d)
-        return torch.einsum("nbtd,nde->nbte", att, w_out)
+        return bank_matmul(att, w_out)
 
     def _open_attention(
         self, xn: Tensor, pos: Tensor, flat: Tensor, w_qkv: Tensor, w_out: Tensor
@@ -374,14 +389,14 @@ class ThermoCell(CellType):
         n, B, T, d = xn.shape
         H, Tq = self.n_heads, pos.shape[1]
         xq = xn.reshape(n * B * T, d).index_select(0, flat).view(n, B, Tq, d)
-        q = torch.einsum("nbtd,nde->nbte", xq, w_qkv[..., :d].contiguous())
+        q = bank_matmul(xq, w_qkv[..., :d])
         q = q.view(n * B, Tq, H, d // H).transpose(1, 2)  # (n*B, H, Tq, d/H)
-        kv = torch.einsum("nbtd,nde->nbte", xn, w_qkv[..., d:].contiguous())  # (n, B, T, 2d)
+        kv = bank_matmul(xn, w_qkv[..., d:])  # (n, B, T, 2d)
         k, v = kv.view(n * B, T, 2, H, d // H).permute(2, 0, 3, 1, 4)  # (n*B, H, T, d/H)
         causal = torch.arange(T, device=xn.device) <= pos[..., None]  # (n*B, Tq, T)
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=causal[:, None])
         att = att.transpose(1, 2).reshape(n, B, Tq, d)
-        return torch.einsum("nbtd,nde->nbte", att, w_out).view(n * B * Tq, d)
+        return bank_matmul(att, w_out).view(n * B * Tq, d)
 
     def flops_per_token(self, d: int, seq_len: int, clock: int = 1) -> tuple[float, float]:
         m = self.mlp_ratio * d

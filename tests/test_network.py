@@ -45,13 +45,36 @@ def reference_forward(net: Network, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return (normed * net.head_norm) @ net.head, aux, gate
 
 
+def _bank_grads(net: Network, logits: Tensor, aux: Tensor) -> dict[str, Tensor]:
+    """Gradients of a fixed functional of (logits, aux) w.r.t. every parameter."""
+    probe = torch.linspace(-1, 1, logits.numel()).view_as(logits)
+    loss = (logits * probe).sum() + aux
+    names = [n for n, p in net.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, [dict(net.named_parameters())[n] for n in names],
+                                allow_unused=True)  # fmt: skip
+    return {n: g for n, g in zip(names, grads, strict=True) if g is not None}
+
+
 def _assert_matches_reference(net: Network, x: Tensor) -> None:
-    with torch.no_grad():
-        logits = net(x)
-        ref_logits, ref_aux, ref_gate = reference_forward(net, x)
-    torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(net.aux_loss, ref_aux, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(net.stats["gate_mean"], ref_gate, rtol=1e-4, atol=1e-6)
+    """Forward values and the backward (every parameter's gradient) match the reference,
+    with level pairs aggregated both ways: dense strength matrices and per-edge gathers."""
+    ref_logits, ref_aux, ref_gate = reference_forward(net, x)
+    ref_grads = _bank_grads(net, ref_logits, ref_aux)
+    for dense in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(morpho.network, "DENSE_AGGREGATION", 10**9 if dense else 0)
+            net.rebuild()
+            assert all((inc.dense is not None) == dense for lp in net.plan for inc in lp.incoming)
+            logits = net(x)
+        torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(net.aux_loss, ref_aux, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(net.stats["gate_mean"], ref_gate.detach(), rtol=1e-4,
+                                   atol=1e-6)  # fmt: skip
+        grads = _bank_grads(net, logits, net.aux_loss)
+        assert grads.keys() == ref_grads.keys()
+        for name, g in grads.items():
+            torch.testing.assert_close(g, ref_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+    net.rebuild()
 
 
 def _grown(net: Network) -> Network:
