@@ -193,7 +193,7 @@ class _FFTRecurrence(torch.autograd.Function):
     def forward(ctx, u: Tensor, log_a: Tensor) -> Tensor:  # type: ignore[override]
         h, kernel, u_f, k_f = _fft_recurrence(u, log_a)
         ctx.save_for_backward(u, log_a, kernel, u_f, k_f)
-        return h
+        return h.contiguous()  # (n, B, T, d) rows: the projections read it without a copy
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
@@ -296,10 +296,12 @@ class ThermoCell(CellType):
         T = xn.shape[2]
         u = (1 - a)[:, None, None, :] * banks["w_in"][:, None, None, :] * xn
         h = linear_recurrence(u, F.logsigmoid(banks["decay"]))  # (n, B, T, d)
-        # surprise: error of predicting x_t from h_{t-1}; the predictor sees detached inputs
-        h_prev = F.pad(h.detach(), (0, 0, 1, 0))[:, :, :T]  # (n, B, T, d)
-        pred = bank_matmul(h_prev, banks["w_pred"])
-        return h, (xn.detach() - pred).pow(2).mean(-1)
+        # surprise: error of predicting x_t from h_{t-1} (the zero state at t = 0); the
+        # predictor sees detached inputs
+        pred = bank_matmul(h.detach(), banks["w_pred"])  # pred[t] predicts x_{t+1}
+        target = xn.detach()
+        err = (target[:, :, 1:] - pred[:, :, : T - 1]).pow(2).mean(-1)  # (n, B, T-1)
+        return h, torch.cat([target[:, :, 0].pow(2).mean(-1, keepdim=True), err], dim=2)
 
     @staticmethod
     def _inertial_slow(
