@@ -376,8 +376,10 @@ class ThermoCell(CellType):
         n, B, T, d = xn.shape
         H = self.n_heads
         qkv = bank_matmul(xn, w_qkv)  # (n, B, T, 3d)
-        q, k, v = qkv.view(n * B, T, 3, H, d // H).permute(2, 0, 3, 1, 4)  # (n*B, H, T, d/H)
-        att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        # unbind, then transpose each: the backward stacks the three gradients straight into
+        # the projection's layout (a permute of the stack would cost one more copy)
+        q, k, v = (p.transpose(1, 2) for p in qkv.view(n * B, T, 3, H, d // H).unbind(2))
+        att = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (n*B, H, T, d/H)
         att = att.transpose(1, 2).reshape(n, B, T, d)
         return bank_matmul(att, w_out)
 
