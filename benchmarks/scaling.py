@@ -13,6 +13,11 @@ state and one step's activations. Exponents are least-squares slopes in log-log 
 
     python benchmarks/scaling.py                                   # 64 → 100,000 cells
     python benchmarks/scaling.py --sizes 1000 10000 --profile     # + torch.profiler of a step
+    python benchmarks/scaling.py --device cuda --sizes 1000 100000 1000000
+
+On CUDA every timing is bracketed by ``torch.cuda.synchronize()`` and memory is
+``torch.cuda.max_memory_allocated`` (reset before the tissue is built): the banks,
+gradients, AdamW state and one step's activations on the device.
 
 Goal (issue 7): step time linear in cells + edges, edit time not growing with the tissue
 beyond the bank copy, memory linear.
@@ -27,14 +32,18 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
-from edit_cost import build, growth_exponent, make_edits, make_step, run_sizes, timed
+import torch.nn.functional as F
+from edit_cost import VOCAB, build, growth_exponent, make_edits, run_sizes
 from throughput import reset_peak_rss, resident
 
+from morpho.config import TrainConfig
 from morpho.network import Network
+from morpho.trainer import build_optimizer
 
 EDITS = ("split", "remove", "connect")
 
@@ -42,30 +51,63 @@ EDITS = ("split", "remove", "connect")
 def bank_copy(net: Network, opt: torch.optim.Optimizer) -> None:
     """Gather every row of every bank, its gradient and its AdamW moments (a full copy)."""
     for p in net.banks.values():
-        rows = torch.arange(p.shape[0])
+        rows = torch.arange(p.shape[0], device=p.device)
         state = opt.state.get(p, {})
         for t in (p.detach(), p.grad, state.get("exp_avg"), state.get("exp_avg_sq")):
             if t is not None:
                 t.index_select(0, rows)
 
 
+def make_step(net: Network, opt: torch.optim.Optimizer, args: argparse.Namespace,
+              device: torch.device) -> Callable[[], None]:  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        x = torch.randint(0, VOCAB, (args.batch, args.seq_len + 1), generator=gen).to(device)
+        logits = net(x[:, :-1])
+        loss = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten()) + 0.1 * net.aux_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def timed(fn: Callable[[], None], device: torch.device) -> float:
+    """Seconds of one call; on CUDA, with the queue drained before and after."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
 def measure(n_cells: int, args: argparse.Namespace) -> dict[str, float]:
     """One size, in this process: medians of step, edits and bank copy; peak memory."""
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     rss0 = reset_peak_rss()
-    net, opt = build(n_cells, args)
-    step = make_step(net, opt, args)
+    net, _ = build(n_cells, args)
+    net.to(device)
+    opt = build_optimizer(net, TrainConfig())
+    step = make_step(net, opt, args, device)
     for _ in range(2):
         step()
     edits = make_edits(net, opt, np.random.default_rng(0))
     times: dict[str, list[float]] = {k: [] for k in ("step", *EDITS, "copy")}
     for _ in range(args.repeats):
-        times["step"].append(timed(step))
+        times["step"].append(timed(step, device))
         for name in EDITS:
-            times[name].append(timed(edits[name]))
-        times["copy"].append(timed(lambda: bank_copy(net, opt)))
+            times[name].append(timed(edits[name], device))
+        times["copy"].append(timed(lambda: bank_copy(net, opt), device))
     out = {k: statistics.median(v) for k, v in times.items()}
+    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+            else resident("VmHWM") - rss0)  # fmt: skip
     out.update(cells=net.tissue.num_nodes, edges=int(net.tissue.edge_index.shape[1]),
-               params=net.n_params(), peak_mib=(resident("VmHWM") - rss0) / 2**20)  # fmt: skip
+               params=net.n_params(), peak_mib=peak / 2**20)  # fmt: skip
     if args.profile:
         profile_step(step)
     return out
@@ -101,7 +143,7 @@ def report(rows: list[dict[str, float]], args: argparse.Namespace) -> str:
         f"batch {args.batch} x seq {args.seq_len}, d_cell {args.d_cell}, n_heads 1, mlp_ratio 1, "
         f"{args.levels} levels, seed_fan_in {args.fan_in}, AdamW (trainer.build_optimizer), "
         f"median of {args.repeats}; torch {torch.__version__}, {args.threads} thread(s), "
-        f"{platform.processor() or platform.machine()}, load average "
+        f"{device_name(args.device)}, load average "
         f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end",
         "",
         "| cells | edges | params | step (ms) | µs / (cell+edge) | split (ms) | remove (ms) "
@@ -124,6 +166,12 @@ def report(rows: list[dict[str, float]], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)} ({device})"
+    return platform.processor() or platform.machine()
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+",
@@ -135,6 +183,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--levels", type=int, default=16)
     parser.add_argument("--fan-in", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--profile", action="store_true", help="torch.profiler of one step")
     parser.add_argument("--json", default="", help="also write the rows here")
     parser.add_argument("--_child", type=int, default=0, help=argparse.SUPPRESS)
@@ -144,6 +193,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit(f"scaling.py: --device {args.device} needs CUDA; this torch sees no GPU")
     if args._child:
         print(json.dumps(measure(args._child, args)))
         return

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from morpho.network import NetworkConfig
 
 if sys.version_info >= (3, 11):
@@ -196,4 +194,6 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 
 def dump_toml(data: dict[str, Any]) -> str:
+    import tomli_w  # only writers need it (GPU images often lack it; reading is stdlib)
+
     return tomli_w.dumps(_to_plain(data))
