@@ -157,9 +157,12 @@ def linear_recurrence(u: Tensor, log_a: Tensor) -> Tensor:
     The gradient is hand-written (:class:`_FFTRecurrence`: one FFT of the incoming gradient,
     two inverse FFTs, the forward's spectra reused): 1.4× faster than autograd through the
     FFTs. Under ``create_graph`` (the double backward of :mod:`morpho.criticality`) it falls
-    back to autograd through :func:`fft_recurrence`, so higher derivatives stay exact.
+    back to autograd through :func:`fft_recurrence`, so higher derivatives stay exact; under
+    ``torch.func`` transforms (forward mode, vmap) the reference ops run throughout.
     """
     if not torch.is_grad_enabled() or not (u.requires_grad or log_a.requires_grad):
+        return fft_recurrence(u, log_a)
+    if torch._C._are_functorch_transforms_active():  # torch.func.jvp/vmap/...: plain ops
         return fft_recurrence(u, log_a)
     return _FFTRecurrence.apply(u, log_a)
 

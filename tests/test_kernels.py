@@ -92,3 +92,20 @@ def test_bank_matmul_is_a_per_cell_matmul_plus_addend() -> None:
     # non-contiguous inputs (a permuted state, a slice of a bank) are handled
     xt = x.transpose(1, 2).contiguous().transpose(1, 2)
     torch.testing.assert_close(bank_matmul(xt, w[..., :3]), want[..., :3])
+
+
+def test_recurrence_under_torch_func_transforms() -> None:
+    """Forward mode (``torch.func.jvp``, as in ``benettin_lyapunov``), reverse over forward,
+    and ``vmap`` see the same function as the plain reference."""
+    u, log_a = inputs(dtype=torch.float32)
+    v = torch.randn(u.shape, generator=torch.Generator().manual_seed(3))
+    out, tangent = torch.func.jvp(lambda x: linear_recurrence(x, log_a), (u,), (v,))
+    _, ref_tangent = torch.func.jvp(lambda x: fft_recurrence(x, log_a), (u,), (v,))
+    torch.testing.assert_close(tangent, ref_tangent)
+    torch.testing.assert_close(tangent, loop_recurrence(v, log_a.detach()), rtol=1e-4, atol=1e-4)
+    (grad,) = torch.autograd.grad(tangent.pow(2).sum(), log_a)  # reverse over forward
+    (ref,) = torch.autograd.grad(ref_tangent.pow(2).sum(), log_a)
+    torch.testing.assert_close(grad, ref)
+    stacked = u[None].expand(2, -1, -1, -1, -1)
+    batched = torch.func.vmap(linear_recurrence, in_dims=(0, None))(stacked, log_a)
+    torch.testing.assert_close(batched[1], fft_recurrence(u, log_a))
