@@ -249,24 +249,50 @@ def graph_path_norm(
         shapes = f"{(n,)}, {tuple(is_input.shape)}, {tuple(sink_weight.shape)}"
         raise ValueError(f"level, is_input and sink_weight must all be (N,); got {shapes}")
     src, dst = edge_index
+    groups = [(sel, src[sel], dst[sel]) for sel in path_norm_plan(edge_index, level)]
+    return _path_norm(groups, strength, is_input.to(strength.dtype), sink_weight)
+
+
+def path_norm_plan(edge_index: Tensor, level: Tensor) -> list[Tensor]:
+    """The edge rows of each target level, lowest first (the order of the dynamic program).
+
+    Reads the topology on the host when given host tensors (the tissue's), so that a path
+    norm in every training step never waits for the GPU; move the groups to the device once.
+    """
+    src, dst = edge_index
     if bool((level[src] >= level[dst]).any()):
         raise ValueError("every edge must go from a lower to a higher level")
-    weight = is_input.to(strength.dtype)  # (N,) paths from an input reaching each node
     order = torch.sort(level[dst], stable=True).indices  # edges grouped by target level
     sizes = level[dst][order].unique_consecutive(return_counts=True)[1]
-    for sel in order.split(sizes.tolist()):
-        weight = weight.index_add(0, dst[sel], strength[sel].abs() * weight[src[sel]])
+    return list(order.split(sizes.tolist()))
+
+
+def _path_norm(groups: list[tuple[Tensor, Tensor, Tensor]], strength: Tensor, weight: Tensor,
+               sink_weight: Tensor) -> Tensor:  # fmt: skip
+    """The dynamic program of :func:`graph_path_norm` over ``(edge rows, src, dst)`` groups,
+    one per target level in increasing order; ``weight`` (N,) starts as the input mask."""
+    for sel, src, dst in groups:
+        weight = weight.index_add(0, dst, strength[sel].abs() * weight[src])
     return (weight * sink_weight.abs()).sum()
 
 
 def path_norm(net: Network) -> Tensor:
     """:func:`graph_path_norm` of the cell graph: input cells start paths, output cells end
     them with their ``|readout|`` weight. Differentiable in the ``strength`` and ``readout``
-    banks; unchanged by a split (``noise=0``) and by a new edge at strength 0."""
+    banks; unchanged by a split (``noise=0``) and by a new edge at strength 0.
+
+    The grouping of edges by level is computed from the (host) tissue once per topology and
+    kept on the device (``net.derived``): no host-device synchronisation per call."""
     t = net.tissue
     strength = net.banks["strength"]
     device = strength.device
-    role = t.role.to(device)
-    sink = net.banks["readout"] * (role == OUTPUT)
-    return graph_path_norm(t.edge_index.to(device), strength, t.level.to(device),
-                           role == INPUT, sink)  # fmt: skip
+    cached = net.derived.get(("path_norm", device))
+    if cached is None:
+        src, dst = t.edge_index
+        groups = [(sel.to(device), src[sel].to(device), dst[sel].to(device))
+                  for sel in path_norm_plan(t.edge_index, t.level)]  # fmt: skip
+        is_input = (t.role == INPUT).to(device, strength.dtype)
+        is_output = (t.role == OUTPUT).to(device, strength.dtype)
+        cached = net.derived[("path_norm", device)] = (groups, is_input, is_output)
+    groups, is_input, is_output = cached
+    return _path_norm(groups, strength, is_input, net.banks["readout"] * is_output)

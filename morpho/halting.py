@@ -82,6 +82,7 @@ def adaptive_passes(
     halt_logit: Callable[[Tensor], Tensor],
     max_passes: int,
     eps: float = 0.01,
+    early_exit: bool = True,
 ) -> Ponder:
     """Run ``step`` up to ``max_passes`` times per token, halting each token by ACT.
 
@@ -95,7 +96,9 @@ def adaptive_passes(
 
     Causal along T whenever ``step`` is: ``N`` and the weights at position t depend only on
     states at t; only ``n_passes_run`` (how long the loop ran) looks at the whole batch.
-    The loop checks ``any token still running`` once per pass (a host sync on GPU).
+    The loop checks ``any token still running`` once per pass (a host sync on GPU); with
+    ``early_exit=False`` it always runs ``max_passes`` passes instead (halted tokens weigh 0
+    in the later ones: the same output, cost and passes, more compute, no sync).
 
     Args:
         step: one pass of the cell graph, (B, T, d) → (B, T, d).
@@ -103,6 +106,7 @@ def adaptive_passes(
         halt_logit: the halting unit, state (B, T, d) → logit (B, T).
         max_passes: the most passes any token may take (≥ 1).
         eps: halting threshold slack in (0, 1); with ``h_1 ≥ 1 − eps`` one pass suffices.
+        early_exit: stop once every token has halted (reads the device from the host).
 
     Returns:
         A :class:`Ponder` with the output, ponder cost, passes and weights.
@@ -136,7 +140,7 @@ def adaptive_passes(
         halted_sum = halted_sum + torch.where(going_on, h, 0.0)
         running = going_on
         weights.append(p)
-        if not bool(running.any()):
+        if early_exit and not bool(running.any()):  # the host reads the device here
             break
     assert output is not None  # max_passes >= 1: the loop ran at least once
     ponder_cost = (passes.to(x.dtype) + remainder).mean()

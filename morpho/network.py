@@ -142,6 +142,7 @@ class Network(nn.Module):
         self.stats: dict[str, Tensor] = {}
         self.aux_loss: Tensor = torch.zeros(())
         self.gate_activity: Tensor = torch.zeros(0)  # (N,) differentiable mean gate per cell
+        self.sync_free = False  # set by the trainer: the forward never reads the device
         self.capture = False  # keep per-level inputs/outputs of the next grad-enabled forward
         self.captured: dict[str, Any] = {}  # "inputs", "outputs": (n, B, T, d) per level
         self.plan: list[LevelPlan] = []
@@ -214,6 +215,9 @@ class Network(nn.Module):
         self._edge_order = order.to(device)  # one gather of the edge bank per forward
         self._group_sizes = [len(sel) for sel in edge_order]
         self.levels = t.level.to(device)  # (N,) cell levels on the device (gate penalty)
+        self.edge_index = t.edge_index.to(device)  # (2, E) on the device (demand, path norm)
+        self.derived: dict[Any, Any] = {}  # caches of functions of the topology (path norm)
+        self._gate_ema: tuple[Tensor, int, Tensor] | None = None  # (tissue's, version, copy)
         self._plan_device = device
         self.stats = {}
         self.captured = {}
@@ -261,7 +265,8 @@ class Network(nn.Module):
 
         assert self.halt is not None
         self.ponder = adaptive_passes(one_pass, emb, self.halt, self.cfg.ponder_max,
-                                      self.cfg.ponder_eps)  # fmt: skip
+                                      self.cfg.ponder_eps,
+                                      early_exit=not self.sync_free)  # fmt: skip
         self.aux_loss = torch.stack([r[0] for r in records]).mean(0)
         self.gate_activity = torch.stack([r[1] for r in records]).mean(0)
         self.stats = {k: torch.stack([r[2][k] for r in records]).mean(0) for k in records[0][2]}
@@ -337,14 +342,23 @@ class Network(nn.Module):
         *mean* would not survive the split of a target. Cells feeding nothing get 0.
         """
         t = self.tissue
-        device = self.embed.device
-        src, dst = t.edge_index.to(device)
+        src, dst = self.edge_index
         s = self.banks["strength"].detach().abs()
-        g = t.gate_ema.to(device, s.dtype)
+        g = self.device_gate_ema().to(s.dtype)
         zeros = s.new_zeros(t.num_nodes)
         num = zeros.scatter_reduce(0, src, s * g[dst], reduce="amax", include_self=True)
         den = zeros.scatter_reduce(0, src, s, reduce="amax", include_self=True)
         return self.cfg.demand_weight * num / den.clamp(min=1e-12)
+
+    def device_gate_ema(self) -> Tensor:
+        """``tissue.gate_ema`` on the device, copied again only when the scheduler changed it
+        (a per-step copy from pageable host memory would make the host wait on CUDA)."""
+        src = self.tissue.gate_ema
+        cached = self._gate_ema
+        if cached is None or cached[0] is not src or cached[1] != src._version:
+            cached = (src, src._version, src.to(self.embed.device))
+            self._gate_ema = cached
+        return cached[2]
 
     def head_logits(self, state: Tensor) -> Tensor:
         """Readout state (B, T, d) → logits (B, T, V)."""

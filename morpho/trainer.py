@@ -132,6 +132,8 @@ class Trainer:
                             f"flops_per_token(seq_len); got {type(net).__name__}")  # fmt: skip
         self.device = _device(cfg.device)
         self.net: Any = net.to(self.device)
+        if isinstance(self.net, Network):  # ACT then runs its full budget: no early-exit read
+            self.net.sync_free = cfg.sync_free
         self.growing = is_growing(net)
         self.task = task
         self.cfg = cfg

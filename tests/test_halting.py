@@ -172,3 +172,22 @@ def test_real_tissue_runs_within_budget_and_is_causal() -> None:
     with torch.no_grad():
         other = adaptive_passes(net.forward_tissue, net.embed[x2], halt, max_passes=3)
     torch.testing.assert_close(other.output[:, :5], pond.output[:, :5].detach())
+
+
+def test_without_early_exit_the_budget_runs_and_nothing_else_changes() -> None:
+    """``early_exit=False`` (sync-free training): every pass runs, halted tokens weigh 0 in
+    the extra ones, so output, cost, passes and gradients are those of the early exit."""
+    step, x = causal_step(), inputs()
+    halt = HaltingUnit(D, bias_init=3.0)  # most tokens halt at pass 1, all by pass 2
+    early = adaptive_passes(step, x, halt, max_passes=4)
+    full = adaptive_passes(step, x, halt, max_passes=4, early_exit=False)
+    assert early.n_passes_run < 4 and full.n_passes_run == 4
+    torch.testing.assert_close(full.output, early.output, rtol=0, atol=0)
+    torch.testing.assert_close(full.ponder_cost, early.ponder_cost, rtol=0, atol=0)
+    assert torch.equal(full.passes, early.passes)
+    assert torch.equal(full.weights[: early.n_passes_run], early.weights)
+    assert not full.weights[early.n_passes_run :].any()
+    g_early = torch.autograd.grad(early.output.sum() + early.ponder_cost, list(step.parameters()))
+    g_full = torch.autograd.grad(full.output.sum() + full.ponder_cost, list(step.parameters()))
+    for a, b in zip(g_full, g_early, strict=True):
+        torch.testing.assert_close(a, b)

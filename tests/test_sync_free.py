@@ -1,0 +1,71 @@
+"""A sync-free training step never reads tensor data back to the host (issue 7, item 1).
+
+On CUDA, ``.item()``, ``bool(t)``, ``int(t)``, ``nonzero``, ``unique`` and friends make the
+host wait for the device. They all reach the dispatcher as ops whose output size or value
+depends on tensor data (``aten._local_scalar_dense`` for the scalar reads), so a
+``TorchDispatchMode`` sees them on the CPU too: this runs in CI without a GPU and guards
+the law that ``tests/test_gpu.py`` checks with CUDA's sync debug mode. Monitors that run at
+an interval (the Lyapunov estimate, the scheduler) may sync there; these steps are between.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+import pytest
+import torch
+from conftest import ALL_ON
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from morpho.config import RunConfig
+from morpho.grow import build_network, build_task
+from morpho.trainer import Trainer
+
+aten = torch.ops.aten
+HOST_READS = {aten._local_scalar_dense, aten.nonzero, aten.masked_select, aten._unique2,
+              aten.unique_consecutive, aten.unique_dim, aten.repeat_interleave}  # fmt: skip
+
+
+class HostReads(TorchDispatchMode):
+    """Records every op that needs tensor data on the host, with where it was called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func.overloadpacket in HOST_READS:
+            where = [line for line in traceback.format_stack() if "/morpho/" in line]
+            self.calls.append(f"{func}\n{''.join(where[-2:])}")
+        return func(*args, **(kwargs or {}))
+
+
+def trainer_for(over: dict[str, Any]) -> Trainer:
+    cfg = RunConfig.preset("small").merged(over)
+    cfg = cfg.merged({"train": {"sync_free": True, "batch_size": 4, "seq_len": 32}})
+    task = build_task(cfg)
+    return Trainer(build_network(cfg, task.vocab_size), task, cfg.train)
+
+
+@pytest.mark.parametrize("name", ["default", "every mechanism on"])
+def test_sync_free_step_reads_nothing_back(name: str) -> None:
+    trainer = trainer_for({} if name == "default" else ALL_ON)
+    trainer.step = 1  # not a Lyapunov step (those run at an interval)
+    for _ in range(2):  # warm-up: optimizer state, cached plans
+        trainer.train_step()
+    probe = HostReads()
+    with probe:
+        trainer.train_step()
+    assert not probe.calls, "host reads in a sync-free step:\n" + "\n".join(probe.calls)
+
+
+def test_the_probe_sees_a_host_read() -> None:
+    """Without ``sync_free`` the non-finite guard reads the loss on the host: caught."""
+    trainer = trainer_for({})
+    trainer.cfg = trainer.cfg.__class__(**{**trainer.cfg.__dict__, "sync_free": False})
+    trainer.train_step()
+    probe = HostReads()
+    with probe:
+        trainer.train_step()
+    assert any("_local_scalar_dense" in c for c in probe.calls)
