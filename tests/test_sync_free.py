@@ -20,7 +20,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from morpho.config import RunConfig
 from morpho.grow import build_network, build_task
-from morpho.trainer import Trainer
+from morpho.scheduler import GrowthConfig, Scheduler
+from morpho.trainer import Trainer, _NoBar
 
 aten = torch.ops.aten
 HOST_READS = {aten._local_scalar_dense, aten.nonzero, aten.masked_select, aten._unique2,
@@ -41,11 +42,12 @@ class HostReads(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def trainer_for(over: dict[str, Any]) -> Trainer:
+def trainer_for(over: dict[str, Any], growing: bool = False) -> Trainer:
     cfg = RunConfig.preset("small").merged(over)
     cfg = cfg.merged({"train": {"sync_free": True, "batch_size": 4, "seq_len": 32}})
     task = build_task(cfg)
-    return Trainer(build_network(cfg, task.vocab_size), task, cfg.train)
+    scheduler = [Scheduler(GrowthConfig.from_dict(cfg.growth))] if growing else []
+    return Trainer(build_network(cfg, task.vocab_size), task, cfg.train, callbacks=scheduler)
 
 
 @pytest.mark.parametrize("name", ["default", "every mechanism on"])
@@ -58,6 +60,25 @@ def test_sync_free_step_reads_nothing_back(name: str) -> None:
     with probe:
         trainer.train_step()
     assert not probe.calls, "host reads in a sync-free step:\n" + "\n".join(probe.calls)
+
+
+@pytest.mark.parametrize("name", ["default", "every mechanism on"])
+def test_sync_free_run_step_with_the_scheduler_reads_nothing_back(name: str) -> None:
+    """The whole loop step — train step, the scheduler's per-step EMA update, bookkeeping —
+    on a step that is not a log, check, eval or Lyapunov step."""
+    trainer = trainer_for({} if name == "default" else ALL_ON, growing=True)
+    scheduler = trainer.callbacks[0]
+    assert isinstance(scheduler, Scheduler)
+    trainer.step = 11
+    for _ in range(2):  # steps 11, 12
+        trainer._one_step(_NoBar())
+    step = trainer.step  # 13: not a multiple of log_every, the check interval or λ's interval
+    assert step % trainer.cfg.log_every and step % scheduler.cfg.interval
+    assert not trainer.cfg.lyapunov_every or step % trainer.cfg.lyapunov_every
+    probe = HostReads()
+    with probe:
+        trainer._one_step(_NoBar())
+    assert not probe.calls, "host reads in a sync-free loop step:\n" + "\n".join(probe.calls)
 
 
 def test_the_probe_sees_a_host_read() -> None:
