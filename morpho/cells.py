@@ -285,8 +285,8 @@ class ThermoCell(CellType):
         skip = xn if raw_skip is None else torch.where(raw_skip.view(n, 1, 1, 1), x, xn)
         y = bank_matmul(h, banks["w_inert"], add=skip)  # skip + W_inert h
         y = self._add_geometric(y, xn, g, banks["w_qkv"], banks["w_attn_out"])
-        z = rms_norm(y) * banks["mlp_norm"][:, None, None, :]
-        z = F.gelu(bank_matmul(z, banks["w_mlp1"]))
+        w1 = banks["mlp_norm"][:, :, None] * banks["w_mlp1"]  # the norm's scale, folded in
+        z = F.gelu(bank_matmul(rms_norm(y), w1))
         y = bank_matmul(z, banks["w_mlp2"], add=y)
         with torch.no_grad():
             stats = (err.mean(dim=(1, 2)), g.mean(dim=(1, 2)), y.pow(2).mean(dim=(1, 2, 3)).sqrt())
