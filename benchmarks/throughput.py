@@ -62,11 +62,12 @@ OPEN_GATE_BIAS = 20.0  # σ(20 + log-surprise) ≈ 1: every core open
 
 
 def build_morpho(
-    args: argparse.Namespace, gates_shut: bool = False, gate_skip: float = 0.0
-) -> Network:
+    args: argparse.Namespace, gates_shut: bool = False, gate_skip: float = 0.0,
+    gate_skip_backward: float = 0.0,
+) -> Network:  # fmt: skip
     cfg = NetworkConfig(vocab_size=args.vocab, d_cell=args.d_cell, level_sizes=tuple(args.levels),
                         n_heads=args.n_heads, mlp_ratio=args.mlp_ratio, gate_skip=gate_skip,
-                        seed=0)  # fmt: skip
+                        gate_skip_backward=gate_skip_backward, seed=0)  # fmt: skip
     net = Network(cfg)
     if gates_shut:
         with torch.no_grad():
@@ -261,13 +262,16 @@ def calibrate_gates(net: Network, x: torch.Tensor, open_share: float, threshold:
             bias += (target - torch.quantile(logit, 1 - open_share, dim=1)).to(bias)
 
 
-def measured_open(net: Network, x: torch.Tensor) -> tuple[float, float]:
-    """In a forward on ``x``: the share of (cell, batch, token) with ``g ≥ gate_skip``, and
-    the mean over levels of the most open (cell, batch) row's share of the sequence — what
-    the compact core pads to, compared with ``DENSE_CROSSOVER``."""
+def measured_open(net: Network, x: torch.Tensor,
+                  threshold: float | None = None) -> tuple[float, float]:  # fmt: skip
+    """In a forward on ``x``: the share of (cell, batch, token) with ``g ≥ threshold``
+    (default ``gate_skip``), and the mean over levels of the most open (cell, batch) row's
+    share of the sequence — what the compact core pads to, compared with
+    ``DENSE_CROSSOVER``."""
+    threshold = net.cfg.gate_skip if threshold is None else threshold
     with torch.no_grad(), recording_gates(net) as gates:
         net(x)
-    is_open = [g.ge(net.cfg.gate_skip).flatten(0, 1) for g in gates]  # (n*B, T) per level
+    is_open = [g.ge(threshold).flatten(0, 1) for g in gates]  # (n*B, T) per level
     share = torch.cat([o.flatten() for o in is_open]).float().mean()
     widest = torch.stack([o.float().mean(1).max() for o in is_open]).mean()
     return float(share), float(widest)
@@ -333,6 +337,63 @@ def run_inference(args: argparse.Namespace, device: torch.device) -> list[tuple[
             for share in args.open]  # fmt: skip
 
 
+# ------------------------------------------------------ training, sparse backward
+def backward_pair(args: argparse.Namespace, open_share: float,
+                  device: torch.device) -> tuple[Network, Network]:  # fmt: skip
+    """(sparse backward, dense): the same calibrated parameters, ``gate_skip_backward``
+    on (at ``--gate-skip``) and off, in train mode."""
+    skip = build_morpho(args, gate_skip_backward=args.gate_skip).to(device)
+    if args.crossover is not None:
+        skip.cell.dense_crossover = args.crossover  # type: ignore[attr-defined]
+    calibrate_gates(skip, batches(args, device)[0][:, :-1], open_share, args.gate_skip)
+    dense = build_morpho(args).to(device)
+    dense.load_state_dict(skip.state_dict())
+    return skip, dense
+
+
+def time_backward(pair: tuple[Network, Network], args: argparse.Namespace,
+                  device: torch.device) -> tuple[float, ...]:  # fmt: skip
+    """Median seconds per training step of (sparse backward, dense), one step of each in
+    turn (order alternating) on the same batches; the open share and widest row of the
+    sparse model on the first and the last timed batch. After each (timed) step the
+    calibrated parameters are put back (untimed), so that training does not move the open
+    share away from its target during the measurement (AdamW's state carries on)."""
+    steps = [make_step(m, device) for m in pair]
+    calibrated = [{k: v.clone() for k, v in m.state_dict().items()} for m in pair]
+    times: list[list[float]] = [[], []]
+    data = batches(args, device)
+    first = measured_open(pair[0], data[args.warmup][:, :-1], args.gate_skip)
+    for i, x in enumerate(data):
+        for j in (0, 1) if i % 2 else (1, 0):
+            sync(device)
+            t0 = time.perf_counter()
+            steps[j](x)
+            sync(device)
+            if i >= args.warmup:
+                times[j].append(time.perf_counter() - t0)
+            pair[j].load_state_dict(calibrated[j])
+    last = measured_open(pair[0], data[-1][:, :-1], args.gate_skip)
+    return *(statistics.median(t) for t in times), *first, *last
+
+
+def backward_report(rows: list[tuple[float, ...]], args: argparse.Namespace) -> str:
+    tokens = args.batch * args.seq
+    lines = [
+        f"training (forward + backward + AdamW) with gate_skip_backward {args.gate_skip} "
+        f"against dense, same parameters, batch {args.batch} x seq {args.seq}, {args.steps} "
+        f"timed steps each after {args.warmup} warm-up (median)",
+        "",
+        "| target open | open share (first / last batch) | widest row / T | sparse tokens/s "
+        "| dense tokens/s | sparse / dense |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for target, skip_s, dense_s, open0, wide0, open1, wide1 in rows:
+        speeds = f"{tokens / skip_s:,.0f} | {tokens / dense_s:,.0f} | {dense_s / skip_s:.2f}x"
+        lines.append(f"| {target:.2f} | {open0:.3f} / {open1:.3f} | {wide0:.2f} / {wide1:.2f} "
+                     f"| {speeds} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -348,8 +409,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: default)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument("--json", default="", help="also write the figures here")
-    parser.add_argument("--mode", choices=["train", "infer", "both"], default="both",
-                        help="training table, inference table (gate skipping), both")  # fmt: skip
+    parser.add_argument("--mode", choices=["train", "infer", "both", "backward"],
+                        default="both",
+                        help="training table, inference table (gate skipping), both; or "
+                             "training with gate_skip_backward against dense")  # fmt: skip
     parser.add_argument("--open", type=float, nargs="+", default=[0.0, 0.1, 1.0],
                         help="inference: open-gate shares (0: all shut, 1: all open)")  # fmt: skip
     parser.add_argument("--gate-skip", type=float, default=0.1,
@@ -381,6 +444,13 @@ def main() -> None:
         print(("\n" if args.mode == "both" else "") + inference_report(rows, args))
         keys = ("target_open", "skip_s", "dense_s", "open", "widest_row", "max_logit_change")
         figures["inference"] = [dict(zip(keys, row, strict=True)) for row in rows]
+    if args.mode == "backward":
+        rows = [(share, *time_backward(backward_pair(args, share, device), args, device))
+                for share in args.open]  # fmt: skip
+        print(backward_report(rows, args))
+        keys = ("target_open", "sparse_s", "dense_s", "open_first", "widest_first",
+                "open_last", "widest_last")  # fmt: skip
+        figures["backward"] = [dict(zip(keys, row, strict=True)) for row in rows]
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f)

@@ -86,6 +86,7 @@ class CellType:
         self.n_heads = n_heads
         self.mlp_ratio = mlp_ratio
         self.gate_skip = gate_skip  # inference: gates below this skip the expensive core
+        self.gate_skip_backward = 0.0  # training: gates below this get no core backward
 
     def bank_shapes(self, d: int) -> dict[str, tuple[int, ...]]:
         """Per-row shape of every bank (the leading cell dimension is left out)."""
@@ -343,7 +344,11 @@ class ThermoCell(CellType):
         Shapes:
             y, xn: (n, B, T, d); g: (n, B, T); returns (n, B, T, d).
         """
-        if self.gate_skip <= 0 or torch.is_grad_enabled():
+        if torch.is_grad_enabled():
+            if self.gate_skip_backward > 0:
+                return self._add_geometric_train(y, xn, g, w_qkv, w_out)
+            return y + g[..., None] * self._attention(xn, w_qkv, w_out)
+        if self.gate_skip <= 0:
             return y + g[..., None] * self._attention(xn, w_qkv, w_out)
         is_open = g >= self.gate_skip  # (n, B, T)
         widest = int(is_open.sum(2).max())  # open queries in the most open (cell, batch) row
@@ -352,6 +357,45 @@ class ThermoCell(CellType):
         if widest > self.dense_crossover * xn.shape[2]:
             return y + torch.where(is_open, g, 0.0)[..., None] * self._attention(xn, w_qkv, w_out)
         return self._add_open(y, xn, g, is_open, widest, w_qkv, w_out)
+
+    def _add_geometric_train(
+        self, y: Tensor, xn: Tensor, g: Tensor, w_qkv: Tensor, w_out: Tensor
+    ) -> Tensor:
+        """Training with ``gate_skip_backward = θ``: the forward is the dense one (the value
+        ``y + g ⊙ attn(xn)`` bit for bit, and the gate's gradient ``⟨∂L/∂y, attn⟩`` on every
+        token), but the core's own backward runs on the open queries (``g ≥ θ``) only: closed
+        tokens pass no gradient into ``xn``, ``w_qkv`` and ``w_out`` (terms scaled by
+        ``g < θ``, dropped — so the levels below see a slightly different gradient). The
+        dense attention runs without a graph; the open queries are recomputed compactly with
+        one, entering as ``att − att.detach()`` (value 0, gradient ``g ∂att``). Reads the
+        widest open row on the host once per level (not sync-free).
+        """
+        n, B, T, d = xn.shape
+        is_open = g.detach() >= self.gate_skip_backward  # (n, B, T)
+        widest = int(is_open.sum(2).max())  # a host read: the compact rows' padding
+        if widest > self.dense_crossover * T:
+            return y + g[..., None] * self._attention(xn, w_qkv, w_out)
+        with torch.set_grad_enabled(widest > 0):  # keys and values get the open queries' grad
+            qkv = bank_matmul(xn, w_qkv)  # (n, B, T, 3d)
+        with torch.no_grad():
+            attn = bank_matmul(self._attend(qkv), w_out)
+        y = y + g[..., None] * attn
+        if widest == 0:
+            return y
+        # the open queries of each (cell, batch) row first, padded to the widest row
+        rows = is_open.view(n * B, T)
+        pos = torch.sort(rows.logical_not().to(torch.uint8), dim=1, stable=True).indices
+        pos = pos[:, :widest]  # (n*B, Tq)
+        flat = (pos + T * torch.arange(n * B, device=pos.device)[:, None]).flatten()
+        H = self.n_heads
+        q = qkv[..., :d].reshape(n * B * T, d).index_select(0, flat)
+        q = q.view(n * B, widest, H, d // H).transpose(1, 2)  # (n*B, H, Tq, d/H)
+        k, v = (p.transpose(1, 2) for p in qkv[..., d:].reshape(n * B, T, 2, H, d // H).unbind(2))
+        causal = torch.arange(T, device=xn.device) <= pos[..., None]  # (n*B, Tq, T)
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=causal[:, None])
+        att = bank_matmul(att.transpose(1, 2).reshape(n, B, widest, d), w_out).view(-1, d)
+        weight = (g.detach().flatten()[flat] * rows.flatten()[flat])[:, None]
+        return y.reshape(n * B * T, d).index_add(0, flat, weight * (att - att.detach())).view_as(y)
 
     def _add_open(
         self, y: Tensor, xn: Tensor, g: Tensor, is_open: Tensor, widest: int,
@@ -376,15 +420,17 @@ class ThermoCell(CellType):
         return y.view(n * B * T, d).index_add_(0, into_y, gated).view(n, B, T, d)
 
     def _attention(self, xn: Tensor, w_qkv: Tensor, w_out: Tensor) -> Tensor:
-        n, B, T, d = xn.shape
-        H = self.n_heads
-        qkv = bank_matmul(xn, w_qkv)  # (n, B, T, 3d)
+        return bank_matmul(self._attend(bank_matmul(xn, w_qkv)), w_out)
+
+    def _attend(self, qkv: Tensor) -> Tensor:
+        """Causal multi-head attention of projected ``qkv`` (n, B, T, 3d) → (n, B, T, d)."""
+        n, B, T, d3 = qkv.shape
+        H, d = self.n_heads, d3 // 3
         # unbind, then transpose each: the backward stacks the three gradients straight into
         # the projection's layout (a permute of the stack would cost one more copy)
         q, k, v = (p.transpose(1, 2) for p in qkv.view(n * B, T, 3, H, d // H).unbind(2))
         att = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (n*B, H, T, d/H)
-        att = att.transpose(1, 2).reshape(n, B, T, d)
-        return bank_matmul(att, w_out)
+        return att.transpose(1, 2).reshape(n, B, T, d)
 
     def _open_attention(
         self, xn: Tensor, pos: Tensor, flat: Tensor, w_qkv: Tensor, w_out: Tensor

@@ -49,6 +49,7 @@ class NetworkConfig:
     ponder_max: int = 1  # ACT: a token may pass through the tissue up to this often (1: off)
     ponder_eps: float = 0.01  # ACT: a token halts once its halting probabilities reach 1 - eps
     gate_skip: float = 0.0  # inference: tokens with gate < this skip the geometric core (0: off)
+    gate_skip_backward: float = 0.0  # training: ... skip the core's backward (forward exact)
     seed: int = 0  # initialisation seed
 
     def seed_clock(self, level: int) -> int:
@@ -69,8 +70,9 @@ class NetworkConfig:
         if self.ponder_max < 1 or not 0 < self.ponder_eps < 1:
             raise ValueError(f"ponder_max must be >= 1 and ponder_eps in (0, 1); got "
                              f"{self.ponder_max}, {self.ponder_eps}")  # fmt: skip
-        if not 0.0 <= self.gate_skip <= 1.0:
-            raise ValueError(f"gate_skip must be in [0, 1]; got {self.gate_skip}")
+        for name in ("gate_skip", "gate_skip_backward"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)}")
         if self.clock_ratio < 1 or self.clock_max < 1:
             raise ValueError(f"clock_ratio and clock_max must be >= 1; got {self.clock_ratio}, "
                              f"{self.clock_max}")  # fmt: skip
@@ -118,6 +120,7 @@ class Network(nn.Module):
         self.cell: CellType = CELL_TYPES.get(cfg.cell_type)(
             n_heads=cfg.n_heads, mlp_ratio=cfg.mlp_ratio, gate_skip=cfg.gate_skip
         )
+        self.cell.gate_skip_backward = cfg.gate_skip_backward
         gen = torch.Generator().manual_seed(cfg.seed)
         d = cfg.d_cell
         if tissue is None:

@@ -1,4 +1,5 @@
-"""Laws of gate skipping at inference (DESIGN §3: closed gates skip the geometric core).
+"""Laws of gate skipping at inference (DESIGN §3: closed gates skip the geometric core),
+and of its training counterpart ``gate_skip_backward`` (the core's backward skipped).
 
 With ``NetworkConfig.gate_skip = s > 0`` and grad disabled, the only change to the forward
 is that tokens with gate ``g < s`` lose their term ``g·attn``: the result equals the dense
@@ -44,8 +45,9 @@ def mixed_net(gate_skip: float, gate_bias: float | None = None, seed: int = 1) -
 
 
 def dense_twin(net: Network) -> Network:
-    """The same parameters with gate skipping off."""
-    twin = Network(NetworkConfig(**{**net.cfg.__dict__, "gate_skip": 0.0}))
+    """The same parameters with gate skipping off (at inference and in the backward)."""
+    twin = Network(NetworkConfig(**{**net.cfg.__dict__, "gate_skip": 0.0,
+                                    "gate_skip_backward": 0.0}))  # fmt: skip
     twin.load_state_dict(net.state_dict())
     return twin
 
@@ -175,3 +177,82 @@ def test_training_forward_ignores_gate_skip() -> None:
 def test_gate_skip_out_of_range_is_refused(gate_skip: float) -> None:
     with pytest.raises(ValueError, match=r"gate_skip must be in \[0, 1\]; got"):
         NetworkConfig(gate_skip=gate_skip)
+    with pytest.raises(ValueError, match=r"gate_skip_backward must be in \[0, 1\]; got"):
+        NetworkConfig(gate_skip_backward=gate_skip)
+
+
+# ------------------------------------------------------------- gate_skip_backward
+def sparse_backward_net(theta: float, gate_bias: float | None = None) -> Network:
+    net = mixed_net(0.0, gate_bias=gate_bias)
+    twin = Network(NetworkConfig(**{**net.cfg.__dict__, "gate_skip_backward": theta}))
+    twin.load_state_dict(net.state_dict())
+    return twin
+
+
+def masked_reference(cell: ThermoCell, theta: float):  # type: ignore[no-untyped-def]
+    """Dense core; its parameters and inputs get gradient only through tokens with
+    ``g ≥ θ`` (weighted by ``g``), the gate through every token."""
+
+    def add(y: Tensor, xn: Tensor, g: Tensor, w_qkv: Tensor, w_out: Tensor) -> Tensor:
+        attn = cell._attention(xn, w_qkv, w_out)
+        keep = torch.where(g >= theta, g, 0.0).detach()
+        return y + g[..., None] * attn.detach() + keep[..., None] * (attn - attn.detach())
+
+    return add
+
+
+def grads(net: Network, x: Tensor) -> tuple[Tensor, dict[str, Tensor | None]]:
+    out = net(x)
+    loss = (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() + net.aux_loss
+    names, params = zip(*net.named_parameters(), strict=True)
+    got = torch.autograd.grad(loss, params, allow_unused=True)
+    return out.detach(), dict(zip(names, got, strict=True))
+
+
+@pytest.mark.parametrize("gate_bias", [-2.5, -1.0, None])
+def test_sparse_backward_is_the_dense_forward_with_closed_tokens_cut_off(
+    monkeypatch, gate_bias: float | None
+) -> None:
+    """Same forward bit for bit; every gradient that of the dense core whose parameters
+    and inputs see the closed tokens' gradient removed, while every gate sees all of it."""
+    monkeypatch.setattr(ThermoCell, "dense_crossover", 1.0)  # always the compact path
+    theta = 0.5
+    sparse = sparse_backward_net(theta, gate_bias)
+    dense = dense_twin(sparse)
+    reference = dense_twin(sparse)
+    reference.cell._add_geometric = masked_reference(reference.cell, theta)  # type: ignore[method-assign]
+    x = tokens(0, seq_len=12)
+    out, got = grads(sparse, x)
+    out_dense, got_dense = grads(dense, x)
+    _, want = grads(reference, x)
+    assert torch.equal(out, out_dense)
+    # something was cut: the core's gradient is not the dense one
+    assert not torch.allclose(got["banks.w_qkv"], got_dense["banks.w_qkv"])
+    assert got["banks.gate"] is not None
+    for name, g in want.items():
+        zero = torch.zeros_like(dict(sparse.named_parameters())[name])
+        torch.testing.assert_close(zero if got[name] is None else got[name],
+                                   zero if g is None else g,
+                                   rtol=1e-4, atol=1e-6, msg=name)  # fmt: skip
+
+
+def test_sparse_backward_with_every_gate_shut_leaves_the_core_untrained() -> None:
+    sparse = sparse_backward_net(1.0)  # g < 1 always: every token closed
+    _, got = grads(sparse, tokens(0, seq_len=12))
+    for name in ("banks.w_qkv", "banks.w_attn_out"):
+        assert got[name] is None or not got[name].any(), name
+    assert got["banks.gate"] is not None and got["banks.gate"].any()  # the gate still learns
+
+
+def test_sparse_backward_off_at_inference_and_when_open() -> None:
+    """Under no_grad it changes nothing; with every gate open it is the dense step exactly."""
+    x = tokens(1, seq_len=12)
+    sparse = sparse_backward_net(0.5, gate_bias=20.0)
+    dense = dense_twin(sparse)
+    with torch.no_grad():
+        assert torch.equal(sparse(x), dense(x))
+    out, got = grads(sparse, x)
+    out_dense, got_dense = grads(dense, x)
+    assert torch.equal(out, out_dense)
+    for name, g in got_dense.items():
+        assert (g is None and got[name] is None) or torch.equal(got[name], g), name
