@@ -3,7 +3,9 @@
 Parameters live in *banks*: one ``nn.Parameter`` per kind of weight, stacked along the cell
 (or edge) dimension. Rows are kept sorted by level, so the cells of a level are a
 contiguous slice of every bank and run as one batched call of their cell type. The forward
-loops over levels and over (source level, target level) pairs — never over cells or edges.
+loops over levels and over (source level, target level) pairs — never over cells or edges:
+a dense pair is one (n_target, n_source) strength matrix times the stacked source outputs,
+a sparse one a gather, scale and scatter-add of its edges (``DENSE_AGGREGATION``).
 
     net = Network(NetworkConfig(vocab_size=96))
     logits = net(tokens)                  # (B, T) long -> (B, T, V)
