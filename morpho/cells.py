@@ -207,7 +207,9 @@ class _FFTRecurrence(torch.autograd.Function):
                 h = fft_recurrence(u, log_a)
             wrt = [x for x, need in zip((u, log_a), ctx.needs_input_grad[:2], strict=True) if need]
             grads = iter(torch.autograd.grad(h, wrt, g, create_graph=True))
-            return tuple(next(grads) if need else None for need in ctx.needs_input_grad[:2])
+            need_u, need_a = ctx.needs_input_grad[:2]
+            grad_u = next(grads) if need_u else None
+            return grad_u, next(grads) if need_a else None
         T = g.shape[2]
         size = 2 * T
         g_f = torch.fft.rfft(g.permute(0, 1, 3, 2), n=size)  # (n, B, d, F)
