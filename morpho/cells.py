@@ -137,10 +137,11 @@ def bank_matmul(x: Tensor, w: Tensor, add: Tensor | None = None) -> Tensor:
 
 
 def rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
-    """``x / sqrt(mean(x²) + eps)`` over the last dim (``vector_norm`` reads ``x`` once and
-    has a one-pass backward: 1.3x faster than ``pow`` + ``mean``)."""
-    ms = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square() / x.shape[-1]
-    return x * torch.rsqrt(ms + eps)
+    """``x / sqrt(mean(x²) + eps)`` over the last dim.
+
+    (Not through ``vector_norm``: faster, but its second derivative is NaN on an all-zero
+    row — the input of a cell no edge reaches — which the criticality regulariser takes.)"""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
 
 
 def binary_entropy(p: Tensor, eps: float = 1e-6) -> Tensor:
@@ -369,14 +370,20 @@ class ThermoCell(CellType):
         tokens pass no gradient into ``xn``, ``w_qkv`` and ``w_out`` (terms scaled by
         ``g < θ``, dropped — so the levels below see a slightly different gradient). The
         dense attention runs without a graph; the open queries are recomputed compactly with
-        one, entering as ``att − att.detach()`` (value 0, gradient ``g ∂att``). Reads the
-        widest open row on the host once per level (not sync-free).
+        one, entering as ``att − att.detach()`` (value 0, gradient ``g ∂att``); past the
+        dense crossover the dense core computes the same cut gradient. Reads the widest open
+        row on the host once per level (not sync-free). Under ``torch.func`` transforms
+        (forward mode) the plain dense core runs.
         """
         n, B, T, d = xn.shape
         is_open = g.detach() >= self.gate_skip_backward  # (n, B, T)
-        widest = int(is_open.sum(2).max())  # a host read: the compact rows' padding
-        if widest > self.dense_crossover * T:
+        if torch._C._are_functorch_transforms_active():  # forward mode ignores no_grad
             return y + g[..., None] * self._attention(xn, w_qkv, w_out)
+        widest = int(is_open.sum(2).max())  # a host read: the compact rows' padding
+        if widest > self.dense_crossover * T:  # dense core, the same gradient cut
+            attn = self._attention(xn, w_qkv, w_out)
+            keep = torch.where(is_open, g.detach(), 0.0)[..., None]
+            return y + g[..., None] * attn.detach() + keep * (attn - attn.detach())
         with torch.set_grad_enabled(widest > 0):  # keys and values get the open queries' grad
             qkv = bank_matmul(xn, w_qkv)  # (n, B, T, 3d)
         with torch.no_grad():

@@ -206,12 +206,15 @@ def tissue_lyapunov(
         emb: (B, T, d_cell), e.g. ``net.embed[tokens]``; returns a scalar tensor.
     """
     saved = {name: getattr(net, name) for name in SAVED_ATTRS}
+    skip_backward = net.cell.gate_skip_backward
     net.capture = False
+    net.cell.gate_skip_backward = 0.0  # the Jacobian of the forward, not of a cut backward
     try:
         return sequence_lyapunov(
             net.forward_tissue, emb, window, t0, iters, generator, differentiable
         )
     finally:
+        net.cell.gate_skip_backward = skip_backward
         for name, value in saved.items():
             setattr(net, name, value)
 
@@ -286,13 +289,14 @@ def path_norm(net: Network) -> Tensor:
     t = net.tissue
     strength = net.banks["strength"]
     device = strength.device
-    cached = net.derived.get(("path_norm", device))
+    key = ("path_norm", device, strength.dtype)
+    cached = net.derived.get(key)
     if cached is None:
         src, dst = t.edge_index
         groups = [(sel.to(device), src[sel].to(device), dst[sel].to(device))
                   for sel in path_norm_plan(t.edge_index, t.level)]  # fmt: skip
         is_input = (t.role == INPUT).to(device, strength.dtype)
         is_output = (t.role == OUTPUT).to(device, strength.dtype)
-        cached = net.derived[("path_norm", device)] = (groups, is_input, is_output)
+        cached = net.derived[key] = (groups, is_input, is_output)
     groups, is_input, is_output = cached
     return _path_norm(groups, strength, is_input, net.banks["readout"] * is_output)

@@ -12,8 +12,10 @@ sum to ``1 − eps``, and its output is the probability-weighted mean of its sta
     loss = task_loss + tau * pond.ponder_cost              # Graves' time penalty τ·ρ
 
 Compute follows halting *per batch*: the loop stops once every token of the batch has
-halted. Tokens that halted earlier still run through the later passes (the tissue is one
-batched call over (B, T)) but get weight 0, so the saving is the passes no token needs.
+halted (unless ``early_exit=False``, for sync-free training: then every pass runs and
+``Ponder.live`` marks those some token still needed). Tokens that halted earlier still run
+through the later passes (the tissue is one batched call over (B, T)) but get weight 0, so
+the saving is the passes no token needs.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ class Ponder:
         output: (B, T, d), ``Σ_n p_n state_n``.
         ponder_cost: (), the mean over tokens of ``ρ = N + R`` (differentiable through R).
         passes: (B, T) long, ``N`` — the pass at which each token halted.
-        n_passes_run: passes actually computed, ``max(N)`` over the batch.
+        n_passes_run: passes actually computed: ``max(N)`` over the batch with the early
+            exit, ``max_passes`` without.
         weights: (n_passes_run, B, T), ``p_n``; each token's column sums to 1.
+        live: (n_passes_run,) bool on the device, ``n ≤ max(N)``: some token still running
+            at the start of pass n (all True with the early exit).
     """
 
     output: Tensor
@@ -42,6 +47,7 @@ class Ponder:
     passes: Tensor
     n_passes_run: int
     weights: Tensor
+    live: Tensor
 
 
 class HaltingUnit(nn.Module):
@@ -98,7 +104,8 @@ def adaptive_passes(
     states at t; only ``n_passes_run`` (how long the loop ran) looks at the whole batch.
     The loop checks ``any token still running`` once per pass (a host sync on GPU); with
     ``early_exit=False`` it always runs ``max_passes`` passes instead (halted tokens weigh 0
-    in the later ones: the same output, cost and passes, more compute, no sync).
+    in the later ones: the same output, cost and passes, more compute, no sync; ``live``
+    tells which passes some token needed).
 
     Args:
         step: one pass of the cell graph, (B, T, d) → (B, T, d).
@@ -122,8 +129,10 @@ def adaptive_passes(
     remainder = x.new_zeros(B, T)  # R, filled in when a token halts
     output: Tensor | None = None
     weights: list[Tensor] = []
+    live: list[Tensor] = []  # per pass: some token still running when it started
     state: Tensor | None = None
     for n in range(1, max_passes + 1):
+        live.append(running.any())
         state = step(x if state is None else x + state)
         _check_shape("step", state, tuple(x.shape), "(B, T, d)")
         h = torch.sigmoid(halt_logit(state))
@@ -144,4 +153,5 @@ def adaptive_passes(
             break
     assert output is not None  # max_passes >= 1: the loop ran at least once
     ponder_cost = (passes.to(x.dtype) + remainder).mean()
-    return Ponder(output, ponder_cost, passes, len(weights), torch.stack(weights))
+    return Ponder(output, ponder_cost, passes, len(weights), torch.stack(weights),
+                  torch.stack(live))  # fmt: skip

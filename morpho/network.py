@@ -94,8 +94,8 @@ class Incoming:
     source: int  # source level index
     src: Tensor  # (E_k,) source rows local to the source level
     dst: Tensor  # (E_k,) target rows local to this level
-    edges: Tensor  # (E_k,) rows of the edge bank
     dense: Tensor | None = None  # (E_k,) dst * n_source + src: entries of a dense matrix
+    # (the edge-bank rows of the pair are gathered once per forward: Network._edge_order)
 
 
 @dataclass
@@ -106,7 +106,7 @@ class LevelPlan:
     end: int
     input_mask: Tensor | None  # (n, 1, 1, 1) float, 1 for input cells; None if none
     incoming: list[Incoming] = field(default_factory=list)
-    readout: tuple[Tensor, Tensor] | None = None  # (local rows of output cells, their rows)
+    readout: Tensor | None = None  # local rows of the level's output cells
     clock: int = 1  # the level's clock period in tokens
     raw_skip: Tensor | None = None  # (n,) bool, cells whose residual is the raw input
 
@@ -207,13 +207,13 @@ class Network(nn.Module):
                 n_src = int(counts[ki])
                 dense = (end - start) * n_src <= DENSE_AGGREGATION * len(sel)
                 lp.incoming.append(Incoming(
-                    ki, s_local.to(device), d_local.to(device), sel.to(device),
+                    ki, s_local.to(device), d_local.to(device),
                     (d_local * n_src + s_local).to(device) if dense else None,
                 ))  # fmt: skip
                 edge_order.append(sel)
             out_local = (t.role[start:end] == OUTPUT).nonzero().flatten()
             if out_local.numel():
-                lp.readout = (out_local.to(device), (out_local + start).to(device))
+                lp.readout = out_local.to(device)
             plan.append(lp)
         self.plan = plan
         order = torch.cat(edge_order) if edge_order else torch.zeros(0, dtype=torch.long)
@@ -272,9 +272,18 @@ class Network(nn.Module):
         self.ponder = adaptive_passes(one_pass, emb, self.halt, self.cfg.ponder_max,
                                       self.cfg.ponder_eps,
                                       early_exit=not self.sync_free)  # fmt: skip
-        self.aux_loss = torch.stack([r[0] for r in records]).mean(0)
-        self.gate_activity = torch.stack([r[1] for r in records]).mean(0)
-        self.stats = {k: torch.stack([r[2][k] for r in records]).mean(0) for k in records[0][2]}
+        live = self.ponder.live  # (P,) passes some token needed (all, with the early exit)
+
+        def mean(xs: list[Tensor]) -> Tensor:  # over the passes some token needed
+            stacked = torch.stack(xs)
+            if not self.sync_free:
+                return stacked.mean(0)
+            keep = live.view(-1, *[1] * (stacked.dim() - 1))
+            return torch.where(keep, stacked, 0.0).sum(0) / live.sum()
+
+        self.aux_loss = mean([r[0] for r in records])
+        self.gate_activity = mean([r[1] for r in records])
+        self.stats = {k: mean([r[2][k] for r in records]) for k in records[0][2]}
         self.captured = {"passes": [r[3] for r in records]} if records[0][3] else {}
         return self.ponder.output
 
@@ -301,7 +310,7 @@ class Network(nn.Module):
                 s = next(group_strength)
                 y_src = outs[inc.source]
                 if inc.dense is not None:  # (n, n_src) strength matrix @ (n_src, B·T·d)
-                    w = s.new_zeros(n * len(y_src)).index_put((inc.dense,), s, accumulate=True)
+                    w = s.new_zeros(n * len(y_src)).index_add(0, inc.dense, s)
                     msg = (w.view(n, -1) @ y_src.reshape(len(y_src), -1)).view(n, B, T, d)
                     x = msg if x is None else x + msg
                 else:
@@ -323,7 +332,7 @@ class Network(nn.Module):
             entropy = binary_entropy(o.gate_mean) if o.gate_entropy is None else o.gate_entropy
             stats.append((o.surprise, o.gate_mean, o.out_norm, entropy))
             if lp.readout is not None:  # Σ over the level's output cells of w_c · y_c
-                local, _ = lp.readout
+                local = lp.readout
                 w = chunks["readout"][li]
                 w = w.new_zeros(n).index_put((local,), w.index_select(0, local))
                 readout = readout + (w @ o.y.reshape(n, -1)).view(B, T, d)
@@ -359,6 +368,8 @@ class Network(nn.Module):
         """``tissue.gate_ema`` on the device, copied again only when the scheduler changed it
         (a per-step copy from pageable host memory would make the host wait on CUDA)."""
         src = self.tissue.gate_ema
+        if src.is_inference():  # no version counter (made under inference_mode): no cache
+            return src.to(self.embed.device)
         cached = self._gate_ema
         if cached is None or cached[0] is not src or cached[1] != src._version:
             cached = (src, src._version, src.to(self.embed.device))

@@ -133,6 +133,10 @@ class Trainer:
         self.device = _device(cfg.device)
         self.net: Any = net.to(self.device)
         if isinstance(self.net, Network):  # ACT then runs its full budget: no early-exit read
+            if cfg.sync_free and self.net.cfg.gate_skip_backward:
+                raise ValueError("train.sync_free needs network.gate_skip_backward = 0 (its "
+                                 "compact backward reads the open rows on the host); got "
+                                 f"{self.net.cfg.gate_skip_backward}")  # fmt: skip
             self.net.sync_free = cfg.sync_free
         self.growing = is_growing(net)
         self.task = task

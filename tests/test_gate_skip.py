@@ -256,3 +256,47 @@ def test_sparse_backward_off_at_inference_and_when_open() -> None:
     assert torch.equal(out, out_dense)
     for name, g in got_dense.items():
         assert (g is None and got[name] is None) or torch.equal(got[name], g), name
+
+
+def test_sparse_backward_past_the_crossover_cuts_the_same_gradient(monkeypatch) -> None:
+    """Past the dense crossover the dense core runs, with the same gradient cut."""
+    monkeypatch.setattr(ThermoCell, "dense_crossover", 0.0)  # always the dense fallback
+    theta = 0.5
+    sparse = sparse_backward_net(theta)
+    reference = dense_twin(sparse)
+    reference.cell._add_geometric = masked_reference(reference.cell, theta)  # type: ignore[method-assign]
+    x = tokens(2, seq_len=12)
+    _, got = grads(sparse, x)
+    _, want = grads(reference, x)
+    for name, g in want.items():
+        zero = torch.zeros_like(dict(sparse.named_parameters())[name])
+        torch.testing.assert_close(zero if got[name] is None else got[name],
+                                   zero if g is None else g,
+                                   rtol=1e-4, atol=1e-6, msg=name)  # fmt: skip
+
+
+def test_sparse_backward_leaves_the_lyapunov_monitor_alone() -> None:
+    """The monitor measures the forward's Jacobian, whatever the training backward cuts."""
+    from morpho.criticality import tissue_lyapunov
+
+    sparse = sparse_backward_net(0.8)
+    dense = dense_twin(sparse)
+    x = tokens(3, seq_len=12)
+    lams = [tissue_lyapunov(net, net.embed[x].detach(), 4, t0=6, iters=4,
+                            generator=torch.Generator().manual_seed(0))
+            for net in (sparse, dense)]  # fmt: skip
+    torch.testing.assert_close(lams[0], lams[1])
+    assert sparse.cell.gate_skip_backward == 0.8  # restored
+
+
+def test_sparse_backward_under_forward_mode_is_the_dense_tangent() -> None:
+    sparse = sparse_backward_net(0.5)
+    dense = dense_twin(sparse)
+    emb = sparse.embed[tokens(4, seq_len=12)].detach()
+    v = torch.randn(emb.shape, generator=torch.Generator().manual_seed(5))
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):  # the fused kernels have no forward-mode derivative
+        _, t_sparse = torch.func.jvp(sparse.forward_tissue, (emb,), (v,))
+        _, t_dense = torch.func.jvp(dense.forward_tissue, (emb,), (v,))
+    torch.testing.assert_close(t_sparse, t_dense)

@@ -109,3 +109,16 @@ def test_recurrence_under_torch_func_transforms() -> None:
     stacked = u[None].expand(2, -1, -1, -1, -1)
     batched = torch.func.vmap(linear_recurrence, in_dims=(0, None))(stacked, log_a)
     torch.testing.assert_close(batched[1], fft_recurrence(u, log_a))
+
+
+def test_rms_norm_second_derivative_is_finite_on_a_zero_row() -> None:
+    """A cell no edge reaches gets an all-zero input; the criticality regulariser takes a
+    double backward through its norm."""
+    from morpho.cells import rms_norm
+
+    x = torch.zeros(2, 4, dtype=torch.float64, requires_grad=True)
+    x2 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(rms_norm(x).sum() + rms_norm(x2).sum(), x, create_graph=True)
+    (gg,) = torch.autograd.grad(g.pow(2).sum(), x)
+    assert torch.isfinite(g).all() and torch.isfinite(gg).all()
+    assert torch.autograd.gradgradcheck(rms_norm, (x2,))

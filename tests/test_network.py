@@ -172,3 +172,25 @@ def test_gradients_reach_every_bank() -> None:
     (loss + net.aux_loss).backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and bool(p.grad.abs().sum() > 0), f"no gradient for {name}"
+
+
+def test_demand_with_a_tissue_made_under_inference_mode() -> None:
+    """The device copy of ``gate_ema`` is cached by version; inference tensors have none."""
+    net = tiny_net(demand_weight=0.5)
+    x = tokens(5)
+    with torch.no_grad():
+        want = net(x)
+    with torch.inference_mode():
+        net.tissue.gate_ema = net.tissue.gate_ema.clone()  # an inference tensor
+        torch.testing.assert_close(net(x), want)
+
+
+def test_path_norm_follows_a_dtype_change() -> None:
+    from morpho.criticality import path_norm
+
+    net = tiny_net()
+    single = path_norm(net)
+    net.double()
+    double = path_norm(net)
+    assert double.dtype == torch.float64
+    torch.testing.assert_close(double.float(), single)

@@ -90,3 +90,29 @@ def test_the_probe_sees_a_host_read() -> None:
     with probe:
         trainer.train_step()
     assert any("_local_scalar_dense" in c for c in probe.calls)
+
+
+def test_act_without_early_exit_trains_the_same_objective() -> None:
+    """Under sync_free ACT runs its whole budget, but the losses and statistics of a
+    forward are the early-exit ones: passes no token needed are left out of the means."""
+    from conftest import tiny_net, tokens
+
+    net = tiny_net(ponder_max=4)
+    with torch.no_grad():
+        net.halt.linear.bias.fill_(4.0)  # every token halts at pass 1 or 2
+    x = tokens(0, seq_len=12)
+    early = {"logits": net(x), "aux": net.aux_loss, "gates": net.gate_activity,
+             **net.stats, "passes": net.ponder.n_passes_run}  # fmt: skip
+    net.sync_free = True
+    full = {"logits": net(x), "aux": net.aux_loss, "gates": net.gate_activity,
+            **net.stats, "passes": net.ponder.n_passes_run}  # fmt: skip
+    assert early["passes"] < 4 and full["passes"] == 4
+    assert bool(net.ponder.live[: early["passes"]].all()) and not net.ponder.live[-1]
+    for key in early:
+        if key != "passes":
+            torch.testing.assert_close(full[key], early[key], msg=key)
+
+
+def test_sync_free_refuses_the_sparse_backward() -> None:
+    with pytest.raises(ValueError, match=r"train.sync_free needs network.gate_skip_backward"):
+        trainer_for({"network": {"gate_skip_backward": 0.3}})
