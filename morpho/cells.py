@@ -391,20 +391,25 @@ class ThermoCell(CellType):
         y = y + g[..., None] * attn
         if widest == 0:
             return y
-        # the open queries of each (cell, batch) row first, padded to the widest row
         rows = is_open.view(n * B, T)
-        pos = torch.sort(rows.logical_not().to(torch.uint8), dim=1, stable=True).indices
-        pos = pos[:, :widest]  # (n*B, Tq)
-        flat = (pos + T * torch.arange(n * B, device=pos.device)[:, None]).flatten()
-        H = self.n_heads
-        q = qkv[..., :d].reshape(n * B * T, d).index_select(0, flat)
-        q = q.view(n * B, widest, H, d // H).transpose(1, 2)  # (n*B, H, Tq, d/H)
-        k, v = (p.transpose(1, 2) for p in qkv[..., d:].reshape(n * B, T, 2, H, d // H).unbind(2))
-        causal = torch.arange(T, device=xn.device) <= pos[..., None]  # (n*B, Tq, T)
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=causal[:, None])
-        att = bank_matmul(att.transpose(1, 2).reshape(n, B, widest, d), w_out).view(-1, d)
+        pos, flat = self._query_slots(rows, widest)
+        q = qkv[..., :d].reshape(n * B * T, d).index_select(0, flat).view(n, B, widest, d)
+        att = self._open_attention(q, pos, qkv[..., d:], w_out)  # (n*B*Tq, d)
         weight = (g.detach().flatten()[flat] * rows.flatten()[flat])[:, None]
         return y.reshape(n * B * T, d).index_add(0, flat, weight * (att - att.detach())).view_as(y)
+
+    @staticmethod
+    def _query_slots(rows: Tensor, widest: int) -> tuple[Tensor, Tensor]:
+        """Each row's open positions first, in order, padded with closed ones to ``widest``.
+
+        Shapes:
+            rows: (R, T) bool, open tokens; returns pos (R, Tq) long, the query positions,
+            and flat (R*Tq,), the same as rows of a (R*T, ·) flattening.
+        """
+        T = rows.shape[1]
+        pos = torch.sort(rows.logical_not().to(torch.uint8), dim=1, stable=True).indices
+        pos = pos[:, :widest]
+        return pos, (pos + T * torch.arange(len(rows), device=pos.device)[:, None]).flatten()
 
     def _add_open(
         self, y: Tensor, xn: Tensor, g: Tensor, is_open: Tensor, widest: int,
@@ -418,11 +423,10 @@ class ThermoCell(CellType):
             w_qkv, w_out = w_qkv[cells], w_out[cells]
         m = len(cells)
         rows = is_open.view(m * B, T)
-        # each row's open positions first, in order; the padding (closed positions) gets g = 0
-        pos = torch.sort(rows.logical_not().to(torch.uint8), dim=1, stable=True).indices
-        pos = pos[:, :widest]  # (m*B, Tq)
-        flat = (pos + T * torch.arange(m * B, device=pos.device)[:, None]).flatten()
-        att = self._open_attention(xn, pos, flat, w_qkv, w_out)  # (m*B*Tq, d)
+        pos, flat = self._query_slots(rows, widest)  # the padding (closed tokens) gets g = 0
+        xq = xn.reshape(m * B * T, d).index_select(0, flat).view(m, B, widest, d)
+        q = bank_matmul(xq, w_qkv[..., :d])  # queries of the open tokens only
+        att = self._open_attention(q, pos, bank_matmul(xn, w_qkv[..., d:]), w_out)
         gated = (g.flatten()[flat] * rows.flatten()[flat])[:, None] * att
         y_rows = (cells[:, None] * B + torch.arange(B, device=pos.device)).flatten()  # (m*B,)
         into_y = (pos + T * y_rows[:, None]).flatten()  # the same queries as rows of y
@@ -441,24 +445,19 @@ class ThermoCell(CellType):
         att = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (n*B, H, T, d/H)
         return att.transpose(1, 2).reshape(n, B, T, d)
 
-    def _open_attention(
-        self, xn: Tensor, pos: Tensor, flat: Tensor, w_qkv: Tensor, w_out: Tensor
-    ) -> Tensor:
+    def _open_attention(self, q: Tensor, pos: Tensor, kv: Tensor, w_out: Tensor) -> Tensor:
         """Causal attention for the queries at positions ``pos`` only, over all keys.
 
         Shapes:
-            xn: (n, B, T, d); pos: (n*B, Tq) long, query positions per (cell, batch) row;
-            flat: (n*B*Tq,) the same queries as rows of ``xn`` flattened to (n*B*T, d);
+            q: (n, B, Tq, d) projected queries; pos: (n*B, Tq) long, their positions per
+            (cell, batch) row; kv: (n, B, T, 2d) projected keys and values of every token;
             returns (n*B*Tq, d), the projected attention output of those queries.
         """
-        n, B, T, d = xn.shape
-        H, Tq = self.n_heads, pos.shape[1]
-        xq = xn.reshape(n * B * T, d).index_select(0, flat).view(n, B, Tq, d)
-        q = bank_matmul(xq, w_qkv[..., :d])
-        q = q.view(n * B, Tq, H, d // H).transpose(1, 2)  # (n*B, H, Tq, d/H)
-        kv = bank_matmul(xn, w_qkv[..., d:])  # (n, B, T, 2d)
-        k, v = kv.view(n * B, T, 2, H, d // H).permute(2, 0, 3, 1, 4)  # (n*B, H, T, d/H)
-        causal = torch.arange(T, device=xn.device) <= pos[..., None]  # (n*B, Tq, T)
+        n, B, Tq, d = q.shape
+        T, H = kv.shape[2], self.n_heads
+        q = q.reshape(n * B, Tq, H, d // H).transpose(1, 2)  # (n*B, H, Tq, d/H)
+        k, v = (p.transpose(1, 2) for p in kv.reshape(n * B, T, 2, H, d // H).unbind(2))
+        causal = torch.arange(T, device=q.device) <= pos[..., None]  # (n*B, Tq, T)
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=causal[:, None])
         att = att.transpose(1, 2).reshape(n, B, Tq, d)
         return bank_matmul(att, w_out).view(n * B * Tq, d)
