@@ -52,12 +52,13 @@ def build(n_cells: int, args: argparse.Namespace) -> tuple[Network, torch.optim.
 
 
 def make_step(
-    net: Network, opt: torch.optim.Optimizer, args: argparse.Namespace
-) -> Callable[[], None]:
+    net: Network, opt: torch.optim.Optimizer, args: argparse.Namespace,
+    device: torch.device | None = None,
+) -> Callable[[], None]:  # fmt: skip
     gen = torch.Generator().manual_seed(0)
 
     def step() -> None:
-        x = torch.randint(0, VOCAB, (args.batch, args.seq_len + 1), generator=gen)
+        x = torch.randint(0, VOCAB, (args.batch, args.seq_len + 1), generator=gen).to(device)
         logits = net(x[:, :-1])
         loss = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten()) + 0.1 * net.aux_loss
         opt.zero_grad(set_to_none=True)
@@ -94,9 +95,15 @@ def make_edits(net: Network, opt: torch.optim.Optimizer,
     return {"split": split, "remove": remove, "connect": connect}
 
 
-def timed(fn: Callable[[], None]) -> float:
+def timed(fn: Callable[[], None], device: torch.device | None = None) -> float:
+    """Seconds of one call; on CUDA, with the queue drained before and after."""
+    cuda = device is not None and device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     fn()
+    if cuda:
+        torch.cuda.synchronize(device)
     return time.perf_counter() - t0
 
 

@@ -32,13 +32,11 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from edit_cost import VOCAB, build, growth_exponent, make_edits, run_sizes
+from edit_cost import build, growth_exponent, make_edits, make_step, run_sizes, timed
 from throughput import reset_peak_rss, resident
 
 from morpho.config import TrainConfig
@@ -56,32 +54,6 @@ def bank_copy(net: Network, opt: torch.optim.Optimizer) -> None:
         for t in (p.detach(), p.grad, state.get("exp_avg"), state.get("exp_avg_sq")):
             if t is not None:
                 t.index_select(0, rows)
-
-
-def make_step(net: Network, opt: torch.optim.Optimizer, args: argparse.Namespace,
-              device: torch.device) -> Callable[[], None]:  # fmt: skip
-    gen = torch.Generator().manual_seed(0)
-
-    def step() -> None:
-        x = torch.randint(0, VOCAB, (args.batch, args.seq_len + 1), generator=gen).to(device)
-        logits = net(x[:, :-1])
-        loss = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten()) + 0.1 * net.aux_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return step
-
-
-def timed(fn: Callable[[], None], device: torch.device) -> float:
-    """Seconds of one call; on CUDA, with the queue drained before and after."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
 
 
 def measure(n_cells: int, args: argparse.Namespace) -> dict[str, float]:

@@ -44,7 +44,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -134,20 +134,32 @@ def batches(args: argparse.Namespace, device: torch.device) -> list[torch.Tensor
             for _ in range(n)]  # fmt: skip
 
 
+def in_turn(fns: Sequence[Callable[[torch.Tensor], object]], data: list[torch.Tensor],
+            args: argparse.Namespace, device: torch.device, alternate: bool = False,
+            after: Callable[[int], None] | None = None) -> list[float]:  # fmt: skip
+    """Median seconds per call of each function: on every batch one call of each in turn
+    (the order reversed on even batches with ``alternate``), the first ``args.warmup``
+    batches untimed; ``after(j)`` runs untimed after each call of function ``j``."""
+    times: list[list[float]] = [[] for _ in fns]
+    for i, x in enumerate(data):
+        order = range(len(fns)) if not alternate or i % 2 else reversed(range(len(fns)))
+        for j in order:
+            sync(device)
+            t0 = time.perf_counter()
+            fns[j](x)
+            sync(device)
+            if i >= args.warmup:
+                times[j].append(time.perf_counter() - t0)
+            if after is not None:
+                after(j)
+    return [statistics.median(t) for t in times]
+
+
 def time_side_by_side(models: dict[str, nn.Module], args: argparse.Namespace,
                       device: torch.device) -> dict[str, float]:  # fmt: skip
     """Median seconds per step of each model; one step of each in turn on the same batch."""
-    steps = {name: make_step(m, device) for name, m in models.items()}
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for i, x in enumerate(batches(args, device)):
-        for name, step in steps.items():
-            sync(device)
-            t0 = time.perf_counter()
-            step(x)
-            sync(device)
-            if i >= args.warmup:
-                times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(v) for name, v in times.items()}
+    steps = [make_step(m, device) for m in models.values()]
+    return dict(zip(models, in_turn(steps, batches(args, device), args, device), strict=True))
 
 
 def resident(field: str) -> int:
@@ -294,23 +306,15 @@ def time_inference(pair: tuple[Network, Network], args: argparse.Namespace,
     """Median seconds per forward of (skip, dense), in turn (order alternating) on the same
     batches; the open share, widest row share (:func:`measured_open`) and the largest
     |logit| change, measured on the timed batches."""
-    times: list[list[float]] = [[], []]
-    opened, change = [], 0.0
+    data = batches(args, device)
     with torch.no_grad():
-        for i, x in enumerate(batches(args, device)):
-            inp = x[:, :-1]
-            for j in (0, 1) if i % 2 else (1, 0):
-                sync(device)
-                t0 = time.perf_counter()
-                pair[j](inp)
-                sync(device)
-                if i >= args.warmup:
-                    times[j].append(time.perf_counter() - t0)
-            if i >= args.warmup:
-                opened.append(measured_open(pair[0], inp))
-                change = max(change, float((pair[0](inp) - pair[1](inp)).abs().max()))
+        forwards = [lambda x, net=net: net(x[:, :-1]) for net in pair]  # inputs: all but last
+        seconds = in_turn(forwards, data, args, device, alternate=True)
+        timed = [x[:, :-1] for x in data[args.warmup :]]
+        opened = [measured_open(pair[0], inp) for inp in timed]
+        change = max(float((pair[0](inp) - pair[1](inp)).abs().max()) for inp in timed)
     share, widest = (statistics.mean(o) for o in zip(*opened, strict=True))
-    return *(statistics.median(t) for t in times), share, widest, change
+    return *seconds, share, widest, change
 
 
 def inference_report(rows: list[tuple[float, ...]], args: argparse.Namespace) -> str:
@@ -360,20 +364,12 @@ def time_backward(pair: tuple[Network, Network], args: argparse.Namespace,
     share away from its target during the measurement (AdamW's state carries on)."""
     steps = [make_step(m, device) for m in pair]
     calibrated = [{k: v.clone() for k, v in m.state_dict().items()} for m in pair]
-    times: list[list[float]] = [[], []]
     data = batches(args, device)
     first = measured_open(pair[0], data[args.warmup][:, :-1], args.gate_skip)
-    for i, x in enumerate(data):
-        for j in (0, 1) if i % 2 else (1, 0):
-            sync(device)
-            t0 = time.perf_counter()
-            steps[j](x)
-            sync(device)
-            if i >= args.warmup:
-                times[j].append(time.perf_counter() - t0)
-            pair[j].load_state_dict(calibrated[j])
+    seconds = in_turn(steps, data, args, device, alternate=True,
+                      after=lambda j: pair[j].load_state_dict(calibrated[j]))  # fmt: skip
     last = measured_open(pair[0], data[-1][:, :-1], args.gate_skip)
-    return *(statistics.median(t) for t in times), *first, *last
+    return *seconds, *first, *last
 
 
 def backward_report(rows: list[tuple[float, ...]], args: argparse.Namespace) -> str:
@@ -448,9 +444,9 @@ def main() -> None:
         rows = [(share, *time_backward(backward_pair(args, share, device), args, device))
                 for share in args.open]  # fmt: skip
         print(backward_report(rows, args))
-        keys = ("target_open", "sparse_s", "dense_s", "open_first", "widest_first",
+        fields = ("target_open", "sparse_s", "dense_s", "open_first", "widest_first",
                 "open_last", "widest_last")  # fmt: skip
-        figures["backward"] = [dict(zip(keys, row, strict=True)) for row in rows]
+        figures["backward"] = [dict(zip(fields, row, strict=True)) for row in rows]
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f)
