@@ -209,6 +209,17 @@ def grads(net: Network, x: Tensor) -> tuple[Tensor, dict[str, Tensor | None]]:
     return out.detach(), dict(zip(names, got, strict=True))
 
 
+def assert_same_grads(net: Network, got: dict[str, Tensor | None],
+                      want: dict[str, Tensor | None]) -> None:  # fmt: skip
+    """Every parameter's gradient agrees (no gradient counts as zero)."""
+    params = dict(net.named_parameters())
+    for name, g in want.items():
+        zero = torch.zeros_like(params[name])
+        torch.testing.assert_close(zero if got[name] is None else got[name],
+                                   zero if g is None else g,
+                                   rtol=1e-4, atol=1e-6, msg=name)  # fmt: skip
+
+
 @pytest.mark.parametrize("gate_bias", [-2.5, -1.0, None])
 def test_sparse_backward_is_the_dense_forward_with_closed_tokens_cut_off(
     monkeypatch, gate_bias: float | None
@@ -229,11 +240,7 @@ def test_sparse_backward_is_the_dense_forward_with_closed_tokens_cut_off(
     # something was cut: the core's gradient is not the dense one
     assert not torch.allclose(got["banks.w_qkv"], got_dense["banks.w_qkv"])
     assert got["banks.gate"] is not None
-    for name, g in want.items():
-        zero = torch.zeros_like(dict(sparse.named_parameters())[name])
-        torch.testing.assert_close(zero if got[name] is None else got[name],
-                                   zero if g is None else g,
-                                   rtol=1e-4, atol=1e-6, msg=name)  # fmt: skip
+    assert_same_grads(sparse, got, want)
 
 
 def test_sparse_backward_with_every_gate_shut_leaves_the_core_untrained() -> None:
@@ -268,11 +275,7 @@ def test_sparse_backward_past_the_crossover_cuts_the_same_gradient(monkeypatch) 
     x = tokens(2, seq_len=12)
     _, got = grads(sparse, x)
     _, want = grads(reference, x)
-    for name, g in want.items():
-        zero = torch.zeros_like(dict(sparse.named_parameters())[name])
-        torch.testing.assert_close(zero if got[name] is None else got[name],
-                                   zero if g is None else g,
-                                   rtol=1e-4, atol=1e-6, msg=name)  # fmt: skip
+    assert_same_grads(sparse, got, want)
 
 
 def test_sparse_backward_leaves_the_lyapunov_monitor_alone() -> None:
