@@ -45,10 +45,26 @@ def main() -> None:
     ap.add_argument("--nproc", type=int, default=2)
     ap.add_argument("--preset", default="small")
     args = ap.parse_args()
-    grow = ["-m", "morpho", "grow", "--task", "lang", "--preset", args.preset,
-            "--steps", str(args.steps), "--quiet", "--overwrite"]  # fmt: skip
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={args.nproc}"]  # fmt: skip
+    grow = [
+        "-m",
+        "morpho",
+        "grow",
+        "--task",
+        "lang",
+        "--preset",
+        args.preset,
+        "--steps",
+        str(args.steps),
+        "--quiet",
+        "--overwrite",
+    ]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={args.nproc}",
+    ]
     setups = {
         "1 process, 1 thread": ([sys.executable, *grow], 1),
         f"1 process, {args.nproc} threads": ([sys.executable, *grow], args.nproc),
@@ -62,15 +78,19 @@ def main() -> None:
             summary = json.loads((out / "summary.json").read_text())
             rows[name] = (wall, summary, events(out))
     base_wall, _, base_events = rows["1 process, 1 thread"]
-    print(f"morpho grow --task lang --preset {args.preset} --steps {args.steps}; "
-          f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end\n")
+    print(
+        f"morpho grow --task lang --preset {args.preset} --steps {args.steps}; "
+        f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+        f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end\n"
+    )
     print("| setup | wall (s) | speed-up | train tok/s | val bpc | cells | edits | same events |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name, (wall, s, ev) in rows.items():
-        print(f"| {name} | {wall:.1f} | {base_wall / wall:.2f}x | {s['tokens_per_s']:,.0f} | "
-              f"{s['val_bpc']:.3f} | {s['cells']} | {s['edits']} | "
-              f"{'yes' if ev == base_events else 'no'} |")  # fmt: skip
+        print(
+            f"| {name} | {wall:.1f} | {base_wall / wall:.2f}x | {s['tokens_per_s']:,.0f} | "
+            f"{s['val_bpc']:.3f} | {s['cells']} | {s['edits']} | "
+            f"{'yes' if ev == base_events else 'no'} |"
+        )
 
 
 if __name__ == "__main__":

@@ -44,17 +44,25 @@ def level_sizes(n_cells: int, n_levels: int) -> tuple[int, ...]:
 
 
 def build(n_cells: int, args: argparse.Namespace) -> tuple[Network, torch.optim.Optimizer]:
-    cfg = NetworkConfig(vocab_size=VOCAB, d_cell=args.d_cell, n_heads=1, mlp_ratio=1,
-                        level_sizes=level_sizes(n_cells, args.levels),
-                        seed_fan_in=args.fan_in, seed=0)  # fmt: skip
+    cfg = NetworkConfig(
+        vocab_size=VOCAB,
+        d_cell=args.d_cell,
+        n_heads=1,
+        mlp_ratio=1,
+        level_sizes=level_sizes(n_cells, args.levels),
+        seed_fan_in=args.fan_in,
+        seed=0,
+    )
     net = Network(cfg)
     return net, build_optimizer(net, TrainConfig())
 
 
 def make_step(
-    net: Network, opt: torch.optim.Optimizer, args: argparse.Namespace,
+    net: Network,
+    opt: torch.optim.Optimizer,
+    args: argparse.Namespace,
     device: torch.device | None = None,
-) -> Callable[[], None]:  # fmt: skip
+) -> Callable[[], None]:
     gen = torch.Generator().manual_seed(0)
 
     def step() -> None:
@@ -68,8 +76,9 @@ def make_step(
     return step
 
 
-def make_edits(net: Network, opt: torch.optim.Optimizer,
-               rng: np.random.Generator) -> dict[str, Callable[[], None]]:  # fmt: skip
+def make_edits(
+    net: Network, opt: torch.optim.Optimizer, rng: np.random.Generator
+) -> dict[str, Callable[[], None]]:
     """Edits on random hidden cells; split and remove alternate so the size stays put."""
 
     def hidden() -> int:
@@ -119,8 +128,9 @@ def measure(n_cells: int, args: argparse.Namespace) -> dict[str, float]:
         for name, edit in edits.items():
             times[name].append(timed(edit))
     out = {k: statistics.median(v) for k, v in times.items()}
-    out.update(cells=net.tissue.num_nodes, edges=int(net.tissue.edge_index.shape[1]),
-               params=net.n_params())  # fmt: skip
+    out.update(
+        cells=net.tissue.num_nodes, edges=int(net.tissue.edge_index.shape[1]), params=net.n_params()
+    )
     if args.profile:
         profile_edits(edits, args.repeats)
     return out
@@ -158,13 +168,19 @@ def report(rows: list[dict[str, float]], args: argparse.Namespace) -> str:
     for r in rows:
         ms = [f"{1e3 * r[k]:.2f}" for k in ("step", *kinds)]
         ratios = [f"{100 * r[k] / r['step']:.1f}%" for k in kinds]
-        lines.append(f"| {int(r['cells']):,} | {int(r['edges']):,} | {int(r['params']):,} | "
-                     + " | ".join(ms + ratios) + " |")  # fmt: skip
+        lines.append(
+            f"| {int(r['cells']):,} | {int(r['edges']):,} | {int(r['params']):,} | "
+            + " | ".join(ms + ratios)
+            + " |"
+        )
     if len(rows) > 1:
         cells = [r["cells"] for r in rows]
         exps = {k: growth_exponent(cells, [r[k] for r in rows]) for k in ("step", *kinds)}
-        lines += ["", "growth exponent k (time ∝ cells^k): "
-                  + ", ".join(f"{k} {v:.2f}" for k, v in exps.items())]  # fmt: skip
+        lines += [
+            "",
+            "growth exponent k (time ∝ cells^k): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in exps.items()),
+        ]
     return "\n".join(lines)
 
 

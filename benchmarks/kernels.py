@@ -105,19 +105,26 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"batch {args.batch} x seq {args.seq}, d_cell {args.d_cell}, {args.repeats} "
-          f"interleaved calls (median), {torch.get_num_threads()} torch thread(s), "
-          f"torch {torch.__version__}")  # fmt: skip
+    print(
+        f"batch {args.batch} x seq {args.seq}, d_cell {args.d_cell}, {args.repeats} "
+        f"interleaved calls (median), {torch.get_num_threads()} torch thread(s), "
+        f"torch {torch.__version__}"
+    )
     print("\n| kernel | cells | new (ms) | baseline (ms) | speed-up |")
     print("|---|---:|---:|---:|---:|")
-    for name, pair in (("recurrence", recurrence_pair), ("aggregation", aggregation_pair),
-                       ("projection", projection_pair)):  # fmt: skip
+    for name, pair in (
+        ("recurrence", recurrence_pair),
+        ("aggregation", aggregation_pair),
+        ("projection", projection_pair),
+    ):
         for n in args.cells:
             fns = pair(n, args.batch, args.seq, args.d_cell)
             t = interleaved(fns, args.repeats)
             new, base = (t[k] for k in fns)
-            print(f"| {name}: {' vs '.join(fns)} | {n} | {new * 1e3:.2f} | {base * 1e3:.2f} | "
-                  f"{base / new:.2f}x |")  # fmt: skip
+            print(
+                f"| {name}: {' vs '.join(fns)} | {n} | {new * 1e3:.2f} | {base * 1e3:.2f} | "
+                f"{base / new:.2f}x |"
+            )
 
 
 if __name__ == "__main__":

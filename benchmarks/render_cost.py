@@ -52,8 +52,12 @@ def main() -> None:
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--color", default="free-energy")
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--run", type=Path, default=None,
-                        help="run directory: reused if it has snapshots, else grown there")
+    parser.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        help="run directory: reused if it has snapshots, else grown there",
+    )
     args = parser.parse_args()
     cpus = pin(args.cores)
 
@@ -69,8 +73,9 @@ def main() -> None:
     run_dir = args.run or work / "run"
     t0 = time.perf_counter()
     if not (run_dir / "snapshots").is_dir():
-        synthetic_run(run_dir, n_cells=args.cells, level_sizes=(8, 32, 32, 8), fan_in=3,
-                      splits_per_round=5)  # fmt: skip
+        synthetic_run(
+            run_dir, n_cells=args.cells, level_sizes=(8, 32, 32, 8), fan_in=3, splits_per_round=5
+        )
     grow_s = time.perf_counter() - t0
 
     run = load_run(run_dir)
@@ -85,17 +90,32 @@ def main() -> None:
     movie_s, movie_cpu_s = time.perf_counter() - t0, cpu_seconds() - cpu0
 
     final = run.snapshots[-1]
-    print(json.dumps({
-        "cells": final.n_cells, "edges": final.n_edges, "snapshots": len(run.snapshots),
-        "frames": args.frames, "size": args.size, "color": args.color,
-        "grow_tissue_s": round(grow_s, 1), "layout_s": round(layout_s, 2),
-        "movie_s": round(movie_s, 1), "per_frame_ms": round(1000 * movie_s / args.frames, 1),
-        "movie_cpu_s": round(movie_cpu_s, 1), "load_avg_1min": round(os.getloadavg()[0], 1),
-        "mp4_bytes": out.stat().st_size, "goal_s": 120, "ok": movie_s < 120,
-        "cores": cpus, "machine": f"{platform.processor() or platform.machine()}, "
-                                  f"{os.cpu_count()} CPUs visible, {platform.platform()}",
-        "renderer": _renderer(),
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "cells": final.n_cells,
+                "edges": final.n_edges,
+                "snapshots": len(run.snapshots),
+                "frames": args.frames,
+                "size": args.size,
+                "color": args.color,
+                "grow_tissue_s": round(grow_s, 1),
+                "layout_s": round(layout_s, 2),
+                "movie_s": round(movie_s, 1),
+                "per_frame_ms": round(1000 * movie_s / args.frames, 1),
+                "movie_cpu_s": round(movie_cpu_s, 1),
+                "load_avg_1min": round(os.getloadavg()[0], 1),
+                "mp4_bytes": out.stat().st_size,
+                "goal_s": 120,
+                "ok": movie_s < 120,
+                "cores": cpus,
+                "machine": f"{platform.processor() or platform.machine()}, "
+                f"{os.cpu_count()} CPUs visible, {platform.platform()}",
+                "renderer": _renderer(),
+            },
+            indent=2,
+        )
+    )
 
 
 def _renderer() -> str:

@@ -76,10 +76,17 @@ def measure(n_cells: int, args: argparse.Namespace) -> dict[str, float]:
             times[name].append(timed(edits[name], device))
         times["copy"].append(timed(lambda: bank_copy(net, opt), device))
     out = {k: statistics.median(v) for k, v in times.items()}
-    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-            else resident("VmHWM") - rss0)  # fmt: skip
-    out.update(cells=net.tissue.num_nodes, edges=int(net.tissue.edge_index.shape[1]),
-               params=net.n_params(), peak_mib=peak / 2**20)  # fmt: skip
+    peak = (
+        torch.cuda.max_memory_allocated(device)
+        if device.type == "cuda"
+        else resident("VmHWM") - rss0
+    )
+    out.update(
+        cells=net.tissue.num_nodes,
+        edges=int(net.tissue.edge_index.shape[1]),
+        params=net.n_params(),
+        peak_mib=peak / 2**20,
+    )
     if args.profile:
         profile_step(step)
     return out
@@ -104,8 +111,10 @@ def fits(rows: list[dict[str, float]]) -> dict[str, float]:
     """Exponents: step and memory against cells + edges, edits and copy against cells."""
     size = [r["cells"] + r["edges"] for r in rows]
     cells = [r["cells"] for r in rows]
-    out = {"step": growth_exponent(size, [r["step"] for r in rows]),
-           "memory": growth_exponent(size, [r["peak_mib"] for r in rows])}  # fmt: skip
+    out = {
+        "step": growth_exponent(size, [r["step"] for r in rows]),
+        "memory": growth_exponent(size, [r["peak_mib"] for r in rows]),
+    }
     out.update({k: growth_exponent(cells, [r[k] for r in rows]) for k in (*EDITS, "copy")})
     return out
 
@@ -125,16 +134,21 @@ def report(rows: list[dict[str, float]], args: argparse.Namespace) -> str:
     for r in rows:
         per = 1e6 * r["step"] / (r["cells"] + r["edges"])
         ms = " | ".join(f"{1e3 * r[k]:.1f}" for k in EDITS)
-        lines.append(f"| {int(r['cells']):,} | {int(r['edges']):,} | {int(r['params']):,} "
-                     f"| {1e3 * r['step']:.1f} | {per:.2f} | {ms} | {1e3 * r['copy']:.1f} "
-                     f"| {r['split'] / r['copy']:.1f} | {r['peak_mib']:.1f} |")  # fmt: skip
+        lines.append(
+            f"| {int(r['cells']):,} | {int(r['edges']):,} | {int(r['params']):,} "
+            f"| {1e3 * r['step']:.1f} | {per:.2f} | {ms} | {1e3 * r['copy']:.1f} "
+            f"| {r['split'] / r['copy']:.1f} | {r['peak_mib']:.1f} |"
+        )
     if len(rows) > 1:
         large = [r for r in rows if r["cells"] >= 1000]
         for label, sub in (("all sizes", rows), ("sizes >= 1,000", large)):
             if len(sub) > 1:
                 exps = ", ".join(f"{k} {v:.2f}" for k, v in fits(sub).items())
-                lines += ["", f"exponents k, {label} (step, memory ∝ (cells+edges)^k; "
-                          f"edits, copy ∝ cells^k): {exps}"]  # fmt: skip
+                lines += [
+                    "",
+                    f"exponents k, {label} (step, memory ∝ (cells+edges)^k; "
+                    f"edits, copy ∝ cells^k): {exps}",
+                ]
     return "\n".join(lines)
 
 
@@ -146,8 +160,9 @@ def device_name(device: str) -> str:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+",
-                        default=[64, 250, 1000, 4000, 16000, 50000, 100000])  # fmt: skip
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[64, 250, 1000, 4000, 16000, 50000, 100000]
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--seq-len", type=int, default=16)

@@ -49,12 +49,12 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
-from morpho.sims.baselines import MODELS, CharTransformer, baseline_config, build_baseline
 from torch import nn
 
 from morpho.cells import DENSE_CROSSOVER, LevelOutput
 from morpho.config import TrainConfig
 from morpho.network import Network, NetworkConfig
+from morpho.sims.baselines import MODELS, CharTransformer, baseline_config, build_baseline
 from morpho.trainer import build_optimizer
 
 CLOSED_GATE_BIAS = -20.0  # σ(-20 + log-surprise) ≈ 0: the demon keeps every core shut
@@ -62,12 +62,21 @@ OPEN_GATE_BIAS = 20.0  # σ(20 + log-surprise) ≈ 1: every core open
 
 
 def build_morpho(
-    args: argparse.Namespace, gates_shut: bool = False, gate_skip: float = 0.0,
+    args: argparse.Namespace,
+    gates_shut: bool = False,
+    gate_skip: float = 0.0,
     gate_skip_backward: float = 0.0,
-) -> Network:  # fmt: skip
-    cfg = NetworkConfig(vocab_size=args.vocab, d_cell=args.d_cell, level_sizes=tuple(args.levels),
-                        n_heads=args.n_heads, mlp_ratio=args.mlp_ratio, gate_skip=gate_skip,
-                        gate_skip_backward=gate_skip_backward, seed=0)  # fmt: skip
+) -> Network:
+    cfg = NetworkConfig(
+        vocab_size=args.vocab,
+        d_cell=args.d_cell,
+        level_sizes=tuple(args.levels),
+        n_heads=args.n_heads,
+        mlp_ratio=args.mlp_ratio,
+        gate_skip=gate_skip,
+        gate_skip_backward=gate_skip_backward,
+        seed=0,
+    )
     net = Network(cfg)
     if gates_shut:
         with torch.no_grad():
@@ -100,9 +109,10 @@ def build_models(args: argparse.Namespace) -> dict[str, nn.Module]:
         "morpho": net,
         "morpho gates shut": build_morpho(args, gates_shut=True),
         "transformer =params": build_baseline("transformer", args.vocab, net.n_params()),
-        "transformer =FLOPs": build_baseline("transformer", args.vocab,
-                                             params_for_flops(flops, args)),
-    }  # fmt: skip
+        "transformer =FLOPs": build_baseline(
+            "transformer", args.vocab, params_for_flops(flops, args)
+        ),
+    }
 
 
 def make_step(model: nn.Module, device: torch.device) -> Callable[[torch.Tensor], None]:
@@ -130,13 +140,20 @@ def sync(device: torch.device) -> None:
 def batches(args: argparse.Namespace, device: torch.device) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
     n = args.warmup + args.steps
-    return [torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=gen).to(device)
-            for _ in range(n)]  # fmt: skip
+    return [
+        torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=gen).to(device)
+        for _ in range(n)
+    ]
 
 
-def in_turn(fns: Sequence[Callable[[torch.Tensor], object]], data: list[torch.Tensor],
-            args: argparse.Namespace, device: torch.device, alternate: bool = False,
-            after: Callable[[int], None] | None = None) -> list[float]:  # fmt: skip
+def in_turn(
+    fns: Sequence[Callable[[torch.Tensor], object]],
+    data: list[torch.Tensor],
+    args: argparse.Namespace,
+    device: torch.device,
+    alternate: bool = False,
+    after: Callable[[int], None] | None = None,
+) -> list[float]:
     """Median seconds per call of each function: on every batch one call of each in turn
     (the order reversed on even batches with ``alternate``), the first ``args.warmup``
     batches untimed; ``after(j)`` runs untimed after each call of function ``j``."""
@@ -155,8 +172,9 @@ def in_turn(fns: Sequence[Callable[[torch.Tensor], object]], data: list[torch.Te
     return [statistics.median(t) for t in times]
 
 
-def time_side_by_side(models: dict[str, nn.Module], args: argparse.Namespace,
-                      device: torch.device) -> dict[str, float]:  # fmt: skip
+def time_side_by_side(
+    models: dict[str, nn.Module], args: argparse.Namespace, device: torch.device
+) -> dict[str, float]:
     """Median seconds per step of each model; one step of each in turn on the same batch."""
     steps = [make_step(m, device) for m in models.values()]
     return dict(zip(models, in_turn(steps, batches(args, device), args, device), strict=True))
@@ -200,8 +218,12 @@ def peak_memory(name: str, args: argparse.Namespace) -> int:
     return int(out.strip().splitlines()[-1])
 
 
-def report(models: dict[str, nn.Module], secs: dict[str, float], mem: dict[str, int],
-           args: argparse.Namespace) -> str:  # fmt: skip
+def report(
+    models: dict[str, nn.Module],
+    secs: dict[str, float],
+    mem: dict[str, int],
+    args: argparse.Namespace,
+) -> str:
     tokens = args.batch * args.seq
     ref = "transformer =FLOPs"
     lines = [
@@ -274,8 +296,9 @@ def calibrate_gates(net: Network, x: torch.Tensor, open_share: float, threshold:
             bias += (target - torch.quantile(logit, 1 - open_share, dim=1)).to(bias)
 
 
-def measured_open(net: Network, x: torch.Tensor,
-                  threshold: float | None = None) -> tuple[float, float]:  # fmt: skip
+def measured_open(
+    net: Network, x: torch.Tensor, threshold: float | None = None
+) -> tuple[float, float]:
     """In a forward on ``x``: the share of (cell, batch, token) with ``g ≥ threshold``
     (default ``gate_skip``), and the mean over levels of the most open (cell, batch) row's
     share of the sequence — what the compact core pads to, compared with
@@ -289,8 +312,9 @@ def measured_open(net: Network, x: torch.Tensor,
     return float(share), float(widest)
 
 
-def inference_pair(args: argparse.Namespace, open_share: float,
-                   device: torch.device) -> tuple[Network, Network]:  # fmt: skip
+def inference_pair(
+    args: argparse.Namespace, open_share: float, device: torch.device
+) -> tuple[Network, Network]:
     """(skip, dense): the same calibrated parameters, ``gate_skip`` on and off, in eval mode."""
     skip = build_morpho(args, gate_skip=args.gate_skip).to(device)
     if args.crossover is not None:
@@ -301,8 +325,9 @@ def inference_pair(args: argparse.Namespace, open_share: float,
     return skip.eval(), dense.eval()
 
 
-def time_inference(pair: tuple[Network, Network], args: argparse.Namespace,
-                   device: torch.device) -> tuple[float, ...]:  # fmt: skip
+def time_inference(
+    pair: tuple[Network, Network], args: argparse.Namespace, device: torch.device
+) -> tuple[float, ...]:
     """Median seconds per forward of (skip, dense), in turn (order alternating) on the same
     batches; the open share, widest row share (:func:`measured_open`) and the largest
     |logit| change, measured on the timed batches."""
@@ -337,13 +362,16 @@ def inference_report(rows: list[tuple[float, ...]], args: argparse.Namespace) ->
 
 def run_inference(args: argparse.Namespace, device: torch.device) -> list[tuple[float, ...]]:
     """One row per target open share: (target, *:func:`time_inference`)."""
-    return [(share, *time_inference(inference_pair(args, share, device), args, device))
-            for share in args.open]  # fmt: skip
+    return [
+        (share, *time_inference(inference_pair(args, share, device), args, device))
+        for share in args.open
+    ]
 
 
 # ------------------------------------------------------ training, sparse backward
-def backward_pair(args: argparse.Namespace, open_share: float,
-                  device: torch.device) -> tuple[Network, Network]:  # fmt: skip
+def backward_pair(
+    args: argparse.Namespace, open_share: float, device: torch.device
+) -> tuple[Network, Network]:
     """(sparse backward, dense): the same calibrated parameters, ``gate_skip_backward``
     on (at ``--gate-skip``) and off, in train mode."""
     skip = build_morpho(args, gate_skip_backward=args.gate_skip).to(device)
@@ -355,8 +383,9 @@ def backward_pair(args: argparse.Namespace, open_share: float,
     return skip, dense
 
 
-def time_backward(pair: tuple[Network, Network], args: argparse.Namespace,
-                  device: torch.device) -> tuple[float, ...]:  # fmt: skip
+def time_backward(
+    pair: tuple[Network, Network], args: argparse.Namespace, device: torch.device
+) -> tuple[float, ...]:
     """Median seconds per training step of (sparse backward, dense), one step of each in
     turn (order alternating) on the same batches; the open share and widest row of the
     sparse model on the first and the last timed batch. After each (timed) step the
@@ -366,8 +395,14 @@ def time_backward(pair: tuple[Network, Network], args: argparse.Namespace,
     calibrated = [{k: v.clone() for k, v in m.state_dict().items()} for m in pair]
     data = batches(args, device)
     first = measured_open(pair[0], data[args.warmup][:, :-1], args.gate_skip)
-    seconds = in_turn(steps, data, args, device, alternate=True,
-                      after=lambda j: pair[j].load_state_dict(calibrated[j]))  # fmt: skip
+    seconds = in_turn(
+        steps,
+        data,
+        args,
+        device,
+        alternate=True,
+        after=lambda j: pair[j].load_state_dict(calibrated[j]),
+    )
     last = measured_open(pair[0], data[-1][:, :-1], args.gate_skip)
     return *seconds, *first, *last
 
@@ -385,8 +420,9 @@ def backward_report(rows: list[tuple[float, ...]], args: argparse.Namespace) -> 
     ]
     for target, skip_s, dense_s, open0, wide0, open1, wide1 in rows:
         speeds = f"{tokens / skip_s:,.0f} | {tokens / dense_s:,.0f} | {dense_s / skip_s:.2f}x"
-        lines.append(f"| {target:.2f} | {open0:.3f} / {open1:.3f} | {wide0:.2f} / {wide1:.2f} "
-                     f"| {speeds} |")  # fmt: skip
+        lines.append(
+            f"| {target:.2f} | {open0:.3f} / {open1:.3f} | {wide0:.2f} / {wide1:.2f} | {speeds} |"
+        )
     return "\n".join(lines)
 
 
@@ -405,17 +441,33 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: default)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument("--json", default="", help="also write the figures here")
-    parser.add_argument("--mode", choices=["train", "infer", "both", "backward"],
-                        default="both",
-                        help="training table, inference table (gate skipping), both; or "
-                             "training with gate_skip_backward against dense")  # fmt: skip
-    parser.add_argument("--open", type=float, nargs="+", default=[0.0, 0.1, 1.0],
-                        help="inference: open-gate shares (0: all shut, 1: all open)")  # fmt: skip
-    parser.add_argument("--gate-skip", type=float, default=0.1,
-                        help="inference: gates below this skip the geometric core")  # fmt: skip
-    parser.add_argument("--crossover", type=float, default=None,
-                        help="inference: the cells' dense_crossover (default morpho.cells."
-                        "DENSE_CROSSOVER; 1: never fall back to the dense core)")  # fmt: skip
+    parser.add_argument(
+        "--mode",
+        choices=["train", "infer", "both", "backward"],
+        default="both",
+        help="training table, inference table (gate skipping), both; or "
+        "training with gate_skip_backward against dense",
+    )
+    parser.add_argument(
+        "--open",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.1, 1.0],
+        help="inference: open-gate shares (0: all shut, 1: all open)",
+    )
+    parser.add_argument(
+        "--gate-skip",
+        type=float,
+        default=0.1,
+        help="inference: gates below this skip the geometric core",
+    )
+    parser.add_argument(
+        "--crossover",
+        type=float,
+        default=None,
+        help="inference: the cells' dense_crossover (default morpho.cells."
+        "DENSE_CROSSOVER; 1: never fall back to the dense core)",
+    )
     parser.add_argument("--_child", default="", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -441,11 +493,20 @@ def main() -> None:
         keys = ("target_open", "skip_s", "dense_s", "open", "widest_row", "max_logit_change")
         figures["inference"] = [dict(zip(keys, row, strict=True)) for row in rows]
     if args.mode == "backward":
-        rows = [(share, *time_backward(backward_pair(args, share, device), args, device))
-                for share in args.open]  # fmt: skip
+        rows = [
+            (share, *time_backward(backward_pair(args, share, device), args, device))
+            for share in args.open
+        ]
         print(backward_report(rows, args))
-        fields = ("target_open", "sparse_s", "dense_s", "open_first", "widest_first",
-                "open_last", "widest_last")  # fmt: skip
+        fields = (
+            "target_open",
+            "sparse_s",
+            "dense_s",
+            "open_first",
+            "widest_first",
+            "open_last",
+            "widest_last",
+        )
         figures["backward"] = [dict(zip(fields, row, strict=True)) for row in rows]
     if args.json:
         with open(args.json, "w") as f:

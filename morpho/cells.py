@@ -97,9 +97,13 @@ class CellType:
         raise NotImplementedError
 
     def forward_level(
-        self, banks: dict[str, Tensor], x: Tensor, demand: Tensor | None,
-        clock: int = 1, raw_skip: Tensor | None = None,
-    ) -> LevelOutput:  # fmt: skip
+        self,
+        banks: dict[str, Tensor],
+        x: Tensor,
+        demand: Tensor | None,
+        clock: int = 1,
+        raw_skip: Tensor | None = None,
+    ) -> LevelOutput:
         """Run ``n`` cells on their aggregated inputs ``x`` (n, B, T, d).
 
         ``clock``: the level's period in tokens (its state updates every ``clock``-th token);
@@ -268,9 +272,13 @@ class ThermoCell(CellType):
         }
 
     def forward_level(
-        self, banks: dict[str, Tensor], x: Tensor, demand: Tensor | None,
-        clock: int = 1, raw_skip: Tensor | None = None,
-    ) -> LevelOutput:  # fmt: skip
+        self,
+        banks: dict[str, Tensor],
+        x: Tensor,
+        demand: Tensor | None,
+        clock: int = 1,
+        raw_skip: Tensor | None = None,
+    ) -> LevelOutput:
         n, B, T, d = x.shape
         xn = rms_norm(x) * banks["norm"][:, None, None, :]  # (n, B, T, d)
         a = torch.sigmoid(banks["decay"])  # (n, d)
@@ -412,9 +420,15 @@ class ThermoCell(CellType):
         return pos, (pos + T * torch.arange(len(rows), device=pos.device)[:, None]).flatten()
 
     def _add_open(
-        self, y: Tensor, xn: Tensor, g: Tensor, is_open: Tensor, widest: int,
-        w_qkv: Tensor, w_out: Tensor,
-    ) -> Tensor:  # fmt: skip
+        self,
+        y: Tensor,
+        xn: Tensor,
+        g: Tensor,
+        is_open: Tensor,
+        widest: int,
+        w_qkv: Tensor,
+        w_out: Tensor,
+    ) -> Tensor:
         """The compact path of :meth:`_add_geometric`: gather, attend, scatter-add."""
         n, B, T, d = xn.shape
         cells = is_open.flatten(1).any(1).nonzero().flatten()  # (m,) cells with an open token

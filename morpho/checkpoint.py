@@ -36,16 +36,21 @@ MAGIC = b"MORPHOCK"
 DIGEST = 32  # bytes of SHA-256
 
 
-def save_checkpoint(path: str | os.PathLike[str], net: Network,
-                    optimizer: torch.optim.Optimizer | None = None, step: int = 0,
-                    extra: dict[str, Any] | None = None) -> None:  # fmt: skip
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    net: Network,
+    optimizer: torch.optim.Optimizer | None = None,
+    step: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Write network, optimizer and ``extra`` (JSON-like values and tensors) atomically."""
     t = net.tissue
     payload = {
         "format": FORMAT,
         "step": step,
-        "network_config": {k: list(v) if isinstance(v, tuple) else v
-                           for k, v in asdict(net.cfg).items()},  # fmt: skip
+        "network_config": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in asdict(net.cfg).items()
+        },
         "tissue": {k: v for k, v in t.items() if torch.is_tensor(v)},
         "tissue_counters": [int(t.next_cell_id), int(t.next_edge_id)],
         "model": net.state_dict(),

@@ -71,8 +71,9 @@ def grow(
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[Optional[Path], typer.Option(help="Continue this run directory.")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(help="Steps between checkpoints.")]
-    = None,
+    checkpoint_every: Annotated[
+        Optional[int], typer.Option(help="Steps between checkpoints.")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Grow a network on a task and write a run directory (or continue one with --resume)."""
@@ -87,13 +88,21 @@ def grow(
             summary = resume_run(resume, steps=steps, progress=not quiet)
             _report(path, summary)
             return
-        cfg = run_config(preset, config, {
-            "task": task,
-            "task_options": {"data": str(data) if data else None, "corpus": corpus},
-            "train": {"steps": steps, "seed": seed, "device": device,
-                      "checkpoint_every": checkpoint_every},
-            "network": {"seed": seed},
-        })  # fmt: skip
+        cfg = run_config(
+            preset,
+            config,
+            {
+                "task": task,
+                "task_options": {"data": str(data) if data else None, "corpus": corpus},
+                "train": {
+                    "steps": steps,
+                    "seed": seed,
+                    "device": device,
+                    "checkpoint_every": checkpoint_every,
+                },
+                "network": {"seed": seed},
+            },
+        )
         path = out or default_run_path(cfg.task)
         summary = grow_run(cfg, path, progress=not quiet, overwrite=overwrite)
     except ValueError as e:
@@ -110,10 +119,12 @@ def _report(path: Path, summary: dict[str, Any]) -> None:
 
     if not is_main():
         return
-    typer.echo(f"run {path}: val_bpc {summary['val_bpc']:.3f} "
-               f"(best {summary['best_val_bpc']:.3f}), {summary['cells']} cells, "
-               f"{summary['edges']} edges, {summary['params']:,} params, "
-               f"{summary['edits']} edits, {summary['tokens_per_s']:,.0f} tok/s")  # fmt: skip
+    typer.echo(
+        f"run {path}: val_bpc {summary['val_bpc']:.3f} "
+        f"(best {summary['best_val_bpc']:.3f}), {summary['cells']} cells, "
+        f"{summary['edges']} edges, {summary['params']:,} params, "
+        f"{summary['edits']} edits, {summary['tokens_per_s']:,.0f} tok/s"
+    )
 
 
 @app.command()

@@ -60,20 +60,44 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "train.steps", ">= 0", self.steps)
-        for name in ("batch_size", "seq_len", "eval_every", "eval_batches", "log_every",
-                     "keep_checkpoints", "max_nonfinite"):  # fmt: skip
+        for name in (
+            "batch_size",
+            "seq_len",
+            "eval_every",
+            "eval_batches",
+            "log_every",
+            "keep_checkpoints",
+            "max_nonfinite",
+        ):
             _require(getattr(self, name) >= 1, f"train.{name}", ">= 1", getattr(self, name))
         _require(self.lr > 0, "train.lr", "> 0", self.lr)
         _require(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
-        for name in ("warmup", "weight_decay", "grad_clip", "aux_weight", "gate_l1",
-                     "checkpoint_every", "ponder_weight", "path_norm_weight", "lyapunov_every",
-                     "lyapunov_weight"):  # fmt: skip
+        for name in (
+            "warmup",
+            "weight_decay",
+            "grad_clip",
+            "aux_weight",
+            "gate_l1",
+            "checkpoint_every",
+            "ponder_weight",
+            "path_norm_weight",
+            "lyapunov_every",
+            "lyapunov_weight",
+        ):
             _require(getattr(self, name) >= 0, f"train.{name}", ">= 0", getattr(self, name))
         if self.lyapunov_every:
-            _require(1 <= self.lyapunov_window < self.seq_len, "train.lyapunov_window",
-                     f"in [1, seq_len={self.seq_len})", self.lyapunov_window)  # fmt: skip
-        _require(not self.lyapunov_weight or self.lyapunov_every > 0, "train.lyapunov_every",
-                 "> 0 when train.lyapunov_weight is set", self.lyapunov_every)  # fmt: skip
+            _require(
+                1 <= self.lyapunov_window < self.seq_len,
+                "train.lyapunov_window",
+                f"in [1, seq_len={self.seq_len})",
+                self.lyapunov_window,
+            )
+        _require(
+            not self.lyapunov_weight or self.lyapunov_every > 0,
+            "train.lyapunov_every",
+            "> 0 when train.lyapunov_weight is set",
+            self.lyapunov_every,
+        )
 
 
 @dataclass(frozen=True)

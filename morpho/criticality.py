@@ -175,8 +175,9 @@ def sequence_lyapunov(
 
         def push(v: Tensor, create_graph: bool = False) -> Tensor:  # J v by the double vjp
             u = at(t0, v)
-            return torch.autograd.grad(pull, cot, u, retain_graph=True,
-                                       create_graph=create_graph)[0][:, t1]  # fmt: skip
+            return torch.autograd.grad(pull, cot, u, retain_graph=True, create_graph=create_graph)[
+                0
+            ][:, t1]
 
         v = _unit(_noise((x.shape[0], x.shape[2]), x, generator), rows)  # (B, d)
         for _ in range(iters):
@@ -270,8 +271,12 @@ def path_norm_plan(edge_index: Tensor, level: Tensor) -> list[Tensor]:
     return list(order.split(sizes.tolist()))
 
 
-def _path_norm(groups: list[tuple[Tensor, Tensor, Tensor]], strength: Tensor, weight: Tensor,
-               sink_weight: Tensor) -> Tensor:  # fmt: skip
+def _path_norm(
+    groups: list[tuple[Tensor, Tensor, Tensor]],
+    strength: Tensor,
+    weight: Tensor,
+    sink_weight: Tensor,
+) -> Tensor:
     """The dynamic program of :func:`graph_path_norm` over ``(edge rows, src, dst)`` groups,
     one per target level in increasing order; ``weight`` (N,) starts as the input mask."""
     for sel, src, dst in groups:
@@ -293,8 +298,10 @@ def path_norm(net: Network) -> Tensor:
     cached = net.derived.get(key)
     if cached is None:
         src, dst = t.edge_index
-        groups = [(sel.to(device), src[sel].to(device), dst[sel].to(device))
-                  for sel in path_norm_plan(t.edge_index, t.level)]  # fmt: skip
+        groups = [
+            (sel.to(device), src[sel].to(device), dst[sel].to(device))
+            for sel in path_norm_plan(t.edge_index, t.level)
+        ]
         is_input = (t.role == INPUT).to(device, strength.dtype)
         is_output = (t.role == OUTPUT).to(device, strength.dtype)
         cached = net.derived[key] = (groups, is_input, is_output)

@@ -49,8 +49,9 @@ def shard(batch: Tensor) -> Tensor:
     if n == 1:
         return batch
     if batch.shape[0] % n:
-        raise ValueError(f"batch_size {batch.shape[0]} must be a multiple of the "
-                         f"{n} data-parallel processes")  # fmt: skip
+        raise ValueError(
+            f"batch_size {batch.shape[0]} must be a multiple of the {n} data-parallel processes"
+        )
     size = batch.shape[0] // n
     return batch[rank() * size : (rank() + 1) * size]
 

@@ -96,8 +96,13 @@ def identity_edit(net: Network) -> Edit:
     return Edit("identity", _maps(net, cell_map, edge_map), tissue)
 
 
-def split_edit(net: Network, cell_id: int, noise: float = 0.0, task: int | None = None,
-               generator: torch.Generator | None = None) -> Edit:  # fmt: skip
+def split_edit(
+    net: Network,
+    cell_id: int,
+    noise: float = 0.0,
+    task: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Edit:
     """Mitosis: the cell becomes two daughters (Net2Net-style widening).
 
     Both daughters copy the mother's bank rows and incoming edges; every outgoing edge and
@@ -143,8 +148,13 @@ def split_edit(net: Network, cell_id: int, noise: float = 0.0, task: int | None 
     tissue.edge_birth[e:] = net.step
     tissue.next_cell_id = t.next_cell_id + 2
     tissue.next_edge_id = t.next_edge_id + incident.numel()
-    info = {"cells": [cell_id], "new_cells": ids, "dead_cells": [cell_id],
-            "new_edges": new_edge_ids.tolist(), "dead_edges": []}  # fmt: skip
+    info = {
+        "cells": [cell_id],
+        "new_cells": ids,
+        "dead_cells": [cell_id],
+        "new_edges": new_edge_ids.tolist(),
+        "dead_edges": [],
+    }
     return Edit("split", _maps(net, cell_map, edge_map, readout=readout_map), tissue, info)
 
 
@@ -170,8 +180,9 @@ def insert_edit(net: Network, cell_id: int, task: int | None = None) -> Edit:
     t = net.tissue
     r = net.row_of(cell_id)
     if int(t.role[r]) == OUTPUT:
-        raise ValueError(f"cell {cell_id} is an output cell; only input and hidden cells can "
-                         "divide in series")  # fmt: skip
+        raise ValueError(
+            f"cell {cell_id} is an output cell; only input and hidden cells can divide in series"
+        )
     src, dst = t.edge_index
     out = src == r
     if not bool(out.any()):
@@ -216,10 +227,20 @@ def insert_edit(net: Network, cell_id: int, task: int | None = None) -> Edit:
     tissue.edge_birth[-1] = net.step
     tissue.next_cell_id = t.next_cell_id + 1
     tissue.next_edge_id = t.next_edge_id + 1
-    info = {"cells": [cell_id], "new_cells": [t.next_cell_id], "dead_cells": [],
-            "new_edges": [t.next_edge_id], "dead_edges": []}  # fmt: skip
-    maps = _maps(net, RowMap.build(cell_src), edge_map, readout=readout_map,
-                 **{k: zeroed for k in IDENTITY_ZERO_BANKS if k in net.banks})  # fmt: skip
+    info = {
+        "cells": [cell_id],
+        "new_cells": [t.next_cell_id],
+        "dead_cells": [],
+        "new_edges": [t.next_edge_id],
+        "dead_edges": [],
+    }
+    maps = _maps(
+        net,
+        RowMap.build(cell_src),
+        edge_map,
+        readout=readout_map,
+        **{k: zeroed for k in IDENTITY_ZERO_BANKS if k in net.banks},
+    )
     return Edit("insert", maps, tissue, info)
 
 
@@ -256,8 +277,13 @@ def remove_edit(net: Network, cell_id: int, bridge: bool = False) -> Edit:
         tissue.edge_id[-n_new:] = new_ids
         tissue.edge_birth[-n_new:] = net.step
     tissue.next_edge_id = t.next_edge_id + n_new
-    info = {"cells": [cell_id], "new_cells": [], "dead_cells": [cell_id],
-            "new_edges": new_ids.tolist(), "dead_edges": t.edge_id[~keep].tolist()}  # fmt: skip
+    info = {
+        "cells": [cell_id],
+        "new_cells": [],
+        "dead_cells": [cell_id],
+        "new_edges": new_ids.tolist(),
+        "dead_edges": t.edge_id[~keep].tolist(),
+    }
     maps = _maps(net, RowMap.build(cell_src), RowMap.build(edge_src, fill=fill))
     return Edit("remove", maps, tissue, info)
 
@@ -298,8 +324,13 @@ def connect_edit(net: Network, src_id: int, dst_id: int) -> Edit:
     tissue.edge_id[-1] = t.next_edge_id
     tissue.edge_birth[-1] = net.step
     tissue.next_edge_id = t.next_edge_id + 1
-    info = {"cells": [src_id, dst_id], "new_cells": [], "dead_cells": [],
-            "new_edges": [t.next_edge_id], "dead_edges": []}  # fmt: skip
+    info = {
+        "cells": [src_id, dst_id],
+        "new_cells": [],
+        "dead_cells": [],
+        "new_edges": [t.next_edge_id],
+        "dead_edges": [],
+    }
     maps = _maps(net, RowMap.identity(t.num_nodes), RowMap.build(edge_src))
     return Edit("connect", maps, tissue, info)
 
@@ -318,14 +349,23 @@ def disconnect_edit(net: Network, edge_id: int) -> Edit:
     edge_src = torch.cat([torch.arange(j), torch.arange(j + 1, e)])
     a, b = t.edge_index[:, j].tolist()
     tissue = _remap_tissue(t, torch.arange(t.num_nodes), edge_src, t.edge_index[:, edge_src])
-    info = {"cells": [int(t.cell_id[a]), int(t.cell_id[b])], "new_cells": [], "dead_cells": [],
-            "new_edges": [], "dead_edges": [edge_id]}  # fmt: skip
+    info = {
+        "cells": [int(t.cell_id[a]), int(t.cell_id[b])],
+        "new_cells": [],
+        "dead_cells": [],
+        "new_edges": [],
+        "dead_edges": [edge_id],
+    }
     maps = _maps(net, RowMap.identity(t.num_nodes), RowMap.build(edge_src))
     return Edit("disconnect", maps, tissue, info)
 
 
-def apply_edit(net: Network, edit: Edit, optimizer: torch.optim.Optimizer | None = None,
-               generator: torch.Generator | None = None) -> Edit:  # fmt: skip
+def apply_edit(
+    net: Network,
+    edit: Edit,
+    optimizer: torch.optim.Optimizer | None = None,
+    generator: torch.Generator | None = None,
+) -> Edit:
     """Apply ``edit`` to the network's banks, their gradients and ``optimizer``'s state.
 
     Each bank whose row map is not the identity becomes a new ``nn.Parameter`` that replaces
@@ -341,8 +381,9 @@ def apply_edit(net: Network, edit: Edit, optimizer: torch.optim.Optimizer | None
         if rmap.is_identity(old.shape[0]):
             continue  # e.g. the cell banks in a connect: parameter, gradient and state stay
         if len(rmap) and int(rmap.src.max()) >= old.shape[0]:
-            raise ValueError(f"row map of bank {name!r} reads row {int(rmap.src.max())} "
-                             f"of {old.shape[0]}")  # fmt: skip
+            raise ValueError(
+                f"row map of bank {name!r} reads row {int(rmap.src.max())} of {old.shape[0]}"
+            )
         new = nn.Parameter(remap_parameter(old.detach(), rmap, generator), old.requires_grad)
         if old.grad is not None:
             new.grad = remap_rows(old.grad, rmap)
@@ -354,26 +395,37 @@ def apply_edit(net: Network, edit: Edit, optimizer: torch.optim.Optimizer | None
     return edit
 
 
-def split(net: Network, cell_id: int, optimizer: torch.optim.Optimizer | None = None,
-          noise: float = 0.0, task: int | None = None) -> Edit:  # fmt: skip
+def split(
+    net: Network,
+    cell_id: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    noise: float = 0.0,
+    task: int | None = None,
+) -> Edit:
     """Split a cell into two daughters (see :func:`split_edit`) and apply it."""
     return apply_edit(net, split_edit(net, cell_id, noise=noise, task=task), optimizer)
 
 
-def insert(net: Network, cell_id: int, optimizer: torch.optim.Optimizer | None = None,
-           task: int | None = None) -> Edit:  # fmt: skip
+def insert(
+    net: Network,
+    cell_id: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    task: int | None = None,
+) -> Edit:
     """Insert a cell in series after ``cell_id`` (see :func:`insert_edit`) and apply it."""
     return apply_edit(net, insert_edit(net, cell_id, task=task), optimizer)
 
 
-def remove(net: Network, cell_id: int, optimizer: torch.optim.Optimizer | None = None,
-           bridge: bool = False) -> Edit:  # fmt: skip
+def remove(
+    net: Network, cell_id: int, optimizer: torch.optim.Optimizer | None = None, bridge: bool = False
+) -> Edit:
     """Remove a cell (see :func:`remove_edit`) and apply it."""
     return apply_edit(net, remove_edit(net, cell_id, bridge=bridge), optimizer)
 
 
-def connect(net: Network, src_id: int, dst_id: int,
-            optimizer: torch.optim.Optimizer | None = None) -> Edit:  # fmt: skip
+def connect(
+    net: Network, src_id: int, dst_id: int, optimizer: torch.optim.Optimizer | None = None
+) -> Edit:
     """Grow an edge at strength 0 (see :func:`connect_edit`) and apply it."""
     return apply_edit(net, connect_edit(net, src_id, dst_id), optimizer)
 

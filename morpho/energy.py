@@ -102,8 +102,10 @@ def free_energy(stats: Mapping[str, Tensor], weights: Mapping[str, float]) -> Te
         try:
             value = weight * term(stats)
         except KeyError as e:
-            raise ValueError(f"energy term {name!r} needs statistic {e.args[0]!r}; "
-                             f"got: {', '.join(sorted(stats))}") from None  # fmt: skip
+            raise ValueError(
+                f"energy term {name!r} needs statistic {e.args[0]!r}; "
+                f"got: {', '.join(sorted(stats))}"
+            ) from None
         total = value if total is None else total + value
     assert total is not None
     return total

@@ -144,12 +144,15 @@ def _check(samples: Tensor, n_kernels: int, steps: int, holdout: float) -> tuple
     if n_kernels < 1 or steps < 0:
         raise ValueError(f"need n_kernels >= 1 and steps >= 0; got {n_kernels}, {steps}")
     if S < MIN_SAMPLES or d < 1:
-        raise ValueError(f"need S >= {MIN_SAMPLES} samples of d >= 1 dims per set; "
-                         f"got S={S}, d={d}")  # fmt: skip
+        raise ValueError(
+            f"need S >= {MIN_SAMPLES} samples of d >= 1 dims per set; got S={S}, d={d}"
+        )
     n_eval = round(S * holdout)
     if not 0 <= holdout < 1 or (holdout and n_eval < 2) or S - n_eval < 2:
-        raise ValueError(f"holdout must leave >= 2 samples to fit and to evaluate (or be 0); "
-                         f"got holdout={holdout} with S={S}")  # fmt: skip
+        raise ValueError(
+            f"holdout must leave >= 2 samples to fit and to evaluate (or be 0); "
+            f"got holdout={holdout} with S={S}"
+        )
     return n, S, d
 
 

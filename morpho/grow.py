@@ -40,8 +40,13 @@ def build_network(cfg: RunConfig, vocab_size: int) -> Network:
     return Network(cfg.network.__class__(**{**cfg.network.__dict__, "vocab_size": vocab_size}))
 
 
-def grow(cfg: RunConfig, out: str | os.PathLike[str], progress: bool = False,
-         overwrite: bool = False, callbacks: list[Callback] | None = None) -> dict[str, Any]:
+def grow(
+    cfg: RunConfig,
+    out: str | os.PathLike[str],
+    progress: bool = False,
+    overwrite: bool = False,
+    callbacks: list[Callback] | None = None,
+) -> dict[str, Any]:
     """Train ``cfg`` into the run directory ``out``; returns the summary."""
     torch.manual_seed(cfg.train.seed)
     growth = GrowthConfig.from_dict(cfg.growth)
@@ -53,11 +58,19 @@ def grow(cfg: RunConfig, out: str | os.PathLike[str], progress: bool = False,
     run = RunDir(out, overwrite=overwrite) if main else None
     n_procs = distributed.world_size()
     if parallel and cfg.train.batch_size % n_procs:
-        raise ValueError(f"train.batch_size must be a multiple of the {n_procs} processes; "
-                         f"got {cfg.train.batch_size}")  # fmt: skip
+        raise ValueError(
+            f"train.batch_size must be a multiple of the {n_procs} processes; "
+            f"got {cfg.train.batch_size}"
+        )
     scheduler = [Scheduler(growth)] if growth.enabled else []
-    trainer = Trainer(net, task, cfg.train, run=run, callbacks=[*scheduler, *(callbacks or [])],
-                      progress=progress and main)  # fmt: skip
+    trainer = Trainer(
+        net,
+        task,
+        cfg.train,
+        run=run,
+        callbacks=[*scheduler, *(callbacks or [])],
+        progress=progress and main,
+    )
     if run is not None:
         resolved = {"network": {"vocab_size": task.vocab_size}, "growth": growth.to_dict()}
         run.create(dump_toml(cfg.merged(resolved).to_dict()))
@@ -69,15 +82,20 @@ def check_budgets(growth: GrowthConfig, net: Network) -> None:
     if not growth.enabled:
         return
     if growth.max_cells < net.tissue.num_nodes:
-        raise ValueError(f"growth.max_cells must be >= the seed tissue's "
-                         f"{net.tissue.num_nodes} cells; got {growth.max_cells}")  # fmt: skip
+        raise ValueError(
+            f"growth.max_cells must be >= the seed tissue's "
+            f"{net.tissue.num_nodes} cells; got {growth.max_cells}"
+        )
     if growth.max_params and growth.max_params < net.n_params():
-        raise ValueError(f"growth.max_params must be 0 (no limit) or >= the seed tissue's "
-                         f"{net.n_params()} parameters; got {growth.max_params}")  # fmt: skip
+        raise ValueError(
+            f"growth.max_params must be 0 (no limit) or >= the seed tissue's "
+            f"{net.n_params()} parameters; got {growth.max_params}"
+        )
 
 
-def resume(run_path: str | os.PathLike[str], steps: int | None = None,
-           progress: bool = False) -> dict[str, Any]:  # fmt: skip
+def resume(
+    run_path: str | os.PathLike[str], steps: int | None = None, progress: bool = False
+) -> dict[str, Any]:
     """Continue a run from its newest valid checkpoint; ``steps`` extends the run.
 
     On CPU the resumed run writes the same ``metrics.jsonl`` and ``events.jsonl`` lines as
@@ -92,8 +110,10 @@ def resume(run_path: str | os.PathLike[str], steps: int | None = None,
         raise ValueError(f"checkpoint of {str(run.path)!r} has no trainer state to resume from")
     done = int(payload["extra"]["trainer"]["step"])
     if done >= cfg.train.steps:
-        raise ValueError(f"run {str(run.path)!r} already finished {done} steps; "
-                         f"expected --steps above {done} to continue it")  # fmt: skip
+        raise ValueError(
+            f"run {str(run.path)!r} already finished {done} steps; "
+            f"expected --steps above {done} to continue it"
+        )
     growth = GrowthConfig.from_dict(cfg.growth)
     task = build_task(cfg)
     net = network_from_payload(payload)

@@ -153,5 +153,6 @@ def adaptive_passes(
             break
     assert output is not None  # max_passes >= 1: the loop ran at least once
     ponder_cost = (passes.to(x.dtype) + remainder).mean()
-    return Ponder(output, ponder_cost, passes, len(weights), torch.stack(weights),
-                  torch.stack(live))  # fmt: skip
+    return Ponder(
+        output, ponder_cost, passes, len(weights), torch.stack(weights), torch.stack(live)
+    )

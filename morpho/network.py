@@ -70,14 +70,17 @@ class NetworkConfig:
         if len(self.level_sizes) < 2 or min(self.level_sizes) < 1:
             raise ValueError(f"level_sizes needs >= 2 levels of >= 1 cell; got {self.level_sizes}")
         if self.ponder_max < 1 or not 0 < self.ponder_eps < 1:
-            raise ValueError(f"ponder_max must be >= 1 and ponder_eps in (0, 1); got "
-                             f"{self.ponder_max}, {self.ponder_eps}")  # fmt: skip
+            raise ValueError(
+                f"ponder_max must be >= 1 and ponder_eps in (0, 1); got "
+                f"{self.ponder_max}, {self.ponder_eps}"
+            )
         for name in ("gate_skip", "gate_skip_backward"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)}")
         if self.clock_ratio < 1 or self.clock_max < 1:
-            raise ValueError(f"clock_ratio and clock_max must be >= 1; got {self.clock_ratio}, "
-                             f"{self.clock_max}")  # fmt: skip
+            raise ValueError(
+                f"clock_ratio and clock_max must be >= 1; got {self.clock_ratio}, {self.clock_max}"
+            )
         CELL_TYPES.get(self.cell_type)
 
 
@@ -200,16 +203,25 @@ class Network(nn.Module):
             is_input = (t.role[start:end] == INPUT).float()
             mask = is_input.view(-1, 1, 1, 1).to(device) if bool(is_input.any()) else None
             raw = t.raw_skip[start:end].bool()
-            lp = LevelPlan(start, end, mask, clock=int(t.clock[start]),
-                           raw_skip=raw.to(device) if bool(raw.any()) else None)  # fmt: skip
+            lp = LevelPlan(
+                start,
+                end,
+                mask,
+                clock=int(t.clock[start]),
+                raw_skip=raw.to(device) if bool(raw.any()) else None,
+            )
             for ki, sel in groups.get(li, []):
                 s_local, d_local = src[sel] - starts[ki], dst[sel] - start
                 n_src = int(counts[ki])
                 dense = (end - start) * n_src <= DENSE_AGGREGATION * len(sel)
-                lp.incoming.append(Incoming(
-                    ki, s_local.to(device), d_local.to(device),
-                    (d_local * n_src + s_local).to(device) if dense else None,
-                ))  # fmt: skip
+                lp.incoming.append(
+                    Incoming(
+                        ki,
+                        s_local.to(device),
+                        d_local.to(device),
+                        (d_local * n_src + s_local).to(device) if dense else None,
+                    )
+                )
                 edge_order.append(sel)
             out_local = (t.role[start:end] == OUTPUT).nonzero().flatten()
             if out_local.numel():
@@ -235,8 +247,9 @@ class Network(nn.Module):
             tokens: (B, T) long; returns (B, T, V).
         """
         if tokens.dim() != 2 or tokens.dtype != torch.long:
-            raise ValueError(f"tokens must be a (B, T) long tensor; got {tuple(tokens.shape)} "
-                             f"{tokens.dtype}")  # fmt: skip
+            raise ValueError(
+                f"tokens must be a (B, T) long tensor; got {tuple(tokens.shape)} {tokens.dtype}"
+            )
         if self._plan_device != self.embed.device:
             self.rebuild()  # the module was moved with .to(); index tensors follow
         emb = self.embed[tokens]  # (B, T, d)
@@ -269,9 +282,14 @@ class Network(nn.Module):
             return out
 
         assert self.halt is not None
-        self.ponder = adaptive_passes(one_pass, emb, self.halt, self.cfg.ponder_max,
-                                      self.cfg.ponder_eps,
-                                      early_exit=not self.sync_free)  # fmt: skip
+        self.ponder = adaptive_passes(
+            one_pass,
+            emb,
+            self.halt,
+            self.cfg.ponder_max,
+            self.cfg.ponder_eps,
+            early_exit=not self.sync_free,
+        )
         live = self.ponder.live  # (P,) passes some token needed (all, with the early exit)
 
         def mean(xs: list[Tensor]) -> Tensor:  # over the passes some token needed
@@ -339,8 +357,12 @@ class Network(nn.Module):
         self.aux_loss = torch.stack(aux).sum()
         self.gate_activity = torch.cat(gates)
         surprise, gate_mean, out_norm, entropy = (torch.cat(s) for s in zip(*stats, strict=True))
-        self.stats = {"surprise": surprise, "gate_mean": gate_mean, "out_norm": out_norm,
-                      "gate_entropy": entropy}  # fmt: skip
+        self.stats = {
+            "surprise": surprise,
+            "gate_mean": gate_mean,
+            "out_norm": out_norm,
+            "gate_entropy": entropy,
+        }
         if self.capture:
             self.captured = {"inputs": inputs, "outputs": [y.detach() for y in outs]}
         return readout
@@ -398,8 +420,10 @@ class Network(nn.Module):
             gate = self.stats["gate_mean"] if self.stats else 1.0
         open_share = float(torch.as_tensor(gate, dtype=torch.float).expand(n).sum()) if n else 0.0
         clocks, counts = self.tissue.clock.unique(return_counts=True)
-        fixed = sum(int(c) * self.cell.flops_per_token(self.cfg.d_cell, seq_len, int(k))[0]
-                    for k, c in zip(clocks, counts, strict=True))  # fmt: skip
+        fixed = sum(
+            int(c) * self.cell.flops_per_token(self.cfg.d_cell, seq_len, int(k))[0]
+            for k, c in zip(clocks, counts, strict=True)
+        )
         gated = self.cell.flops_per_token(self.cfg.d_cell, seq_len)[1]
         d, V = self.cfg.d_cell, self.cfg.vocab_size
         edges = 2 * d * self.tissue.edge_index.shape[1]

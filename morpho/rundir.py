@@ -38,8 +38,10 @@ class RunDir:
         """An existing run directory (to resume); ``ValueError`` if it is not one."""
         p = Path(path)
         if not (p / "config.toml").is_file() or not (p / "checkpoints").is_dir():
-            raise ValueError(f"{str(p)!r} is not a morpho run directory; expected config.toml "
-                             "and checkpoints/ inside")  # fmt: skip
+            raise ValueError(
+                f"{str(p)!r} is not a morpho run directory; expected config.toml "
+                "and checkpoints/ inside"
+            )
         return cls(p, overwrite=True)
 
     def rewind(self, log_bytes: dict[str, int], step: int) -> None:

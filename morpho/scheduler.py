@@ -14,7 +14,7 @@ cells, parameters and events per round. Each accepted event is built by a
 ``morpho.edits`` builder, applied by :meth:`Trainer.apply_edit` (optimizer state
 migrated), and appended to ``events.jsonl``; each round with events saves a snapshot.
 
-Rules live outside the engine (``growth_rules/``, the ``morpho.growth_rules`` entry-point
+Rules live outside the engine (``morpho/growth_rules/``, the ``morpho.growth_rules`` entry-point
 group) and are found through :data:`RULES`; list them with ``morpho rules``.
 """
 
@@ -121,8 +121,10 @@ def build_rule(name: str, params: Mapping[str, Any]) -> Rule:
         known = {f.name for f in dataclasses.fields(cls)}
     for key in params:
         if key not in known:
-            raise ValueError(f"unknown parameter growth.{name}.{key}; "
-                             f"expected one of: {', '.join(sorted(known))}")  # fmt: skip
+            raise ValueError(
+                f"unknown parameter growth.{name}.{key}; "
+                f"expected one of: {', '.join(sorted(known))}"
+            )
     return cls(**params)
 
 
@@ -158,23 +160,29 @@ class GrowthConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-rule parameters
 
     def __post_init__(self) -> None:
-        checks = {"interval": (self.interval >= 1, ">= 1"), "start": (self.start >= 0, ">= 0"),
-                  "until": (0 <= self.until <= 1, "in [0, 1]"),
-                  "min_cells": (self.min_cells >= 0, ">= 0"),
-                  "max_cells": (self.max_cells >= 1, ">= 1"),
-                  "max_params": (self.max_params >= 0, ">= 0"),
-                  "max_events_per_round": (self.max_events_per_round >= 0, ">= 0"),
-                  "cooldown": (self.cooldown >= 0, ">= 0"),
-                  "ema_decay": (0 <= self.ema_decay < 1, "in [0, 1)"),
-                  "history": (self.history >= 1, ">= 1"), "tau": (self.tau >= 0, ">= 0"),
-                  "gamma": (self.gamma >= 0, ">= 0"),
-                  "knockout_tolerance": (self.knockout_tolerance >= 0, ">= 0")}  # fmt: skip
+        checks = {
+            "interval": (self.interval >= 1, ">= 1"),
+            "start": (self.start >= 0, ">= 0"),
+            "until": (0 <= self.until <= 1, "in [0, 1]"),
+            "min_cells": (self.min_cells >= 0, ">= 0"),
+            "max_cells": (self.max_cells >= 1, ">= 1"),
+            "max_params": (self.max_params >= 0, ">= 0"),
+            "max_events_per_round": (self.max_events_per_round >= 0, ">= 0"),
+            "cooldown": (self.cooldown >= 0, ">= 0"),
+            "ema_decay": (0 <= self.ema_decay < 1, "in [0, 1)"),
+            "history": (self.history >= 1, ">= 1"),
+            "tau": (self.tau >= 0, ">= 0"),
+            "gamma": (self.gamma >= 0, ">= 0"),
+            "knockout_tolerance": (self.knockout_tolerance >= 0, ">= 0"),
+        }
         for name, (ok, expected) in checks.items():
             if not ok:
                 raise ValueError(f"growth.{name} must be {expected}; got {getattr(self, name)!r}")
         if self.entropy_term not in ENTROPY_TERMS:
-            raise ValueError(f"growth.entropy_term must be one of {', '.join(ENTROPY_TERMS)}; "
-                             f"got {self.entropy_term!r}")  # fmt: skip
+            raise ValueError(
+                f"growth.entropy_term must be one of {', '.join(ENTROPY_TERMS)}; "
+                f"got {self.entropy_term!r}"
+            )
         for name in (*self.rules, *self.params):
             RULES.get(name)  # ValueError listing the registered rules
 
@@ -195,8 +203,10 @@ class GrowthConfig:
             elif isinstance(value, Mapping) and key in RULES:
                 params[key] = dict(value)
             else:
-                raise ValueError(f"unknown config key growth.{key!r}; expected one of: "
-                                 f"{', '.join(sorted(fields) + RULES.names())}")  # fmt: skip
+                raise ValueError(
+                    f"unknown config key growth.{key!r}; expected one of: "
+                    f"{', '.join(sorted(fields) + RULES.names())}"
+                )
         cfg = GrowthConfig(**kwargs, params=params)
         for name in cfg.rules:
             build_rule(name, cfg.params.get(name, {}))
@@ -213,8 +223,12 @@ class GrowthConfig:
 
     def energy_weights(self) -> dict[str, float]:
         """``F = U − τS + γW`` plus any extra terms."""
-        return {"internal": 1.0, self.entropy_term: -self.tau, "wiring": self.gamma,
-                **self.energy_terms}  # fmt: skip
+        return {
+            "internal": 1.0,
+            self.entropy_term: -self.tau,
+            "wiring": self.gamma,
+            **self.energy_terms,
+        }
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
@@ -247,8 +261,9 @@ EDIT_BUILDERS: dict[str, Callable[..., Edit]] = {
 def edit_for(net: Network, event: Event, generator: torch.Generator | None = None) -> Edit:
     """The edit an event asks for; ``ValueError`` if the engine refuses it."""
     if event.kind not in EDIT_BUILDERS:
-        raise ValueError(f"unknown event kind {event.kind!r}; expected one of: "
-                         f"{', '.join(EDIT_BUILDERS)}")  # fmt: skip
+        raise ValueError(
+            f"unknown event kind {event.kind!r}; expected one of: {', '.join(EDIT_BUILDERS)}"
+        )
     return EDIT_BUILDERS[event.kind](net, event, generator)
 
 
@@ -417,8 +432,11 @@ class Scheduler(Callback):
         stats = {**net.stats, "wiring": self._wiring}
         if self._repr is not None:
             stats["repr_entropy"] = self._repr.to(self._wiring.device)
-        fresh = {"fe_ema": free_energy(stats, self.weights), "gate_ema": stats["gate_mean"],
-                 "surprise_ema": stats["surprise"]}  # fmt: skip
+        fresh = {
+            "fe_ema": free_energy(stats, self.weights),
+            "gate_ema": stats["gate_mean"],
+            "surprise_ema": stats["surprise"],
+        }
         d = 0.0 if self._fresh else self.cfg.ema_decay
         for k, value in fresh.items():
             self._ema[k].mul_(d).add_(value.detach().float(), alpha=1 - d)
@@ -437,12 +455,16 @@ class Scheduler(Callback):
         t, k = net.tissue, self.cfg.history
         ids = t.cell_id.tolist()
         rows = torch.stack([t[name] for name in CELL_STATS], 1).tolist()  # (N, 3)
-        self.cell_history = {i: (self.cell_history.get(i, []) + [tuple(r)])[-k:]
-                             for i, r in zip(ids, rows, strict=True)}  # fmt: skip
+        self.cell_history = {
+            i: (self.cell_history.get(i, []) + [tuple(r)])[-k:]
+            for i, r in zip(ids, rows, strict=True)
+        }
         strength = net.banks["strength"].detach().abs().cpu().tolist()
         edge_ids = t.edge_id.tolist()
-        self.edge_history = {e: (self.edge_history.get(e, []) + [s])[-k:]
-                             for e, s in zip(edge_ids, strength, strict=True)}  # fmt: skip
+        self.edge_history = {
+            e: (self.edge_history.get(e, []) + [s])[-k:]
+            for e, s in zip(edge_ids, strength, strict=True)
+        }
         self.cooldown = {c: until for c, until in self.cooldown.items() if c in set(ids)}
 
     def view(self, net: Network, step: int, edge_gradient: Tensor | None = None) -> GrowthView:
@@ -452,17 +474,20 @@ class Scheduler(Callback):
         for row, i in enumerate(t.cell_id.tolist()):
             h = self.cell_history.get(i, [])
             if h:
-                cells[row, k - len(h):] = torch.tensor(h)
+                cells[row, k - len(h) :] = torch.tensor(h)
         edges = torch.full((t.edge_index.shape[1], k), math.nan)
         for row, e in enumerate(t.edge_id.tolist()):
             he = self.edge_history.get(e, [])
             if he:
-                edges[row, k - len(he):] = torch.tensor(he)
+                edges[row, k - len(he) :] = torch.tensor(he)
         return GrowthView(
-            step=step, tissue=t.clone(), strength=net.banks["strength"].detach().cpu().clone(),
+            step=step,
+            tissue=t.clone(),
+            strength=net.banks["strength"].detach().cpu().clone(),
             cell_history={name: cells[:, :, j] for j, name in enumerate(CELL_STATS)},
-            edge_history=edges, edge_gradient=edge_gradient,
-        )  # fmt: skip
+            edge_history=edges,
+            edge_gradient=edge_gradient,
+        )
 
     # ------------------------------------------------------------------- one round
     def check(self, trainer: Trainer, step: int) -> list[dict[str, Any]]:
@@ -479,8 +504,9 @@ class Scheduler(Callback):
             proposals += [dataclasses.replace(e, rule=e.rule or name) for e in rule.propose(view)]
         records = self.apply_round(trainer, proposals, step)
         if records and trainer.run is not None:
-            snap = trainer.run.save_snapshot(net.snapshot(), step, {"kind": "growth",
-                                             "events": [r["kind"] for r in records]})  # fmt: skip
+            snap = trainer.run.save_snapshot(
+                net.snapshot(), step, {"kind": "growth", "events": [r["kind"] for r in records]}
+            )
             for r in records:
                 r["snapshot"] = snap.name
                 trainer.run.log_event(r)
@@ -546,12 +572,19 @@ class Scheduler(Callback):
             self.cooldown[c] = step + self.cfg.cooldown
         self.counts[edit.kind] += 1
         return {
-            "step": step, "kind": edit.kind, "rule": ev.rule, **info, "reason": ev.reason,
-            "score": ev.score, "stats": {**ev.stats, **extra}, "cell_stats": stats,
+            "step": step,
+            "kind": edit.kind,
+            "rule": ev.rule,
+            **info,
+            "reason": ev.reason,
+            "score": ev.score,
+            "stats": {**ev.stats, **extra},
+            "cell_stats": stats,
             "free_energy": [s["fe_ema"] for s in stats.values()],
-            "n_cells": net.tissue.num_nodes, "n_edges": int(net.tissue.edge_index.shape[1]),
+            "n_cells": net.tissue.num_nodes,
+            "n_edges": int(net.tissue.edge_index.shape[1]),
             "n_params": net.n_params(),
-        }  # fmt: skip
+        }
 
     @staticmethod
     def _cell_stats(net: Network, cell_id: int) -> dict[str, float]:
@@ -574,35 +607,43 @@ class Scheduler(Callback):
         cells = torch.full((len(cell_ids), k, len(CELL_STATS)), math.nan)
         for j, i in enumerate(cell_ids):
             h = self.cell_history[i]
-            cells[j, k - len(h):] = torch.tensor(h)
+            cells[j, k - len(h) :] = torch.tensor(h)
         edge_ids = sorted(self.edge_history)
         edges = torch.full((len(edge_ids), k), math.nan)
         for j, e in enumerate(edge_ids):
             he = self.edge_history[e]
-            edges[j, k - len(he):] = torch.tensor(he)
+            edges[j, k - len(he) :] = torch.tensor(he)
         return {
-            "cell_ids": torch.tensor(cell_ids, dtype=torch.long), "cell_history": cells,
-            "edge_ids": torch.tensor(edge_ids, dtype=torch.long), "edge_history": edges,
+            "cell_ids": torch.tensor(cell_ids, dtype=torch.long),
+            "cell_history": cells,
+            "edge_ids": torch.tensor(edge_ids, dtype=torch.long),
+            "edge_history": edges,
             "cooldown_ids": torch.tensor(list(self.cooldown), dtype=torch.long),
             "cooldown_until": torch.tensor(list(self.cooldown.values()), dtype=torch.long),
-            "checks": self.checks, "fresh": int(self._fresh), "min_cells": self.min_cells,
+            "checks": self.checks,
+            "fresh": int(self._fresh),
+            "min_cells": self.min_cells,
             "level_floor": self.level_floor.clone(),
             "counts": {kind: int(n) for kind, n in self.counts.items()},
             "generator": self.generator.get_state(),
             "repr": torch.zeros(0) if self._repr is None else self._repr.detach().cpu().clone(),
-        }  # fmt: skip
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         def rows(x: Tensor) -> list[Any]:
             return [[v for v in r if not _isnan(v)] for r in x.tolist()]
 
         ids, hist = state["cell_ids"].tolist(), state["cell_history"].tolist()
-        self.cell_history = {i: [tuple(v) for v in h if not any(map(_isnan, v))]
-                             for i, h in zip(ids, hist, strict=True)}  # fmt: skip
-        self.edge_history = dict(zip(state["edge_ids"].tolist(), rows(state["edge_history"]),
-                                     strict=True))  # fmt: skip
-        self.cooldown = dict(zip(state["cooldown_ids"].tolist(), state["cooldown_until"].tolist(),
-                                 strict=True))  # fmt: skip
+        self.cell_history = {
+            i: [tuple(v) for v in h if not any(map(_isnan, v))]
+            for i, h in zip(ids, hist, strict=True)
+        }
+        self.edge_history = dict(
+            zip(state["edge_ids"].tolist(), rows(state["edge_history"]), strict=True)
+        )
+        self.cooldown = dict(
+            zip(state["cooldown_ids"].tolist(), state["cooldown_until"].tolist(), strict=True)
+        )
         self.checks = int(state["checks"])
         self.min_cells = int(state.get("min_cells", self.min_cells))
         self.level_floor = state.get("level_floor", self.level_floor).clone()
@@ -616,4 +657,3 @@ class Scheduler(Callback):
 
 def _isnan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
-

@@ -63,8 +63,12 @@ class RowMap:
     noise: Tensor
 
     @staticmethod
-    def build(src: Tensor, scale: Tensor | None = None, fill: Tensor | None = None,
-              noise: Tensor | None = None) -> RowMap:  # fmt: skip
+    def build(
+        src: Tensor,
+        scale: Tensor | None = None,
+        fill: Tensor | None = None,
+        noise: Tensor | None = None,
+    ) -> RowMap:
         m = src.numel()
         zeros = torch.zeros(m)
         return RowMap(
@@ -83,9 +87,12 @@ class RowMap:
 
     def is_identity(self, n_rows: int) -> bool:
         """True if the map keeps all ``n_rows`` rows as they are (same order, scale 1, no noise)."""
-        return (len(self) == n_rows and not self.scaled_rows.numel()
-                and not self.noisy_rows.numel()
-                and torch.equal(self.src, torch.arange(n_rows)))  # fmt: skip
+        return (
+            len(self) == n_rows
+            and not self.scaled_rows.numel()
+            and not self.noisy_rows.numel()
+            and torch.equal(self.src, torch.arange(n_rows))
+        )
 
     # Index tensors derived once per map: an edit applies one map to a dozen banks, each
     # with its gradient and optimizer moments.
@@ -137,8 +144,9 @@ def remap_parameter(p: Tensor, rmap: RowMap, generator: torch.Generator | None =
     return out
 
 
-def migrate_optimizer_state(optimizer: torch.optim.Optimizer, old: Tensor, new: Tensor,
-                            rmap: RowMap) -> None:  # fmt: skip
+def migrate_optimizer_state(
+    optimizer: torch.optim.Optimizer, old: Tensor, new: Tensor, rmap: RowMap
+) -> None:
     """Move ``old``'s state to ``new`` and remap every state tensor shaped like ``old``.
 
     ``new`` takes ``old``'s place in its param group (same position, same hyperparameters);

@@ -24,8 +24,9 @@ class Task(Protocol):
     name: str
     vocab_size: int
 
-    def batch(self, split: str, batch_size: int, seq_len: int,
-              generator: torch.Generator) -> tuple[Tensor, Tensor]:  # fmt: skip
+    def batch(
+        self, split: str, batch_size: int, seq_len: int, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
         """Random ``(inputs, targets)`` windows of ``split`` ("train"/"val"), each (B, T) long."""
         ...
 

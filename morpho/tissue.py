@@ -47,9 +47,20 @@ ROLES = ("input", "hidden", "output")
 INPUT, HIDDEN, OUTPUT = 0, 1, 2
 
 CELL_FIELDS = (
-    "pos", "level", "role", "birth", "parent", "cell_id",
-    "fe_ema", "gate_ema", "surprise_ema", "age", "task", "clock", "raw_skip",
-)  # fmt: skip
+    "pos",
+    "level",
+    "role",
+    "birth",
+    "parent",
+    "cell_id",
+    "fe_ema",
+    "gate_ema",
+    "surprise_ema",
+    "age",
+    "task",
+    "clock",
+    "raw_skip",
+)
 CELL_DEFAULTS = {"clock": 1, "raw_skip": 0}  # fields a tissue from an older version may lack
 EDGE_FIELDS = ("edge_id", "edge_birth")
 

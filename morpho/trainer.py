@@ -124,19 +124,29 @@ class Trainer:
     """Trains a :class:`Network` (or any :class:`Model`) on a :class:`Task`, logging to a
     :class:`RunDir`."""
 
-    def __init__(self, net: Network | Model, task: Task, cfg: TrainConfig,
-                 run: RunDir | None = None, callbacks: Sequence[Callback] = (),
-                 progress: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        net: Network | Model,
+        task: Task,
+        cfg: TrainConfig,
+        run: RunDir | None = None,
+        callbacks: Sequence[Callback] = (),
+        progress: bool = False,
+    ) -> None:
         if not isinstance(net, torch.nn.Module) or not isinstance(net, Model):
-            raise TypeError(f"expected an nn.Module with forward(tokens), n_params() and "
-                            f"flops_per_token(seq_len); got {type(net).__name__}")  # fmt: skip
+            raise TypeError(
+                f"expected an nn.Module with forward(tokens), n_params() and "
+                f"flops_per_token(seq_len); got {type(net).__name__}"
+            )
         self.device = _device(cfg.device)
         self.net: Any = net.to(self.device)
         if isinstance(self.net, Network):  # ACT then runs its full budget: no early-exit read
             if cfg.sync_free and self.net.cfg.gate_skip_backward:
-                raise ValueError("train.sync_free needs network.gate_skip_backward = 0 (its "
-                                 "compact backward reads the open rows on the host); got "
-                                 f"{self.net.cfg.gate_skip_backward}")  # fmt: skip
+                raise ValueError(
+                    "train.sync_free needs network.gate_skip_backward = 0 (its "
+                    "compact backward reads the open rows on the host); got "
+                    f"{self.net.cfg.gate_skip_backward}"
+                )
             self.net.sync_free = cfg.sync_free
         self.growing = is_growing(net)
         self.task = task
@@ -195,9 +205,15 @@ class Trainer:
         if cfg.lyapunov_every and self.step % cfg.lyapunov_every == 0:
             emb = self.net.embed[x[:4]]  # (b, T, d)
             t0 = x.shape[1] - 1 - cfg.lyapunov_window
-            lam = tissue_lyapunov(self.net, emb, cfg.lyapunov_window, t0=t0, iters=4,
-                                  generator=self.monitor_generator,
-                                  differentiable=bool(cfg.lyapunov_weight))  # fmt: skip
+            lam = tissue_lyapunov(
+                self.net,
+                emb,
+                cfg.lyapunov_window,
+                t0=t0,
+                iters=4,
+                generator=self.monitor_generator,
+                differentiable=bool(cfg.lyapunov_weight),
+            )
             self.last_lyapunov = lam.detach()
             if cfg.lyapunov_weight:
                 excess = torch.relu(lam - cfg.lyapunov_target)
@@ -255,9 +271,15 @@ class Trainer:
         new, self._nf_logged = count - self._nf_logged, count
         self.nonfinite_streak = streak
         if new and self.run is not None:
-            self.run.log_event({"step": self.step, "kind": "nonfinite", "skipped_steps": new,
-                                "action": "skipped on the device (sync-free guard)",
-                                "streak": streak})  # fmt: skip
+            self.run.log_event(
+                {
+                    "step": self.step,
+                    "kind": "nonfinite",
+                    "skipped_steps": new,
+                    "action": "skipped on the device (sync-free guard)",
+                    "streak": streak,
+                }
+            )
         if streak >= self.cfg.max_nonfinite:
             self._stop_nonfinite(streak, f"up to step {self.step}")
 
@@ -275,9 +297,16 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.nonfinite_streak += 1
         if self.run is not None:
-            self.run.log_event({"step": self.step, "kind": "nonfinite", "loss": str(loss),
-                                "grad_norm": str(grad_norm), "action": "skipped step",
-                                "streak": self.nonfinite_streak})  # fmt: skip
+            self.run.log_event(
+                {
+                    "step": self.step,
+                    "kind": "nonfinite",
+                    "loss": str(loss),
+                    "grad_norm": str(grad_norm),
+                    "action": "skipped step",
+                    "streak": self.nonfinite_streak,
+                }
+            )
         if self.nonfinite_streak >= self.cfg.max_nonfinite:
             self._stop_nonfinite(
                 self.nonfinite_streak,
@@ -307,16 +336,22 @@ class Trainer:
         """Validation bits per token on the task's fixed windows."""
         self.net.eval()
         losses = []
-        for x, y in self.task.eval_batches(self.cfg.eval_batches, self.cfg.batch_size,
-                                           self.cfg.seq_len):  # fmt: skip
+        for x, y in self.task.eval_batches(
+            self.cfg.eval_batches, self.cfg.batch_size, self.cfg.seq_len
+        ):
             logits = self.net(x.to(self.device))
             losses.append(F.cross_entropy(logits.flatten(0, 1), y.to(self.device).flatten()))
         self.net.train()
         val_loss = float(torch.stack(losses).mean())
         val_bpc = val_loss / LN2
         self.best_val_bpc = min(self.best_val_bpc, val_bpc)
-        record = {"kind": "eval", "step": self.step, "val_loss": val_loss, "val_bpc": val_bpc,
-                  "best_val_bpc": self.best_val_bpc}  # fmt: skip
+        record = {
+            "kind": "eval",
+            "step": self.step,
+            "val_loss": val_loss,
+            "val_bpc": val_bpc,
+            "best_val_bpc": self.best_val_bpc,
+        }
         gate = self.gate_mean()
         if gate is not None:
             record["gate_mean"] = gate
@@ -341,10 +376,16 @@ class Trainer:
         self._log(record)
         summary = self.summary()
         if self.run is not None and self.growing:
-            self.run.save_snapshot(self.net.snapshot(), self.step,
-                                   {"kind": "end", "val_bpc": record["val_bpc"]})  # fmt: skip
-            save_checkpoint(self.run.path / "checkpoints" / "final.pt", self.net, self.optimizer,
-                            step=self.step, extra=self._checkpoint_extra())  # fmt: skip
+            self.run.save_snapshot(
+                self.net.snapshot(), self.step, {"kind": "end", "val_bpc": record["val_bpc"]}
+            )
+            save_checkpoint(
+                self.run.path / "checkpoints" / "final.pt",
+                self.net,
+                self.optimizer,
+                step=self.step,
+                extra=self._checkpoint_extra(),
+            )
         for cb in self.callbacks:
             cb.on_train_end(self, summary)
         if self.run is not None:
@@ -393,8 +434,9 @@ class Trainer:
         assert self.run is not None
         folder = self.run.path / "checkpoints"
         path = folder / f"step_{self.step:08d}.pt"
-        save_checkpoint(path, self.net, self.optimizer, step=self.step,
-                        extra=self._checkpoint_extra())  # fmt: skip
+        save_checkpoint(
+            path, self.net, self.optimizer, step=self.step, extra=self._checkpoint_extra()
+        )
         for old in sorted(folder.glob("step_*.pt"))[: -self.cfg.keep_checkpoints]:
             old.unlink()
         return str(path)
@@ -404,20 +446,32 @@ class Trainer:
         return {
             "task": self.task.describe(),
             "trainer": {
-                "step": self.step, "best_val_bpc": self.best_val_bpc,
-                "last_eval": self.last_eval, "train_time": self.train_time,
-                "tokens_seen": self.tokens_seen, "train_flops": self.train_flops,
-                "n_edits": self.n_edits, "flops_per_token": self._flops_per_token,
-                "last_lyapunov": None if self.last_lyapunov is None
-                else float(self.last_lyapunov),
+                "step": self.step,
+                "best_val_bpc": self.best_val_bpc,
+                "last_eval": self.last_eval,
+                "train_time": self.train_time,
+                "tokens_seen": self.tokens_seen,
+                "train_flops": self.train_flops,
+                "n_edits": self.n_edits,
+                "flops_per_token": self._flops_per_token,
+                "last_lyapunov": None if self.last_lyapunov is None else float(self.last_lyapunov),
             },
-            "rng": {"torch": torch.get_rng_state(), "data": self.generator.get_state(),
-                    "monitor": self.monitor_generator.get_state()},
-            "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks
-                          if hasattr(cb, "state_dict")},
-            "log_bytes": {name: (self.run.path / name).stat().st_size for name in LOG_FILES
-                          if (self.run.path / name).exists()},
-        }  # fmt: skip
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "data": self.generator.get_state(),
+                "monitor": self.monitor_generator.get_state(),
+            },
+            "callbacks": {
+                type(cb).__name__: cb.state_dict()
+                for cb in self.callbacks
+                if hasattr(cb, "state_dict")
+            },
+            "log_bytes": {
+                name: (self.run.path / name).stat().st_size
+                for name in LOG_FILES
+                if (self.run.path / name).exists()
+            },
+        }
 
     def restore(self, payload: dict[str, Any]) -> None:
         """Continue from a checkpoint payload whose network is already ``self.net``.
@@ -461,14 +515,19 @@ class Trainer:
     def _train_record(self, ce: float) -> dict[str, Any]:
         stats = getattr(self.net, "stats", None) or {}
         return {
-            "kind": "train", "step": self.step, "loss": ce, "bpc": ce / LN2,
+            "kind": "train",
+            "step": self.step,
+            "loss": ce,
+            "bpc": ce / LN2,
             "lr": self.optimizer.param_groups[0]["lr"],
-            "cells": self._n_cells(), "edges": self._n_edges(),
-            "params": self.net.n_params(), "tokens_per_s": self.tokens_per_s,
+            "cells": self._n_cells(),
+            "edges": self._n_edges(),
+            "params": self.net.n_params(),
+            "tokens_per_s": self.tokens_per_s,
             "gate_mean": self.gate_mean(),
             "surprise_mean": float(stats["surprise"].mean()) if "surprise" in stats else None,
             **self._mechanism_record(),
-        }  # fmt: skip
+        }
 
     def _mechanism_record(self) -> dict[str, Any]:
         """Monitors of the optional mechanisms (issue 8) for a train log line."""
@@ -510,7 +569,7 @@ class Trainer:
             "flops_per_token": flops,
             "dense_flops_per_token": (
                 net.flops_per_token(self.cfg.seq_len, gate=1.0) if self.growing else flops
-            ),  # fmt: skip
+            ),
             **self._mechanism_record(),
             "task": self.task.describe(),
             "versions": {"python": platform.python_version(), "torch": torch.__version__},
@@ -545,12 +604,17 @@ class _RichBar(_NoBar):
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(
-            TextColumn("[bold]grow"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("cells {task.fields[cells]}"),
-            TextColumn("{task.fields[tps]:,.0f} tok/s"), TimeRemainingColumn(),
-        )  # fmt: skip
-        self.task = self.progress.add_task("grow", total=total, completed=done, loss=math.nan,
-                                           cells=0, tps=0.0)  # fmt: skip
+            TextColumn("[bold]grow"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]:.3f}"),
+            TextColumn("cells {task.fields[cells]}"),
+            TextColumn("{task.fields[tps]:,.0f} tok/s"),
+            TimeRemainingColumn(),
+        )
+        self.task = self.progress.add_task(
+            "grow", total=total, completed=done, loss=math.nan, cells=0, tps=0.0
+        )
 
     def update(self, loss: float, cells: int, tps: float) -> None:
         self.progress.update(self.task, loss=loss, cells=cells, tps=tps)

@@ -15,16 +15,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from morpho.config import load_toml
+from morpho.config import TrainConfig, load_toml
+from morpho.edits import apply_edit
 from morpho.network import Network, NetworkConfig
-from morpho.tissue import INPUT, OUTPUT, check_tissue
+from morpho.scheduler import GrowthView
+from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue
 
 # tiny tensors: threads only add contention (10x slower steps on a loaded 2-core machine)
 torch.set_num_threads(1)
 
 VOCAB = 16
-TINY = NetworkConfig(vocab_size=VOCAB, d_cell=8, level_sizes=(2, 3, 3, 2), n_heads=2,
-                     mlp_ratio=1, seed=0)  # fmt: skip
+TINY = NetworkConfig(
+    vocab_size=VOCAB, d_cell=8, level_sizes=(2, 3, 3, 2), n_heads=2, mlp_ratio=1, seed=0
+)
 
 
 # docs/mechanisms.toml (every issue-8 mechanism on), fitted to 16-token test runs and with a
@@ -51,8 +54,10 @@ def param_groups(net: torch.nn.Module) -> list[dict]:
     for name, p in sorted(net.named_parameters()):
         per_row_matrix = p.dim() >= 3 or (p.dim() == 2 and not name.startswith("banks."))
         (decay if per_row_matrix else no_decay).append(p)
-    return [{"params": decay, "weight_decay": 0.01, "lr": 2e-3},
-            {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
+    return [
+        {"params": decay, "weight_decay": 0.01, "lr": 2e-3},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 OPTIMIZERS: dict[str, Callable[[list[dict]], torch.optim.Optimizer]] = {
@@ -63,7 +68,7 @@ OPTIMIZERS: dict[str, Callable[[list[dict]], torch.optim.Optimizer]] = {
     "rmsprop": lambda g: torch.optim.RMSprop(g, lr=1e-3),
     "rmsprop-centered-momentum": lambda g: torch.optim.RMSprop(
         g, lr=1e-3, momentum=0.9, centered=True
-    ),  # fmt: skip
+    ),
     "adagrad": lambda g: torch.optim.Adagrad(g, lr=1e-2, initial_accumulator_value=0.1),
 }
 
@@ -143,3 +148,38 @@ def _seeded() -> None:
 @pytest.fixture
 def net() -> Network:
     return tiny_net()
+
+
+class Host:
+    """The part of a Trainer the scheduler uses, without data or a loop."""
+
+    def __init__(self, net, callbacks=()):
+        self.net, self.run, self.callbacks = net, None, list(callbacks)
+        self.cfg = TrainConfig(steps=10**6)
+        self.optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+
+    def apply_edit(self, edit):
+        apply_edit(self.net, edit, self.optimizer)
+        for cb in self.callbacks:
+            cb.on_edit(self, edit)
+        return edit
+
+
+K = 4  # checks of history in the crafted views
+
+
+def view(tissue=None, fe=None, gate=None, strength_hist=None, grad=None, strength=None):
+    """A GrowthView on a (2, 3, 3, 2) seed tissue with constant, unremarkable statistics."""
+    t = tissue if tissue is not None else seed_tissue((2, 3, 3, 2))
+    n, e = t.num_nodes, t.edge_index.shape[1]
+    fe = fe if fe is not None else torch.full((n, K), 0.5)
+    gate = gate if gate is not None else torch.full((n, K), 0.4)
+    s_hist = strength_hist if strength_hist is not None else torch.full((e, K), 0.3)
+    return GrowthView(
+        step=100,
+        tissue=t,
+        strength=strength if strength is not None else s_hist[:, -1].clone(),
+        cell_history={"fe_ema": fe, "gate_ema": gate, "surprise_ema": fe.clone()},
+        edge_history=s_hist,
+        edge_gradient=grad,
+    )

@@ -1,0 +1,49 @@
+"""Apoptosis: a hidden cell whose demon gate stays shut dies, unless it is the last path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from morpho.scheduler import Event, GrowthView, Rule
+from morpho.tissue import HIDDEN, io_connected
+
+
+@dataclass(frozen=True)
+class Apoptosis(Rule):
+    """Gate EMA below ε for `patience` checks → remove the cell (never the last input→output path).
+
+    A cell whose gate never opens has stopped doing the work only it can do; its rows are
+    recycled (programmed cell death; dormant units as in ReDo). Shut cells are proposed
+    most silent first (at most ``max_deaths`` if set); the scheduler's budgets decide how
+    many die (by default a level never shrinks below its size at the start, so deaths make
+    room in levels that grew). Score: ``1 − gate/ε``.
+    """
+
+    patience: int = 3  # consecutive checks the gate EMA must stay below epsilon
+    epsilon: float = 0.3  # "shut": mean gate activity below this
+    bridge: bool = False  # reconnect a → b around the dead cell (a linearisation of it)
+    max_deaths: int = 0  # proposals per check, most silent first (0: every shut cell)
+
+    def propose(self, view: GrowthView) -> list[Event]:
+        t = view.tissue
+        gate = view.cell_history["gate_ema"][:, -self.patience :]  # (N, p); NaN < ε is False
+        shut = (gate < self.epsilon).all(1) & (t.role == HIDDEN)
+        events = []
+        rows = shut.nonzero().flatten().tolist()
+        for row in sorted(rows, key=lambda r: float(gate[r, -1])):
+            if self.max_deaths and len(events) >= self.max_deaths:
+                break
+            if not io_connected(t, dead_cells=[row]):
+                continue
+            g = float(gate[row, -1])
+            events.append(
+                Event(
+                    kind="remove",
+                    cells=(int(t.cell_id[row]),),
+                    score=1 - g / self.epsilon,
+                    reason=f"gate EMA {g:.4f} < ε={self.epsilon:g} for {self.patience} checks",
+                    stats={"gate_ema": g},
+                    options={"bridge": self.bridge},
+                )
+            )
+        return events

@@ -1,0 +1,266 @@
+"""``morpho bench``: morpho against its ablations and static baselines, in one run.
+
+For one config (task, data, steps, batch, seed) it trains, each on the same batches:
+
+* ``morpho`` — grown from the seed tissue with the configured growth rules;
+* ``morpho-fixed`` — a fresh network at morpho's *final* topology, growth off
+  (does growing help, or only the topology it ends at?);
+* ``morpho-no-<rule>`` — each enabled rule switched off in turn;
+* ``transformer``, ``gru`` — static baselines sized to morpho's final parameter count;
+* ``morpho+<mechanism>`` — with ``mechanisms``: morpho with one optional mechanism of the
+  thermodynamic picture switched on (:data:`MECHANISMS`), against ``morpho`` with all off.
+
+``rows`` restricts the standard rows to a subset (e.g. ``["morpho"]`` for a mechanism table).
+
+    result = bench(RunConfig.preset("small"), out="runs/bench-lang-0")
+    result["rows"][0]   # {"name": "morpho", "params": ..., "best_val_bpc": ..., ...}
+
+Every row trains in its own run directory under ``out`` (``out/<name>/``: metrics, events,
+snapshots); ``out/bench.json`` holds ``{"rows": [...], "config": ..., "machine": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from morpho.checkpoint import load_network
+from morpho.config import RunConfig, dump_toml
+from morpho.grow import build_task, grow
+from morpho.network import Network
+from morpho.rundir import RunDir, read_jsonl
+from morpho.scheduler import GrowthConfig
+from morpho.trainer import Trainer
+
+from .baselines import BASELINES, build_baseline
+
+MECHANISMS: dict[str, dict[str, Any]] = {
+    # slow clocks: hidden level k ticks every 2^k tokens (block means, held state)
+    "clocks": {"network": {"clock_ratio": 2}},
+    # mitosis in series (identity at birth, on a new level) instead of in parallel
+    "series": {"growth": {"mitosis": {"mode": "series"}}},
+    # dendrites may jump anywhere, paying the wiring charge for the length
+    "wormholes": {"growth": {"dendrite": {"wormholes": True}}},
+    # criticality: finite-time Lyapunov exponent every 10 steps, pushed below 0
+    "lyapunov": {"train": {"lyapunov_every": 10, "lyapunov_weight": 0.1}},
+    # S of the free energy from a KNIFE estimate of the cells' output entropy
+    "knife": {"growth": {"entropy_term": "repr_entropy"}},
+    # 1-path-norm of the cell graph as a regulariser
+    "pathnorm": {"train": {"path_norm_weight": 1e-3}},
+    # ACT: up to 3 passes through the tissue per token, ponder cost 0.01
+    "ponder": {"network": {"ponder_max": 3}},
+}
+
+ROW_KEYS = (
+    "name",
+    "params",
+    "train_flops",
+    "flops_per_token",
+    "best_val_bpc",
+    "final_val_bpc",
+    "tokens_per_s",
+)
+
+
+def enabled_rules(cfg: RunConfig) -> list[str]:
+    """The growth rules a run uses (none when growth is off); ``ValueError`` on a bad table."""
+    growth = GrowthConfig.from_dict(cfg.growth)
+    return list(growth.rules) if growth.enabled else []
+
+
+def row_names(
+    cfg: RunConfig, rows: Sequence[str] | None = None, mechanisms: Sequence[str] = ()
+) -> list[str]:
+    """Names of the bench rows, in order; ``ValueError`` on an unknown row or mechanism."""
+    ablations = [f"morpho-no-{r}" for r in enabled_rules(cfg)]
+    standard = ["morpho", "morpho-fixed", *ablations, *BASELINES]
+    for name in rows or ():
+        if name not in standard:
+            raise ValueError(f"unknown bench row {name!r}; expected one of: {', '.join(standard)}")
+    for m in mechanisms:
+        if m not in MECHANISMS:
+            raise ValueError(f"unknown mechanism {m!r}; expected one of: {', '.join(MECHANISMS)}")
+    chosen = [n for n in standard if rows is None or n in rows or n == "morpho"]
+    return chosen + [f"morpho+{m}" for m in mechanisms]
+
+
+def mechanism_config(cfg: RunConfig, mechanism: str) -> RunConfig:
+    """``cfg`` with one mechanism of :data:`MECHANISMS` switched on."""
+    return cfg.merged(MECHANISMS[mechanism])
+
+
+def bench(
+    cfg: RunConfig,
+    out: str | os.PathLike[str],
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+    rows: Sequence[str] | None = None,
+    mechanisms: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Train every row of the bench for ``cfg`` under ``out``; returns and writes bench.json.
+
+    ``rows``: the standard rows to train (``morpho`` always runs: the others refer to it);
+    ``mechanisms``: names from :data:`MECHANISMS`, one ``morpho+<name>`` row each.
+
+    Raises:
+        ValueError: a bad config, task or data (before anything is written), or an ``out``
+            that is not empty without ``overwrite``.
+    """
+    say = log or (lambda _: None)
+    out = Path(out)
+    names = row_names(cfg, rows, mechanisms)  # validates rows, growth table, then task and data
+    for m in mechanisms:
+        mechanism_config(cfg, m)  # a mechanism that does not fit the config fails here
+    task = build_task(cfg)
+    RunDir(out, overwrite=overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    done: list[dict[str, Any]] = []
+
+    def announce(name: str) -> bool:
+        if name not in names:
+            return False
+        say(f"[{len(done) + 1}/{len(names)}] {name}")
+        return True
+
+    announce("morpho")
+    done.append(_morpho_row("morpho", cfg, out, overwrite))
+    if announce("morpho-fixed"):
+        final_net, _ = load_network(out / "morpho" / "checkpoints" / "final.pt")
+        done.append(_fixed_row(cfg, final_net, task, out, overwrite))
+    for rule in enabled_rules(cfg):
+        if announce(f"morpho-no-{rule}"):
+            ablated = cfg.merged(
+                {"growth": {"rules": [r for r in enabled_rules(cfg) if r != rule]}}
+            )
+            done.append(_morpho_row(f"morpho-no-{rule}", ablated, out, overwrite))
+    for name in BASELINES:
+        if announce(name):
+            model = build_baseline(name, task.vocab_size, done[0]["params"], seed=cfg.train.seed)
+            done.append(_train_row(name, model, cfg, task, out / name, overwrite))
+    for m in mechanisms:
+        announce(f"morpho+{m}")
+        done.append(_morpho_row(f"morpho+{m}", mechanism_config(cfg, m), out, overwrite))
+    result = {
+        "rows": done,
+        "config": cfg.to_dict(),
+        "task": task.describe(),
+        "mechanisms": {m: MECHANISMS[m] for m in mechanisms},
+        "machine": machine(),
+    }
+    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _morpho_row(name: str, cfg: RunConfig, out: Path, overwrite: bool) -> dict[str, Any]:
+    summary = grow(cfg, out / name, overwrite=overwrite)
+    return _row(name, summary, out / name)
+
+
+def _fixed_row(
+    cfg: RunConfig, grown: Network, task: Any, out: Path, overwrite: bool
+) -> dict[str, Any]:
+    """A fresh network on ``grown``'s final topology, trained with growth off."""
+    fixed_cfg = cfg.merged({"growth": {"enabled": False}})
+    torch.manual_seed(cfg.train.seed)
+    net = Network(grown.cfg, tissue=grown.tissue.clone())
+    return _train_row("morpho-fixed", net, fixed_cfg, task, out / "morpho-fixed", overwrite)
+
+
+def _train_row(
+    name: str, model: torch.nn.Module, cfg: RunConfig, task: Any, path: Path, overwrite: bool
+) -> dict[str, Any]:
+    run = RunDir(path, overwrite=overwrite)
+    trainer = Trainer(model, task, cfg.train, run=run)
+    run.create(dump_toml({**cfg.to_dict(), "model": _describe(model)}))
+    return _row(name, trainer.fit(), path)
+
+
+def _describe(model: torch.nn.Module) -> dict[str, Any]:
+    fields = vars(getattr(model, "cfg", None) or object())
+    return {
+        "class": type(model).__name__,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()},
+    }
+
+
+def _row(name: str, summary: dict[str, Any], path: Path) -> dict[str, Any]:
+    events = read_jsonl(path / "events.jsonl")
+    kinds: dict[str, int] = {}
+    for e in events:
+        kinds[str(e.get("kind"))] = kinds.get(str(e.get("kind")), 0) + 1
+    return {
+        "name": name,
+        "params": summary["params"],
+        "train_flops": summary["train_flops"],
+        "flops_per_token": summary["flops_per_token"],
+        "best_val_bpc": summary["best_val_bpc"],
+        "final_val_bpc": summary["val_bpc"],
+        "tokens_per_s": summary["tokens_per_s"],
+        "dense_flops_per_token": summary["dense_flops_per_token"],
+        "gate_mean": summary.get("gate_mean"),
+        "cells": summary.get("cells"),
+        "edges": summary.get("edges"),
+        "events": len(events),
+        "event_kinds": kinds,
+        "steps": summary["steps"],
+        **{k: summary[k] for k in MONITORS if summary.get(k) is not None},
+        "wormholes": sum(1 for e in events if (e.get("stats") or {}).get("wormhole")),
+    }
+
+
+MONITORS = ("lyapunov", "path_norm", "ponder_passes", "repr_entropy")
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers were measured."""
+    cuda = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cuda": cuda,
+    }
+
+
+def render_table(rows: list[dict[str, Any]], title: str = "morpho bench") -> Any:
+    """A rich table of bench rows (best bpc in bold)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in (
+        "name",
+        "params",
+        "best val bpc",
+        "final val bpc",
+        "FLOPs/token",
+        "train FLOPs",
+        "tok/s",
+        "gate",
+        "cells",
+        "events",
+    ):
+        table.add_column(col, justify="left" if col == "name" else "right")
+    best = min(r["best_val_bpc"] for r in rows)
+    for r in rows:
+        bpc = f"{r['best_val_bpc']:.3f}"
+        table.add_row(
+            r["name"],
+            f"{r['params']:,}",
+            f"[bold]{bpc}[/]" if r["best_val_bpc"] == best else bpc,
+            f"{r['final_val_bpc']:.3f}",
+            f"{r['flops_per_token'] / 1e3:,.0f}k",
+            f"{r['train_flops']:.2e}",
+            f"{r['tokens_per_s']:,.0f}",
+            "-" if r["gate_mean"] is None else f"{r['gate_mean']:.2f}",
+            "-" if r["cells"] is None else str(r["cells"]),
+            str(r["events"]),
+        )
+    return table

@@ -1,0 +1,129 @@
+"""CLI commands of the task side: ``morpho sample``, ``morpho bench``.
+
+Registered through the ``morpho.commands`` entry point, so the engine CLI never imports
+``morpho.sims`` itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from morpho.options import (
+    ConfigOpt,
+    CorpusOpt,
+    DataOpt,
+    DeviceOpt,
+    OverwriteOpt,
+    PresetOpt,
+    SeedOpt,
+    StepsOpt,
+    TaskOpt,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(sample)
+    app.command()(bench)
+
+
+def sample(
+    run: Annotated[Path, typer.Argument(help="Run directory written by morpho grow.")],
+    prompt: Annotated[str, typer.Option(help="Text to continue.")] = "",
+    length: Annotated[int, typer.Option(help="Characters to generate.")] = 200,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.8,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+) -> None:
+    """Print text sampled from a lang run's final network."""
+    from morpho.checkpoint import load_network
+    from morpho.cli import fail
+
+    from .lang import CharVocab, sample_text
+
+    try:
+        if length < 1 or temperature <= 0:
+            raise ValueError(
+                f"--length must be >= 1 and --temperature > 0; got {length}, {temperature}"
+            )
+        net, payload = load_network(run / "checkpoints" / "final.pt")
+        info = payload["extra"].get("task", {})
+        if info.get("task") != "lang":
+            raise ValueError(f"run {str(run)!r} is a {info.get('task')!r} run; expected a lang run")
+        vocab = CharVocab(info["chars"])
+    except ValueError as e:
+        fail(str(e))
+        return
+    typer.echo(sample_text(net, vocab, prompt, length, temperature, seed))
+
+
+def bench(
+    task: TaskOpt = "lang",
+    preset: PresetOpt = "small",
+    steps: StepsOpt = None,
+    corpus: CorpusOpt = None,
+    data: DataOpt = None,
+    device: DeviceOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output (runs/bench-<task>-N).")] = None,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+    rows: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated standard rows to train (morpho always runs), e.g. 'morpho,gru'."
+        ),
+    ] = None,
+    mechanisms: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated mechanisms, one 'morpho+<name>' row each, or 'all': "
+            "clocks, series, wormholes, lyapunov, knife, pathnorm, ponder."
+        ),
+    ] = None,
+) -> None:
+    """Train morpho, morpho-fixed, each rule ablated, a Transformer and a GRU; print a table.
+
+    With --mechanisms, one more row per mechanism of the thermodynamic picture (on), to
+    compare with the morpho row (all off)."""
+    from rich.console import Console
+
+    from morpho.cli import fail, run_config
+    from morpho.grow import default_run_path
+
+    from .bench import MECHANISMS, render_table
+    from .bench import bench as run_bench
+
+    try:
+        cfg = run_config(
+            preset,
+            config,
+            {
+                "task": task,
+                "task_options": {"data": str(data) if data else None, "corpus": corpus},
+                "train": {"steps": steps, "seed": seed, "device": device},
+                "network": {"seed": seed},
+            },
+        )
+        path = out or default_run_path(f"bench-{cfg.task}")
+        chosen = comma_list(mechanisms)
+        mechs = list(MECHANISMS) if chosen == ["all"] else chosen
+        result = run_bench(
+            cfg,
+            path,
+            overwrite=overwrite,
+            log=lambda m: typer.echo(m, err=True),
+            rows=comma_list(rows) or None,
+            mechanisms=mechs,
+        )
+    except ValueError as e:
+        fail(str(e))
+        return
+    Console(width=140).print(render_table(result["rows"], f"morpho bench · {path}"))
+    typer.echo(f"wrote {path / 'bench.json'}")
+
+
+def comma_list(value: str | None) -> list[str]:
+    """``"a, b,,c"`` → ``["a", "b", "c"]``: the names a comma-separated option lists."""
+    return [v.strip() for v in (value or "").split(",") if v.strip()]

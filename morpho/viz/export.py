@@ -1,0 +1,95 @@
+"""ParaView and graph exports of a run (``morpho export``).
+
+    export_vtp("runs/demo", out="runs/demo/export")        # step_*.vtp + run.pvd
+    export_graphml("runs/demo", out="runs/demo/tissue.graphml")
+
+A ``.vtp`` holds one snapshot: cells as points at their ``pos`` with every per-cell field
+as a point array (level, role, birth, parent, cell_id, fe_ema, gate_ema, …), edges as line
+cells with ``edge_id``, ``edge_birth`` and ``strength`` as cell arrays. The ``.pvd`` index
+lists them with the training step as time, so ParaView plays the run. Files are written to
+a temporary folder and moved in at the end: a failed export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+from morpho.tissue import load_snapshot, save_graphml
+from morpho.viz.runs import Snapshot, load_run, require_snapshots
+
+FORMATS = ("vtp", "graphml")
+
+
+def snapshot_polydata(s: Snapshot):  # type: ignore[no-untyped-def]
+    """The snapshot as a ``pyvista.PolyData`` (points = cells, lines = edges)."""
+    import pyvista as pv
+
+    points = np.asarray(s.cells["pos"], dtype=np.float32).reshape(-1, 3)
+    src, dst = s.edges["edge_index"]
+    lines = np.column_stack([np.full(len(src), 2), src, dst]).ravel()
+    mesh = pv.PolyData(points, lines=lines if len(src) else None)
+    if s.n_cells:
+        for name, values in s.cells.items():
+            if name != "pos":
+                mesh.point_data[name] = np.asarray(values)
+    if s.n_edges:
+        for name, values in s.edges.items():
+            if name != "edge_index":
+                mesh.cell_data[name] = np.asarray(values)
+    return mesh
+
+
+def export_vtp(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
+    """One ``step_XXXXXXXX.vtp`` per snapshot and a ``run.pvd`` index in ``out``.
+
+    Returns:
+        The ``.pvd`` path.
+    """
+    from morpho.viz.scene import offscreen
+
+    offscreen()  # pyvista settings only; nothing is drawn
+    run = load_run(run_dir)
+    folder = Path(out) if out is not None else run.path / "export"
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=".export."))
+    try:
+        entries = []
+        for s in run.snapshots:
+            name = f"step_{s.step:08d}.vtp"
+            snapshot_polydata(s).save(staging / name)
+            entries.append((s.step, name))
+        (staging / "run.pvd").write_text(_pvd(entries), encoding="utf-8")
+        for _, name in entries:
+            os.replace(staging / name, folder / name)
+        os.replace(staging / "run.pvd", folder / "run.pvd")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder / "run.pvd"
+
+
+def _pvd(entries: list[tuple[int, str]]) -> str:
+    rows = "\n".join(
+        f'    <DataSet timestep="{step}" group="" part="0" file={quoteattr(name)}/>'
+        for step, name in entries
+    )
+    return (
+        '<?xml version="1.0"?>\n<VTKFile type="Collection" version="0.1">\n  <Collection>\n'
+        f"{rows}\n  </Collection>\n</VTKFile>\n"
+    )
+
+
+def export_graphml(
+    run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
+) -> Path:
+    """The final tissue as GraphML (nodes named by ``cell_id``, written atomically)."""
+    last = require_snapshots(run_dir)[-1]
+    path = Path(out) if out is not None else Path(run_dir) / "export" / "tissue.graphml"
+    tissue, _ = load_snapshot(last)
+    save_graphml(tissue, path)
+    return path

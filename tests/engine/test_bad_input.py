@@ -1,0 +1,110 @@
+"""Bad input: one line naming what was expected and what came, exit code 2, nothing on disk.
+
+One test per class of bad input to ``morpho grow`` (and the other commands' names).
+"""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from morpho.cli import app
+
+runner = CliRunner()
+
+
+def _grow(tmp_path, *args: str, toml: str | None = None):
+    out = tmp_path / "run"
+    extra = []
+    if toml is not None:
+        (tmp_path / "c.toml").write_text(toml)
+        extra = ["--config", str(tmp_path / "c.toml")]
+    result = runner.invoke(app, ["grow", "--quiet", "--out", str(out), *extra, *args])
+    return result, out
+
+
+def _assert_refused(result, out, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert not out.exists(), "a refused run must leave no run directory"
+
+
+@pytest.mark.parametrize(
+    ("toml", "fragments"),
+    [
+        ("[train]\nstepz = 3\n", ["stepz", "expected one of", "steps"]),
+        ("[growth]\nrate = 3\n", ["rate", "expected one of"]),
+        ("[nework]\nd_cell = 8\n", ["nework", "expected one of", "network"]),
+    ],
+)
+def test_unknown_config_keys(tmp_path, toml, fragments):
+    _assert_refused(*_grow(tmp_path, toml=toml), *fragments)
+
+
+@pytest.mark.parametrize(
+    ("toml", "fragments"),
+    [
+        ('[train]\nsteps = "many"\n', ["train.steps", "expected int", "many"]),
+        ("[network]\nlevel_sizes = 4\n", ["level_sizes", "expected a list"]),
+        ("[train]\nlr = true\n", ["train.lr", "expected float"]),
+    ],
+)
+def test_wrong_types(tmp_path, toml, fragments):
+    _assert_refused(*_grow(tmp_path, toml=toml), *fragments)
+
+
+@pytest.mark.parametrize(
+    ("args", "toml", "fragments"),
+    [
+        (["--steps", "-5"], None, ["train.steps", ">= 0", "-5"]),
+        ([], "[growth]\ntau = -1.0\n", ["tau", "-1.0"]),
+        ([], "[growth]\nmax_cells = 3\n", ["max_cells", "12 cells", "3"]),
+        ([], "[growth]\nmax_params = 1000\n", ["max_params", "1000"]),
+        ([], "[train]\nlr = 0.0\n", ["train.lr", "> 0"]),
+    ],
+)
+def test_out_of_range_values(tmp_path, args, toml, fragments):
+    _assert_refused(*_grow(tmp_path, *args, toml=toml), *fragments)
+
+
+def test_data_files_missing_empty_binary_or_not_utf8(tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "blob.bin").write_bytes(b"\x00\x01\x02\x03 binary")
+    (tmp_path / "latin1.txt").write_bytes("café crème".encode("latin-1") * 20)
+    cases = {
+        "missing.txt": "does not exist",
+        "empty.txt": "is empty",
+        "blob.bin": "is binary",
+        "latin1.txt": "not UTF-8",
+    }
+    for name, fragment in cases.items():
+        result, out = _grow(tmp_path, "--data", str(tmp_path / name))
+        _assert_refused(result, out, name, fragment, "expected a UTF-8 text file")
+
+
+def test_unknown_names(tmp_path):
+    _assert_refused(*_grow(tmp_path, "--task", "lnag"), "'lnag'", "expected one of", "lang")
+    _assert_refused(*_grow(tmp_path, "--preset", "huge"), "'huge'", "small")
+    _assert_refused(*_grow(tmp_path, "--corpus", "wiki"), "'wiki'", "pydoc, stdlib")
+    _assert_refused(
+        *_grow(tmp_path, toml='[growth]\nrules = ["mitosys"]\n'), "'mitosys'", "mitosis"
+    )
+
+
+def test_unknown_colour_is_refused_by_render(tmp_path):
+    out = tmp_path / "frame.png"
+    result = runner.invoke(app, ["render", str(tmp_path), "--color", "nope", "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("error: ") and not out.exists()
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    result = runner.invoke(app, ["grow", "--quiet", "--out", str(out), "--steps", "1"])
+    assert result.exit_code == 2 and "not empty" in result.output
+    assert (out / "keep.txt").read_text() == "precious" and len(list(out.iterdir())) == 1

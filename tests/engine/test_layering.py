@@ -1,0 +1,81 @@
+"""Layering law (DESIGN §1, STYLE 4): the engine imports no task, rule or renderer.
+
+Every ``morpho/*.py`` is parsed and every import statement — module level or inside a
+function, absolute or relative — is checked against the forbidden packages.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ENGINE = Path(__file__).resolve().parents[2] / "morpho"
+FORBIDDEN = (
+    "morpho.sims",
+    "morpho.growth_rules",
+    "morpho.viz",
+    "sims",
+    "growth_rules",
+    "viz",
+    "pyvista",
+)
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in ``path``."""
+    package = "morpho"
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # from . import x / from .sims import y
+                base = ".".join([package, base]) if base else package
+            out.append((node.lineno, base))
+            out += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "import_module":
+            if node.args and isinstance(node.args[0], ast.Constant):
+                out.append((node.lineno, str(node.args[0].value)))
+    return out
+
+
+def is_forbidden(module: str) -> bool:
+    return any(module == f or module.startswith(f + ".") for f in FORBIDDEN)
+
+
+def test_engine_files_exist() -> None:
+    names = {p.name for p in ENGINE.glob("*.py")}
+    assert {"tissue.py", "network.py", "edits.py", "surgery.py", "cli.py"} <= names
+
+
+@pytest.mark.parametrize("path", sorted(ENGINE.glob("*.py")), ids=lambda p: p.name)
+def test_engine_module_imports_no_task_rule_or_renderer(path: Path) -> None:
+    bad = [
+        f"{path.name}:{line} imports {m}" for line, m in imported_modules(path) if is_forbidden(m)
+    ]
+    assert not bad, "the engine must not import tasks, rules or rendering: " + "; ".join(bad)
+
+
+def test_the_scanner_sees_what_it_must_forbid(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import pyvista as pv\n"
+        "from morpho import viz\n"
+        "def f():\n"
+        "    from .sims import lang\n"
+        "    import growth_rules.mitosis\n"
+        "    importlib.import_module('morpho.growth_rules.prune')\n"
+        "from morpho.tissue import seed_tissue\n"
+    )
+    flagged = [m for _, m in imported_modules(probe) if is_forbidden(m)]
+    assert flagged == [
+        "pyvista",
+        "morpho.viz",
+        "morpho.sims",
+        "morpho.sims.lang",
+        "growth_rules.mitosis",
+        "morpho.growth_rules.prune",
+    ]

@@ -1,0 +1,101 @@
+"""Static baselines: sized to a parameter budget, causal, trained by the morpho Trainer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_net
+
+from morpho.config import TrainConfig
+from morpho.sims.baselines import BASELINES, baseline_config, build_baseline, count_params
+from morpho.trainer import Trainer
+
+VOCAB = 16
+
+
+@pytest.mark.parametrize("name", BASELINES)
+@pytest.mark.parametrize("target", [20_000, 131_000, 840_000])
+def test_baseline_hits_the_requested_parameter_count(name: str, target: int) -> None:
+    cfg = baseline_config(name, vocab_size=96, target_params=target)
+    assert abs(count_params(cfg) - target) <= 0.03 * target
+
+
+def test_built_model_matches_its_counted_size_and_is_seeded() -> None:
+    a = build_baseline("transformer", VOCAB, 20_000, seed=3)
+    b = build_baseline("transformer", VOCAB, 20_000, seed=3)
+    assert a.n_params() == count_params(a.cfg)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_unknown_baseline_lists_the_choices() -> None:
+    with pytest.raises(ValueError, match="expected one of: transformer, gru"):
+        baseline_config("lstm", VOCAB, 10_000)
+
+
+def _assert_causal(model: torch.nn.Module, vocab: int) -> None:
+    """Changing the token at position t changes no logits before t (and some at t)."""
+    model.eval()
+    x = torch.randint(0, vocab, (2, 12), generator=torch.Generator().manual_seed(0))
+    t = 7
+    y = x.clone()
+    y[:, t] = (x[:, t] + 1) % vocab
+    with torch.no_grad():
+        a, b = model(x), model(y)
+    assert torch.allclose(a[:, :t], b[:, :t], atol=1e-6)
+    assert not torch.allclose(a[:, t], b[:, t], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_baselines_are_causal(name: str) -> None:
+    _assert_causal(build_baseline(name, VOCAB, 20_000, seed=0), VOCAB)
+
+
+def test_morpho_network_is_causal() -> None:
+    _assert_causal(tiny_net(), VOCAB)
+
+
+class _Copy:
+    """A toy task: the next token equals the current one shifted by one (learnable fast)."""
+
+    name, vocab_size = "toy", VOCAB
+
+    def batch(self, split, batch_size, seq_len, generator):  # type: ignore[no-untyped-def]
+        start = torch.randint(0, VOCAB, (batch_size, 1), generator=generator)
+        seq = (start + torch.arange(seq_len + 1)) % VOCAB
+        return seq[:, :-1], seq[:, 1:]
+
+    def eval_batches(self, n_batches, batch_size, seq_len):  # type: ignore[no-untyped-def]
+        return [
+            self.batch("val", batch_size, seq_len, torch.Generator().manual_seed(i))
+            for i in range(n_batches)
+        ]
+
+    def describe(self) -> dict[str, object]:
+        return {"task": self.name}
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_trainer_trains_a_baseline(name: str) -> None:
+    cfg = TrainConfig(
+        steps=30,
+        batch_size=8,
+        seq_len=16,
+        lr=1e-2,
+        warmup=5,
+        eval_every=20,
+        eval_batches=2,
+        log_every=10,
+    )
+    trainer = Trainer(build_baseline(name, VOCAB, 20_000), _Copy(), cfg)
+    first = trainer.evaluate()["val_bpc"]
+    summary = trainer.fit()
+    assert summary["best_val_bpc"] < first - 1.0  # learns the shift from 4 bits down
+    assert summary["cells"] is None and summary["gate_mean"] is None
+    assert summary["train_flops"] == pytest.approx(
+        3 * trainer.net.flops_per_token(16) * 30 * 8 * 16
+    )
+
+
+def test_trainer_rejects_a_model_without_the_protocol() -> None:
+    with pytest.raises(TypeError, match="n_params"):
+        Trainer(torch.nn.Linear(2, 2), _Copy(), TrainConfig())  # type: ignore[arg-type]

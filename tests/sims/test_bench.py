@@ -1,0 +1,151 @@
+"""``morpho bench``: every row trains on the same budget and bench.json has the promised shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from morpho.cli import app
+from morpho.config import RunConfig
+from morpho.sims.bench import ROW_KEYS, bench, row_names
+
+TINY = {
+    "network": {"d_cell": 8, "level_sizes": [2, 2, 2], "n_heads": 2, "mlp_ratio": 1},
+    "train": {
+        "steps": 4,
+        "batch_size": 2,
+        "seq_len": 16,
+        "eval_every": 2,
+        "eval_batches": 1,
+        "log_every": 2,
+        "warmup": 1,
+    },
+}
+TINY_TOML = """
+[network]
+d_cell = 8
+level_sizes = [2, 2, 2]
+n_heads = 2
+mlp_ratio = 1
+[train]
+steps = 3
+batch_size = 2
+seq_len = 16
+eval_every = 3
+eval_batches = 1
+log_every = 3
+warmup = 1
+"""
+ALL_ROWS = [
+    "morpho",
+    "morpho-fixed",
+    "morpho-no-mitosis",
+    "morpho-no-apoptosis",
+    "morpho-no-dendrite",
+    "morpho-no-prune",
+    "transformer",
+    "gru",
+]
+
+
+def test_row_names_follow_the_enabled_rules() -> None:
+    cfg = RunConfig().merged(TINY)
+    assert row_names(cfg) == ALL_ROWS
+    picked = cfg.merged({"growth": {"rules": ["dendrite", "prune"]}})
+    assert row_names(picked) == [
+        "morpho",
+        "morpho-fixed",
+        "morpho-no-dendrite",
+        "morpho-no-prune",
+        "transformer",
+        "gru",
+    ]
+    off = cfg.merged({"growth": {"enabled": False}})
+    assert row_names(off) == ["morpho", "morpho-fixed", "transformer", "gru"]
+
+
+def test_tiny_bench_writes_every_row_at_the_same_budget(tmp_path: Path) -> None:
+    cfg = RunConfig().merged(TINY).merged({"growth": {"rules": ["prune"]}})
+    result = bench(cfg, tmp_path / "b")
+    saved = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert saved["rows"] == result["rows"]
+    rows = {r["name"]: r for r in saved["rows"]}
+    assert list(rows) == ["morpho", "morpho-fixed", "morpho-no-prune", "transformer", "gru"]
+    for r in rows.values():
+        assert set(ROW_KEYS) <= set(r)
+        assert r["steps"] == 4 and r["best_val_bpc"] <= r["final_val_bpc"] + 1e-9
+        assert r["train_flops"] == pytest.approx(3 * 4 * 2 * 16 * r["flops_per_token"], rel=0.5)
+        assert (tmp_path / "b" / r["name"] / "metrics.jsonl").stat().st_size > 0
+    grown = rows["morpho"]
+    assert rows["morpho-fixed"]["params"] == grown["params"]
+    assert rows["morpho-fixed"]["cells"] == grown["cells"]
+    for name in ("transformer", "gru"):
+        assert abs(rows[name]["params"] - grown["params"]) <= 0.05 * grown["params"]
+        assert rows[name]["gate_mean"] is None and rows[name]["cells"] is None
+    assert 0 <= grown["gate_mean"] <= 1
+    assert saved["machine"]["cpus"] >= 1 and saved["task"]["corpus"] == "pydoc"
+
+
+def test_bench_cli_prints_the_table(tmp_path: Path) -> None:
+    (tmp_path / "tiny.toml").write_text(TINY_TOML)
+    out = tmp_path / "b"
+    result = CliRunner().invoke(
+        app, ["bench", "--config", str(tmp_path / "tiny.toml"), "--out", str(out), "--seed", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    for name in ALL_ROWS:
+        assert name in result.output
+    assert [r["name"] for r in json.loads((out / "bench.json").read_text())["rows"]] == ALL_ROWS
+
+
+def test_bench_refuses_bad_input_before_writing(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    result = CliRunner().invoke(app, ["bench", "--corpus", "nope", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "unknown corpus 'nope'; expected one of: pydoc, stdlib" in result.output
+    assert not out.exists()
+
+
+def test_bench_cli_mechanism_rows(tmp_path: Path) -> None:
+    (tmp_path / "tiny.toml").write_text(TINY_TOML)
+    out = tmp_path / "m"
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--config",
+            str(tmp_path / "tiny.toml"),
+            "--out",
+            str(out),
+            "--rows",
+            "morpho",
+            "--mechanisms",
+            "pathnorm,ponder",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "bench.json").read_text())
+    rows = {r["name"]: r for r in saved["rows"]}
+    assert list(rows) == ["morpho", "morpho+pathnorm", "morpho+ponder"]
+    assert "path_norm" in rows["morpho+pathnorm"] and "path_norm" not in rows["morpho"]
+    assert 1.0 <= rows["morpho+ponder"]["ponder_passes"] <= 3.0
+    assert set(saved["mechanisms"]) == {"pathnorm", "ponder"}
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--mechanisms", "telepathy", "unknown mechanism 'telepathy'"),
+        ("--rows", "morpho-xl", "unknown bench row 'morpho-xl'"),
+    ],
+)
+def test_bench_refuses_unknown_rows_and_mechanisms(
+    tmp_path: Path, flag: str, value: str, message: str
+) -> None:
+    out = tmp_path / "b"
+    result = CliRunner().invoke(app, ["bench", flag, value, "--out", str(out)])
+    assert result.exit_code == 2 and message in result.output
+    assert not out.exists()
