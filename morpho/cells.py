@@ -42,14 +42,21 @@ representation toward predictability. Add new types with :func:`register_cell_ty
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from morpho.registry import Registry
+
+if TYPE_CHECKING:
+    from morpho.network import NetworkConfig
 
 # Gate skipping falls back to the dense core once a level's most open (cell, batch) row holds
 # more than this share of the sequence: there the padded, masked attention (every open query
@@ -79,22 +86,121 @@ class LevelOutput:
     gate_entropy: Tensor | None = None
 
 
+BIRTHS_IN_SERIES = ("copy", "zero")
+BIRTHS_BY_SPLIT = ("copy", "share")
+
+
+@dataclass(frozen=True)
+class Bank:
+    """One bank a cell type declares: the shape of a row, fresh rows, and how rows are born.
+
+    Args:
+        shape: per-row shape (the leading cell dimension left out).
+        init: ``(n, generator) -> (n, *shape)`` fresh rows for ``n`` cells.
+        series: the row of a cell born in series (:func:`morpho.edits.insert_edit`):
+            ``"copy"`` the parent's row, or ``"zero"`` (with zero optimizer moments) — an
+            output projection, so that the newborn, which carries its raw input on the
+            residual, is the identity at birth.
+        split: the rows of the two daughters of a split: ``"copy"`` the mother's row (plus
+            the split's noise), or ``"share"`` it, half each with no noise — an outgoing
+            weight, so that the sum downstream is kept.
+    """
+
+    shape: tuple[int, ...]
+    init: Callable[[int, torch.Generator], Tensor]
+    series: str = "copy"
+    split: str = "copy"
+
+    def __post_init__(self) -> None:
+        if self.series not in BIRTHS_IN_SERIES:
+            raise ValueError(
+                f"bank series birth {self.series!r}; expected one of: {', '.join(BIRTHS_IN_SERIES)}"
+            )
+        if self.split not in BIRTHS_BY_SPLIT:
+            raise ValueError(
+                f"bank split birth {self.split!r}; expected one of: {', '.join(BIRTHS_BY_SPLIT)}"
+            )
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """Settings of a cell type (none): each type names its own frozen dataclass."""
+
+
 class CellType:
-    """Template for a cell type: declares banks and computes a level of cells at once."""
+    """Template for a cell type: declares its banks and settings, computes a level at once.
 
-    def __init__(self, n_heads: int = 2, mlp_ratio: int = 2, gate_skip: float = 0.0) -> None:
-        self.n_heads = n_heads
-        self.mlp_ratio = mlp_ratio
-        self.gate_skip = gate_skip  # inference: gates below this skip the expensive core
-        self.gate_skip_backward = 0.0  # training: gates below this get no core backward
+    A type overrides :meth:`banks`, :meth:`forward_level` and :meth:`flops_per_token`, and
+    names its settings in ``Config`` (a frozen dataclass). A network builds it with
+    :meth:`from_network`: each ``Config`` field is read from the network config's
+    ``cell_options`` table (``[network.cell_options]``), or, for fields that are
+    ``[network]`` keys themselves (the
+    thermodynamic cell's ``n_heads``, ``mlp_ratio``, ``gate_skip``, ``gate_skip_backward``),
+    from ``[network]``. Register it with :func:`register_cell_type`; see docs/cell_types.md.
+    """
 
-    def bank_shapes(self, d: int) -> dict[str, tuple[int, ...]]:
-        """Per-row shape of every bank (the leading cell dimension is left out)."""
+    Config: type = CellConfig
+
+    def __init__(self, cfg: Any = None, **settings: Any) -> None:
+        """``cfg``: the type's ``Config`` (default: its defaults); ``settings`` replace fields."""
+        base = self.Config() if cfg is None else cfg
+        self.cfg = dataclasses.replace(base, **settings)
+
+    @classmethod
+    def config_from(cls, network: NetworkConfig) -> Any:
+        """This type's ``Config`` from a network config.
+
+        Raises:
+            ValueError: ``[network.cell_options]`` holds a key that is not a field of
+                ``Config`` or that belongs in ``[network]``, or a value of the wrong type.
+        """
+        from morpho.config import from_dict  # the one coercer (it imports the network)
+
+        names = [f.name for f in dataclasses.fields(cls.Config)]
+        own = [n for n in names if not hasattr(network, n)]
+        for key in network.cell_options:
+            if hasattr(network, key):
+                raise ValueError(f"network.cell_options.{key}: set it as network.{key}")
+            if key not in own:
+                raise ValueError(
+                    f"unknown key network.cell_options.{key} for cell type "
+                    f"{network.cell_type!r}; expected one of: {', '.join(own) or '(none)'}"
+                )
+        cfg = from_dict(cls.Config, dict(network.cell_options), "network.cell_options.")
+        shared = {n: getattr(network, n) for n in names if hasattr(network, n)}
+        return dataclasses.replace(cfg, **shared)
+
+    @classmethod
+    def from_network(cls, network: NetworkConfig) -> CellType:
+        """The cell type as a network config configures it."""
+        return cls(cls.config_from(network))
+
+    def banks(self, d: int) -> dict[str, Bank]:
+        """Every bank of a cell with ``d`` channels, by name, in parameter order."""
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def exact_backward(self) -> Iterator[None]:
+        """A context in which the backward is the forward's exact derivative (monitors that
+        differentiate the forward use it; a type with an approximate backward switches it
+        off here). The default backward is exact: nothing to do."""
+        yield
 
     def init_rows(self, n: int, d: int, gen: torch.Generator) -> dict[str, Tensor]:
-        """Fresh parameters for ``n`` cells, one tensor per bank."""
-        raise NotImplementedError
+        """Fresh parameters for ``n`` cells, one tensor per declared bank (in order).
+
+        Raises:
+            ValueError: a bank's ``init`` returns rows of another shape than declared.
+        """
+        rows = {}
+        for name, bank in self.banks(d).items():
+            rows[name] = bank.init(n, gen)
+            if tuple(rows[name].shape) != (n, *bank.shape):
+                raise ValueError(
+                    f"bank {name!r} of {type(self).__name__} initialises rows of shape "
+                    f"{tuple(rows[name].shape)}; declared ({n}, {', '.join(map(str, bank.shape))})"
+                )
+        return rows
 
     def forward_level(
         self,
@@ -120,8 +226,8 @@ CELL_TYPES: Registry[type[CellType]] = Registry("cell type")
 
 
 def register_cell_type(name: str, cell_type: type[CellType]) -> None:
-    """Add a cell type class under ``name``; it is built as
-    ``cell_type(n_heads=..., mlp_ratio=..., gate_skip=...)``."""
+    """Add a cell type class under ``name`` (``network.cell_type`` selects it); a network
+    builds it with ``cell_type.from_network(network_config)``."""
     CELL_TYPES.register(name, cell_type)
 
 
@@ -228,47 +334,90 @@ class _FFTRecurrence(torch.autograd.Function):
         return grad_u, grad_log_a
 
 
-class ThermoCell(CellType):
-    """The thermodynamic cell of DESIGN §3 (inertial core + geometric core + demon gate)."""
+@dataclass(frozen=True)
+class ThermoConfig:
+    """Settings of the thermodynamic cell (read from ``[network]``)."""
 
+    n_heads: int = 2  # attention heads of the geometric core
+    mlp_ratio: int = 2  # hidden width of a cell's MLP, in multiples of d_cell
+    gate_skip: float = 0.0  # inference: tokens with gate < this skip the geometric core (0: off)
+    gate_skip_backward: float = 0.0  # training: ... skip the core's backward (forward exact)
+
+    def __post_init__(self) -> None:
+        for name in ("gate_skip", "gate_skip_backward"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)}")
+
+
+class ThermoCell(CellType):
+    """The thermodynamic cell of DESIGN §3 (inertial core + geometric core + demon gate).
+
+    Its output projections (``w_inert``, ``w_attn_out``, ``w_mlp2``) start at zero in a cell
+    born in series, so the newborn relays its raw input; every other bank is copied.
+    """
+
+    Config = ThermoConfig
     dense_crossover = DENSE_CROSSOVER  # gate skipping: widest open row share → dense core
 
-    def bank_shapes(self, d: int) -> dict[str, tuple[int, ...]]:
+    def __init__(self, cfg: ThermoConfig | None = None, **settings: Any) -> None:
+        super().__init__(cfg, **settings)
+        self.n_heads = self.cfg.n_heads
+        self.mlp_ratio = self.cfg.mlp_ratio
+        self.gate_skip = self.cfg.gate_skip  # inference: gates below this skip the core
+        self.gate_skip_backward = self.cfg.gate_skip_backward  # training: no core backward
+
+    @contextlib.contextmanager
+    def exact_backward(self) -> Iterator[None]:
+        """The dense backward meanwhile (``gate_skip_backward`` 0), restored afterwards."""
+        skip_backward, self.gate_skip_backward = self.gate_skip_backward, 0.0
+        try:
+            yield
+        finally:
+            self.gate_skip_backward = skip_backward
+
+    @classmethod
+    def config_from(cls, network: NetworkConfig) -> ThermoConfig:
+        cfg = super().config_from(network)
+        if network.d_cell % cfg.n_heads:
+            raise ValueError(
+                f"d_cell must be a positive multiple of n_heads={cfg.n_heads}; got {network.d_cell}"
+            )
+        return cfg
+
+    def banks(self, d: int) -> dict[str, Bank]:
         m = self.mlp_ratio * d
+
+        def normal(rows: int, cols: int, std: float) -> Callable[[int, torch.Generator], Tensor]:
+            return lambda n, gen: torch.randn(n, rows, cols, generator=gen) * std
+
+        def ones(n: int, gen: torch.Generator) -> Tensor:
+            return torch.ones(n, d)
+
+        def zeros_dd(n: int, gen: torch.Generator) -> Tensor:
+            return torch.zeros(n, d, d)
+
+        def gate(n: int, gen: torch.Generator) -> Tensor:
+            return torch.tensor([1.0, 0.0]).repeat(n, 1)
+
+        def decay(n: int, gen: torch.Generator) -> Tensor:
+            # decays spread over [0.5, 0.98] per channel: a bank of time scales (as in S4D/LRU)
+            a = torch.linspace(0.5, 0.98, d).expand(n, d)
+            return torch.log(a / (1 - a)).clone()
+
         return {
-            "norm": (d,),  # RMSNorm scale of the aggregated input
-            "decay": (d,),  # logit of the recurrence's per-channel decay a
-            "w_in": (d,),  # per-channel input scale b
-            "w_pred": (d, d),  # next-input predictor from h_{t-1}
-            "w_inert": (d, d),  # inertial-core output projection
-            "w_qkv": (d, 3 * d),  # geometric core: queries, keys, values
-            "w_attn_out": (d, d),  # geometric core output projection
-            "gate": (2,),  # [slope on log-surprise, bias]
-            "mlp_norm": (d,),
-            "w_mlp1": (d, m),
-            "w_mlp2": (m, d),
-        }
-
-    def init_rows(self, n: int, d: int, gen: torch.Generator) -> dict[str, Tensor]:
-        m = self.mlp_ratio * d
-
-        def normal(*shape: int, std: float) -> Tensor:
-            return torch.randn(n, *shape, generator=gen) * std
-
-        # decays spread over [0.5, 0.98] per channel: a bank of time scales (as in S4D/LRU)
-        a = torch.linspace(0.5, 0.98, d).expand(n, d)
-        return {
-            "norm": torch.ones(n, d),
-            "decay": torch.log(a / (1 - a)).clone(),
-            "w_in": torch.ones(n, d),
-            "w_pred": torch.zeros(n, d, d),
-            "w_inert": normal(d, d, std=0.5 / math.sqrt(d)),
-            "w_qkv": normal(d, 3 * d, std=1 / math.sqrt(d)),
-            "w_attn_out": normal(d, d, std=0.5 / math.sqrt(d)),
-            "gate": torch.tensor([1.0, 0.0]).repeat(n, 1),
-            "mlp_norm": torch.ones(n, d),
-            "w_mlp1": normal(d, m, std=1 / math.sqrt(d)),
-            "w_mlp2": normal(m, d, std=0.5 / math.sqrt(m)),
+            "norm": Bank((d,), ones),  # RMSNorm scale of the aggregated input
+            "decay": Bank((d,), decay),  # logit of the recurrence's per-channel decay a
+            "w_in": Bank((d,), ones),  # per-channel input scale b
+            "w_pred": Bank((d, d), zeros_dd),  # next-input predictor from h_{t-1}
+            # inertial-core output projection
+            "w_inert": Bank((d, d), normal(d, d, 0.5 / math.sqrt(d)), series="zero"),
+            "w_qkv": Bank((d, 3 * d), normal(d, 3 * d, 1 / math.sqrt(d))),  # q, k, v
+            # geometric core output projection
+            "w_attn_out": Bank((d, d), normal(d, d, 0.5 / math.sqrt(d)), series="zero"),
+            "gate": Bank((2,), gate),  # [slope on log-surprise, bias]
+            "mlp_norm": Bank((d,), ones),
+            "w_mlp1": Bank((d, m), normal(d, m, 1 / math.sqrt(d))),
+            "w_mlp2": Bank((m, d), normal(m, d, 0.5 / math.sqrt(m)), series="zero"),
         }
 
     def forward_level(

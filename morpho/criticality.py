@@ -207,15 +207,13 @@ def tissue_lyapunov(
         emb: (B, T, d_cell), e.g. ``net.embed[tokens]``; returns a scalar tensor.
     """
     saved = {name: getattr(net, name) for name in SAVED_ATTRS}
-    skip_backward = net.cell.gate_skip_backward
     net.capture = False
-    net.cell.gate_skip_backward = 0.0  # the Jacobian of the forward, not of a cut backward
     try:
-        return sequence_lyapunov(
-            net.forward_tissue, emb, window, t0, iters, generator, differentiable
-        )
+        with net.cell.exact_backward():  # the Jacobian of the forward, not of a cut backward
+            return sequence_lyapunov(
+                net.forward_tissue, emb, window, t0, iters, generator, differentiable
+            )
     finally:
-        net.cell.gate_skip_backward = skip_backward
         for name, value in saved.items():
             setattr(net, name, value)
 

@@ -80,10 +80,32 @@ def _remap_tissue(t: Data, cell_src: Tensor, edge_src: Tensor, edge_index: Tenso
 
 
 def _maps(
-    net: Network, cell_map: RowMap, edge_map: RowMap, **overrides: RowMap
+    net: Network, cell_map: RowMap, edge_map: RowMap, birth: str = "", **born: RowMap
 ) -> dict[str, RowMap]:
-    maps = {k: (edge_map if k in EDGE_BANKS else cell_map) for k in net.banks}
-    maps.update(overrides)
+    """A row map per bank: ``edge_map`` for the edge banks; for the per-cell banks, the map
+    of the birth their declaration names (:class:`~morpho.cells.Bank`), ``cell_map`` for
+    ``"copy"`` and where no cell is born.
+
+    Args:
+        birth: ``"series"`` or ``"split"``: the edit gives birth that way (else none).
+        born: the row map for each other way a bank may be born (``zero=…``, ``share=…``).
+
+    Raises:
+        ValueError: a bank that neither the cell type nor the network declares.
+    """
+    maps = {}
+    for name in net.banks:
+        if name in EDGE_BANKS:
+            maps[name] = edge_map
+            continue
+        bank = net.bank_specs.get(name)
+        if bank is None:
+            raise ValueError(
+                f"bank {name!r} is not declared by cell type {net.cfg.cell_type!r}; declared: "
+                f"{', '.join(net.bank_specs)} (and the edge banks {', '.join(EDGE_BANKS)})"
+            )
+        rule = getattr(bank, birth) if birth else "copy"
+        maps[name] = cell_map if rule == "copy" else born[rule]
     return maps
 
 
@@ -105,11 +127,13 @@ def split_edit(
 ) -> Edit:
     """Mitosis: the cell becomes two daughters (Net2Net-style widening).
 
-    Both daughters copy the mother's bank rows and incoming edges; every outgoing edge and
-    the readout weight are halved on both, so the sum downstream — and the network
-    function — is unchanged when ``noise == 0``. ``noise`` adds relative Gaussian noise to
-    the daughters' bank rows to break their symmetry. Daughters get new ids and sit either
-    side of the mother; daughter A keeps the mother's edge ids, daughter B's are new.
+    Both daughters copy the mother's incoming edges and the rows of every bank declared
+    ``split="copy"``; every outgoing edge and the rows of banks declared ``split="share"``
+    (outgoing weights: the network's readout) are halved on both, so the sum downstream —
+    and the network function — is unchanged when ``noise == 0``. ``noise`` adds relative
+    Gaussian noise to the daughters' copied rows to break their symmetry. Daughters get new
+    ids and sit either side of the mother; daughter A keeps the mother's edge ids,
+    daughter B's are new.
     """
     t = net.tissue
     r = net.row_of(cell_id)
@@ -129,7 +153,7 @@ def split_edit(
     daughters = torch.zeros(n + 1, dtype=torch.bool)
     daughters[[r, r + 1]] = True
     cell_map = RowMap.build(cell_src, noise=daughters.float() * noise)
-    readout_map = RowMap.build(cell_src, scale=torch.where(daughters, 0.5, 1.0))
+    shared = RowMap.build(cell_src, scale=torch.where(daughters, 0.5, 1.0))
 
     tissue = _remap_tissue(t, cell_src, edge_src, torch.stack([new_src, new_dst]))
     ids = [t.next_cell_id, t.next_cell_id + 1]
@@ -155,10 +179,7 @@ def split_edit(
         "new_edges": new_edge_ids.tolist(),
         "dead_edges": [],
     }
-    return Edit("split", _maps(net, cell_map, edge_map, readout=readout_map), tissue, info)
-
-
-IDENTITY_ZERO_BANKS = ("w_inert", "w_attn_out", "w_mlp2")  # output projections of a relay
+    return Edit("split", _maps(net, cell_map, edge_map, "split", share=shared), tissue, info)
 
 
 def insert_edit(net: Network, cell_id: int, task: int | None = None) -> Edit:
@@ -166,10 +187,11 @@ def insert_edit(net: Network, cell_id: int, task: int | None = None) -> Edit:
 
     ``c`` sits on a new level just above the cell's (every higher level moves up by one),
     receives one edge ``a → c`` at strength 1 and inherits every outgoing edge of ``a``
-    (same ids, strengths and optimizer state). It copies ``a``'s bank rows except the
-    output projections of its three branches (:data:`IDENTITY_ZERO_BANKS`), which start at
-    zero, and carries its raw input on the residual — so at birth ``y_c = x_c = y_a``: the
-    network function is unchanged (to float summation order). Its clock is ``a``'s times
+    (same ids, strengths and optimizer state). It copies ``a``'s rows of the banks declared
+    ``series="copy"``; those declared ``series="zero"`` (the cell type's output projections,
+    the readout) start at zero with zero moments, and ``c`` carries its raw input on the
+    residual — so at birth ``y_c = x_c = y_a``: the network function is unchanged (to float
+    summation order). Its clock is ``a``'s times
     ``clock_ratio`` (capped at ``clock_max``): levels grown in series run slower. The
     demand ``a`` sees (the gate EMA of the cells it feeds) is kept by giving ``c`` the
     gate EMA equal to ``a``'s former demand ratio.
@@ -200,7 +222,6 @@ def insert_edit(net: Network, cell_id: int, task: int | None = None) -> Edit:
     newborn = torch.zeros(n + 1, dtype=torch.bool)
     newborn[c] = True
     zeroed = RowMap.build(cell_src, scale=torch.where(newborn, 0.0, 1.0))
-    readout_map = zeroed  # a hidden or input cell has readout weight 0; keep it 0
 
     # the demand ratio a saw before: max_e(|s| g_b) / max_e |s| over its outgoing edges
     s = net.banks["strength"].detach().cpu().abs()[out]
@@ -234,13 +255,7 @@ def insert_edit(net: Network, cell_id: int, task: int | None = None) -> Edit:
         "new_edges": [t.next_edge_id],
         "dead_edges": [],
     }
-    maps = _maps(
-        net,
-        RowMap.build(cell_src),
-        edge_map,
-        readout=readout_map,
-        **{k: zeroed for k in IDENTITY_ZERO_BANKS if k in net.banks},
-    )
+    maps = _maps(net, RowMap.build(cell_src), edge_map, "series", zero=zeroed)
     return Edit("insert", maps, tissue, info)
 
 

@@ -27,11 +27,15 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from morpho.cells import CELL_TYPES, CellType, binary_entropy, rms_norm
+from morpho.cells import CELL_TYPES, Bank, CellType, binary_entropy, rms_norm
 from morpho.halting import HaltingUnit, Ponder, adaptive_passes
 from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue, with_defaults
 
 EDGE_BANKS = ("strength",)
+# The network's own per-cell bank: each cell's weight in the readout state (non-zero on
+# output cells, the mean of them at the seed). An outgoing weight: daughters of a split
+# share it, a cell born in series (never an output cell) gets none.
+READOUT = Bank((), lambda n, gen: torch.zeros(n), series="zero", split="share")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class NetworkConfig:
     n_heads: int = 2  # attention heads of the geometric core
     mlp_ratio: int = 2  # hidden width of a cell's MLP, in multiples of d_cell
     cell_type: str = "thermo"  # registered cell type (morpho.cells.CELL_TYPES)
+    cell_options: dict[str, Any] = field(default_factory=dict)  # the cell type's own settings
     seed_fan_in: int = 0  # 0: dense between seed levels; k: k random inputs per cell
     demand_weight: float = 0.0  # top-down demand: gate logit += w · gate EMA of the cells fed
     clock_ratio: int = 1  # hidden level k of the seed ticks every clock_ratio**k tokens (1: off)
@@ -63,10 +68,8 @@ class NetworkConfig:
     def __post_init__(self) -> None:
         if self.vocab_size < 2:
             raise ValueError(f"vocab_size must be >= 2; got {self.vocab_size}")
-        if self.d_cell < 1 or self.d_cell % self.n_heads:
-            raise ValueError(
-                f"d_cell must be a positive multiple of n_heads={self.n_heads}; got {self.d_cell}"
-            )
+        if self.d_cell < 1:
+            raise ValueError(f"d_cell must be >= 1; got {self.d_cell}")
         if len(self.level_sizes) < 2 or min(self.level_sizes) < 1:
             raise ValueError(f"level_sizes needs >= 2 levels of >= 1 cell; got {self.level_sizes}")
         if self.ponder_max < 1 or not 0 < self.ponder_eps < 1:
@@ -74,14 +77,11 @@ class NetworkConfig:
                 f"ponder_max must be >= 1 and ponder_eps in (0, 1); got "
                 f"{self.ponder_max}, {self.ponder_eps}"
             )
-        for name in ("gate_skip", "gate_skip_backward"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)}")
         if self.clock_ratio < 1 or self.clock_max < 1:
             raise ValueError(
                 f"clock_ratio and clock_max must be >= 1; got {self.clock_ratio}, {self.clock_max}"
             )
-        CELL_TYPES.get(self.cell_type)
+        CELL_TYPES.get(self.cell_type).config_from(self)  # the cell type checks its settings
 
 
 # a level pair is aggregated as one dense (n_target, n_source) strength matrix times the
@@ -122,10 +122,7 @@ class Network(nn.Module):
         (e.g. a grown run's final topology, trained from scratch as a fixed baseline)."""
         super().__init__()
         self.cfg = cfg
-        self.cell: CellType = CELL_TYPES.get(cfg.cell_type)(
-            n_heads=cfg.n_heads, mlp_ratio=cfg.mlp_ratio, gate_skip=cfg.gate_skip
-        )
-        self.cell.gate_skip_backward = cfg.gate_skip_backward
+        self.cell: CellType = CELL_TYPES.get(cfg.cell_type).from_network(cfg)
         gen = torch.Generator().manual_seed(cfg.seed)
         d = cfg.d_cell
         if tissue is None:
@@ -133,13 +130,7 @@ class Network(nn.Module):
             per_level = torch.tensor([cfg.seed_clock(lv) for lv in range(len(cfg.level_sizes))])
             tissue.clock = per_level[tissue.level]
         self.tissue = with_defaults(tissue)
-        n_cells = self.tissue.num_nodes
-        rows = self.cell.init_rows(n_cells, d, gen)
-        n_out = int((self.tissue.role == OUTPUT).sum())
-        rows["readout"] = torch.where(self.tissue.role == OUTPUT, 1.0 / n_out, 0.0)
-        # edges start at 1/fan-in so every cell sees an input of unit scale
-        fan_in = torch.bincount(self.tissue.edge_index[1], minlength=n_cells).clamp(min=1)
-        rows["strength"] = 1.0 / fan_in[self.tissue.edge_index[1]].float()
+        rows = self._fresh_banks(gen)
         self.banks = nn.ParameterDict({k: nn.Parameter(v) for k, v in rows.items()})
         self.embed = nn.Parameter(torch.randn(cfg.vocab_size, d, generator=gen))
         self.head_norm = nn.Parameter(torch.ones(d))
@@ -156,10 +147,27 @@ class Network(nn.Module):
         self.plan: list[LevelPlan] = []
         self.rebuild()
 
-    # ----------------------------------------------------------------- structure
-    def cell_bank_names(self) -> list[str]:
-        return [k for k in self.banks if k not in EDGE_BANKS]
+    def _fresh_banks(self, gen: torch.Generator) -> dict[str, Tensor]:
+        """Fresh rows of every bank: the cell type's, the readout weights, edge strengths.
 
+        Sets ``bank_specs``, the declaration of every per-cell bank (how edits treat it).
+        """
+        t, d = self.tissue, self.cfg.d_cell
+        declared = self.cell.banks(d)
+        clash = sorted(set(declared) & {"readout", *EDGE_BANKS})
+        if clash:
+            raise ValueError(f"cell type {self.cfg.cell_type!r} declares reserved banks {clash}")
+        self.bank_specs: dict[str, Bank] = {**declared, "readout": READOUT}
+        rows = self.cell.init_rows(t.num_nodes, d, gen)
+        is_output = t.role == OUTPUT
+        rows["readout"] = READOUT.init(t.num_nodes, gen)
+        rows["readout"][is_output] = 1.0 / int(is_output.sum())  # the mean of the outputs
+        # edges start at 1/fan-in so every cell sees an input of unit scale
+        fan_in = torch.bincount(t.edge_index[1], minlength=t.num_nodes).clamp(min=1)
+        rows["strength"] = 1.0 / fan_in[t.edge_index[1]].float()
+        return rows
+
+    # ----------------------------------------------------------------- structure
     def cell_ids(self) -> list[int]:
         """Stable ids of the live cells, in row order."""
         return self.tissue.cell_id.tolist()
