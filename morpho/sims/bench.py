@@ -15,6 +15,11 @@ For one config (task, data, steps, batch, seed) it trains, each on the same batc
     result = bench(RunConfig.preset("small"), out="runs/bench-lang-0")
     result["rows"][0]   # {"name": "morpho", "params": ..., "best_val_bpc": ..., ...}
 
+Every row counts its cumulative *dense* training FLOPs with a :class:`~morpho.flops.FlopCounter`
+(every forward the scheduler and its probes run included; the gated, open-share figure
+beside it) and logs them at every evaluation, at least :data:`EVAL_POINTS` per row, so
+``morpho plot <bench dir>`` draws val bpc against training FLOPs for every row.
+
 Every row trains in its own run directory under ``out`` (``out/<name>/``: metrics, events,
 snapshots); ``out/bench.json`` holds ``{"rows": [...], "config": ..., "machine": ...}``.
 """
@@ -32,6 +37,7 @@ import torch
 
 from morpho.checkpoint import load_network
 from morpho.config import RunConfig, dump_toml
+from morpho.flops import FlopCounter
 from morpho.grow import build_task, grow
 from morpho.network import Network
 from morpho.rundir import RunDir, read_jsonl
@@ -57,10 +63,12 @@ MECHANISMS: dict[str, dict[str, Any]] = {
     "ponder": {"network": {"ponder_max": 3}},
 }
 
+EVAL_POINTS = 24  # evaluations per row: a curve of val bpc against training FLOPs
 ROW_KEYS = (
     "name",
     "params",
-    "train_flops",
+    "dense_train_flops",
+    "gated_train_flops",
     "flops_per_token",
     "best_val_bpc",
     "final_val_bpc",
@@ -102,11 +110,15 @@ def bench(
     log: Callable[[str], None] | None = None,
     rows: Sequence[str] | None = None,
     mechanisms: Sequence[str] = (),
+    eval_points: int = EVAL_POINTS,
 ) -> dict[str, Any]:
     """Train every row of the bench for ``cfg`` under ``out``; returns and writes bench.json.
 
     ``rows``: the standard rows to train (``morpho`` always runs: the others refer to it);
-    ``mechanisms``: names from :data:`MECHANISMS`, one ``morpho+<name>`` row each.
+    ``mechanisms``: names from :data:`MECHANISMS`, one ``morpho+<name>`` row each;
+    ``eval_points``: at least this many evaluations per row (``train.eval_every`` is
+    lowered to fit), each logging the row's cumulative training FLOPs
+    (:class:`~morpho.flops.FlopCounter`) beside its validation bpc.
 
     Raises:
         ValueError: a bad config, task or data (before anything is written), or an ``out``
@@ -114,6 +126,7 @@ def bench(
     """
     say = log or (lambda _: None)
     out = Path(out)
+    cfg = with_eval_points(cfg, eval_points)
     names = row_names(cfg, rows, mechanisms)  # validates rows, growth table, then task and data
     for m in mechanisms:
         mechanism_config(cfg, m)  # a mechanism that does not fit the config fails here
@@ -157,8 +170,17 @@ def bench(
     return result
 
 
+def with_eval_points(cfg: RunConfig, points: int) -> RunConfig:
+    """``cfg`` with ``train.eval_every`` lowered so that a run evaluates ``points`` times
+    (the final evaluation included); ``ValueError`` if ``points`` < 1."""
+    if points < 1:
+        raise ValueError(f"eval_points must be >= 1; got {points}")
+    every = min(cfg.train.eval_every, max(1, cfg.train.steps // points))
+    return cfg.merged({"train": {"eval_every": every}})
+
+
 def _morpho_row(name: str, cfg: RunConfig, out: Path, overwrite: bool) -> dict[str, Any]:
-    summary = grow(cfg, out / name, overwrite=overwrite)
+    summary = grow(cfg, out / name, overwrite=overwrite, callbacks=[FlopCounter()])
     return _row(name, summary, out / name)
 
 
@@ -176,7 +198,7 @@ def _train_row(
     name: str, model: torch.nn.Module, cfg: RunConfig, task: Any, path: Path, overwrite: bool
 ) -> dict[str, Any]:
     run = RunDir(path, overwrite=overwrite)
-    trainer = Trainer(model, task, cfg.train, run=run)
+    trainer = Trainer(model, task, cfg.train, run=run, callbacks=[FlopCounter()])
     run.create(dump_toml({**cfg.to_dict(), "model": _describe(model)}))
     return _row(name, trainer.fit(), path)
 
@@ -197,7 +219,10 @@ def _row(name: str, summary: dict[str, Any], path: Path) -> dict[str, Any]:
     return {
         "name": name,
         "params": summary["params"],
-        "train_flops": summary["train_flops"],
+        "dense_train_flops": summary["dense_train_flops"],
+        "gated_train_flops": summary["gated_train_flops"],
+        "flops_by_kind": summary["flops_by_kind"],
+        "train_flops": summary["train_flops"],  # the trainer's own figure: training steps only
         "flops_per_token": summary["flops_per_token"],
         "best_val_bpc": summary["best_val_bpc"],
         "final_val_bpc": summary["val_bpc"],
@@ -241,7 +266,8 @@ def render_table(rows: list[dict[str, Any]], title: str = "morpho bench") -> Any
         "best val bpc",
         "final val bpc",
         "FLOPs/token",
-        "train FLOPs",
+        "dense FLOPs",
+        "gated FLOPs",
         "tok/s",
         "gate",
         "cells",
@@ -257,7 +283,8 @@ def render_table(rows: list[dict[str, Any]], title: str = "morpho bench") -> Any
             f"[bold]{bpc}[/]" if r["best_val_bpc"] == best else bpc,
             f"{r['final_val_bpc']:.3f}",
             f"{r['flops_per_token'] / 1e3:,.0f}k",
-            f"{r['train_flops']:.2e}",
+            f"{r['dense_train_flops']:.2e}",
+            f"{r['gated_train_flops']:.2e}",
             f"{r['tokens_per_s']:,.0f}",
             "-" if r["gate_mean"] is None else f"{r['gate_mean']:.2f}",
             "-" if r["cells"] is None else str(r["cells"]),

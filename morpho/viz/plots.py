@@ -25,6 +25,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from morpho.viz.bench_plot import is_bench, plot_bench
 from morpho.viz.coloring import PALETTE
 from morpho.viz.runs import Run, atomic_output, load_run, measured
 
@@ -42,7 +43,10 @@ def plot_run(
     run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, dpi: int = 110
 ) -> list[Path]:
     """Write every panel of :data:`PLOTS` as ``<out>/<name>.png`` (default ``<run>/plots``),
-    and ``mechanisms.png`` when the run logged any of :data:`MECHANISMS`."""
+    and ``mechanisms.png`` when the run logged any of :data:`MECHANISMS`. A bench directory
+    gets :func:`morpho.viz.bench_plot.plot_bench` instead (val bpc against training FLOPs)."""
+    if is_bench(run_dir):
+        return plot_bench(run_dir, out, dpi)
     run = load_run(run_dir)
     folder = Path(out) if out is not None else run.path / "plots"
     panels: dict[str, Callable[[Figure, Run], None]] = {

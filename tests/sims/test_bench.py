@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from morpho.cli import app
 from morpho.config import RunConfig
 from morpho.sims.bench import ROW_KEYS, bench, row_names
+from morpho.viz.bench_plot import bench_curves
 
 TINY = {
     "network": {"d_cell": 8, "level_sizes": [2, 2, 2], "n_heads": 2, "mlp_ratio": 1},
@@ -149,3 +150,33 @@ def test_bench_refuses_unknown_rows_and_mechanisms(
     result = CliRunner().invoke(app, ["bench", flag, value, "--out", str(out)])
     assert result.exit_code == 2 and message in result.output
     assert not out.exists()
+
+
+def test_every_row_logs_its_dense_flops_at_every_eval(tmp_path: Path) -> None:
+    cfg = RunConfig().merged(TINY).merged({"growth": {"rules": ["prune"]}})
+    result = bench(cfg, tmp_path / "b", rows=["morpho", "transformer"], eval_points=4)
+    assert result["config"]["train"]["eval_every"] == 1
+    for row in result["rows"]:
+        lines = (tmp_path / "b" / row["name"] / "metrics.jsonl").read_text().splitlines()
+        curve = [r for r in map(json.loads, lines) if r["kind"] == "flops"]
+        flops = [r["dense_train_flops"] for r in curve]
+        assert len(curve) >= 4 and flops == sorted(flops) and flops[0] > 0
+        assert flops[-1] == row["dense_train_flops"] >= row["gated_train_flops"]
+        assert all(r["val_bpc"] is not None for r in curve)
+    static = result["rows"][1]
+    assert static["dense_train_flops"] == 3 * static["flops_per_token"] * 4 * 2 * 16
+    grown = result["rows"][0]
+    assert grown["flops_by_kind"]["train"] >= 3 * 4 * 2 * 16 * min(
+        grown["dense_flops_per_token"], grown["flops_per_token"]
+    )
+
+
+def test_morpho_plot_of_a_bench_draws_bpc_against_flops(tmp_path: Path) -> None:
+    cfg = RunConfig().merged(TINY).merged({"growth": {"rules": ["prune"]}})
+    bench(cfg, tmp_path / "b", rows=["morpho", "gru"], eval_points=4)
+    result = CliRunner().invoke(app, ["plot", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    png = tmp_path / "b" / "plots" / "bpc_vs_flops.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curves = bench_curves(tmp_path / "b")
+    assert set(curves) == {"morpho", "gru"} and all(len(c) >= 4 for c in curves.values())
