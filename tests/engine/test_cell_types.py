@@ -13,11 +13,15 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import CELL_TYPES_UNDER_TEST, GatedCell, cell_of, tiny_net, tokens
 
 import morpho
+import morpho.registry
 from morpho.cells import CELL_TYPES, Bank, ThermoCell, ThermoConfig
 from morpho.config import RunConfig
 from morpho.network import EDGE_BANKS, NetworkConfig
@@ -151,6 +155,23 @@ def test_the_registry_lists_the_valid_names() -> None:
         NetworkConfig(cell_type="thremo")
 
 
+def test_a_package_adds_its_cell_type_through_an_entry_point(monkeypatch) -> None:
+    class EntryPoint:
+        name = "plugged"
+
+        def load(self) -> type:
+            return GatedCell
+
+    def entry_points(group: str) -> list[EntryPoint]:
+        return [EntryPoint()] if group == "morpho.cell_types" else []
+
+    monkeypatch.setattr(morpho.registry, "entry_points", entry_points)
+    monkeypatch.setattr(CELL_TYPES, "_loaded", False)
+    monkeypatch.setattr(CELL_TYPES, "_items", dict(CELL_TYPES._items))
+    net = tiny_net(cell_type="plugged")
+    assert isinstance(net.cell, GatedCell) and "w_gate" in net.banks
+
+
 def test_the_default_backward_is_exact_and_thermo_restores_its_cut() -> None:
     gated = GatedCell()
     with gated.exact_backward():
@@ -160,3 +181,22 @@ def test_the_default_backward_is_exact_and_thermo_restores_its_cut() -> None:
     with thermo.exact_backward():
         assert thermo.gate_skip_backward == 0.0
     assert thermo.gate_skip_backward == 0.7
+
+
+def test_the_how_to_example_runs_and_keeps_the_laws(monkeypatch) -> None:
+    """docs/cell_types.md's example cell, registered as written, splits and inserts
+    function-preservingly."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "cell_types.md").read_text("utf-8")
+    block = re.search(r"```python\n(.*?)```", text, re.S)
+    assert block is not None, "the how-to has a python block"
+    monkeypatch.setattr(CELL_TYPES, "_items", dict(CELL_TYPES._items))
+    code = block.group(1) + '\nregister_cell_type("doc-example", GatedCell)\n'
+    exec(compile(code, "cell_types.md", "exec"), {})  # noqa: S102
+    net = tiny_net(cell_type="doc-example", cell_options={"gate_bias": 1.0})
+    x = tokens(5)
+    with torch.no_grad():
+        before = net(x)
+    morpho.insert(net, cell_of(net, HIDDEN, 0))
+    morpho.split(net, cell_of(net, HIDDEN, 1))
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), before, rtol=1e-5, atol=1e-5)
