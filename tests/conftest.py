@@ -88,7 +88,15 @@ class GatedCell(CellType):
         with torch.no_grad():
             surprise = (xn[:, :, 1:] - xn[:, :, :-1]).pow(2).mean(dim=(1, 2, 3))
             out_norm = y.pow(2).mean(dim=(1, 2, 3)).sqrt()
-        return LevelOutput(y, x.new_zeros(()), g, surprise, g.detach().mean(dim=(1, 2)), out_norm)
+        gate_mean = g.detach().mean(dim=(1, 2))
+        return LevelOutput(
+            y=y,
+            aux_loss=x.new_zeros(()),  # no local loss
+            gate=g,
+            surprise=surprise,
+            gate_mean=gate_mean,
+            out_norm=out_norm,
+        )
 
     def flops_per_token(self, d: int, seq_len: int, clock: int = 1) -> tuple[float, float]:
         m = self.cfg.mlp_ratio * d
