@@ -11,9 +11,14 @@ in the new tissue and rebuilds the level plan. The public one-liners apply and r
     morpho.connect(net, src_id, dst_id, optimizer=opt)            # new edge at strength 0
     morpho.disconnect(net, edge_id, optimizer=opt)
 
-Laws (tested): an identity edit changes nothing; a split with ``noise=0`` and a connect
-preserve the network function; no edit leaves an edge at a dead cell, a duplicate id, or
-no path from an input cell to an output cell.
+Edits never name a bank: each per-cell bank's row in a newborn cell follows its
+declaration (:class:`~morpho.cells.Bank`: ``series`` for an insert, ``split`` for a split;
+``net.bank_specs`` holds the cell type's and the network's readout), and a bank nobody
+declared is refused with ``ValueError``.
+
+Laws (tested, on every cell type under test): an identity edit changes nothing; a split
+with ``noise=0``, an insert and a connect preserve the network function; no edit leaves
+an edge at a dead cell, a duplicate id, or no path from an input cell to an output cell.
 """
 
 from __future__ import annotations
