@@ -90,7 +90,7 @@ class LevelOutput:
     gate_entropy: Tensor | None = None
 
 
-BIRTHS_IN_SERIES = ("copy", "zero")
+BIRTHS_IN_SERIES = ("copy", "zero", "fresh")
 BIRTHS_BY_SPLIT = ("copy", "share")
 
 
@@ -102,9 +102,10 @@ class Bank:
         shape: per-row shape (the leading cell dimension left out).
         init: ``(n, generator) -> (n, *shape)`` fresh rows for ``n`` cells.
         series: the row of a cell born in series (:func:`morpho.edits.insert_edit`):
-            ``"copy"`` the parent's row, or ``"zero"`` (with zero optimizer moments) — an
+            ``"copy"`` the parent's row; ``"zero"`` (with zero optimizer moments) — an
             output projection, so that the newborn, which carries its raw input on the
-            residual, is the identity at birth.
+            residual, is the identity at birth; or ``"fresh"``, a new row from ``init``
+            (with a fresh optimizer state).
         split: the rows of the two daughters of a split: ``"copy"`` the mother's row (plus
             the split's noise), or ``"share"`` it, half each with no noise — an outgoing
             weight, so that the sum downstream is kept.

@@ -103,7 +103,18 @@ class GatedCell(CellType):
         return 2 * d + 2 * 2 * d * m, 0.0
 
 
+class FreshGatedCell(GatedCell):
+    """The gated cell whose newborn in series draws its input side fresh (``init``)."""
+
+    def banks(self, d: int) -> dict[str, Bank]:
+        banks = super().banks(d)
+        for name in ("w_gate", "w_in"):
+            banks[name] = Bank(banks[name].shape, banks[name].init, series="fresh")
+        return banks
+
+
 register_cell_type("gated", GatedCell)
+register_cell_type("gated-fresh", FreshGatedCell)
 CELL_TYPES_UNDER_TEST = ("thermo", "gated")
 
 

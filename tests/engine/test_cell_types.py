@@ -89,6 +89,30 @@ def test_edits_obey_the_declaration(declared_zero: bool, monkeypatch) -> None:
     assert gap < 1e-5 if declared_zero else gap > 1e-3
 
 
+def test_fresh_rows_in_series_come_from_the_declared_init() -> None:
+    """A bank declared ``series="fresh"`` gives the newborn a row of its own ``init``, drawn
+    from the edit's generator; the function is still kept (the output projection is zero)."""
+    net = tiny_net(cell_type="gated-fresh")
+    x = tokens(3)
+    with torch.no_grad():
+        before = net(x)
+    parent = cell_of(net, HIDDEN, 0)
+    rows = {k: net.banks[k][net.row_of(parent)].detach().clone() for k in net.banks}
+    gen = torch.Generator().manual_seed(11)
+    edit = morpho.apply_edit(net, morpho.edits.insert_edit(net, parent, generator=gen))
+    child = net.row_of(edit.info["new_cells"][0])
+    replay = torch.Generator().manual_seed(11)
+    for name in [k for k in net.banks if k in net.bank_specs]:  # the order edits visit
+        spec, got = net.bank_specs[name], net.banks[name][child].detach()
+        if spec.series == "fresh":  # drawn in bank order from the edit's generator
+            assert torch.equal(got, spec.init(1, replay)[0]), name
+            assert not torch.equal(got, rows[name]), name
+        else:
+            assert torch.equal(got, 0 * rows[name] if spec.series == "zero" else rows[name])
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), before, rtol=1e-5, atol=1e-5)
+
+
 def test_settings_come_from_the_network_and_its_cell_options_table() -> None:
     net = tiny_net(cell_type="gated", mlp_ratio=2, cell_options={"gate_bias": 1.5})
     assert net.cell.cfg.mlp_ratio == 2 and net.cell.cfg.gate_bias == 1.5

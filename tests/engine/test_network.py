@@ -165,7 +165,7 @@ def test_network_config_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match="vocab_size"):
         NetworkConfig(vocab_size=1)
     with pytest.raises(
-        ValueError, match="unknown cell type 'nope'; expected one of: gated, thermo"
+        ValueError, match="unknown cell type 'nope'; expected one of: gated, gated-fresh, thermo"
     ):
         NetworkConfig(cell_type="nope")
 

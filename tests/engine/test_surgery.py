@@ -35,7 +35,7 @@ from torch import Tensor
 
 import morpho
 from morpho.network import Network
-from morpho.surgery import RowMap, migrate_optimizer_state, remap_rows
+from morpho.surgery import RowMap, migrate_optimizer_state, remap_parameter, remap_rows
 from morpho.tissue import HIDDEN, INPUT, OUTPUT
 
 # the moment order of each state a law optimizer keeps (its weight's scale to this power)
@@ -128,9 +128,10 @@ def _insert(net, opt):
             if (src, dst) == (parent, child):
                 return None, 1.0  # the new edge a -> c
             return ((parent if src == child else src), dst), 1.0  # c took over a's outputs
+        series = net.bank_specs[name].series
         if key != child:
             return key, 1.0
-        return parent, 0.0 if net.bank_specs[name].series == "zero" else 1.0
+        return (None, 1.0) if series == "fresh" else (parent, 0.0 if series == "zero" else 1.0)
 
     return origin
 
@@ -156,9 +157,15 @@ EDITS: dict[str, Callable] = {
 }
 
 
-@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
-@pytest.mark.parametrize("opt_name", LAW_OPTIMIZERS)
-@pytest.mark.parametrize("edit", sorted(EDITS))
+LAW_CASES = [
+    (edit, opt_name, cell_type)
+    for edit in sorted(EDITS)
+    for opt_name in LAW_OPTIMIZERS
+    for cell_type in CELL_TYPES_UNDER_TEST
+] + [("insert", opt_name, "gated-fresh") for opt_name in LAW_OPTIMIZERS]
+
+
+@pytest.mark.parametrize("edit,opt_name,cell_type", LAW_CASES)
 def test_migrated_state_equals_a_fresh_optimizer_given_the_same_numbers(
     edit: str, opt_name: str, cell_type: str
 ) -> None:
@@ -268,6 +275,10 @@ def test_remap_rows_law() -> None:
     expected = torch.stack([x[2], torch.full((3,), 7.0), 0.25 * x[0], 4.0 * x[0]])
     torch.testing.assert_close(remap_rows(x, rmap, power=2, fill=7.0), expected)
     torch.testing.assert_close(remap_rows(x, rmap, power=0)[[0, 2, 3]], x[[2, 0, 0]])
+    per_row = torch.tensor([0.0, 5.0, 0.0, 0.0])  # one value per row, broadcast
+    torch.testing.assert_close(remap_rows(x, rmap, power=0, fill=per_row)[1], torch.full((3,), 5.0))
+    rows = -torch.arange(12.0).view(4, 3)  # whole rows (a fresh initialisation)
+    torch.testing.assert_close(remap_parameter(x, RowMap.build(rmap.src, fill=rows))[1], rows[1])
 
 
 def test_migration_moves_state_to_the_new_parameter_in_place_of_the_old() -> None:
