@@ -351,6 +351,8 @@ class ThermoConfig:
     gate_skip_backward: float = 0.0  # training: ... skip the core's backward (forward exact)
 
     def __post_init__(self) -> None:
+        if self.n_heads < 1:
+            raise ValueError(f"n_heads must be >= 1; got {self.n_heads}")
         for name in ("gate_skip", "gate_skip_backward"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)}")

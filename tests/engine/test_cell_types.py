@@ -147,6 +147,8 @@ def test_bad_settings_are_refused_naming_the_choices() -> None:
         NetworkConfig(cell_options={"gate_bias": 1.0})
     with pytest.raises(ValueError, match="d_cell must be a positive multiple of n_heads=3"):
         NetworkConfig(d_cell=8, n_heads=3)
+    with pytest.raises(ValueError, match="n_heads must be >= 1; got 0"):
+        NetworkConfig(n_heads=0)
     gated(d_cell=7, n_heads=2)  # heads are the thermodynamic cell's business
 
 
