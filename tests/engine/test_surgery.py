@@ -38,9 +38,15 @@ from morpho.network import Network
 from morpho.surgery import RowMap, migrate_optimizer_state, remap_parameter, remap_rows
 from morpho.tissue import HIDDEN, INPUT, OUTPUT
 
-# the moment order of each state a law optimizer keeps (its weight's scale to this power)
-ORDER = {"exp_avg": 1, "exp_avg_sq": 2, "momentum_buffer": 1, "grad_avg": 1, "square_avg": 2}
-ORDER["sum"] = 2  # Adagrad
+# the moment order of each state the law optimizers keep: it scales like the weight**order
+ORDER = {
+    "exp_avg": 1,  # AdamW
+    "exp_avg_sq": 2,
+    "momentum_buffer": 1,  # SGD, RMSprop with momentum
+    "grad_avg": 1,  # centered RMSprop
+    "square_avg": 2,
+    "sum": 2,  # Adagrad
+}
 LAW_OPTIMIZERS = ("adamw", "sgd-momentum", "rmsprop-centered-momentum", "adagrad")
 Key = Hashable  # a cell_id, or the (source, target) cell_ids of an edge
 
