@@ -37,7 +37,11 @@ the dense core with the closed terms zeroed (same result, cheaper there). With g
 
 The predictor is trained only by the local prediction loss (its inputs are detached), so
 surprise measures what the recurrence fails to anticipate without bending the
-representation toward predictability. Add new types with :func:`register_cell_type`.
+representation toward predictability.
+
+**Cell types** subclass :class:`CellType`: they declare their banks (:class:`Bank`) and
+settings (``Config``) and are added with :func:`register_cell_type` (or the
+``morpho.cell_types`` entry-point group); ``network.cell_type`` picks one.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ class LevelOutput:
     gate_entropy: Tensor | None = None
 
 
-BIRTHS_IN_SERIES = ("copy", "zero")
+BIRTHS_IN_SERIES = ("copy", "zero", "fresh")
 BIRTHS_BY_SPLIT = ("copy", "share")
 
 
@@ -98,9 +102,10 @@ class Bank:
         shape: per-row shape (the leading cell dimension left out).
         init: ``(n, generator) -> (n, *shape)`` fresh rows for ``n`` cells.
         series: the row of a cell born in series (:func:`morpho.edits.insert_edit`):
-            ``"copy"`` the parent's row, or ``"zero"`` (with zero optimizer moments) — an
+            ``"copy"`` the parent's row; ``"zero"`` (with zero optimizer moments) — an
             output projection, so that the newborn, which carries its raw input on the
-            residual, is the identity at birth.
+            residual, is the identity at birth; or ``"fresh"``, a new row from ``init``
+            (with a fresh optimizer state).
         split: the rows of the two daughters of a split: ``"copy"`` the mother's row (plus
             the split's noise), or ``"share"`` it, half each with no noise — an outgoing
             weight, so that the sum downstream is kept.
@@ -130,13 +135,14 @@ class CellConfig:
 class CellType:
     """Template for a cell type: declares its banks and settings, computes a level at once.
 
-    A type overrides :meth:`banks`, :meth:`forward_level` and :meth:`flops_per_token`, and
-    names its settings in ``Config`` (a frozen dataclass). A network builds it with
-    :meth:`from_network`: each ``Config`` field is read from the network config's
-    ``cell_options`` table (``[network.cell_options]``), or, for fields that are
-    ``[network]`` keys themselves (the
-    thermodynamic cell's ``n_heads``, ``mlp_ratio``, ``gate_skip``, ``gate_skip_backward``),
-    from ``[network]``. Register it with :func:`register_cell_type`; see docs/cell_types.md.
+    A type overrides :meth:`banks` (each :class:`Bank`: row shape, fresh rows, and how a
+    cell born in series or by a split gets its row — edits ask nothing else),
+    :meth:`forward_level` and :meth:`flops_per_token`, and names its settings in ``Config``
+    (a frozen dataclass). A network builds it with :meth:`from_network`: each ``Config``
+    field is read from ``[network.cell_options]`` or, for fields that are ``[network]`` keys
+    themselves (the thermodynamic cell's ``n_heads``, ``mlp_ratio``, ``gate_skip``,
+    ``gate_skip_backward``), from ``[network]``. Register it with
+    :func:`register_cell_type`; docs/cell_types.md walks through one.
     """
 
     Config: type = CellConfig
@@ -157,9 +163,10 @@ class CellType:
         from morpho.config import from_dict  # the one coercer (it imports the network)
 
         names = [f.name for f in dataclasses.fields(cls.Config)]
-        own = [n for n in names if not hasattr(network, n)]
+        shared = {f.name for f in dataclasses.fields(network)} - {"cell_options"}
+        own = [n for n in names if n not in shared]
         for key in network.cell_options:
-            if hasattr(network, key):
+            if key in shared:
                 raise ValueError(f"network.cell_options.{key}: set it as network.{key}")
             if key not in own:
                 raise ValueError(
@@ -167,8 +174,7 @@ class CellType:
                     f"{network.cell_type!r}; expected one of: {', '.join(own) or '(none)'}"
                 )
         cfg = from_dict(cls.Config, dict(network.cell_options), "network.cell_options.")
-        shared = {n: getattr(network, n) for n in names if hasattr(network, n)}
-        return dataclasses.replace(cfg, **shared)
+        return dataclasses.replace(cfg, **{n: getattr(network, n) for n in names if n in shared})
 
     @classmethod
     def from_network(cls, network: NetworkConfig) -> CellType:
@@ -222,12 +228,13 @@ class CellType:
         raise NotImplementedError
 
 
-CELL_TYPES: Registry[type[CellType]] = Registry("cell type")
+CELL_TYPES: Registry[type[CellType]] = Registry("cell type", entry_point_group="morpho.cell_types")
 
 
 def register_cell_type(name: str, cell_type: type[CellType]) -> None:
     """Add a cell type class under ``name`` (``network.cell_type`` selects it); a network
-    builds it with ``cell_type.from_network(network_config)``."""
+    builds it with ``cell_type.from_network(network_config)``. Packages can add theirs
+    without an import through the ``morpho.cell_types`` entry-point group."""
     CELL_TYPES.register(name, cell_type)
 
 
@@ -344,6 +351,8 @@ class ThermoConfig:
     gate_skip_backward: float = 0.0  # training: ... skip the core's backward (forward exact)
 
     def __post_init__(self) -> None:
+        if self.n_heads < 1:
+            raise ValueError(f"n_heads must be >= 1; got {self.n_heads}")
         for name in ("gate_skip", "gate_skip_backward"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)}")

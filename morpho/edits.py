@@ -11,13 +11,19 @@ in the new tissue and rebuilds the level plan. The public one-liners apply and r
     morpho.connect(net, src_id, dst_id, optimizer=opt)            # new edge at strength 0
     morpho.disconnect(net, edge_id, optimizer=opt)
 
-Laws (tested): an identity edit changes nothing; a split with ``noise=0`` and a connect
-preserve the network function; no edit leaves an edge at a dead cell, a duplicate id, or
-no path from an input cell to an output cell.
+Edits never name a bank: each per-cell bank's row in a newborn cell follows its
+declaration (:class:`~morpho.cells.Bank`: ``series`` for an insert, ``split`` for a split;
+``net.bank_specs`` holds the cell type's and the network's readout), and a bank nobody
+declared is refused with ``ValueError``.
+
+Laws (tested, on every cell type under test): an identity edit changes nothing; a split
+with ``noise=0``, an insert and a connect preserve the network function; no edit leaves
+an edge at a dead cell, a duplicate id, or no path from an input cell to an output cell.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from morpho.cells import Bank
 from morpho.network import EDGE_BANKS, Network
 from morpho.surgery import RowMap, migrate_optimizer_state, remap_parameter, remap_rows
 from morpho.tissue import HIDDEN, OUTPUT, io_connected
@@ -80,7 +87,11 @@ def _remap_tissue(t: Data, cell_src: Tensor, edge_src: Tensor, edge_index: Tenso
 
 
 def _maps(
-    net: Network, cell_map: RowMap, edge_map: RowMap, birth: str = "", **born: RowMap
+    net: Network,
+    cell_map: RowMap,
+    edge_map: RowMap,
+    birth: str = "",
+    **born: RowMap | Callable[[Bank], RowMap],
 ) -> dict[str, RowMap]:
     """A row map per bank: ``edge_map`` for the edge banks; for the per-cell banks, the map
     of the birth their declaration names (:class:`~morpho.cells.Bank`), ``cell_map`` for
@@ -88,7 +99,8 @@ def _maps(
 
     Args:
         birth: ``"series"`` or ``"split"``: the edit gives birth that way (else none).
-        born: the row map for each other way a bank may be born (``zero=…``, ``share=…``).
+        born: for each other way a bank may be born (``zero=…``, ``share=…``), its row map,
+            or a function of the bank that builds one (``fresh=…``: the bank's own rows).
 
     Raises:
         ValueError: a bank that neither the cell type nor the network declares.
@@ -105,7 +117,8 @@ def _maps(
                 f"{', '.join(net.bank_specs)} (and the edge banks {', '.join(EDGE_BANKS)})"
             )
         rule = getattr(bank, birth) if birth else "copy"
-        maps[name] = cell_map if rule == "copy" else born[rule]
+        rmap = cell_map if rule == "copy" else born[rule]
+        maps[name] = rmap if isinstance(rmap, RowMap) else rmap(bank)
     return maps
 
 
@@ -182,19 +195,25 @@ def split_edit(
     return Edit("split", _maps(net, cell_map, edge_map, "split", share=shared), tissue, info)
 
 
-def insert_edit(net: Network, cell_id: int, task: int | None = None) -> Edit:
+def insert_edit(
+    net: Network,
+    cell_id: int,
+    task: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Edit:
     """Mitosis in series: a new cell ``c`` takes over the cell's outputs (``a → c → …``).
 
     ``c`` sits on a new level just above the cell's (every higher level moves up by one),
     receives one edge ``a → c`` at strength 1 and inherits every outgoing edge of ``a``
     (same ids, strengths and optimizer state). It copies ``a``'s rows of the banks declared
     ``series="copy"``; those declared ``series="zero"`` (the cell type's output projections,
-    the readout) start at zero with zero moments, and ``c`` carries its raw input on the
-    residual — so at birth ``y_c = x_c = y_a``: the network function is unchanged (to float
-    summation order). Its clock is ``a``'s times
-    ``clock_ratio`` (capped at ``clock_max``): levels grown in series run slower. The
-    demand ``a`` sees (the gate EMA of the cells it feeds) is kept by giving ``c`` the
-    gate EMA equal to ``a``'s former demand ratio.
+    the readout) start at zero with zero moments, those declared ``series="fresh"`` get a
+    new row from the bank's ``init`` (drawn from ``generator``, default: the global one) and
+    a fresh optimizer state; ``c`` carries its raw input on the residual — so at birth
+    ``y_c = x_c = y_a``: the network function is unchanged (to float summation order).
+    Its clock is ``a``'s times ``clock_ratio`` (capped at ``clock_max``): levels grown in
+    series run slower. The demand ``a`` sees (the gate EMA of the cells it feeds) is kept
+    by giving ``c`` the gate EMA equal to ``a``'s former demand ratio.
 
     Raises:
         ValueError: the cell is an output cell or feeds no cell.
@@ -255,7 +274,13 @@ def insert_edit(net: Network, cell_id: int, task: int | None = None) -> Edit:
         "new_edges": [t.next_edge_id],
         "dead_edges": [],
     }
-    maps = _maps(net, RowMap.build(cell_src), edge_map, "series", zero=zeroed)
+
+    def fresh(bank: Bank) -> RowMap:  # a new row for c, drawn from the bank's init
+        rows = torch.zeros(n + 1, *bank.shape)
+        rows[c] = bank.init(1, generator or torch.default_generator)[0]
+        return RowMap.build(torch.where(newborn, -1, cell_src), fill=rows)
+
+    maps = _maps(net, RowMap.build(cell_src), edge_map, "series", zero=zeroed, fresh=fresh)
     return Edit("insert", maps, tissue, info)
 
 

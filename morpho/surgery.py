@@ -53,7 +53,8 @@ class RowMap:
     """``new_row[i] ← scale[i] · old_row[src[i]] (+ noise)``, or ``fill[i]`` where ``src[i] < 0``.
 
     Shapes:
-        src: (M,) long; scale, fill, noise: (M,) float. ``noise`` is a relative standard
+        src: (M,) long; scale, noise: (M,) float; fill: (M,) float, one value per row, or
+        (M, *row) whole rows (a fresh initialisation). ``noise`` is a relative standard
         deviation: the row gets ``noise · rms(row) · N(0, 1)`` added (weights only).
     """
 
@@ -116,7 +117,8 @@ class RowMap:
 
 
 def remap_rows(x: Tensor, rmap: RowMap, power: int = 1, fill: float | Tensor = 0.0) -> Tensor:
-    """Rows of ``x`` rearranged by ``rmap``, scaled by ``scale ** power``; fresh rows ``fill``."""
+    """Rows of ``x`` rearranged by ``rmap``, scaled by ``scale ** power``; fresh rows ``fill``
+    (a scalar, one value per row (M,), or whole rows shaped like the output)."""
     out = x.index_select(0, rmap.gather.to(x.device))
     view = (-1,) + (1,) * (x.dim() - 1)
     rows = rmap.scaled_rows
@@ -127,7 +129,9 @@ def remap_rows(x: Tensor, rmap: RowMap, power: int = 1, fill: float | Tensor = 0
     fresh = rmap.fresh_rows.to(x.device)
     if fresh.numel():
         value = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
-        out[fresh] = value.view(view)[fresh] if value.dim() else value
+        if value.dim() and value.dim() < x.dim():
+            value = value.view(view)  # one value per row, broadcast over the row
+        out[fresh] = value[fresh] if value.dim() else value
     return out
 
 

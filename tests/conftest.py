@@ -2,11 +2,15 @@
 
 Everything runs on CPU in milliseconds: cells have 8 channels and sequences 8 tokens.
 Helpers are plain functions (``from conftest import tiny_net``) so a test reads top-down.
+``GatedCell`` is a second, deliberately simple cell type (registered as ``"gated"``) that
+the edit laws run on beside the thermodynamic cell (``CELL_TYPES_UNDER_TEST``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from morpho.cells import Bank, CellType, LevelOutput, bank_matmul, register_cell_type, rms_norm
 from morpho.config import TrainConfig, load_toml
 from morpho.edits import apply_edit
 from morpho.network import Network, NetworkConfig
@@ -35,6 +40,82 @@ TINY = NetworkConfig(
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 ALL_ON: dict[str, Any] = load_toml(DOCS / "mechanisms.toml")
 ALL_ON["train"].update(lyapunov_every=3, lyapunov_window=6, lyapunov_target=-0.5)
+
+
+@dataclass(frozen=True)
+class GatedConfig:
+    """Settings of :class:`GatedCell`."""
+
+    mlp_ratio: int = 1  # hidden width in multiples of d_cell (read from [network])
+    gate_bias: float = 0.0  # initial gate bias ([network.cell_options])
+
+
+class GatedCell(CellType):
+    """A gated MLP with a residual: ``y = skip + g ⊙ W_out gelu(W_in x̂)``.
+
+    ``x̂ = norm ⊙ rms_norm(x)``; ``g_t = σ(⟨w_gate, x̂_t⟩ + b + demand)`` per token; ``skip``
+    is ``x̂``, or the raw input ``x`` for cells born in series. ``W_out`` is declared
+    ``series="zero"``: a cell born in series is the identity at birth only because of it.
+    No state, so clocks change nothing; no local loss; "surprise" is the error of
+    predicting each token's ``x̂`` by the previous one's.
+    """
+
+    Config = GatedConfig
+
+    def banks(self, d: int) -> dict[str, Bank]:
+        m, bias = self.cfg.mlp_ratio * d, self.cfg.gate_bias
+        return {
+            "norm": Bank((d,), lambda n, gen: torch.ones(n, d)),
+            "w_gate": Bank((d,), lambda n, gen: torch.randn(n, d, generator=gen) / d**0.5),
+            "gate_bias": Bank((), lambda n, gen: torch.full((n,), bias)),
+            "w_in": Bank((d, m), lambda n, gen: torch.randn(n, d, m, generator=gen) / d**0.5),
+            "w_out": Bank(
+                (m, d),
+                lambda n, gen: torch.randn(n, m, d, generator=gen) * (0.5 / math.sqrt(m)),
+                series="zero",
+            ),
+        }
+
+    def forward_level(self, banks, x, demand, clock=1, raw_skip=None) -> LevelOutput:
+        n = x.shape[0]
+        xn = rms_norm(x) * banks["norm"][:, None, None, :]  # (n, B, T, d)
+        logit = bank_matmul(xn, banks["w_gate"][..., None])[..., 0]  # (n, B, T)
+        logit = logit + banks["gate_bias"][:, None, None]
+        g = torch.sigmoid(logit if demand is None else logit + demand)
+        skip = xn if raw_skip is None else torch.where(raw_skip.view(n, 1, 1, 1), x, xn)
+        z = torch.nn.functional.gelu(bank_matmul(xn, banks["w_in"]))
+        y = skip + g[..., None] * bank_matmul(z, banks["w_out"])
+        with torch.no_grad():
+            surprise = (xn[:, :, 1:] - xn[:, :, :-1]).pow(2).mean(dim=(1, 2, 3))
+            out_norm = y.pow(2).mean(dim=(1, 2, 3)).sqrt()
+        gate_mean = g.detach().mean(dim=(1, 2))
+        return LevelOutput(
+            y=y,
+            aux_loss=x.new_zeros(()),  # no local loss
+            gate=g,
+            surprise=surprise,
+            gate_mean=gate_mean,
+            out_norm=out_norm,
+        )
+
+    def flops_per_token(self, d: int, seq_len: int, clock: int = 1) -> tuple[float, float]:
+        m = self.cfg.mlp_ratio * d
+        return 2 * d + 2 * 2 * d * m, 0.0
+
+
+class FreshGatedCell(GatedCell):
+    """The gated cell whose newborn in series draws its input side fresh (``init``)."""
+
+    def banks(self, d: int) -> dict[str, Bank]:
+        banks = super().banks(d)
+        for name in ("w_gate", "w_in"):
+            banks[name] = Bank(banks[name].shape, banks[name].init, series="fresh")
+        return banks
+
+
+register_cell_type("gated", GatedCell)
+register_cell_type("gated-fresh", FreshGatedCell)
+CELL_TYPES_UNDER_TEST = ("thermo", "gated")
 
 
 def tiny_net(**overrides: object) -> Network:

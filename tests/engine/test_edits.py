@@ -1,8 +1,12 @@
 """Laws of topology edits (DESIGN §2 invariants 1, 2 and 4; the refusals of 3).
 
+Every law runs on each cell type under test (the thermodynamic cell and the simple gated
+cell of conftest), so the edits depend on what a type declares, not on its bank names:
+
 * an identity edit is invisible: training after it is bit-identical, parameters and
   optimizer state, for every supported ``torch.optim`` optimizer with two param groups;
-* a split with ``noise=0`` and a connect preserve the network function; noise breaks it;
+* a split with ``noise=0``, an insert in series, a connect, and the removal of a cell no
+  one listens to preserve the network function; noise breaks it;
 * after random edit sequences with steps in between, the invariants hold and the
   optimizer holds exactly the module's parameters, each with state of its own shape;
 * edits that would cut every input from every output, duplicate or downward edges are
@@ -18,6 +22,7 @@ from collections import Counter
 import pytest
 import torch
 from conftest import (
+    CELL_TYPES_UNDER_TEST,
     OPTIMIZERS,
     assert_invariants,
     cell_of,
@@ -93,10 +98,11 @@ IDENTITIES = {
 }
 
 
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
 @pytest.mark.parametrize("how", sorted(IDENTITIES))
 @pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
-def test_identity_edit_is_bit_invisible(opt_name: str, how: str) -> None:
-    edited, twin = tiny_net(), tiny_net()
+def test_identity_edit_is_bit_invisible(opt_name: str, how: str, cell_type: str) -> None:
+    edited, twin = tiny_net(cell_type=cell_type), tiny_net(cell_type=cell_type)
     opt_e, opt_t = make_optimizer(opt_name, edited), make_optimizer(opt_name, twin)
     assert len(opt_e.param_groups) == 2
     train(edited, opt_e, 3)
@@ -119,7 +125,9 @@ def test_identity_edit_is_bit_invisible(opt_name: str, how: str) -> None:
     assert_invariants(edited, opt_e)
 
 
-def test_identity_edit_keeps_tissue_and_gradients(net) -> None:
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
+def test_identity_edit_keeps_tissue_and_gradients(cell_type: str) -> None:
+    net = tiny_net(cell_type=cell_type)
     opt = make_optimizer("adamw", net)
     train(net, opt, 1)
     net(tokens(0)).sum().backward()
@@ -134,10 +142,12 @@ def test_identity_edit_keeps_tissue_and_gradients(net) -> None:
 
 
 # ---------------------------------------------------- law 2: function preservation
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
 @pytest.mark.parametrize(
     "role,k", [(INPUT, 0), (INPUT, 1), (HIDDEN, 0), (HIDDEN, 4), (OUTPUT, 0), (OUTPUT, 1)]
 )
-def test_split_without_noise_preserves_function(net, role: int, k: int) -> None:
+def test_split_without_noise_preserves_function(role: int, k: int, cell_type: str) -> None:
+    net = tiny_net(cell_type=cell_type)
     opt = make_optimizer("adamw", net)
     train(net, opt, 2)  # move away from the symmetric initialisation
     x = tokens(7, batch=3, seq_len=12)
@@ -153,7 +163,9 @@ def test_split_without_noise_preserves_function(net, role: int, k: int) -> None:
     assert_invariants(net, opt)
 
 
-def test_split_of_a_split_and_of_every_cell_preserves_function(net) -> None:
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
+def test_split_of_a_split_and_of_every_cell_preserves_function(cell_type: str) -> None:
+    net = tiny_net(cell_type=cell_type)
     x = tokens(3)
     with torch.no_grad():
         before = net(x)
@@ -166,9 +178,10 @@ def test_split_of_a_split_and_of_every_cell_preserves_function(net) -> None:
         torch.testing.assert_close(net(x), before, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
 @pytest.mark.parametrize("role", [INPUT, HIDDEN, OUTPUT])
-def test_split_preserves_function_with_top_down_demand(role) -> None:
-    net = tiny_net(demand_weight=1.0)
+def test_split_preserves_function_with_top_down_demand(role, cell_type: str) -> None:
+    net = tiny_net(demand_weight=1.0, cell_type=cell_type)
     train(net, make_optimizer("adamw", net), 5)  # strengths of a level differ once trained
     net.tissue.gate_ema = torch.rand(net.tissue.num_nodes)  # distinct gates above each cell
     x = tokens(0)
@@ -180,7 +193,9 @@ def test_split_preserves_function_with_top_down_demand(role) -> None:
         torch.testing.assert_close(net(x), before, rtol=1e-5, atol=1e-6)
 
 
-def test_split_with_noise_changes_function(net) -> None:
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
+def test_split_with_noise_changes_function(cell_type: str) -> None:
+    net = tiny_net(cell_type=cell_type)
     x = tokens(4)
     with torch.no_grad():
         before = net(x)
@@ -205,8 +220,10 @@ def test_split_daughters_record_lineage(net) -> None:
     assert t.next_cell_id == 12 and {a, b} == {10, 11}
 
 
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
 @pytest.mark.parametrize("src_role,dst_role", [(INPUT, HIDDEN), (INPUT, OUTPUT), (HIDDEN, OUTPUT)])
-def test_connect_preserves_function(net, src_role: int, dst_role: int) -> None:
+def test_connect_preserves_function(src_role: int, dst_role: int, cell_type: str) -> None:
+    net = tiny_net(cell_type=cell_type)
     opt = make_optimizer("adam", net)
     train(net, opt, 2)
     x = tokens(5)
@@ -226,7 +243,9 @@ def test_connect_preserves_function(net, src_role: int, dst_role: int) -> None:
     assert_invariants(net, opt)
 
 
-def test_disconnect_of_a_zero_edge_preserves_function(net) -> None:
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
+def test_disconnect_of_a_zero_edge_preserves_function(cell_type: str) -> None:
+    net = tiny_net(cell_type=cell_type)
     x = tokens(6)
     with torch.no_grad():
         before = net(x)
@@ -236,11 +255,58 @@ def test_disconnect_of_a_zero_edge_preserves_function(net) -> None:
         torch.testing.assert_close(net(x), before, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
+@pytest.mark.parametrize("role,k", [(INPUT, 0), (INPUT, 1), (HIDDEN, 1), (HIDDEN, 3)])
+def test_insert_in_series_preserves_function(role: int, k: int, cell_type: str) -> None:
+    """The newborn copies its parent except the banks its type declares ``series="zero"``
+    and relays its raw input: ``y_c = x_c = y_a``, and a took over no one's input."""
+    net = tiny_net(cell_type=cell_type, demand_weight=0.5)
+    opt = make_optimizer("adamw", net)
+    train(net, opt, 2)
+    net.tissue.gate_ema = torch.rand(net.tissue.num_nodes)  # distinct demands
+    x = tokens(8, batch=3, seq_len=12)
+    with torch.no_grad():
+        before = net(x)
+    cell = cell_of(net, role, k)
+    edit = morpho.insert(net, cell, optimizer=opt)
+    (new,) = edit.info["new_cells"]
+    assert int(net.tissue.parent[net.row_of(new)]) == cell
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), before, rtol=1e-5, atol=1e-5)
+    assert_invariants(net, opt)
+    assert all(math.isfinite(v) for v in train(net, opt, 2, seed=4))
+
+
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
+@pytest.mark.parametrize("bridge", [False, True])
+def test_remove_of_a_cell_no_one_listens_to_preserves_function(
+    cell_type: str, bridge: bool
+) -> None:
+    """A hidden cell whose outgoing strengths are zero contributes nothing: removing it
+    (with bridges, which then carry strength 0) leaves the function as it was."""
+    net = tiny_net(cell_type=cell_type)
+    opt = make_optimizer("adamw", net)
+    train(net, opt, 2)
+    victim = cell_of(net, HIDDEN, 2)
+    with torch.no_grad():
+        net.banks["strength"][net.tissue.edge_index[0] == net.row_of(victim)] = 0.0
+    x = tokens(9)
+    with torch.no_grad():
+        before = net(x)
+    morpho.remove(net, victim, optimizer=opt, bridge=bridge)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), before, rtol=1e-6, atol=1e-6)
+    assert_invariants(net, opt)
+
+
 # ------------------------------------------------------- law 4: random edit sequences
 # (kind, seed): the seed picks the target uniformly, so hypothesis' bias towards small
 # integers does not pin every edit to row 0
 EDIT_STEPS = st.lists(
-    st.tuples(st.sampled_from(["split", "remove", "connect", "disconnect"]), st.integers(0, 2**32)),
+    st.tuples(
+        st.sampled_from(["split", "insert", "remove", "connect", "disconnect"]),
+        st.integers(0, 2**32),
+    ),
     min_size=1,
     max_size=10,
 )
@@ -284,7 +350,11 @@ def _random_edit(net, opt, kind: str, seed: int) -> bool:
     if kind == "split":
         morpho.split(net, rng.choice(ids), optimizer=opt, noise=0.05)
         return True
-    if kind == "remove":
+    if kind == "insert":
+        r = rng.randrange(len(ids))
+        should_refuse = int(t.role[r]) == OUTPUT or not bool((t.edge_index[0] == r).any())
+        call = lambda: morpho.insert(net, ids[r], optimizer=opt)  # noqa: E731
+    elif kind == "remove":
         r = rng.randrange(len(ids))
         should_refuse = not reaches_output(t, dead_cells={r})
         call = lambda: morpho.remove(net, ids[r], optimizer=opt, bridge=rng.random() < 0.5)  # noqa: E731
@@ -315,6 +385,7 @@ def _random_edit(net, opt, kind: str, seed: int) -> bool:
 EDIT_OUTCOMES: Counter = Counter()  # (kind, applied) -> count, filled by the fuzz below
 
 
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
 @pytest.mark.parametrize(
     "opt_name", ["adamw", "sgd-momentum", "rmsprop-centered-momentum", "adagrad"]
 )
@@ -325,8 +396,9 @@ EDIT_OUTCOMES: Counter = Counter()  # (kind, applied) -> count, filled by the fu
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(steps=EDIT_STEPS)
-def test_random_edit_sequences_keep_invariants(opt_name: str, steps) -> None:
-    net = tiny_net(level_sizes=(1, 2, 2, 1))  # narrow: removals and cuts hit bottlenecks
+def test_random_edit_sequences_keep_invariants(opt_name: str, cell_type: str, steps) -> None:
+    # narrow: removals and cuts hit bottlenecks
+    net = tiny_net(level_sizes=(1, 2, 2, 1), cell_type=cell_type)
     opt = make_optimizer(opt_name, net)
     train(net, opt, 1)
     for i, (kind, seed) in enumerate(steps):
@@ -346,7 +418,7 @@ def test_random_edit_sequences_hit_both_outcomes() -> None:
         pytest.skip("run together with test_random_edit_sequences_keep_invariants")
     missing = [
         (k, ok)
-        for k in ("remove", "connect", "disconnect")
+        for k in ("insert", "remove", "connect", "disconnect")
         for ok in (True, False)
         if not EDIT_OUTCOMES[k, ok]
     ]

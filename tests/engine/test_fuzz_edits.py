@@ -1,7 +1,8 @@
 """Property-based fuzzing of topology edits (hypothesis).
 
-Random sequences of up to 200 edits — split, remove, connect, disconnect, with training
-steps in between and a random optimizer — on random seed tissues must keep the DESIGN §2
+Random sequences of up to 200 edits — split, insert, remove, connect, disconnect, with
+training steps in between, a random optimizer and either cell type under test — on random
+seed tissues must keep the DESIGN §2
 invariants: a valid tissue (unique ids, no edge at a dead cell, edges going up a level),
 an input→output path, every parameter with optimizer state of its own shape, the
 optimizer holding exactly the module's parameters, and a finite forward. Refused edits
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import CELL_TYPES_UNDER_TEST
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import morpho
-from morpho.tissue import check_tissue, io_connected
+from morpho.tissue import OUTPUT, check_tissue, io_connected
 
 OPTIMIZERS = {
     "sgd": lambda groups: torch.optim.SGD(groups, lr=1e-2, momentum=0.9),
@@ -63,6 +65,15 @@ def _apply_random_edit(net, opt, op, pick, noise):
     ids = net.cell_ids()
     if op == "split":
         morpho.split(net, ids[pick % len(ids)], optimizer=opt, noise=noise)
+    elif op == "insert":
+        row = pick % len(ids)
+        allowed = int(t.role[row]) != OUTPUT and bool((t.edge_index[0] == row).any())
+        try:
+            morpho.insert(net, ids[row], optimizer=opt)
+        except ValueError:
+            assert not allowed, "insert refused a cell that feeds another"
+            return
+        assert allowed, "insert accepted an output cell or one that feeds no cell"
     elif op == "remove":
         row = pick % len(ids)
         allowed = io_connected(t, dead_cells=[row])
@@ -95,13 +106,13 @@ def _apply_random_edit(net, opt, op, pick, noise):
 
 
 edit_ops = st.tuples(
-    st.sampled_from(["split", "remove", "connect", "disconnect", "train"]),
+    st.sampled_from(["split", "insert", "remove", "connect", "disconnect", "train"]),
     st.integers(0, 10_000),
     st.sampled_from([0.0, 0.01]),
 )
 
 
-def _run(level_sizes, optimizer, ops, seed=0):
+def _run(level_sizes, optimizer, ops, seed=0, cell_type="thermo"):
     torch.manual_seed(seed)
     cfg = morpho.NetworkConfig(
         vocab_size=VOCAB,
@@ -109,6 +120,7 @@ def _run(level_sizes, optimizer, ops, seed=0):
         n_heads=1,
         mlp_ratio=1,
         level_sizes=tuple(level_sizes),
+        cell_type=cell_type,
         seed=seed,
     )
     net = morpho.Network(cfg)
@@ -118,7 +130,7 @@ def _run(level_sizes, optimizer, ops, seed=0):
     for op, pick, noise in ops:
         if op == "train":
             _train_step(net, opt, tokens)
-        elif net.tissue.num_nodes < 60 or op != "split":
+        elif net.tissue.num_nodes < 60 or op not in ("split", "insert"):
             _apply_random_edit(net, opt, op, pick, noise)
         _check_invariants(net, opt, tokens)
     _train_step(net, opt, tokens)
@@ -130,17 +142,30 @@ def _run(level_sizes, optimizer, ops, seed=0):
     level_sizes=st.lists(st.integers(1, 3), min_size=2, max_size=4),
     optimizer=st.sampled_from(sorted(OPTIMIZERS)),
     ops=st.lists(edit_ops, max_size=200),
+    cell_type=st.sampled_from(CELL_TYPES_UNDER_TEST),
 )
 # regression examples: a single-path tissue where every removal must be refused, and a
 # long split chain followed by removals with bridges
-@example(level_sizes=[1, 1], optimizer="adam", ops=[("remove", 0, 0.0), ("disconnect", 0, 0.0)])
+@example(
+    level_sizes=[1, 1],
+    optimizer="adam",
+    ops=[("remove", 0, 0.0), ("disconnect", 0, 0.0)],
+    cell_type="thermo",
+)
 @example(
     level_sizes=[1, 1, 1],
     optimizer="adagrad",
     ops=[("split", 1, 0.01)] * 6 + [("remove", 3, 0.0), ("train", 0, 0.0)] * 4,
+    cell_type="gated",
 )
-def test_random_edit_sequences_keep_the_invariants(level_sizes, optimizer, ops):
-    _run(level_sizes, optimizer, ops)
+@example(
+    level_sizes=[1, 2, 1],
+    optimizer="rmsprop",
+    ops=[("insert", 1, 0.0), ("insert", 0, 0.0), ("train", 0, 0.0), ("remove", 2, 0.0)],
+    cell_type="gated",
+)
+def test_random_edit_sequences_keep_the_invariants(level_sizes, optimizer, ops, cell_type):
+    _run(level_sizes, optimizer, ops, cell_type=cell_type)
 
 
 @pytest.mark.slow
@@ -149,6 +174,7 @@ def test_random_edit_sequences_keep_the_invariants(level_sizes, optimizer, ops):
     level_sizes=st.lists(st.integers(1, 4), min_size=2, max_size=5),
     optimizer=st.sampled_from(sorted(OPTIMIZERS)),
     ops=st.lists(edit_ops, min_size=100, max_size=200),
+    cell_type=st.sampled_from(CELL_TYPES_UNDER_TEST),
 )
-def test_long_random_edit_sequences_keep_the_invariants(level_sizes, optimizer, ops):
-    _run(level_sizes, optimizer, ops)
+def test_long_random_edit_sequences_keep_the_invariants(level_sizes, optimizer, ops, cell_type):
+    _run(level_sizes, optimizer, ops, cell_type=cell_type)

@@ -1,15 +1,16 @@
 """Laws of the network: the batched level-wise forward equals a slow per-cell reference.
 
 The reference below loops over cells in level order and over edges one at a time; only
-the math *inside* one cell (``ThermoCell.forward_level`` on a one-row slice of the banks)
-is shared with the engine. Aggregation, input injection, readout and head are re-written.
+the math *inside* one cell (the cell type's ``forward_level`` on a one-row slice of the
+banks) is shared with the engine. Aggregation, input injection, readout and head are
+re-written. The laws run on each cell type under test.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import cell_of, make_optimizer, tiny_net, tokens, train
+from conftest import CELL_TYPES_UNDER_TEST, cell_of, make_optimizer, tiny_net, tokens, train
 from torch import Tensor
 
 import morpho
@@ -92,15 +93,17 @@ def _grown(net: Network) -> Network:
     return net
 
 
-def test_forward_matches_per_cell_reference_on_seed_tissue() -> None:
-    net = tiny_net()
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
+def test_forward_matches_per_cell_reference_on_seed_tissue(cell_type: str) -> None:
+    net = tiny_net(cell_type=cell_type)
     with torch.no_grad():
         net.banks["strength"].normal_()
     _assert_matches_reference(net, tokens(1, batch=3, seq_len=10))
 
 
-def test_forward_matches_per_cell_reference_on_grown_tissue() -> None:
-    net = _grown(tiny_net())
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
+def test_forward_matches_per_cell_reference_on_grown_tissue(cell_type: str) -> None:
+    net = _grown(tiny_net(cell_type=cell_type))
     assert net.tissue.num_nodes == 12
     levels = net.tissue.level[net.tissue.edge_index]
     assert bool((levels[1] - levels[0] > 1).any()), "expected skip-level edges"
@@ -114,8 +117,9 @@ def test_forward_matches_reference_on_sparse_seed_with_demand_off() -> None:
     _assert_matches_reference(net, tokens(3))
 
 
-def test_fresh_network_for_a_grown_topology() -> None:
-    grown = _grown(tiny_net())
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
+def test_fresh_network_for_a_grown_topology(cell_type: str) -> None:
+    grown = _grown(tiny_net(cell_type=cell_type))
     fresh = Network(grown.cfg, tissue=grown.tissue.clone())
     assert fresh.banks["strength"].shape[0] == grown.tissue.edge_index.shape[1]
     for name, bank in fresh.banks.items():
@@ -129,15 +133,17 @@ def test_fresh_network_for_a_grown_topology() -> None:
     _assert_matches_reference(fresh, tokens(4))
 
 
-def test_parameter_accounting_adds_up() -> None:
-    net = _grown(tiny_net())
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
+def test_parameter_accounting_adds_up(cell_type: str) -> None:
+    net = _grown(tiny_net(cell_type=cell_type))
     per_cell = net.params_per_cell()
     shared = net.embed.numel() + net.head.numel() + net.head_norm.numel()
     assert int(per_cell.sum()) + shared == net.n_params()
 
 
-def test_readout_starts_as_the_mean_of_output_cells() -> None:
-    net = tiny_net()
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
+def test_readout_starts_as_the_mean_of_output_cells(cell_type: str) -> None:
+    net = tiny_net(cell_type=cell_type)
     readout = net.banks["readout"].detach()
     is_out = net.tissue.role == OUTPUT
     assert torch.equal(readout[~is_out], torch.zeros(int((~is_out).sum())))
@@ -158,12 +164,15 @@ def test_network_config_rejects_bad_shapes() -> None:
         NetworkConfig(level_sizes=(3,))
     with pytest.raises(ValueError, match="vocab_size"):
         NetworkConfig(vocab_size=1)
-    with pytest.raises(ValueError, match="unknown cell type 'nope'; expected one of: thermo"):
+    with pytest.raises(
+        ValueError, match="unknown cell type 'nope'; expected one of: gated, gated-fresh, thermo"
+    ):
         NetworkConfig(cell_type="nope")
 
 
-def test_gradients_reach_every_bank() -> None:
-    net = tiny_net()
+@pytest.mark.parametrize("cell_type", CELL_TYPES_UNDER_TEST)
+def test_gradients_reach_every_bank(cell_type: str) -> None:
+    net = tiny_net(cell_type=cell_type)
     with torch.no_grad():
         net.banks["strength"].normal_()
     x = tokens(0, seq_len=9)
