@@ -47,6 +47,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "wide-3": {"level_sizes": (1, 1, 1)},
     "wide-2222": {"level_sizes": (2, 2, 2, 2)},
     "wide-lti-noattn": {"recurrence": "lti", "attention": False},
+    "wide-og": {"out_gate": True},
+    "wide-mlp3": {"mlp_ratio": 3},
+    "wide-mlp4": {"mlp_ratio": 4},
+    "wide-og-mlp3": {"out_gate": True, "mlp_ratio": 3},
+    "wide-noattn-mlp3": {"attention": False, "mlp_ratio": 3},
 }
 
 
@@ -131,6 +136,26 @@ def throughput(names: list[str], args: argparse.Namespace) -> None:
         print(json.dumps(rec), flush=True)
 
 
+def table(path: str) -> None:
+    """A markdown table of the JSON lines in ``path``: one row per (corpus, variant, lr),
+    best val bpc per seed and their mean."""
+    rows: dict[tuple[str, str, float], dict[int, dict[str, Any]]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            rows.setdefault((r["corpus"], r["variant"], r["lr"]), {})[r["seed"]] = r
+    print("| corpus | variant | params | d_cell | lr | best val bpc per seed | mean |")
+    print("|---|---|---:|---:|---:|---|---:|")
+    for (corpus, name, lr), by_seed in sorted(rows.items()):
+        first = next(iter(by_seed.values()))
+        bpcs = [by_seed[s]["best_val_bpc"] for s in sorted(by_seed)]
+        per_seed = " / ".join(f"s{s} {by_seed[s]['best_val_bpc']:.4f}" for s in sorted(by_seed))
+        print(
+            f"| {corpus} | {name} | {first['params']:,} | {first['d_cell'] or ''} | {lr:g} "
+            f"| {per_seed} | {statistics.mean(bpcs):.4f} |"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", default="wide", help="comma-separated variant names")
@@ -143,7 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="", help="append JSON lines here too")
     p.add_argument("--throughput", default="", help="variants to time instead of training")
     p.add_argument("--timing-steps", type=int, default=30)
+    p.add_argument("--table", default="", help="print a markdown table of a JSON-lines file")
     args = p.parse_args(argv)
+    if args.table:
+        table(args.table)
+        return
     if args.throughput:
         throughput(args.throughput.split(","), args)
         return

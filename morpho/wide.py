@@ -64,6 +64,7 @@ class WideConfig:
     recurrence: str = "selective"  # inertial core: "lti" | "selective"
     attention: bool = True  # geometric core on (False: inertial core only)
     gate: bool = True  # demon gate on (False: the geometric core always fully open)
+    out_gate: bool = False  # inertial output h ⊙ gelu(ũ W_o) (multiplicative, as in Griffin)
     seed: int = 0  # initialisation seed
 
     def __post_init__(self) -> None:
@@ -95,6 +96,8 @@ def bank_shapes(cfg: WideConfig) -> dict[str, tuple[int, ...]]:
     }
     if cfg.conv_taps:
         shapes["conv"] = (cfg.conv_taps, d)
+    if cfg.out_gate:
+        shapes["w_ogate"] = (d, d)
     if cfg.recurrence == "selective":
         shapes["w_select"] = (d, 2 * d)  # decay rate and input gate from ũ
         shapes["b_select"] = (2 * d,)
@@ -133,6 +136,8 @@ def init_rows(cfg: WideConfig, n: int, gen: torch.Generator) -> dict[str, Tensor
         conv = normal("conv", 0.1)
         conv[:, -1] += 1.0
         rows["conv"] = conv
+    if cfg.out_gate:
+        rows["w_ogate"] = normal("w_ogate", 1 / math.sqrt(d))
     if cfg.recurrence == "selective":
         rows["w_select"] = normal("w_select", 1 / math.sqrt(d))
         rows["b_select"] = torch.cat([torch.zeros(n, d), torch.full((n, d), 2.0)], dim=1)
@@ -164,13 +169,20 @@ def causal_conv(u: Tensor, taps: Tensor) -> Tensor:
     return out
 
 
-def selective_recurrence(u: Tensor, log_a: Tensor, chunk: int = 16) -> Tensor:
+# floor of a selective decay's log: a_t >= e^-6 (a state kept 1/400 per step is gone anyway);
+# keeps exp(±L) of a chunk of SELECTIVE_CHUNK tokens inside float32 (|L| <= 48 < 88)
+LOG_DECAY_FLOOR = -6.0
+SELECTIVE_CHUNK = 8
+
+
+def selective_recurrence(u: Tensor, log_a: Tensor, chunk: int = SELECTIVE_CHUNK) -> Tensor:
     """``h_t = a_t h_{t-1} + u_t`` with a time-varying decay, chunk by chunk.
 
-    Inside a chunk of ``C`` tokens, ``h_t = Σ_{s≤t} exp(L_t − L_s) u_s`` with ``L_t`` the
-    cumulative ``log a`` since the chunk's start (one masked (C, C) product: the exponent is
-    ``≤ 0`` on the causal triangle and ``−∞`` above it, so nothing overflows); the state
-    entering a chunk is carried in, decayed by ``exp(L_t)``. T is zero-padded to whole chunks.
+    Inside a chunk, ``h_t = e^{L_t} Σ_{s≤t} e^{−L_s} u_s`` with ``L_t`` the cumulative
+    ``log a`` since the chunk's start (two exps and a cumsum; Heinsen 2023's log-space scan,
+    cut into chunks so that ``e^{−L}`` stays finite: ``log a`` is floored at
+    ``LOG_DECAY_FLOOR``); the state entering a chunk is carried in, decayed by ``e^{L_t}``.
+    T is zero-padded to whole chunks.
 
     Shapes:
         u, log_a: (n, B, T, d), ``log_a ≤ 0``; returns (n, B, T, d).
@@ -178,12 +190,11 @@ def selective_recurrence(u: Tensor, log_a: Tensor, chunk: int = 16) -> Tensor:
     n, B, T, d = u.shape
     C = min(chunk, T)
     pad = -T % C
-    u, log_a = F.pad(u, (0, 0, 0, pad)), F.pad(log_a, (0, 0, 0, pad))
-    L = log_a.view(n, B, -1, C, d).cumsum(3)  # (n, B, chunks, C, d)
-    causal = torch.ones(C, C, dtype=torch.bool, device=u.device).tril()[:, :, None]
-    weight = torch.exp((L[:, :, :, :, None] - L[:, :, :, None]).masked_fill(~causal, -math.inf))
-    inside = (weight * u.view(n, B, -1, 1, C, d)).sum(4)  # (n, B, chunks, C, d)
+    u = F.pad(u, (0, 0, 0, pad)).view(n, B, -1, C, d)  # (n, B, chunks, C, d)
+    log_a = F.pad(log_a.clamp(min=LOG_DECAY_FLOOR), (0, 0, 0, pad))
+    L = log_a.view(n, B, -1, C, d).cumsum(3)
     carry = L.exp()  # decay from a chunk's start to each of its tokens
+    inside = carry * (torch.exp(-L) * u).cumsum(3)
     h = u.new_zeros(n, B, 1, d)
     outs = []
     for c in range(inside.shape[2]):
@@ -283,6 +294,8 @@ class WideNetwork(nn.Module):
         v = causal_conv(u, banks["conv"]) if cfg.conv_taps else u  # (n, B, T, d)
         h = self._inertial(banks, v)
         err = self._surprise(banks, h, u)  # (n, B, T)
+        if cfg.out_gate:
+            h = h * F.gelu(bank_matmul(v, banks["w_ogate"]))
         z = bank_matmul(h, banks["w_inert"], add=v)
         g = torch.ones_like(err)
         if cfg.attention:
@@ -334,6 +347,8 @@ class WideNetwork(nn.Module):
         cfg = self.cfg
         D, d, m = cfg.d_stream, cfg.d_cell, cfg.mlp_ratio * cfg.d_cell
         cell = 2.0 * (2 * D * d + 2 * d * d + 2 * m * d) + 2 * cfg.conv_taps * d
+        if cfg.out_gate:
+            cell += 2 * d * d
         if cfg.recurrence == "selective":
             cell += 2 * 2 * d * d + 2 * seq_len / 2 * d  # gates + the (T, T) product
         if cfg.attention:
