@@ -33,25 +33,29 @@ from morpho.trainer import Callback, Trainer, build_optimizer
 from morpho.wide import WideConfig, WideNetwork, sized
 
 # wide variants: overrides of WideConfig's defaults (D 96, 1-1-1-1, selective recurrence,
-# 4-tap conv, attention, gate, MLP ×2); d_cell is then sized to --params
+# 4-tap conv, output gate, attention, demon gate, MLP ×2); d_cell is then sized to --params.
+# "wide*" names without "og" run without the output gate (the first design measured).
+PLAIN = {"out_gate": False}
 VARIANTS: dict[str, dict[str, Any]] = {
-    "wide": {},
-    "wide-lti": {"recurrence": "lti"},
-    "wide-noattn": {"attention": False},
-    "wide-nogate": {"gate": False},
-    "wide-noconv": {"conv_taps": 0},
-    "wide-nomlp": {"mlp_ratio": 0},
-    "wide-D64": {"d_stream": 64},
-    "wide-D128": {"d_stream": 128},
-    "wide-6": {"level_sizes": (1, 1, 1, 1, 1, 1)},
-    "wide-3": {"level_sizes": (1, 1, 1)},
-    "wide-2222": {"level_sizes": (2, 2, 2, 2)},
-    "wide-lti-noattn": {"recurrence": "lti", "attention": False},
-    "wide-og": {"out_gate": True},
-    "wide-mlp3": {"mlp_ratio": 3},
-    "wide-mlp4": {"mlp_ratio": 4},
-    "wide-og-mlp3": {"out_gate": True, "mlp_ratio": 3},
-    "wide-noattn-mlp3": {"attention": False, "mlp_ratio": 3},
+    "wide": PLAIN,
+    "wide-lti": {**PLAIN, "recurrence": "lti"},
+    "wide-noattn": {**PLAIN, "attention": False},
+    "wide-nogate": {**PLAIN, "gate": False},
+    "wide-noconv": {**PLAIN, "conv_taps": 0},
+    "wide-nomlp": {**PLAIN, "mlp_ratio": 0},
+    "wide-D64": {**PLAIN, "d_stream": 64},
+    "wide-D128": {**PLAIN, "d_stream": 128},
+    "wide-6": {**PLAIN, "level_sizes": (1, 1, 1, 1, 1, 1)},
+    "wide-2222": {**PLAIN, "level_sizes": (2, 2, 2, 2)},
+    "wide-mlp3": {**PLAIN, "mlp_ratio": 3},
+    "wide-mlp4": {**PLAIN, "mlp_ratio": 4},
+    "wide-og": {},
+    "wide-og-mlp3": {"mlp_ratio": 3},
+    "wide-og-noattn": {"attention": False},
+    "wide-og-nogate": {"gate": False},
+    "wide-og-lti": {"recurrence": "lti"},
+    "wide-og-noconv": {"conv_taps": 0},
+    "wide-og-2222": {"level_sizes": (2, 2, 2, 2)},
 }
 
 

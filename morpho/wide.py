@@ -10,7 +10,7 @@ projections. For cell ``c`` with incoming edges ``a → c`` of strength ``s_ac``
     h_t = a_t ⊙ h_{t-1} + (1 - a_t) ⊙ b ⊙ i_t ⊙ ũ_t      inertial core (diagonal recurrence)
     err_t = ‖n(u)_{t} − P h_{t-1}‖² / d       surprise: the core predicts its next read
     g_t = σ(k log(err_t + 1e-4) + c)          demon gate
-    z = ũ + W_h h + g ⊙ attn(ũ);  z += MLP(rms_norm(z))   core output, d wide
+    z = ũ + W_h (h ⊙ gelu(ũ W_o)) + g ⊙ attn(ũ);  z += MLP(rms_norm(z))   core output
     o_c = x_c + z @ W_c                       write projection W_c (d, D): raw residual
     readout = Σ_out r_c o_c → rms_norm → head
 
@@ -64,7 +64,7 @@ class WideConfig:
     recurrence: str = "selective"  # inertial core: "lti" | "selective"
     attention: bool = True  # geometric core on (False: inertial core only)
     gate: bool = True  # demon gate on (False: the geometric core always fully open)
-    out_gate: bool = False  # inertial output h ⊙ gelu(ũ W_o) (multiplicative, as in Griffin)
+    out_gate: bool = True  # inertial output h ⊙ gelu(ũ W_o) (multiplicative, as in Griffin)
     seed: int = 0  # initialisation seed
 
     def __post_init__(self) -> None:
