@@ -95,6 +95,7 @@ def train_one(name: str, lr: float, seed: int, args: argparse.Namespace) -> dict
         "corpus": args.corpus,
         "lr": lr,
         "seed": seed,
+        "steps": cfg.steps,
         "params": model.n_params(),
         "d_cell": getattr(getattr(model, "cfg", None), "d_cell", None),
         "best_val_bpc": round(summary["best_val_bpc"], 4),
@@ -160,6 +161,29 @@ def table(path: str) -> None:
         )
 
 
+def paired(path: str, spec: str, corpus: str) -> None:
+    """Per-seed differences ``A − B`` of best val bpc; ``spec`` is ``A:lr,B:lr``."""
+    (a, lr_a), (b, lr_b) = (
+        (name, float(lr)) for name, lr in (part.split(":") for part in spec.split(","))
+    )
+    got: dict[tuple[str, float], dict[int, float]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            if r["corpus"] == corpus:
+                got.setdefault((r["variant"], r["lr"]), {})[r["seed"]] = r["best_val_bpc"]
+    xs, ys = got.get((a, lr_a), {}), got.get((b, lr_b), {})
+    seeds = sorted(set(xs) & set(ys))
+    if not seeds:
+        raise SystemExit(f"no common seeds of {a} at lr {lr_a:g} and {b} at lr {lr_b:g}")
+    diffs = [xs[s] - ys[s] for s in seeds]
+    per_seed = ", ".join(f"s{s} {d:+.4f}" for s, d in zip(seeds, diffs, strict=True))
+    print(
+        f"| {a} @ {lr_a:g} − {b} @ {lr_b:g} | {per_seed} | {statistics.mean(diffs):+.4f} "
+        f"| {sum(d < 0 for d in diffs)}/{len(diffs)} |"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", default="wide", help="comma-separated variant names")
@@ -173,7 +197,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--throughput", default="", help="variants to time instead of training")
     p.add_argument("--timing-steps", type=int, default=30)
     p.add_argument("--table", default="", help="print a markdown table of a JSON-lines file")
+    p.add_argument("--paired", default="", help="with --table: A:lr,B:lr per-seed A − B")
     args = p.parse_args(argv)
+    if args.table and args.paired:
+        paired(args.table, args.paired, args.corpus)
+        return
     if args.table:
         table(args.table)
         return
