@@ -9,7 +9,7 @@ and printed / appended as one JSON line (params, best and final val bpc, tokens/
     python benchmarks/cell_design.py --variants wide --corpus stdlib --lrs 6e-3
     python benchmarks/cell_design.py --throughput wide,seed     # tokens/s, side by side
 
-Variants: ``seed`` (today's 2-4-4-2 thermodynamic tissue, d_cell 32), ``gru`` (the static
+Variants: ``seed`` (the default 2-4-4-2 thermodynamic tissue, d_cell 32), ``gru`` (the static
 GRU baseline sized to ``--params``) and ``wide*`` (:mod:`morpho.wide`, see ``VARIANTS``).
 Results and commands are recorded in ``benchmarks/cell_design.md``.
 """
