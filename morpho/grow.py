@@ -20,6 +20,7 @@ import torch
 from morpho import distributed
 from morpho.checkpoint import latest_checkpoint, network_from_payload
 from morpho.config import RunConfig, dump_toml, load_toml
+from morpho.mechanisms import build_terms
 from morpho.network import Network
 from morpho.rundir import RunDir
 from morpho.scheduler import GrowthConfig, Scheduler
@@ -70,6 +71,7 @@ def grow(
         run=run,
         callbacks=[*scheduler, *(callbacks or [])],
         progress=progress and main,
+        terms=build_terms(cfg),
     )
     if run is not None:
         resolved = {"network": {"vocab_size": task.vocab_size}, "growth": growth.to_dict()}
@@ -118,7 +120,15 @@ def resume(
     task = build_task(cfg)
     net = network_from_payload(payload)
     scheduler = [Scheduler(growth)] if growth.enabled else []
-    trainer = Trainer(net, task, cfg.train, run=run, callbacks=scheduler, progress=progress)
+    trainer = Trainer(
+        net,
+        task,
+        cfg.train,
+        run=run,
+        callbacks=scheduler,
+        progress=progress,
+        terms=build_terms(cfg),
+    )
     trainer.restore(payload)
     if steps is not None:
         run.write_text("config.toml", dump_toml(cfg.to_dict()))

@@ -38,8 +38,9 @@ from morpho.edits import Edit, connect_edit, disconnect_edit, insert_edit, remov
 from morpho.energy import free_energy, wiring_cost
 from morpho.entropy import representation_entropy
 from morpho.network import Network
+from morpho.output import Capture
 from morpho.registry import Registry
-from morpho.trainer import Callback, Trainer
+from morpho.trainer import Callback, StepResult, Trainer
 
 CELL_STATS = ("fe_ema", "gate_ema", "surprise_ema")  # tissue fields the scheduler maintains
 
@@ -273,17 +274,17 @@ def params_after(net: Network, edit: Edit) -> int:
     return net.n_params() - sum(v.numel() for v in net.banks.values()) + banks
 
 
-def edge_gradients(net: Network) -> Tensor | None:
+def edge_gradients(captured: tuple[Capture, ...], n_levels: int) -> Tensor | None:
     """(N, N) ``|Σ_{B,T} ⟨∂L/∂x_b, y_a⟩|``: the gradient of a zero-strength edge row a → row b,
-    from the last captured forward and backward (see ``Network.capture``); None if none."""
-    passes = net.captured.get("passes", [net.captured])  # ACT: one capture per pass
-    if not passes or not passes[0] or any(len(c["inputs"]) != len(net.plan) for c in passes):
+    from a captured forward (``Output.captured``, one capture per ACT pass) after its
+    backward; None if nothing was captured with gradients."""
+    if not captured or any(len(c.inputs) != n_levels for c in captured):
         return None
     raw = None
-    for cap in passes:  # the edge is shared by every pass: its gradient is their sum
-        grads = [x.grad if x.grad is not None else torch.zeros_like(x) for x in cap["inputs"]]
+    for cap in captured:  # the edge is shared by every pass: its gradient is their sum
+        grads = [x.grad if x.grad is not None else torch.zeros_like(x) for x in cap.inputs]
         g = torch.cat(grads).flatten(1)  # (N, B·T·d)
-        y = torch.cat(cap["outputs"]).flatten(1)  # (N, B·T·d)
+        y = torch.cat(cap.outputs).flatten(1)  # (N, B·T·d)
         raw = y @ g.T if raw is None else raw + y @ g.T  # (N, N): this rank's batch rows
     assert raw is not None
     distributed.all_reduce_mean_([raw])  # data-parallel: the global batch's gradient
@@ -291,17 +292,15 @@ def edge_gradients(net: Network) -> Tensor | None:
 
 
 @torch.no_grad()
-def knockout_dloss(trainer: Trainer, row: int) -> float | None:
-    """Rise of the last training batch's cross-entropy when cell ``row`` is knocked out.
+def knockout_dloss(net: Network, row: int, batch: tuple[Tensor, Tensor]) -> float:
+    """Rise of a batch's cross-entropy when cell ``row`` is knocked out.
 
     Knocking out = zeroing its outgoing edge strengths and readout weight, which is exactly
-    the network after removing it (without bridges). Averaged over data-parallel ranks so
-    every rank decides alike. None when no batch has been seen yet.
+    the network after removing it (without bridges); the weights are put back after. Its
+    forwards' records are dropped. Averaged over data-parallel ranks so every rank decides
+    alike.
     """
-    batch = getattr(trainer, "last_batch", None)
-    if batch is None:
-        return None
-    net, (x, y) = trainer.net, batch
+    x, y = batch
     strength, readout = net.banks["strength"], net.banks["readout"]
     out = (net.tissue.edge_index[0] == row).nonzero().flatten().to(strength.device)
     saved = strength[out].clone(), readout[row].clone()
@@ -357,45 +356,34 @@ class Scheduler(Callback):
         self.min_cells = self.min_cells or trainer.net.tissue.num_nodes
         if self.level_floor.numel() == 0:
             self.level_floor = torch.bincount(trainer.net.tissue.level)
-        if self.needs_edge_gradient:  # as on_step_end sets it, also when resuming mid-run
-            trainer.net.capture = self._due(trainer.step + 1, trainer.cfg.steps)
 
-    def on_step_end(self, trainer: Trainer, step: int, loss: Tensor) -> None:
-        net = trainer.net
-        if not self.cfg.enabled or not net.stats:
+    def wants_capture(self, trainer: Trainer, step: int) -> bool:
+        """Capture the step whose end is a growth round, when a rule needs edge gradients."""
+        return self.needs_edge_gradient and self._due(step + 1, trainer.cfg.steps)
+
+    def on_step_end(self, trainer: Trainer, step: int, result: StepResult) -> None:
+        net, out = trainer.net, result.output
+        if not self.cfg.enabled or out is None:
             return
         if "repr_entropy" in self.weights:
             stale = self._repr is None or self._repr.shape[0] != net.tissue.num_nodes
             if stale or step % self.cfg.interval == 0:
-                self._repr = self.measure_repr_entropy(trainer)
-        self._update_ema(net)
-        if self.needs_edge_gradient:
-            net.capture = self._due(step + 1, trainer.cfg.steps)
+                self._repr = self.measure_repr_entropy(net, result.batch[0])
+        self._update_ema(net, out.stats)
         if self._due(step, trainer.cfg.steps):
-            self.check(trainer, step)
+            self.check(trainer, step, result)
 
-    def measure_repr_entropy(self, trainer: Trainer) -> Tensor | None:
-        """(N,) KNIFE entropy of every cell's outputs on the last batch, in nats per channel
-        (so that S is on the scale of U and of the gate entropy whatever ``d_cell``), or None.
-
-        One extra no-grad forward, every ``interval`` steps and after each edit; the
-        network's statistics and captures from the training step are left as they were.
+    @torch.no_grad()
+    def measure_repr_entropy(self, net: Network, x: Tensor) -> Tensor:
+        """(N,) KNIFE entropy of every cell's outputs on (up to 8 sequences of) a batch, in
+        nats per channel (so that S is on the scale of U and of the gate entropy whatever
+        ``d_cell``): one extra no-grad forward, every ``interval`` steps and after each edit.
         """
-        net, batch = trainer.net, trainer.last_batch
-        if batch is None:
-            return None
-        saved = net.stats, net.aux_loss, net.gate_activity, net.captured, net.capture
-        net.capture = True
-        try:
-            with torch.no_grad():
-                net(batch[0][:8])
-            captured = net.captured.get("passes", [net.captured])[-1]
-            with torch.enable_grad():
-                value = representation_entropy(captured["outputs"], generator=self.generator)
-            value = (value / captured["outputs"][0].shape[-1]).detach()
-            distributed.all_reduce_mean_([value])  # every rank decides from the same F
-        finally:
-            net.stats, net.aux_loss, net.gate_activity, net.captured, net.capture = saved
+        outputs = net.run(x[:8], capture=True).captured[-1].outputs  # the last ACT pass
+        with torch.enable_grad():
+            value = representation_entropy(outputs, generator=self.generator)
+        value = (value / outputs[0].shape[-1]).detach()
+        distributed.all_reduce_mean_([value])  # every rank decides from the same F
         return value
 
     def _due(self, step: int, total_steps: int) -> bool:
@@ -425,11 +413,11 @@ class Scheduler(Callback):
         self._ema = {k: net.tissue[k].to(device, torch.float32).clone() for k in CELL_STATS}
         self._wiring = wiring_cost(net.tissue).to(device)
 
-    def _update_ema(self, net: Network) -> None:
-        if not self._ema or self._ema["fe_ema"].shape[0] != net.stats["surprise"].shape[0]:
+    def _update_ema(self, net: Network, forward_stats: dict[str, Tensor]) -> None:
+        if not self._ema or self._ema["fe_ema"].shape[0] != forward_stats["surprise"].shape[0]:
             self._load(net)
         assert self._wiring is not None
-        stats = {**net.stats, "wiring": self._wiring}
+        stats = {**forward_stats, "wiring": self._wiring}
         if self._repr is not None:
             stats["repr_entropy"] = self._repr.to(self._wiring.device)
         fresh = {
@@ -490,19 +478,21 @@ class Scheduler(Callback):
         )
 
     # ------------------------------------------------------------------- one round
-    def check(self, trainer: Trainer, step: int) -> list[dict[str, Any]]:
-        """One growth round at ``step``: propose, resolve, apply, log. Returns the records."""
+    def check(self, trainer: Trainer, step: int, result: StepResult) -> list[dict[str, Any]]:
+        """One growth round at ``step``, after the training step ``result``: propose,
+        resolve, apply, log. Returns the records."""
         net = trainer.net
         self._flush(net)
-        grad = edge_gradients(net) if self.needs_edge_gradient else None
-        net.capture, net.captured = False, {}
+        grad = None
+        if self.needs_edge_gradient and result.output is not None:
+            grad = edge_gradients(result.output.captured, len(net.plan))
         self._record(net)
         self.checks += 1
         view = self.view(net, step, grad)
         proposals = []
         for name, rule in self.rules.items():
             proposals += [dataclasses.replace(e, rule=e.rule or name) for e in rule.propose(view)]
-        records = self.apply_round(trainer, proposals, step)
+        records = self.apply_round(trainer, proposals, step, result.batch)
         if records and trainer.run is not None:
             snap = trainer.run.save_snapshot(
                 net.snapshot(), step, {"kind": "growth", "events": [r["kind"] for r in records]}
@@ -512,10 +502,17 @@ class Scheduler(Callback):
                 trainer.run.log_event(r)
         return records
 
-    def apply_round(self, trainer: Trainer, proposals: list[Event], step: int) -> list[dict]:
+    def apply_round(
+        self,
+        trainer: Trainer,
+        proposals: list[Event],
+        step: int,
+        batch: tuple[Tensor, Tensor] | None = None,
+    ) -> list[dict]:
         """Apply proposals highest score first: one event per cell, none on a cell in
         cooldown, within the budgets, at most ``max_events_per_round``. Returns the records
-        of the applied events (a proposal the engine refuses is skipped)."""
+        of the applied events (a proposal the engine refuses is skipped). ``batch``: the
+        step's batch, for the knockout test of deaths (None: no test)."""
         taken: set[int] = set()
         records: list[dict[str, Any]] = []
         for ev in sorted(proposals, key=lambda e: -e.score):
@@ -524,7 +521,7 @@ class Scheduler(Callback):
             cells = set(ev.cells)
             if cells & taken or any(self.cooldown.get(c, -1) > step for c in cells):
                 continue
-            record = self._apply(trainer, ev, step)
+            record = self._apply(trainer, ev, step, batch)
             if record is not None:
                 taken |= cells | set(record["new_cells"])
                 records.append(record)
@@ -549,7 +546,9 @@ class Scheduler(Callback):
                 return False
         return True
 
-    def _apply(self, trainer: Trainer, ev: Event, step: int) -> dict[str, Any] | None:
+    def _apply(
+        self, trainer: Trainer, ev: Event, step: int, batch: tuple[Tensor, Tensor] | None
+    ) -> dict[str, Any] | None:
         net = trainer.net
         try:
             edit = edit_for(net, ev, self.generator)
@@ -558,13 +557,16 @@ class Scheduler(Callback):
         if not self.within_budget(net, edit):
             return None
         extra: dict[str, float] = {}
-        if edit.kind == "remove" and math.isfinite(self.cfg.knockout_tolerance):
-            dloss = knockout_dloss(trainer, net.row_of(ev.cells[0]))
-            if dloss is not None:
-                if dloss > self.cfg.knockout_tolerance:
-                    self.refused += 1
-                    return None
-                extra["knockout_dloss"] = dloss
+        if (
+            edit.kind == "remove"
+            and math.isfinite(self.cfg.knockout_tolerance)
+            and batch is not None
+        ):
+            dloss = knockout_dloss(net, net.row_of(ev.cells[0]), batch)
+            if dloss > self.cfg.knockout_tolerance:
+                self.refused += 1
+                return None
+            extra["knockout_dloss"] = dloss
         stats = {str(c): self._cell_stats(net, c) for c in ev.cells}
         trainer.apply_edit(edit)
         info = edit.info

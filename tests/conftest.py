@@ -20,6 +20,7 @@ from morpho.edits import apply_edit
 from morpho.network import Network, NetworkConfig
 from morpho.scheduler import GrowthView
 from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue
+from morpho.trainer import StepResult
 
 # tiny tensors: threads only add contention (10x slower steps on a loaded 2-core machine)
 torch.set_num_threads(1)
@@ -79,9 +80,9 @@ def make_optimizer(name: str, net: torch.nn.Module) -> torch.optim.Optimizer:
 
 def loss_of(net: Network, x: Tensor) -> Tensor:
     """Next-token cross-entropy (targets: the batch shifted by one) plus the cells' aux loss."""
-    logits = net(x[:, :-1])
-    ce = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten())
-    return ce + 0.1 * net.aux_loss
+    out = net.run(x[:, :-1])
+    ce = F.cross_entropy(out.logits.flatten(0, 1), x[:, 1:].flatten())
+    return ce + 0.1 * out.aux_loss
 
 
 def train(net: Network, opt: torch.optim.Optimizer, n_steps: int, seed: int = 0) -> list[float]:
@@ -148,6 +149,11 @@ def _seeded() -> None:
 @pytest.fixture
 def net() -> Network:
     return tiny_net()
+
+
+def step_result(net: Network, x: Tensor, capture: bool = False) -> StepResult:
+    """What a training step on batch ``x`` hands its callbacks (without a backward)."""
+    return StepResult(torch.zeros(()), net.run(x, capture=capture), (x, x))
 
 
 class Host:

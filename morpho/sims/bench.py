@@ -33,10 +33,11 @@ import torch
 from morpho.checkpoint import load_network
 from morpho.config import RunConfig, dump_toml
 from morpho.grow import build_task, grow
+from morpho.mechanisms import build_terms
 from morpho.network import Network
 from morpho.rundir import RunDir, read_jsonl
 from morpho.scheduler import GrowthConfig
-from morpho.trainer import Trainer
+from morpho.trainer import Trainer, is_growing
 
 from .baselines import BASELINES, build_baseline
 
@@ -176,7 +177,8 @@ def _train_row(
     name: str, model: torch.nn.Module, cfg: RunConfig, task: Any, path: Path, overwrite: bool
 ) -> dict[str, Any]:
     run = RunDir(path, overwrite=overwrite)
-    trainer = Trainer(model, task, cfg.train, run=run)
+    terms = build_terms(cfg) if is_growing(model) else []
+    trainer = Trainer(model, task, cfg.train, run=run, terms=terms)
     run.create(dump_toml({**cfg.to_dict(), "model": _describe(model)}))
     return _row(name, trainer.fit(), path)
 

@@ -7,14 +7,16 @@ import math
 import pytest
 import torch
 
-from morpho.config import RunConfig, TrainConfig
+from morpho.config import RunConfig
 from morpho.criticality import path_norm, tissue_lyapunov
 from morpho.edits import apply_edit, insert_edit
 from morpho.grow import grow
+from morpho.mechanisms import build_terms
 from morpho.network import Network, NetworkConfig
 from morpho.rundir import read_jsonl
 from morpho.scheduler import GrowthConfig, Scheduler
 from morpho.sims.bench import MECHANISMS, mechanism_config, row_names
+from morpho.terms import StepContext
 
 TINY = {
     "network": {"d_cell": 8, "level_sizes": [2, 3, 3, 2], "n_heads": 2, "mlp_ratio": 1},
@@ -89,30 +91,33 @@ def test_knife_entropy_term_feeds_the_free_energy(tmp_path) -> None:
     assert weights["repr_entropy"] == -0.3 and "entropy" not in weights
 
 
+def _extra_loss(cfg: RunConfig, net: Network, x: torch.Tensor, gen: torch.Generator):
+    """The summed plug-in terms ``cfg`` switches on, at step 0 on batch ``x``."""
+    ctx = StepContext(net, net.run(x), (x, x), 0, gen)
+    return sum(v for term in build_terms(cfg) if (v := term.loss(ctx)) is not None)
+
+
 def test_regularizers_add_exactly_their_terms() -> None:
     from morpho.grow import build_task
-    from morpho.trainer import Trainer
 
     cfg = RunConfig().merged(TINY)
     task = build_task(cfg)
     x, _ = task.batch("train", 4, 16, torch.Generator().manual_seed(0))
-    base = TrainConfig(**{**vars(cfg.train)})
-    on = TrainConfig(
-        **{
-            **vars(cfg.train),
-            "path_norm_weight": 0.5,
-            "lyapunov_every": 1,
-            "lyapunov_window": 8,
-            "lyapunov_weight": 2.0,
-            "lyapunov_target": -5.0,
+    on = cfg.merged(
+        {
+            "train": {
+                "path_norm_weight": 0.5,
+                "lyapunov_every": 1,
+                "lyapunov_window": 8,
+                "lyapunov_weight": 2.0,
+                "lyapunov_target": -5.0,
+            }
         }
     )
     net = Network(cfg.network.__class__(**{**vars(cfg.network), "vocab_size": task.vocab_size}))
-    assert float(Trainer(net, task, base).regularizers(x)) == 0.0
-    trainer = Trainer(net, task, on)
-    gen = torch.Generator()
-    gen.set_state(trainer.monitor_generator.get_state())  # the start vectors it will draw
-    reg = trainer.regularizers(x)
+    assert float(_extra_loss(cfg, net, x, torch.Generator())) == 0.0
+    reg = _extra_loss(on, net, x, torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)  # the start vectors the term drew
     lam = tissue_lyapunov(net, net.embed[x[:4]], 8, t0=16 - 1 - 8, iters=4, generator=gen)
     expected = 0.5 * path_norm(net) + 2.0 * torch.relu(lam + 5.0) ** 2
     torch.testing.assert_close(reg, expected, rtol=1e-4, atol=1e-5)
