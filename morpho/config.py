@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from morpho.growth.config import GrowthConfig
+from morpho.growth.rule import RULES, build_rule
 from morpho.network import NetworkConfig
 
 if sys.version_info >= (3, 11):
@@ -108,7 +110,7 @@ class RunConfig:
     task_options: dict[str, Any] = field(default_factory=dict)  # passed to the task
     network: NetworkConfig = field(default_factory=NetworkConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    growth: dict[str, Any] = field(default_factory=dict)  # scheduler and rule settings
+    growth: GrowthConfig = field(default_factory=GrowthConfig)  # scheduler and rule settings
 
     @staticmethod
     def preset(name: str) -> RunConfig:
@@ -121,7 +123,13 @@ class RunConfig:
         return from_dict(RunConfig, _deep_merge(self.to_dict(), overrides), "")
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(dataclasses.asdict(self))
+        """Plain tables, the growth table resolved (every enabled rule's parameters)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        plain = {
+            k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in out.items()
+        }
+        plain["growth"] = self.growth.to_dict()
+        return _to_plain(plain)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -159,7 +167,51 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+def growth_from_dict(data: Any, where: str = "growth.") -> GrowthConfig:
+    """The ``[growth]`` table: its own keys, and a sub-table per rule whose parameters are
+    typed by the rule's dataclass and checked by it (``ValueError`` naming the bad one)."""
+    if isinstance(data, GrowthConfig):
+        return data
+    if not isinstance(data, dict):
+        raise ValueError(f"{where[:-1]}: expected a table, got {type(data).__name__}")
+    fields = {f.name for f in dataclasses.fields(GrowthConfig)} - {"params"}
+    hints = typing.get_type_hints(GrowthConfig)
+    kwargs: dict[str, Any] = {}
+    params: dict[str, dict[str, Any]] = {}
+    for key, value in data.items():
+        if key in fields:
+            kwargs[key] = _coerce(hints[key], value, f"{where}{key}")
+        elif isinstance(value, dict) and key in RULES:
+            params[key] = _rule_params(key, value, f"{where}{key}.")
+        else:
+            raise ValueError(
+                f"unknown config key {where}{key!r}; expected one of: "
+                f"{', '.join(sorted(fields) + RULES.names())}"
+            )
+    cfg = GrowthConfig(**kwargs, params=params)
+    for name in cfg.rules:
+        build_rule(name, cfg.params.get(name, {}))
+    return cfg
+
+
+def _rule_params(name: str, table: dict[str, Any], where: str) -> dict[str, Any]:
+    """Rule ``name``'s parameters, typed and checked by building the rule once."""
+    cls = RULES.get(name)
+    known = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown parameter {where}{unknown[0]}; expected one of: {', '.join(sorted(known))}"
+        )
+    hints = typing.get_type_hints(cls)
+    typed = {k: _coerce(hints[k], v, f"{where}{k}") for k, v in table.items()}
+    build_rule(name, typed)
+    return typed
+
+
 def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if hint is GrowthConfig:
+        return growth_from_dict(value, where + ".")
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_dict(hint, value, where + ".")
     origin = typing.get_origin(hint)
@@ -171,7 +223,9 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise ValueError(f"{where}: expected a table, got {value!r}")
-        return dict(value)
+        args = typing.get_args(hint)
+        inner = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(inner, v, f"{where}.{k}") for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):

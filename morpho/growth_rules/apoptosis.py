@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from morpho.scheduler import Event, GrowthView, Rule
+from morpho.growth.rule import Event, GrowthView, Rule, require
 from morpho.tissue import HIDDEN, io_connected
 
 
@@ -23,6 +23,11 @@ class Apoptosis(Rule):
     epsilon: float = 0.3  # "shut": mean gate activity below this
     bridge: bool = False  # reconnect a → b around the dead cell (a linearisation of it)
     max_deaths: int = 0  # proposals per check, most silent first (0: every shut cell)
+
+    def __post_init__(self) -> None:
+        require(self.patience >= 1, "growth.apoptosis.patience", ">= 1", self.patience)
+        require(0 <= self.epsilon <= 1, "growth.apoptosis.epsilon", "in [0, 1]", self.epsilon)
+        require(self.max_deaths >= 0, "growth.apoptosis.max_deaths", ">= 0", self.max_deaths)
 
     def propose(self, view: GrowthView) -> list[Event]:
         t = view.tissue

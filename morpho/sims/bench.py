@@ -36,7 +36,6 @@ from morpho.grow import build_task, grow
 from morpho.mechanisms import build_terms
 from morpho.network import Network
 from morpho.rundir import RunDir, read_jsonl
-from morpho.scheduler import GrowthConfig
 from morpho.trainer import Trainer, is_growing
 
 from .baselines import BASELINES, build_baseline
@@ -71,7 +70,7 @@ ROW_KEYS = (
 
 def enabled_rules(cfg: RunConfig) -> list[str]:
     """The growth rules a run uses (none when growth is off); ``ValueError`` on a bad table."""
-    growth = GrowthConfig.from_dict(cfg.growth)
+    growth = cfg.growth
     return list(growth.rules) if growth.enabled else []
 
 

@@ -105,7 +105,7 @@ def test_emas_follow_the_statistics_and_survive_edits() -> None:
     for d in edit.info["new_cells"]:  # daughters inherit
         assert float(net.tissue.fe_ema[net.row_of(d)]) == pytest.approx(fe_mother)
         assert float(net.tissue.gate_ema[net.row_of(d)]) == pytest.approx(gate_mother)
-    assert sch._ema["fe_ema"].shape == (net.tissue.num_nodes,)
+    assert sch.stats.ema["fe_ema"].shape == (net.tissue.num_nodes,)
     victim = edit.info["new_cells"][0]
     host.apply_edit(remove_edit(net, victim))  # the dead are dropped
     assert victim not in net.cell_ids()
@@ -113,7 +113,7 @@ def test_emas_follow_the_statistics_and_survive_edits() -> None:
     sch.on_step_end(
         host, 3, step_result(net, tokens(2))
     )  # EMAs keep folding in on the new topology
-    assert sch._ema["gate_ema"].shape == (net.tissue.num_nodes,)
+    assert sch.stats.ema["gate_ema"].shape == (net.tissue.num_nodes,)
 
 
 # ----------------------------------------------------------------- training extras

@@ -205,7 +205,7 @@ def test_docs_mechanisms_config_is_valid() -> None:
 
     path = Path(__file__).resolve().parents[2] / "docs" / "mechanisms.toml"
     cfg = RunConfig.preset("small").merged(load_toml(path))
-    growth = GrowthConfig.from_dict(cfg.growth)
+    growth = cfg.growth
     assert cfg.network.clock_ratio == 2 and cfg.network.ponder_max == 2
     assert growth.entropy_term == "repr_entropy" and growth.params["dendrite"]["wormholes"]
 

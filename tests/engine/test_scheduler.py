@@ -85,9 +85,8 @@ def test_config_errors_name_the_key(table: dict, message: str) -> None:
 
 
 def test_grow_rejects_a_bad_growth_table_before_writing(tmp_path) -> None:
-    cfg = RunConfig().merged({"growth": {"bogus": 1}})
-    with pytest.raises(ValueError, match="bogus"):
-        grow(cfg, tmp_path / "run")
+    with pytest.raises(ValueError, match="bogus"):  # at config time, before any run
+        grow(RunConfig().merged({"growth": {"bogus": 1}}), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
@@ -266,7 +265,7 @@ def test_state_dict_is_plain_and_round_trips() -> None:
             assert torch.equal(value.nan_to_num(-1), again[key].nan_to_num(-1)), key
         else:
             assert value == again[key], key
-    assert other.cooldown == sch.cooldown and other.cell_history == sch.cell_history
+    assert other.cooldown == sch.cooldown and other.stats.cells == sch.stats.cells
 
 
 # ------------------------------------------------------------------ edge gradients

@@ -22,7 +22,7 @@ from morpho.config import RunConfig
 from morpho.grow import build_network, build_task
 from morpho.mechanisms import build_terms
 from morpho.progress import NoBar
-from morpho.scheduler import GrowthConfig, Scheduler
+from morpho.scheduler import Scheduler
 from morpho.trainer import Trainer
 
 aten = torch.ops.aten
@@ -55,7 +55,7 @@ def trainer_for(over: dict[str, Any], growing: bool = False) -> Trainer:
     cfg = RunConfig.preset("small").merged(over)
     cfg = cfg.merged({"train": {"sync_free": True, "batch_size": 4, "seq_len": 32}})
     task = build_task(cfg)
-    scheduler = [Scheduler(GrowthConfig.from_dict(cfg.growth))] if growing else []
+    scheduler = [Scheduler(cfg.growth)] if growing else []
     net = build_network(cfg, task.vocab_size)
     return Trainer(net, task, cfg.train, callbacks=scheduler, terms=build_terms(cfg))
 
