@@ -249,7 +249,7 @@ class Trainer:
         y = y.to(self.device, non_blocking=True)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
-        capture = any(cb.wants_capture(self, self.step) for cb in self.callbacks)
+        capture = any([cb.wants_capture(self, self.step) for cb in self.callbacks])  # ask all
         total, ce, out = self.loss(x, y, capture)
         self.last_output = out
         # a term that ran its own forward in this step (the Lyapunov probe) reports it

@@ -46,6 +46,12 @@ def resolve(
     return records
 
 
+def floor_with_new_level(floor: Tensor, level: int) -> Tensor:
+    """Level floors after a level was inserted at ``level``: the levels above move up one,
+    with their floors, and the new level has none."""
+    return torch.cat([floor[:level], floor.new_zeros(1), floor[level:]])
+
+
 @dataclass(frozen=True)
 class Budget:
     """Limits on the tissue a round may leave: cells, parameters, level sizes.

@@ -90,6 +90,14 @@ class Rule:
 RULES: Registry[type[Rule]] = Registry("growth rule", entry_point_group="morpho.growth_rules")
 
 
+def propose_all(rules: Mapping[str, Rule], view: GrowthView) -> list[Event]:
+    """Every rule's proposals, each event stamped with its rule's name."""
+    out: list[Event] = []
+    for name, rule in rules.items():
+        out += [dataclasses.replace(e, rule=e.rule or name) for e in rule.propose(view)]
+    return out
+
+
 def require(ok: bool, where: str, expected: str, got: Any) -> None:
     """``ValueError`` naming a rule parameter out of range: ``growth.mitosis.patience``."""
     if not ok:

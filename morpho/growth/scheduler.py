@@ -2,19 +2,15 @@
 
     trainer = Trainer(net, task, cfg.train, run=run, callbacks=[Scheduler(cfg.growth)])
 
-Every step it folds the step's per-cell statistics into running means on the device
-(:class:`~morpho.growth.stats.CellStats`, no host sync). Every ``interval`` steps it writes
-them into the tissue, shows a read-only :class:`GrowthView` to each enabled rule, resolves
-the proposals (:func:`~morpho.growth.resolve.resolve`: highest score first, one event per
-cell, cooldowns, the budgets), builds each accepted event's edit, applies it with
-:meth:`Trainer.apply_edit` (optimizer state migrated), and appends it to ``events.jsonl``;
-each round with events saves a snapshot. Rules are found through ``RULES`` (the
-``morpho.growth_rules`` entry-point group); list them with ``morpho rules``.
+Every step it folds the step's statistics into :class:`~morpho.growth.stats.CellStats`
+(on the device, no host sync). Every ``interval`` steps it shows a :class:`GrowthView` to
+each rule, resolves the proposals (:mod:`morpho.growth.resolve`), applies each accepted
+event's edit with :meth:`Trainer.apply_edit` and logs it; a round with events saves a
+snapshot. Rules come from ``RULES`` (``morpho.growth_rules`` entry points; ``morpho rules``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import Counter
 from collections.abc import Mapping
@@ -25,12 +21,12 @@ from torch import Tensor
 
 from morpho.edits import Edit
 from morpho.growth.config import GrowthConfig
-from morpho.growth.dispatch import edit_for, params_after
+from morpho.growth.dispatch import cell_stats, edit_for, edit_within, event_record
 from morpho.growth.knife import KnifeEntropy
 from morpho.growth.probes import edge_gradients, knockout_dloss
-from morpho.growth.resolve import Budget, resolve
-from morpho.growth.rule import Event, GrowthView, Rule, build_rule
-from morpho.growth.stats import CELL_STATS, CellStats
+from morpho.growth.resolve import Budget, floor_with_new_level, resolve
+from morpho.growth.rule import Event, Rule, build_rule, propose_all
+from morpho.growth.stats import CellStats
 from morpho.network import Network
 from morpho.trainer import Callback, StepResult, Trainer
 
@@ -38,12 +34,8 @@ Batch = tuple[Tensor, Tensor]
 
 
 class Scheduler(Callback):
-    """Runs the growth rules every ``interval`` steps; see the module docstring.
-
-    Args:
-        cfg: the growth config.
-        rules: rule instances by name, replacing the ones ``cfg.rules`` names.
-    """
+    """Runs the growth rules every ``interval`` steps; see the module docstring. ``rules``:
+    rule instances by name, replacing the ones ``cfg.rules`` names."""
 
     def __init__(self, cfg: GrowthConfig, rules: Mapping[str, Rule] | None = None) -> None:
         self.cfg = cfg
@@ -70,7 +62,6 @@ class Scheduler(Callback):
         last = self.cfg.until * total_steps
         return self.cfg.start <= step <= last and step % self.cfg.interval == 0
 
-    # --------------------------------------------------------------- callback events
     def on_train_start(self, trainer: Trainer) -> None:
         self._net = trainer.net
         self.stats.load(trainer.net)
@@ -97,36 +88,21 @@ class Scheduler(Callback):
     def on_edit(self, trainer: Trainer, edit: Edit) -> None:
         self.stats.load(trainer.net)  # rows moved: re-read the EMAs the edit carried
         if edit.kind == "insert" and self.level_floor.numel():
-            # a new level went in and every level above moved up one: so do their floors
             t = edit.tissue
             new = int(t.level[t.cell_id == edit.info["new_cells"][0]][0])
-            floor = self.level_floor
-            self.level_floor = torch.cat([floor[:new], floor.new_zeros(1), floor[new:]])
+            self.level_floor = floor_with_new_level(self.level_floor, new)
 
     def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
-        self._flush(trainer.net)
+        self._flush(trainer.net)  # the final topology's statistics, for the end snapshot
         summary["growth_events"] = dict(self.counts)
         summary["deaths_refused_by_knockout"] = self.refused
         if self.knife is not None and self.knife.value is not None:
             summary["repr_entropy"] = float(self.knife.value.mean())
 
-    def _flush(self, net: Network) -> None:
+    def _flush(self, net: Network) -> None:  # the EMAs (and KNIFE entropies) into the tissue
         self.stats.flush(net)
         if self.knife is not None:
             self.knife.flush(net)
-
-    # ------------------------------------------------------------------- one round
-    def view(self, net: Network, step: int, edge_gradient: Tensor | None = None) -> GrowthView:
-        """The read-only view the rules get (histories aligned with the current rows)."""
-        t = net.tissue
-        return GrowthView(
-            step=step,
-            tissue=t.clone(),
-            strength=net.banks["strength"].detach().cpu().clone(),
-            cell_history=self.stats.cell_history(t.cell_id.tolist()),
-            edge_history=self.stats.edge_history(t.edge_id.tolist()),
-            edge_gradient=edge_gradient,
-        )
 
     def check(self, trainer: Trainer, step: int, result: StepResult) -> list[dict[str, Any]]:
         """One growth round at ``step``, after the training step ``result``: propose,
@@ -140,10 +116,7 @@ class Scheduler(Callback):
         live = set(net.tissue.cell_id.tolist())
         self.cooldown = {c: until for c, until in self.cooldown.items() if c in live}
         self.checks += 1
-        view = self.view(net, step, grad)
-        proposals = []
-        for name, rule in self.rules.items():
-            proposals += [dataclasses.replace(e, rule=e.rule or name) for e in rule.propose(view)]
+        proposals = propose_all(self.rules, self.stats.view(net, step, grad))
         records = self.apply_round(trainer, proposals, step, result.batch)
         if records and trainer.run is not None:
             meta = {"kind": "growth", "events": [r["kind"] for r in records]}
@@ -158,12 +131,9 @@ class Scheduler(Callback):
     ) -> list[dict]:
         """Apply what :func:`resolve` accepts; ``batch``: the step's batch, for the knockout
         test of deaths (None: no test). Returns the applied events' records."""
+        limit = self.cfg.max_events_per_round
         return resolve(
-            proposals,
-            step,
-            self.cooldown,
-            self.cfg.max_events_per_round,
-            lambda ev: self._apply(trainer, ev, step, batch),
+            proposals, step, self.cooldown, limit, lambda ev: self._apply(trainer, ev, step, batch)
         )
 
     def within_budget(self, net: Network, edit: Edit) -> bool:
@@ -171,9 +141,7 @@ class Scheduler(Callback):
         the tissue below ``min_cells`` or a level below its floor."""
         floor = self.level_floor if self.cfg.keep_levels else torch.zeros(0, dtype=torch.long)
         budget = Budget(self.cfg.max_cells, self.min_cells, self.cfg.max_params, floor)
-        params = (net.n_params(), params_after(net, edit)) if self.cfg.max_params else (0, 0)
-        n = net.tissue.num_nodes, edit.tissue.num_nodes
-        return budget.allows(*n, edit.tissue.level, params)
+        return edit_within(budget, net, edit)
 
     def _apply(
         self, trainer: Trainer, ev: Event, step: int, batch: Batch | None
@@ -188,43 +156,28 @@ class Scheduler(Callback):
         extra: dict[str, float] = {}
         tolerance = self.cfg.knockout_tolerance
         if edit.kind == "remove" and math.isfinite(tolerance) and batch is not None:
-            dloss = knockout_dloss(net, net.row_of(ev.cells[0]), batch)
-            if dloss > tolerance:
+            extra["knockout_dloss"] = knockout_dloss(net, net.row_of(ev.cells[0]), batch)
+            if extra["knockout_dloss"] > tolerance:
                 self.refused += 1
                 return None
-            extra["knockout_dloss"] = dloss
-        stats = {str(c): _cell_stats(net, c) for c in ev.cells}
+        before = {str(c): cell_stats(net, c) for c in ev.cells}
         trainer.apply_edit(edit)
-        info = edit.info
-        for c in (*info["cells"], *info["new_cells"]):
+        for c in (*edit.info["cells"], *edit.info["new_cells"]):
             self.cooldown[c] = step + self.cfg.cooldown
         self.counts[edit.kind] += 1
-        return {
-            "step": step,
-            "kind": edit.kind,
-            "rule": ev.rule,
-            **info,
-            "reason": ev.reason,
-            "score": ev.score,
-            "stats": {**ev.stats, **extra},
-            "cell_stats": stats,
-            "free_energy": [s["fe_ema"] for s in stats.values()],
-            "n_cells": net.tissue.num_nodes,
-            "n_edges": int(net.tissue.edge_index.shape[1]),
-            "n_params": net.n_params(),
-        }
+        return event_record(net, ev, edit, step, before, extra)
 
-    # ------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors and ints keyed by stable id; the device EMAs are flushed into the
         tissue first, so a checkpoint of the network taken with it carries them."""
         if self._net is not None:
             self._flush(self._net)
+        cooldown = torch.tensor(list(self.cooldown.items()), dtype=torch.long).view(-1, 2)
         return {
             **self.stats.state_dict(),
             **(self.knife.state_dict() if self.knife is not None else {}),
-            "cooldown_ids": torch.tensor(list(self.cooldown), dtype=torch.long),
-            "cooldown_until": torch.tensor(list(self.cooldown.values()), dtype=torch.long),
+            "cooldown_ids": cooldown[:, 0].clone(),
+            "cooldown_until": cooldown[:, 1].clone(),
             "checks": self.checks,
             "min_cells": self.min_cells,
             "level_floor": self.level_floor.clone(),
@@ -238,16 +191,7 @@ class Scheduler(Callback):
             self.knife.load_state_dict(dict(state))
         ids, until = state["cooldown_ids"].tolist(), state["cooldown_until"].tolist()
         self.cooldown = dict(zip(ids, until, strict=True))
-        self.checks = int(state["checks"])
-        self.min_cells = int(state.get("min_cells", self.min_cells))
-        self.level_floor = state.get("level_floor", self.level_floor).clone()
-        self.counts = Counter(state.get("counts", {}))
-        if "generator" in state:
-            self.generator.set_state(state["generator"])
-
-
-def _cell_stats(net: Network, cell_id: int) -> dict[str, float]:
-    r = net.row_of(cell_id)
-    out = {k: float(net.tissue[k][r]) for k in CELL_STATS}
-    out["level"] = int(net.tissue.level[r])
-    return out
+        self.checks, self.min_cells = int(state["checks"]), int(state["min_cells"])
+        self.level_floor = state["level_floor"].clone()
+        self.counts = Counter(state["counts"])
+        self.generator.set_state(state["generator"])

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from morpho.energy import free_energy, wiring_cost
+from morpho.growth.rule import GrowthView
 from morpho.network import Network
 
 CELL_STATS = ("fe_ema", "gate_ema", "surprise_ema")  # tissue fields kept here
@@ -93,6 +94,18 @@ class CellStats:
     def edge_history(self, ids: list[int]) -> Tensor:
         """(len(ids), K) ``|strength|`` at the last K checks, NaN before an edge's birth."""
         return _padded([[(s,) for s in self.edges.get(e, [])] for e in ids], self.k, 1)[:, :, 0]
+
+    def view(self, net: Network, step: int, edge_gradient: Tensor | None) -> GrowthView:
+        """The read-only view the rules get (histories aligned with the current rows)."""
+        t = net.tissue
+        return GrowthView(
+            step=step,
+            tissue=t.clone(),
+            strength=net.banks["strength"].detach().cpu().clone(),
+            cell_history=self.cell_history(t.cell_id.tolist()),
+            edge_history=self.edge_history(t.edge_id.tolist()),
+            edge_gradient=edge_gradient,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors keyed by stable id (the EMAs travel in the tissue's fields)."""
