@@ -1,7 +1,8 @@
 """The optional mechanisms of the thermodynamic picture as plug-in terms and monitors.
 
 Each is a :class:`~morpho.terms.Term` registered in :data:`morpho.terms.TERMS` under its
-name, built from the run config, and handed to the trainer by whoever builds the run
+name, built from the run config (each from its own section: ``[ponder]``,
+``[path_norm]``, ``[lyapunov]``), and handed to the trainer by whoever builds the run
 (:func:`morpho.grow.grow`, ``morpho bench``)::
 
     terms = build_terms(cfg, net)          # the mechanisms cfg switches on, in loss order
@@ -120,18 +121,16 @@ class ReprEntropy(Term):
 
 
 def _ponder(cfg: Any) -> Term | None:
-    return Ponder(cfg.train.ponder_weight) if cfg.network.ponder_max > 1 else None
+    return Ponder(cfg.ponder.weight) if cfg.network.ponder_max > 1 else None
 
 
 def _path_norm(cfg: Any) -> Term | None:
-    return PathNorm(cfg.train.path_norm_weight) if cfg.train.path_norm_weight else None
+    return PathNorm(cfg.path_norm.weight) if cfg.path_norm.weight else None
 
 
 def _lyapunov(cfg: Any) -> Term | None:
-    t = cfg.train
-    if not t.lyapunov_every:
-        return None
-    return Lyapunov(t.lyapunov_every, t.lyapunov_window, t.lyapunov_weight, t.lyapunov_target)
+    c = cfg.lyapunov
+    return Lyapunov(c.every, c.window, c.weight, c.target) if c.every else None
 
 
 TERMS.register("ponder", _ponder)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from morpho.cells import CELL_TYPES, CellType, binary_entropy, rms_norm
+from morpho.demand import top_down_demand
 from morpho.halting import HaltingUnit, ponder_tissue
 from morpho.output import Capture, Output
 from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue, with_defaults
@@ -239,7 +240,7 @@ class Network(nn.Module):
         Shapes:
             tokens: (B, T) long; returns (B, T, V).
         """
-        return self.run(tokens).logits
+        return _logits(self.run(tokens))
 
     def run(self, tokens: Tensor, capture: bool = False) -> Output:
         """One forward with everything it computed: logits, state, aux loss, gate activity,
@@ -259,7 +260,7 @@ class Network(nn.Module):
 
     def forward_embedded(self, emb: Tensor) -> Tensor:
         """Run the tissue on embedded inputs (task adapters use this): (B, T, d) → logits."""
-        return self.run_embedded(emb).logits
+        return _logits(self.run_embedded(emb))
 
     def run_embedded(self, emb: Tensor, capture: bool = False) -> Output:
         """:meth:`run` from embedded inputs (B, T, d)."""
@@ -267,7 +268,7 @@ class Network(nn.Module):
         return replace(out, logits=self.head_logits(out.state))
 
     def forward_tissue(self, emb: Tensor) -> Tensor:
-        """The tissue alone: (B, T, d) embedded inputs → (B, T, d) pooled readout state."""
+        """The tissue alone: (B, T, d) embedded inputs → (B, T, d) readout state."""
         return self.run_tissue(emb).state
 
     def run_tissue(self, emb: Tensor, capture: bool = False) -> Output:
@@ -281,14 +282,9 @@ class Network(nn.Module):
         """
         if self.halt is None:
             return self._tissue_pass(emb, capture)
-        return ponder_tissue(
-            lambda inp: self._tissue_pass(inp, capture),
-            emb,
-            self.halt,
-            self.cfg.ponder_max,
-            self.cfg.ponder_eps,
-            sync_free=self.sync_free,
-        )
+        cfg, one_pass = self.cfg, lambda inp: self._tissue_pass(inp, capture)
+        act = (self.halt, cfg.ponder_max, cfg.ponder_eps)
+        return ponder_tissue(one_pass, emb, *act, sync_free=self.sync_free)
 
     def _tissue_pass(self, emb: Tensor, capture: bool) -> Output:
         """One pass of the tissue over (B, T, d) inputs; see :meth:`run_tissue`."""
@@ -350,35 +346,8 @@ class Network(nn.Module):
         )
 
     def top_down_demand(self) -> Tensor:
-        """(N,) ``w · max_e(|s_e| g_b) / max_e |s_e|`` over each cell's edges ``e: a → b``.
-
-        The demand on a cell's gate is the gate EMA (``tissue.gate_ema``, kept by the
-        scheduler) of the cells it feeds — the levels above — taken where it feeds them
-        most strongly. The max form keeps every edit function-preserving: a split halves a
-        mother's outgoing strengths (the ratio is unchanged), a split target repeats an
-        identical term, and a new edge at strength 0 adds a zero term. A strength-weighted
-        *mean* would not survive the split of a target. Cells feeding nothing get 0.
-        """
-        t = self.tissue
-        src, dst = self.edge_index
-        s = self.banks["strength"].detach().abs()
-        g = self.device_gate_ema().to(s.dtype)
-        zeros = s.new_zeros(t.num_nodes)
-        num = zeros.scatter_reduce(0, src, s * g[dst], reduce="amax", include_self=True)
-        den = zeros.scatter_reduce(0, src, s, reduce="amax", include_self=True)
-        return self.cfg.demand_weight * num / den.clamp(min=1e-12)
-
-    def device_gate_ema(self) -> Tensor:
-        """``tissue.gate_ema`` on the device, copied again only when the scheduler changed it
-        (a per-step copy from pageable host memory would make the host wait on CUDA)."""
-        src = self.tissue.gate_ema
-        if src.is_inference():  # no version counter (made under inference_mode): no cache
-            return src.to(self.embed.device)
-        cached = self._gate_ema
-        if cached is None or cached[0] is not src or cached[1] != src._version:
-            cached = (src, src._version, src.to(self.embed.device))
-            self._gate_ema = cached
-        return cached[2]
+        """(N,) top-down demand on each cell's gate (:func:`morpho.demand.top_down_demand`)."""
+        return top_down_demand(self)
 
     def head_logits(self, state: Tensor) -> Tensor:
         """Readout state (B, T, d) → logits (B, T, V)."""
@@ -420,3 +389,8 @@ class Network(nn.Module):
         for k, v in (stats or {}).items():
             t[k] = v.detach().cpu().clone()
         return t
+
+
+def _logits(out: Output) -> Tensor:
+    assert out.logits is not None  # a record made with the head
+    return out.logits

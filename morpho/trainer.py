@@ -1,42 +1,29 @@
 """The training loop: fixed-shape steps, with topology changes only between steps.
 
-    trainer = Trainer(net, task, train_cfg, run=RunDir(path), callbacks=[scheduler],
+    trainer = Trainer(net, task, cfg.train, run=RunDir(path), callbacks=[scheduler],
                       terms=build_terms(cfg))
     summary = trainer.fit()
 
-Trainer events (each callback implements any of them; see :class:`Callback`):
-``on_train_start``, ``wants_capture`` (asked before each step), ``on_step_end`` (with the
-:class:`StepResult` the step computed), ``on_eval``, ``on_edit``, ``on_train_end``. A growth
-scheduler is a callback that, at its interval, calls :meth:`Trainer.apply_edit`; that is the
-one place where cells, edges or parameters change during a run.
+Callbacks (:mod:`morpho.callbacks`) get six events; a growth scheduler is one that calls
+:meth:`Trainer.apply_edit`, the one place cells, edges or parameters change in a run. The
+objective is the cross-entropy plus, for a growing network, the cells' local prediction
+loss (``train.aux_weight``), the gate penalty (``train.gate_l1``) and the plug-in terms
+(:mod:`morpho.terms`), which also log their monitors. Every ``checkpoint_every`` steps a
+checksummed checkpoint is written and :meth:`Trainer.restore` continues from it, the logs
+matching a run done in one go (wall-clock aside). Non-finite steps: :mod:`morpho.guard`.
 
-The objective is the cross-entropy plus, for a growing network, the cells' local prediction
-loss (``train.aux_weight``) and the gate penalty (``train.gate_l1``); optional mechanisms
-add plug-in :class:`~morpho.terms.Term` objects (``morpho.mechanisms``), which also
-contribute their monitors to the log lines.
-
-Runs survive: every ``checkpoint_every`` steps the trainer writes a checksummed checkpoint
-(network, optimizer, the :class:`TrainerState`, terms' and callbacks' ``state_dict()``,
-RNG states, and the lengths of ``metrics.jsonl`` / ``events.jsonl``), and
-:meth:`Trainer.restore` continues from one so that the logs match a run done in one go,
-value for value (wall-clock figures aside). Non-finite steps: :mod:`morpho.guard`.
-
-The trainer trains any model that follows the :class:`Model` protocol, so static
-baselines (``morpho.sims.baselines``) run through the same loop on the same batches:
-an ``nn.Module`` with ``forward(tokens) -> logits`` ((B, T) long → (B, T, V)),
-``n_params() -> int`` and ``flops_per_token(seq_len) -> float`` (forward FLOPs). A growing
-:class:`~morpho.network.Network` also has ``run(tokens, capture)`` (its forward record),
-a ``tissue`` and ``snapshot()``: cells, edges, snapshots and checkpoints are written only then.
+Any :class:`Model` trains here (static baselines on the same batches): an ``nn.Module``
+with ``forward(tokens) -> logits`` ((B, T) long → (B, T, V)), ``n_params()`` and
+``flops_per_token(seq_len)``. A growing :class:`~morpho.network.Network` also has
+``run(tokens, capture)`` (its forward record), a ``tissue`` and ``snapshot()``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -44,11 +31,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from morpho import distributed
-from morpho.checkpoint import save_checkpoint
-from morpho.config import TrainConfig
+from morpho.callbacks import Callback, StepResult, TrainerState
+from morpho.checkpoint import restore_trainer, save_checkpoint, trainer_payload
+from morpho.config import TrainConfig, resolve_device
 from morpho.edits import Edit, apply_edit
 from morpho.guard import NonFiniteError, NonFiniteGuard
 from morpho.network import Network
+from morpho.optim import build_optimizer, gate_penalty, lr_at
 from morpho.output import Output
 from morpho.progress import NoBar, progress_bar
 from morpho.rundir import RunDir
@@ -56,10 +45,18 @@ from morpho.tasks import Task
 from morpho.terms import StepContext, Term
 
 LN2 = math.log(2.0)
-LOG_FILES = ("metrics.jsonl", "events.jsonl")
 # the order of the monitors' figures in a log line
 LOG_ORDER = ("lyapunov", "path_norm", "repr_entropy", "ponder_passes", "ponder_cost")
-__all__ = ["Callback", "NonFiniteError", "StepResult", "Trainer", "TrainerState"]
+__all__ = [
+    "Callback",
+    "NonFiniteError",
+    "StepResult",
+    "Trainer",
+    "TrainerState",
+    "build_optimizer",
+    "gate_penalty",
+    "lr_at",
+]
 
 
 @runtime_checkable
@@ -76,86 +73,6 @@ class Model(Protocol):
 def is_growing(net: Any) -> bool:
     """True for a model with a tissue (a :class:`Network`), false for a static baseline."""
     return getattr(net, "tissue", None) is not None
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What one training step computed; ``on_step_end`` receives it.
-
-    Attributes:
-        ce: () detached cross-entropy of the batch.
-        output: the forward's record (None for a model without by-products).
-        batch: ``(x, y)`` on the device, (B, T) long each.
-    """
-
-    ce: Tensor
-    output: Output | None
-    batch: tuple[Tensor, Tensor]
-
-
-@dataclass
-class TrainerState:
-    """The trainer's counters: checkpointed and restored as one."""
-
-    step: int = 0  # optimizer steps done
-    best_val_bpc: float = math.inf
-    last_eval: dict[str, Any] = field(default_factory=dict)  # the latest eval record
-    train_time: float = 0.0  # seconds spent in training steps (wall clock)
-    tokens_seen: int = 0
-    train_flops: float = 0.0  # cumulative forward + backward FLOPs
-    n_edits: int = 0
-    flops_per_token: float = 0.0  # forward FLOPs per token, refreshed on logs and edits
-
-
-class Callback:
-    """Template for trainer callbacks; override the events you need."""
-
-    def on_train_start(self, trainer: Trainer) -> None: ...
-
-    def wants_capture(self, trainer: Trainer, step: int) -> bool:
-        """Should step ``step``'s forward keep its per-level tensors (``Output.captured``)?"""
-        return False
-
-    def on_step_end(self, trainer: Trainer, step: int, result: StepResult) -> None: ...
-
-    def on_eval(self, trainer: Trainer, step: int, record: dict[str, Any]) -> None: ...
-
-    def on_edit(self, trainer: Trainer, edit: Edit) -> None: ...
-
-    def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None: ...
-
-
-def build_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with two param groups: weight decay on matrices, none on vectors and strengths."""
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
-    for name, p in sorted(net.named_parameters()):
-        per_row_matrix = p.dim() >= 3 or (p.dim() == 2 and not name.startswith("banks."))
-        (decay if per_row_matrix else no_decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    if cfg.sync_free:  # the fused kernel takes a device `found_inf` and skips on it
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), fused=True)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to ``lr · min_lr_ratio``."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    span = max(1, cfg.steps - cfg.warmup)
-    progress = min(1.0, (step - cfg.warmup) / span)
-    ratio = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return cfg.lr * ratio
-
-
-def gate_penalty(net: Network, gate_activity: Tensor) -> Tensor:
-    """L1 penalty on mean gate activity (N,), weighted by level: (level + 1) / (max level + 1)."""
-    level = net.levels.float()  # on the device (no copy from the host tissue each step)
-    weight = (level + 1) / (level.max() + 1)
-    return (weight * gate_activity).sum() / max(1, level.numel())
 
 
 class Trainer:
@@ -177,7 +94,7 @@ class Trainer:
                 f"expected an nn.Module with forward(tokens), n_params() and "
                 f"flops_per_token(seq_len); got {type(net).__name__}"
             )
-        self.device = _device(cfg.device)
+        self.device = resolve_device(cfg.device)
         self.net: Any = net.to(self.device)
         if isinstance(self.net, Network):  # ACT then runs its full budget: no early-exit read
             if cfg.sync_free and self.net.cfg.gate_skip_backward:
@@ -203,7 +120,7 @@ class Trainer:
             lambda: self.checkpoint() if self.run is not None and self.growing else None,
         )
         self.last_output: Output | None = None  # the latest forward (train step or eval)
-        self.log_output: Output | None = None  # the record the monitors report (see _step)
+        self.log_output: Output | None = None  # the record the monitors report (see train_step)
 
     @property
     def step(self) -> int:
@@ -213,7 +130,6 @@ class Trainer:
     def step(self, value: int) -> None:
         self.state.step = value
 
-    # ---------------------------------------------------------------- one step
     def forward(self, x: Tensor, capture: bool = False) -> tuple[Tensor, Output | None]:
         """``(logits, record)`` of a batch; the record is None for a plain model."""
         if not self.has_record:
@@ -332,7 +248,6 @@ class Trainer:
         out = self.last_output
         return float(out.stats["gate_mean"].mean()) if out is not None else None
 
-    # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
         """Train for ``cfg.steps`` steps; returns the summary (also written to the run)."""
         for cb in self.callbacks:
@@ -389,7 +304,6 @@ class Trainer:
                 self.checkpoint()
         bar.advance()
 
-    # ------------------------------------------------------------ checkpoints
     def checkpoint(self, name: str | None = None) -> str:
         """Write ``checkpoints/step_<step>.pt`` (or ``name``; atomic, checksummed); keep the
         newest few step checkpoints."""
@@ -406,49 +320,16 @@ class Trainer:
 
     def _checkpoint_extra(self) -> dict[str, Any]:
         assert self.run is not None
-        return {
-            "task": self.task.describe(),
-            "trainer": dataclasses.asdict(self.state),
-            "terms": {type(t).__name__: t.state_dict() for t in self.terms},
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "data": self.generator.get_state(),
-                "monitor": self.monitor_generator.get_state(),
-            },
-            "callbacks": {
-                type(cb).__name__: cb.state_dict()
-                for cb in self.callbacks
-                if hasattr(cb, "state_dict")
-            },
-            "log_bytes": {
-                name: (self.run.path / name).stat().st_size
-                for name in LOG_FILES
-                if (self.run.path / name).exists()
-            },
-        }
+        return trainer_payload(self, self.run.path)
 
     def restore(self, payload: dict[str, Any]) -> None:
-        """Continue from a checkpoint payload whose network is already ``self.net``.
-
-        Restores the optimizer, the trainer state, terms, callbacks and RNG states, and cuts
-        the run's logs and snapshots back to the checkpoint's step.
-        """
-        extra = payload["extra"]
-        self.optimizer.load_state_dict(payload["optimizer"])
-        names = {f.name for f in dataclasses.fields(TrainerState)}
-        self.state = TrainerState(**{k: v for k, v in extra["trainer"].items() if k in names})
-        torch.set_rng_state(extra["rng"]["torch"])
-        self.generator.set_state(extra["rng"]["data"])
-        self.monitor_generator.set_state(extra["rng"]["monitor"])
-        for term in self.terms:
-            term.load_state_dict(extra.get("terms", {}).get(type(term).__name__, {}))
-        for cb in self.callbacks:
-            if hasattr(cb, "load_state_dict") and type(cb).__name__ in extra["callbacks"]:
-                cb.load_state_dict(extra["callbacks"][type(cb).__name__])
+        """Continue from a checkpoint payload whose network is already ``self.net``: the
+        optimizer, trainer state, terms, callbacks and RNG states come back, and the run's
+        logs and snapshots are cut back to the checkpoint's step."""
+        restore_trainer(self, payload)
         if self.run is not None:
-            self.run.rewind(extra["log_bytes"], self.step)
+            self.run.rewind(payload["extra"]["log_bytes"], self.step)
 
-    # -------------------------------------------------------------------- logs
     @property
     def tokens_per_s(self) -> float:
         s = self.state
@@ -513,13 +394,3 @@ class Trainer:
             "task": self.task.describe(),
             "versions": {"python": platform.python_version(), "torch": torch.__version__},
         }
-
-
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; expected cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; expected cpu")
-    return device

@@ -35,7 +35,7 @@ TINY = NetworkConfig(
 # Lyapunov target the tissue exceeds, so the regulariser is active
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 ALL_ON: dict[str, Any] = load_toml(DOCS / "mechanisms.toml")
-ALL_ON["train"].update(lyapunov_every=3, lyapunov_window=6, lyapunov_target=-0.5)
+ALL_ON["lyapunov"].update(every=3, window=6, target=-0.5)
 
 
 def tiny_net(**overrides: object) -> Network:

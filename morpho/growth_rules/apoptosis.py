@@ -33,7 +33,7 @@ class Apoptosis(Rule):
         t = view.tissue
         gate = view.cell_history["gate_ema"][:, -self.patience :]  # (N, p); NaN < ε is False
         shut = (gate < self.epsilon).all(1) & (t.role == HIDDEN)
-        events = []
+        events: list[Event] = []
         rows = shut.nonzero().flatten().tolist()
         for row in sorted(rows, key=lambda r: float(gate[r, -1])):
             if self.max_deaths and len(events) >= self.max_deaths:

@@ -48,11 +48,11 @@ MECHANISMS: dict[str, dict[str, Any]] = {
     # dendrites may jump anywhere, paying the wiring charge for the length
     "wormholes": {"growth": {"dendrite": {"wormholes": True}}},
     # criticality: finite-time Lyapunov exponent every 10 steps, pushed below 0
-    "lyapunov": {"train": {"lyapunov_every": 10, "lyapunov_weight": 0.1}},
+    "lyapunov": {"lyapunov": {"every": 10, "weight": 0.1}},
     # S of the free energy from a KNIFE estimate of the cells' output entropy
     "knife": {"growth": {"entropy_term": "repr_entropy"}},
     # 1-path-norm of the cell graph as a regulariser
-    "pathnorm": {"train": {"path_norm_weight": 1e-3}},
+    "pathnorm": {"path_norm": {"weight": 1e-3}},
     # ACT: up to 3 passes through the tissue per token, ponder cost 0.01
     "ponder": {"network": {"ponder_max": 3}},
 }

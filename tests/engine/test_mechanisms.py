@@ -45,7 +45,8 @@ def test_monitors_are_logged_and_summarised(tmp_path) -> None:
         tmp_path,
         "m",
         {
-            "train": {"lyapunov_every": 5, "lyapunov_window": 8, "path_norm_weight": 1e-3},
+            "lyapunov": {"every": 5, "window": 8},
+            "path_norm": {"weight": 1e-3},
             "network": {"ponder_max": 2},
         },
     )
@@ -105,13 +106,8 @@ def test_regularizers_add_exactly_their_terms() -> None:
     x, _ = task.batch("train", 4, 16, torch.Generator().manual_seed(0))
     on = cfg.merged(
         {
-            "train": {
-                "path_norm_weight": 0.5,
-                "lyapunov_every": 1,
-                "lyapunov_window": 8,
-                "lyapunov_weight": 2.0,
-                "lyapunov_target": -5.0,
-            }
+            "path_norm": {"weight": 0.5},
+            "lyapunov": {"every": 1, "window": 8, "weight": 2.0, "target": -5.0},
         }
     )
     net = Network(cfg.network.__class__(**{**vars(cfg.network), "vocab_size": task.vocab_size}))
@@ -128,9 +124,11 @@ def test_regularizers_add_exactly_their_terms() -> None:
 @pytest.mark.parametrize(
     ("section", "key", "value", "match"),
     [
-        ("train", "lyapunov_weight", 0.1, "lyapunov_every"),
-        ("train", "lyapunov_every", -1, "lyapunov_every"),
-        ("train", "path_norm_weight", -1.0, "path_norm_weight"),
+        ("lyapunov", "weight", 0.1, r"lyapunov.every must be > 0 when lyapunov.weight"),
+        ("lyapunov", "every", -1, "lyapunov.every must be >= 0"),
+        ("path_norm", "weight", -1.0, "path_norm.weight must be >= 0"),
+        ("ponder", "weight", -1.0, "ponder.weight must be >= 0"),
+        ("lyapunov", "every", "x", "lyapunov.every: expected int"),
         ("network", "ponder_max", 0, "ponder_max"),
         ("network", "clock_ratio", 0, "clock_ratio"),
     ],
@@ -143,12 +141,28 @@ def test_bad_mechanism_settings_are_named(
 
 
 def test_bad_window_entropy_term_and_mode_are_named() -> None:
-    with pytest.raises(ValueError, match="lyapunov_window"):
-        RunConfig().merged({"train": {"lyapunov_every": 5, "lyapunov_window": 64, "seq_len": 64}})
+    with pytest.raises(ValueError, match=r"lyapunov.window must be in \[1, train.seq_len=64\)"):
+        RunConfig().merged({"lyapunov": {"every": 5, "window": 64}, "train": {"seq_len": 64}})
     with pytest.raises(ValueError, match="entropy_term"):
         GrowthConfig.from_dict({"entropy_term": "vibes"})
     with pytest.raises(ValueError, match="mitosis mode"):
         GrowthConfig.from_dict({"mitosis": {"mode": "diagonal"}})
+
+
+def test_the_former_train_keys_of_the_mechanisms_still_work() -> None:
+    old = {
+        "train": {"steps": 9, "lyapunov_every": 5, "lyapunov_weight": 0.2},
+        "network": {"ponder_max": 2},
+    }
+    cfg = RunConfig().merged(old).merged({"train": {"path_norm_weight": 0.1}})
+    assert (cfg.lyapunov.every, cfg.lyapunov.weight, cfg.path_norm.weight) == (5, 0.2, 0.1)
+    assert cfg.train.steps == 9 and "lyapunov_every" not in cfg.to_dict()["train"]
+    assert [type(t).__name__ for t in build_terms(cfg)] == [
+        "Ponder",
+        "PathNorm",
+        "Lyapunov",
+        "ReprEntropy",
+    ]
 
 
 def test_bench_mechanism_rows() -> None:
@@ -167,7 +181,7 @@ def test_lyapunov_monitor_leaves_no_trace(tmp_path) -> None:
     """With no regulariser weight, measuring Λ changes nothing in the run (own RNG stream)."""
     over = {"train": {"steps": 80}, "growth": {"cooldown": 10, "mitosis": {"quantile": 0.5}}}
     _, plain, ev_plain = _run(tmp_path, "plain", over)
-    watched = {"train": {"steps": 80, "lyapunov_every": 5, "lyapunov_window": 8}}
+    watched = {"train": {"steps": 80}, "lyapunov": {"every": 5, "window": 8}}
     _, seen, ev_seen = _run(tmp_path, "seen", {**over, **watched})
     assert any(e["kind"] == "split" for e in ev_plain)  # the noise of a split is exercised
     strip = ("lyapunov", "tokens_per_s", "time", "wall")
