@@ -2,7 +2,7 @@
 
     summary = grow(RunConfig.preset("small"), out="runs/demo")
 
-Growth (the :class:`~morpho.scheduler.Scheduler`) runs unless ``cfg.growth.enabled`` is
+Growth (the :class:`~morpho.growth.scheduler.Scheduler`) runs unless ``cfg.growth.enabled`` is
 false; ``config.toml`` records the resolved growth table with every rule's parameters.
 
 Everything is validated (config, task, data) before the run directory is created, so bad

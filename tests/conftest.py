@@ -17,8 +17,8 @@ from torch import Tensor
 
 from morpho.config import TrainConfig, load_toml
 from morpho.edits import apply_edit
+from morpho.growth.rule import GrowthView
 from morpho.network import Network, NetworkConfig
-from morpho.scheduler import GrowthView
 from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue
 from morpho.trainer import StepResult
 

@@ -32,7 +32,7 @@ Four parts, each switchable (``--methods morpho-no-growth``, ``-no-viscosity``,
 
 Task boundaries are never read: growth follows the loss; the task index only tags daughters
 (``tissue.task``, for movies) and names the routing of fluid daughters. The growth scheduler
-(``morpho.scheduler``) is not used: its rules answer free energy during one task, while this
+(``morpho.growth``) is not used: its rules answer free energy during one task, while this
 learner grows on a jump between tasks.
 """
 

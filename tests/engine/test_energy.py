@@ -13,7 +13,8 @@ from morpho.cells import binary_entropy
 from morpho.config import TrainConfig
 from morpho.edits import remove_edit, split_edit
 from morpho.energy import ENERGY_TERMS, free_energy, register_energy_term, wiring_cost
-from morpho.scheduler import GrowthConfig, Scheduler
+from morpho.growth.config import GrowthConfig
+from morpho.growth.scheduler import Scheduler
 from morpho.tissue import HIDDEN, OUTPUT, seed_tissue
 
 

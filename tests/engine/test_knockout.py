@@ -14,7 +14,10 @@ import torch.nn.functional as F
 from conftest import Host, tiny_net, tokens
 
 from morpho.edits import remove
-from morpho.scheduler import Event, GrowthConfig, Scheduler, knockout_dloss
+from morpho.growth.config import GrowthConfig
+from morpho.growth.probes import knockout_dloss
+from morpho.growth.rule import Event
+from morpho.growth.scheduler import Scheduler
 from morpho.tissue import HIDDEN
 
 

@@ -11,10 +11,11 @@ from morpho.config import RunConfig
 from morpho.criticality import path_norm, tissue_lyapunov
 from morpho.edits import apply_edit, insert_edit
 from morpho.grow import grow
+from morpho.growth.config import GrowthConfig
+from morpho.growth.scheduler import Scheduler
 from morpho.mechanisms import build_terms
 from morpho.network import Network, NetworkConfig
 from morpho.rundir import read_jsonl
-from morpho.scheduler import GrowthConfig, Scheduler
 from morpho.sims.bench import MECHANISMS, mechanism_config, row_names
 from morpho.terms import StepContext
 

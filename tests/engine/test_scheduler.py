@@ -12,17 +12,13 @@ from conftest import Host, assert_invariants, step_result, tiny_net, tokens
 from morpho.config import RunConfig
 from morpho.edits import connect_edit
 from morpho.grow import grow
+from morpho.growth.config import GrowthConfig
+from morpho.growth.dispatch import params_after
+from morpho.growth.probes import edge_gradients
+from morpho.growth.rule import Event, GrowthView, Rule
+from morpho.growth.scheduler import Scheduler
 from morpho.network import Network
 from morpho.rundir import RunDir, read_jsonl, snapshot_paths
-from morpho.scheduler import (
-    Event,
-    GrowthConfig,
-    GrowthView,
-    Rule,
-    Scheduler,
-    edge_gradients,
-    params_after,
-)
 from morpho.tissue import HIDDEN, check_tissue, load_snapshot
 
 

@@ -20,9 +20,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from morpho.config import RunConfig
 from morpho.grow import build_network, build_task
+from morpho.growth.scheduler import Scheduler
 from morpho.mechanisms import build_terms
 from morpho.progress import NoBar
-from morpho.scheduler import Scheduler
 from morpho.trainer import Trainer
 
 aten = torch.ops.aten

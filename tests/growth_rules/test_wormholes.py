@@ -12,8 +12,9 @@ import pytest
 import torch
 from conftest import Host, step_result, tiny_net, tokens, view
 
+from morpho.growth.config import GrowthConfig
+from morpho.growth.scheduler import Scheduler
 from morpho.growth_rules.dendrite import Dendrite, wormhole_edges
-from morpho.scheduler import GrowthConfig, Scheduler
 from morpho.tissue import seed_tissue
 
 A, B = 0, 6  # input (level 0) → a level-2 cell: not an edge of the dense seed
