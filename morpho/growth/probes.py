@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.func import functional_call
 
 from morpho import distributed
 from morpho.network import Network
@@ -39,23 +40,20 @@ def knockout_dloss(net: Network, row: int, batch: tuple[Tensor, Tensor]) -> floa
     """Rise of a batch's cross-entropy when cell ``row`` is knocked out.
 
     Knocking out = zeroing its outgoing edge strengths and readout weight, which is exactly
-    the network after removing it (without bridges); the weights are put back after. Its
-    forwards' records are dropped. Averaged over data-parallel ranks so every rank decides
-    alike.
+    the network after removing it (without bridges); the knocked-out forward runs on
+    copies of the two banks (``functional_call``), so nothing of the network is touched,
+    and both forwards' records are dropped. Averaged over data-parallel ranks so every
+    rank decides alike.
     """
     x, y = batch
     strength, readout = net.banks["strength"], net.banks["readout"]
     out = (net.tissue.edge_index[0] == row).nonzero().flatten().to(strength.device)
-    saved = strength[out].clone(), readout[row].clone()
-
-    def ce() -> Tensor:
-        return F.cross_entropy(net(x).flatten(0, 1), y.flatten())
-
-    base = ce()
-    strength[out] = 0.0
-    readout[row] = 0.0
-    knocked = ce()
-    strength[out], readout[row] = saved
-    delta = (knocked - base).reshape(1)
+    knocked_out = {
+        "banks.strength": strength.index_fill(0, out, 0.0),
+        "banks.readout": readout.index_fill(0, torch.tensor([row], device=readout.device), 0.0),
+    }
+    base = F.cross_entropy(net(x).flatten(0, 1), y.flatten())
+    logits = functional_call(net, knocked_out, (x,))
+    delta = (F.cross_entropy(logits.flatten(0, 1), y.flatten()) - base).reshape(1)
     distributed.all_reduce_mean_([delta])
     return float(delta)
