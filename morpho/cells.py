@@ -77,7 +77,7 @@ class LevelOutput:
 
     Shapes:
         y: (n, B, T, d) cell outputs; aux_loss: () summed local prediction loss;
-        gate: (n, B, T) gate activity; surprise, gate_mean, out_norm: (n,) detached statistics;
+        gate: (n, B, T) gate activity; surprise, gate_mean: (n,) detached statistics;
         gate_entropy: (n,) detached mean binary entropy of the gate per token (nats), or None.
     """
 
@@ -86,7 +86,6 @@ class LevelOutput:
     gate: Tensor
     surprise: Tensor
     gate_mean: Tensor
-    out_norm: Tensor
     gate_entropy: Tensor | None = None
 
 
@@ -459,7 +458,7 @@ class ThermoCell(CellType):
         z = F.gelu(bank_matmul(rms_norm(y), w1))
         y = bank_matmul(z, banks["w_mlp2"], add=y)
         with torch.no_grad():
-            stats = (err.mean(dim=(1, 2)), g.mean(dim=(1, 2)), y.pow(2).mean(dim=(1, 2, 3)).sqrt())
+            stats = (err.mean(dim=(1, 2)), g.mean(dim=(1, 2)))
             entropy = binary_entropy(g).mean(dim=(1, 2))  # (n,) the demon's uncertainty
         return LevelOutput(y, aux_loss, g, *stats, gate_entropy=entropy)
 

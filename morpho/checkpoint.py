@@ -11,10 +11,15 @@ complete.
     net, payload = load_network(path)               # rebuilds the grown topology
     optimizer.load_state_dict(payload["optimizer"])
     path, payload = latest_checkpoint(run / "checkpoints")   # newest file that verifies
+
+A trainer's part of the payload (:func:`trainer_payload`, :func:`restore_trainer`): its
+:class:`~morpho.callbacks.TrainerState`, the terms' and callbacks' ``state_dict()``, the
+RNG states, and the byte lengths of the run's logs at the checkpoint.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -22,16 +27,21 @@ import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch_geometric.data import Data
 
+from morpho.callbacks import TrainerState
 from morpho.network import Network, NetworkConfig
 from morpho.tissue import _atomic_write
 
+if TYPE_CHECKING:
+    from morpho.trainer import Trainer
+
 FORMAT = 1
+LOG_FILES = ("metrics.jsonl", "events.jsonl")
 MAGIC = b"MORPHOCK"
 DIGEST = 32  # bytes of SHA-256
 
@@ -136,3 +146,43 @@ def load_network(path: str | os.PathLike[str]) -> tuple[Network, dict[str, Any]]
     """``(network, payload)`` from a checkpoint file."""
     payload = load_checkpoint(path)
     return network_from_payload(payload), payload
+
+
+def trainer_payload(trainer: Trainer, run_path: Path) -> dict[str, Any]:
+    """Everything besides network and optimizer that a resumed run needs (``extra``)."""
+    return {
+        "task": trainer.task.describe(),
+        "trainer": dataclasses.asdict(trainer.state),
+        "terms": {type(t).__name__: t.state_dict() for t in trainer.terms},
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "data": trainer.generator.get_state(),
+            "monitor": trainer.monitor_generator.get_state(),
+        },
+        "callbacks": {
+            type(cb).__name__: cb.state_dict()
+            for cb in trainer.callbacks
+            if hasattr(cb, "state_dict")
+        },
+        "log_bytes": {
+            name: (run_path / name).stat().st_size
+            for name in LOG_FILES
+            if (run_path / name).exists()
+        },
+    }
+
+
+def restore_trainer(trainer: Trainer, payload: dict[str, Any]) -> None:
+    """Put a :func:`trainer_payload` (and the optimizer) back into ``trainer``."""
+    extra = payload["extra"]
+    trainer.optimizer.load_state_dict(payload["optimizer"])
+    names = {f.name for f in dataclasses.fields(TrainerState)}
+    trainer.state = TrainerState(**{k: v for k, v in extra["trainer"].items() if k in names})
+    torch.set_rng_state(extra["rng"]["torch"])
+    trainer.generator.set_state(extra["rng"]["data"])
+    trainer.monitor_generator.set_state(extra["rng"]["monitor"])
+    for term in trainer.terms:
+        term.load_state_dict(extra.get("terms", {}).get(type(term).__name__, {}))
+    for cb in trainer.callbacks:
+        if hasattr(cb, "load_state_dict") and type(cb).__name__ in extra["callbacks"]:
+            cb.load_state_dict(extra["callbacks"][type(cb).__name__])

@@ -1,7 +1,7 @@
 """Run configuration: frozen dataclasses filled from presets, a TOML file and CLI flags.
 
     cfg = RunConfig.preset("small")                 # laptop-sized, about a minute on 2 cores
-    cfg = cfg.merged(load_toml("my.toml"))          # [network] [train] [task] [growth] sections
+    cfg = cfg.merged(load_toml("my.toml"))          # [network] [train] [growth] … sections
     cfg = cfg.merged({"train": {"steps": 200}})     # CLI flags last
     save_toml(cfg.to_dict(), run / "config.toml")   # the resolved config of a run
 
@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from morpho.growth.config import GrowthConfig
+from morpho.growth.rule import RULES, build_rule
 from morpho.network import NetworkConfig
 
 if sys.version_info >= (3, 11):
@@ -41,12 +45,6 @@ class TrainConfig:
     grad_clip: float = 1.0  # global gradient-norm clip (0 disables)
     aux_weight: float = 0.1  # weight of the cells' local next-input prediction loss
     gate_l1: float = 0.5  # L1 penalty on gate activity of growing nets, more at higher levels
-    ponder_weight: float = 0.01  # ACT time penalty τ·ρ (networks with ponder_max > 1)
-    path_norm_weight: float = 0.0  # λ of the cell graph's 1-path-norm regulariser
-    lyapunov_every: int = 0  # steps between finite-time Lyapunov estimates, logged (0: off)
-    lyapunov_window: int = 16  # tokens between the perturbation and its read-out
-    lyapunov_weight: float = 0.0  # δ of δ·max(Λ − Λ*, 0)², on the steps the estimate runs
-    lyapunov_target: float = 0.0  # Λ*: the edge of chaos
     eval_every: int = 100  # steps between validation passes
     eval_batches: int = 8  # batches per validation pass (fixed windows)
     log_every: int = 10  # steps between metrics.jsonl lines
@@ -79,24 +77,49 @@ class TrainConfig:
             "aux_weight",
             "gate_l1",
             "checkpoint_every",
-            "ponder_weight",
-            "path_norm_weight",
-            "lyapunov_every",
-            "lyapunov_weight",
         ):
             _require(getattr(self, name) >= 0, f"train.{name}", ">= 0", getattr(self, name))
-        if self.lyapunov_every:
-            _require(
-                1 <= self.lyapunov_window < self.seq_len,
-                "train.lyapunov_window",
-                f"in [1, seq_len={self.seq_len})",
-                self.lyapunov_window,
-            )
+
+
+@dataclass(frozen=True)
+class PonderConfig:
+    """``[ponder]``: the time penalty of adaptive computation (``network.ponder_max > 1``)."""
+
+    weight: float = 0.01  # τ of the ACT time penalty τ·ρ
+
+    def __post_init__(self) -> None:
+        _require(self.weight >= 0, "ponder.weight", ">= 0", self.weight)
+
+
+@dataclass(frozen=True)
+class PathNormConfig:
+    """``[path_norm]``: the cell graph's 1-path-norm, logged and penalised."""
+
+    weight: float = 0.0  # λ of the regulariser (0: off)
+
+    def __post_init__(self) -> None:
+        _require(self.weight >= 0, "path_norm.weight", ">= 0", self.weight)
+
+
+@dataclass(frozen=True)
+class LyapunovConfig:
+    """``[lyapunov]``: finite-time Lyapunov exponents of the tissue, logged and optionally
+    held at the edge of chaos."""
+
+    every: int = 0  # steps between estimates (0: off)
+    window: int = 16  # tokens between the perturbation and its read-out (< train.seq_len)
+    weight: float = 0.0  # δ of δ·max(Λ − Λ*, 0)², on the steps the estimate runs
+    target: float = 0.0  # Λ*: the edge of chaos
+
+    def __post_init__(self) -> None:
+        _require(self.every >= 0, "lyapunov.every", ">= 0", self.every)
+        _require(self.weight >= 0, "lyapunov.weight", ">= 0", self.weight)
+        _require(self.window >= 1, "lyapunov.window", ">= 1", self.window)
         _require(
-            not self.lyapunov_weight or self.lyapunov_every > 0,
-            "train.lyapunov_every",
-            "> 0 when train.lyapunov_weight is set",
-            self.lyapunov_every,
+            not self.weight or self.every > 0,
+            "lyapunov.every",
+            "> 0 when lyapunov.weight is set",
+            self.every,
         )
 
 
@@ -108,7 +131,20 @@ class RunConfig:
     task_options: dict[str, Any] = field(default_factory=dict)  # passed to the task
     network: NetworkConfig = field(default_factory=NetworkConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    growth: dict[str, Any] = field(default_factory=dict)  # scheduler and rule settings
+    growth: GrowthConfig = field(default_factory=GrowthConfig)  # scheduler and rule settings
+    ponder: PonderConfig = field(default_factory=PonderConfig)  # optional mechanisms: one
+    path_norm: PathNormConfig = field(default_factory=PathNormConfig)  # section each
+    lyapunov: LyapunovConfig = field(default_factory=LyapunovConfig)
+
+    def __post_init__(self) -> None:
+        if self.lyapunov.every:
+            seq_len = self.train.seq_len
+            _require(
+                self.lyapunov.window < seq_len,
+                "lyapunov.window",
+                f"in [1, train.seq_len={seq_len})",
+                self.lyapunov.window,
+            )
 
     @staticmethod
     def preset(name: str) -> RunConfig:
@@ -117,11 +153,19 @@ class RunConfig:
         return RunConfig().merged(PRESETS[name])
 
     def merged(self, overrides: dict[str, Any]) -> RunConfig:
-        """A copy with ``overrides`` (nested dicts by section) applied and validated."""
-        return from_dict(RunConfig, _deep_merge(self.to_dict(), overrides), "")
+        """A copy with ``overrides`` (nested dicts by section) applied and validated; the
+        mechanisms' former ``[train]`` keys (``train.lyapunov_every`` …) still work."""
+        return from_dict(RunConfig, _deep_merge(self.to_dict(), _moved(overrides)), "")
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(dataclasses.asdict(self))
+        """Plain tables, the growth table resolved (every enabled rule's parameters)."""
+        plain: dict[str, Any] = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "growth"
+        }
+        for name in ("network", "train", "ponder", "path_norm", "lyapunov"):
+            plain[name] = dataclasses.asdict(plain[name])
+        plain["growth"] = self.growth.to_dict()
+        return _to_plain(plain)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -143,6 +187,29 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# keys that moved from [train] into their mechanism's own section
+MOVED = {
+    "ponder_weight": ("ponder", "weight"),
+    "path_norm_weight": ("path_norm", "weight"),
+    "lyapunov_every": ("lyapunov", "every"),
+    "lyapunov_window": ("lyapunov", "window"),
+    "lyapunov_weight": ("lyapunov", "weight"),
+    "lyapunov_target": ("lyapunov", "target"),
+}
+
+
+def _moved(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` with the moved ``[train]`` keys put into their own sections."""
+    train = overrides.get("train")
+    if not isinstance(train, dict) or not set(train) & set(MOVED):
+        return overrides
+    out = {**overrides, "train": {k: v for k, v in train.items() if k not in MOVED}}
+    for key in set(train) & set(MOVED):
+        section, name = MOVED[key]
+        out[section] = {**out.get(section, {}), name: train[key]}
+    return out
+
+
 def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
     if not isinstance(data, dict):
@@ -159,7 +226,53 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+def growth_from_dict(data: Any, where: str = "growth.") -> GrowthConfig:
+    """The ``[growth]`` table: its own keys, and a sub-table per rule whose parameters are
+    typed by the rule's dataclass and checked by it (``ValueError`` naming the bad one)."""
+    if isinstance(data, GrowthConfig):
+        return data
+    if not isinstance(data, dict):
+        raise ValueError(f"{where[:-1]}: expected a table, got {type(data).__name__}")
+    fields = {f.name for f in dataclasses.fields(GrowthConfig)} - {"params"}
+    hints = typing.get_type_hints(GrowthConfig)
+    kwargs: dict[str, Any] = {}
+    params: dict[str, dict[str, Any]] = {}
+    for key, value in data.items():
+        if key in fields:
+            kwargs[key] = _coerce(hints[key], value, f"{where}{key}")
+        elif isinstance(value, dict) and key in RULES:
+            params[key] = _rule_params(key, value, f"{where}{key}.")
+        else:
+            raise ValueError(
+                f"unknown config key {where}{key!r}; expected one of: "
+                f"{', '.join(sorted(fields) + RULES.names())}"
+            )
+    cfg = GrowthConfig(**kwargs, params=params)
+    for name in cfg.rules:
+        build_rule(name, cfg.params.get(name, {}))
+    return cfg
+
+
+def _rule_params(name: str, table: dict[str, Any], where: str) -> dict[str, Any]:
+    """Rule ``name``'s parameters, typed and checked by building the rule once."""
+    cls = RULES.get(name)
+    known: set[str] = set()
+    if dataclasses.is_dataclass(cls):
+        known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown parameter {where}{unknown[0]}; expected one of: {', '.join(sorted(known))}"
+        )
+    hints = typing.get_type_hints(cls)
+    typed = {k: _coerce(hints[k], v, f"{where}{k}") for k, v in table.items()}
+    build_rule(name, typed)
+    return typed
+
+
 def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if hint is GrowthConfig:
+        return growth_from_dict(value, where + ".")
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_dict(hint, value, where + ".")
     origin = typing.get_origin(hint)
@@ -171,7 +284,9 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise ValueError(f"{where}: expected a table, got {value!r}")
-        return dict(value)
+        args = typing.get_args(hint)
+        inner = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(inner, v, f"{where}.{k}") for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
@@ -181,6 +296,17 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     ):
         raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}")
     return value
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device ``name`` names; ``ValueError`` listing the choices otherwise."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; expected cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; expected cpu")
+    return device
 
 
 def _require(ok: bool, name: str, expected: str, got: Any) -> None:

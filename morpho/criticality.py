@@ -27,6 +27,7 @@ while it runs). ``fn`` must be twice differentiable in reverse mode.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -34,9 +35,8 @@ from torch.func import jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from morpho.network import Network
+from morpho.output import Output
 from morpho.tissue import INPUT, OUTPUT
-
-SAVED_ATTRS = ("stats", "aux_loss", "gate_activity", "captured", "capture")  # forward writes
 
 
 def _math_attention():  # type: ignore[no-untyped-def]
@@ -187,6 +187,44 @@ def sequence_lyapunov(
     return lam
 
 
+@dataclass(frozen=True)
+class LyapunovProbe:
+    """What :func:`lyapunov_probe` measured: the exponent and its forward's record."""
+
+    value: Tensor  # () the exponent (differentiable if asked)
+    output: Output  # the record of the one tissue forward the estimate ran
+
+
+def lyapunov_probe(
+    net: Network,
+    emb: Tensor,
+    window: int,
+    t0: int = 0,
+    iters: int = 8,
+    generator: torch.Generator | None = None,
+    differentiable: bool = False,
+) -> LyapunovProbe:
+    """:func:`sequence_lyapunov` of the tissue of ``net`` at embedded inputs ``emb``.
+
+    The probe runs its own forward and keeps its record (nothing is left on the network);
+    the cut backward of gate skipping is off meanwhile (the Jacobian of the forward), and
+    without ``differentiable`` no gradient reaches the parameters. The network runs in the
+    mode (train / eval) it is in.
+
+    Shapes:
+        emb: (B, T, d_cell), e.g. ``net.embed[tokens]``.
+    """
+    records: list[Output] = []
+
+    def tissue(x: Tensor) -> Tensor:
+        records.append(net.run_tissue(x))
+        return records[-1].state
+
+    with net.cell.exact_backward():  # the Jacobian of the forward, not of a cut backward
+        lam = sequence_lyapunov(tissue, emb, window, t0, iters, generator, differentiable)
+    return LyapunovProbe(lam, records[-1])
+
+
 def tissue_lyapunov(
     net: Network,
     emb: Tensor,
@@ -196,26 +234,8 @@ def tissue_lyapunov(
     generator: torch.Generator | None = None,
     differentiable: bool = False,
 ) -> Tensor:
-    """:func:`sequence_lyapunov` of ``net.forward_tissue`` at embedded inputs ``emb``.
-
-    A monitor leaves no trace: the attributes a forward overwrites (``stats``, ``aux_loss``,
-    ``gate_activity``, ``captured``) are restored afterwards, ``capture`` is off meanwhile,
-    and without ``differentiable`` no gradient reaches the parameters. The network runs in
-    the mode (train / eval) it is in.
-
-    Shapes:
-        emb: (B, T, d_cell), e.g. ``net.embed[tokens]``; returns a scalar tensor.
-    """
-    saved = {name: getattr(net, name) for name in SAVED_ATTRS}
-    net.capture = False
-    try:
-        with net.cell.exact_backward():  # the Jacobian of the forward, not of a cut backward
-            return sequence_lyapunov(
-                net.forward_tissue, emb, window, t0, iters, generator, differentiable
-            )
-    finally:
-        for name, value in saved.items():
-            setattr(net, name, value)
+    """The exponent of :func:`lyapunov_probe` alone, a scalar tensor."""
+    return lyapunov_probe(net, emb, window, t0, iters, generator, differentiable).value
 
 
 def graph_path_norm(

@@ -173,7 +173,6 @@ def split_edit(
     tissue.cell_id[[r, r + 1]] = torch.tensor(ids)
     tissue.parent[[r, r + 1]] = cell_id
     tissue.birth[[r, r + 1]] = net.step
-    tissue.age[[r, r + 1]] = 0
     if task is not None:
         tissue.task[[r, r + 1]] = task
     direction = torch.randn(3, generator=generator)
@@ -253,7 +252,6 @@ def insert_edit(
     tissue.cell_id[c] = t.next_cell_id
     tissue.parent[c] = cell_id
     tissue.birth[c] = net.step
-    tissue.age[c] = 0
     tissue.role[c] = HIDDEN
     tissue.raw_skip[c] = 1
     tissue.gate_ema[c] = demand

@@ -2,7 +2,7 @@
 
     summary = grow(RunConfig.preset("small"), out="runs/demo")
 
-Growth (the :class:`~morpho.scheduler.Scheduler`) runs unless ``cfg.growth["enabled"]`` is
+Growth (the :class:`~morpho.growth.scheduler.Scheduler`) runs unless ``cfg.growth.enabled`` is
 false; ``config.toml`` records the resolved growth table with every rule's parameters.
 
 Everything is validated (config, task, data) before the run directory is created, so bad
@@ -20,9 +20,11 @@ import torch
 from morpho import distributed
 from morpho.checkpoint import latest_checkpoint, network_from_payload
 from morpho.config import RunConfig, dump_toml, load_toml
+from morpho.growth.config import GrowthConfig
+from morpho.growth.scheduler import Scheduler
+from morpho.mechanisms import build_terms
 from morpho.network import Network
 from morpho.rundir import RunDir
-from morpho.scheduler import GrowthConfig, Scheduler
 from morpho.tasks import TASKS
 from morpho.trainer import Callback, Trainer
 
@@ -49,7 +51,7 @@ def grow(
 ) -> dict[str, Any]:
     """Train ``cfg`` into the run directory ``out``; returns the summary."""
     torch.manual_seed(cfg.train.seed)
-    growth = GrowthConfig.from_dict(cfg.growth)
+    growth = cfg.growth
     task = build_task(cfg)
     net = build_network(cfg, task.vocab_size)
     check_budgets(growth, net)
@@ -70,6 +72,7 @@ def grow(
         run=run,
         callbacks=[*scheduler, *(callbacks or [])],
         progress=progress and main,
+        terms=build_terms(cfg),
     )
     if run is not None:
         resolved = {"network": {"vocab_size": task.vocab_size}, "growth": growth.to_dict()}
@@ -114,11 +117,19 @@ def resume(
             f"run {str(run.path)!r} already finished {done} steps; "
             f"expected --steps above {done} to continue it"
         )
-    growth = GrowthConfig.from_dict(cfg.growth)
+    growth = cfg.growth
     task = build_task(cfg)
     net = network_from_payload(payload)
     scheduler = [Scheduler(growth)] if growth.enabled else []
-    trainer = Trainer(net, task, cfg.train, run=run, callbacks=scheduler, progress=progress)
+    trainer = Trainer(
+        net,
+        task,
+        cfg.train,
+        run=run,
+        callbacks=scheduler,
+        progress=progress,
+        terms=build_terms(cfg),
+    )
     trainer.restore(payload)
     if steps is not None:
         run.write_text("config.toml", dump_toml(cfg.to_dict()))

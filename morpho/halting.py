@@ -11,6 +11,10 @@ sum to ``1 − eps``, and its output is the probability-weighted mean of its sta
     logits = net.head_logits(pond.output)                  # (B, T, V)
     loss = task_loss + tau * pond.ponder_cost              # Graves' time penalty τ·ρ
 
+:func:`ponder_tissue` is the wrapper a :class:`~morpho.network.Network` with
+``ponder_max > 1`` runs its tissue in: it returns the passes' forward records merged into
+one (``morpho.output.Output``) with the halting record attached.
+
 Compute follows halting *per batch*: the loop stops once every token of the batch has
 halted (unless ``early_exit=False``, for sync-free training: then every pass runs and
 ``Ponder.live`` marks those some token still needed). Tokens that halted earlier still run
@@ -21,7 +25,8 @@ the saving is the passes no token needs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -155,4 +160,48 @@ def adaptive_passes(
     ponder_cost = (passes.to(x.dtype) + remainder).mean()
     return Ponder(
         output, ponder_cost, passes, len(weights), torch.stack(weights), torch.stack(live)
+    )
+
+
+def ponder_tissue(
+    tissue_pass: Callable[[Tensor], Any],
+    x: Tensor,
+    halt_logit: Callable[[Tensor], Tensor],
+    max_passes: int,
+    eps: float = 0.01,
+    sync_free: bool = False,
+) -> Any:
+    """Run one tissue pass per ACT pass (:func:`adaptive_passes`) and merge their records.
+
+    ``tissue_pass`` maps (B, T, d) inputs to a frozen forward record (``morpho.output.
+    Output``: ``state``, ``aux_loss``, ``gate_activity``, ``stats``, ``captured``). The merged
+    record has the ACT output as ``state``, the means over the passes of the auxiliary
+    loss, gate activity and statistics (over the passes some token needed: with
+    ``sync_free`` every pass runs and ``Ponder.live`` masks the others), one capture per
+    pass, and the :class:`Ponder` as ``ponder``.
+    """
+    records: list[Any] = []
+
+    def one_pass(inp: Tensor) -> Tensor:
+        record = tissue_pass(inp)
+        records.append(record)
+        return record.state
+
+    pond = adaptive_passes(one_pass, x, halt_logit, max_passes, eps, early_exit=not sync_free)
+
+    def mean(xs: list[Tensor]) -> Tensor:
+        stacked = torch.stack(xs)
+        if not sync_free:
+            return stacked.mean(0)
+        keep = pond.live.view(-1, *[1] * (stacked.dim() - 1))
+        return torch.where(keep, stacked, 0.0).sum(0) / pond.live.sum()
+
+    return replace(
+        records[0],
+        state=pond.output,
+        aux_loss=mean([r.aux_loss for r in records]),
+        gate_activity=mean([r.gate_activity for r in records]),
+        stats={k: mean([r.stats[k] for r in records]) for k in records[0].stats},
+        captured=tuple(c for r in records for c in r.captured),
+        ponder=pond,
     )

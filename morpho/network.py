@@ -10,9 +10,9 @@ a sparse one a gather, scale and scatter-add of its edges (``DENSE_AGGREGATION``
     net = Network(NetworkConfig(vocab_size=96))
     logits = net(tokens)                  # (B, T) long -> (B, T, V)
     net.tissue                            # the torch_geometric Data (see morpho.tissue)
-    net.stats["gate_mean"]                # (N,) per-cell statistics of the last forward
-    net.capture = True                    # the next grad-enabled forward keeps, per level,
-    net.captured["inputs"][k].grad        # its inputs x (grad retained) and outputs y
+    out = net.run(tokens, capture=True)   # everything the forward computed (morpho.output):
+    out.stats["gate_mean"]                # (N,) per-cell statistics
+    out.captured[0].inputs[k].grad        # per level: inputs x (grad retained), outputs y
 
 Only :func:`morpho.edits.apply_edit` changes the number of cells, edges or parameters; it
 calls :meth:`Network.rebuild` afterwards, which recomputes the level plan.
@@ -20,7 +20,7 @@ calls :meth:`Network.rebuild` afterwards, which recomputes the level plan.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -28,7 +28,9 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from morpho.cells import CELL_TYPES, Bank, CellType, binary_entropy, rms_norm
-from morpho.halting import HaltingUnit, Ponder, adaptive_passes
+from morpho.demand import top_down_demand
+from morpho.halting import HaltingUnit, ponder_tissue
+from morpho.output import Capture, Output
 from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue, with_defaults
 
 EDGE_BANKS = ("strength",)
@@ -136,14 +138,8 @@ class Network(nn.Module):
         self.head_norm = nn.Parameter(torch.ones(d))
         self.head = nn.Parameter(torch.randn(d, cfg.vocab_size, generator=gen) / d**0.5)
         self.halt = HaltingUnit(d) if cfg.ponder_max > 1 else None
-        self.ponder: Ponder | None = None  # the last forward's halting record (ACT on)
         self.step = 0  # training step, set by the trainer; stamps births of cells and edges
-        self.stats: dict[str, Tensor] = {}
-        self.aux_loss: Tensor = torch.zeros(())
-        self.gate_activity: Tensor = torch.zeros(0)  # (N,) differentiable mean gate per cell
         self.sync_free = False  # set by the trainer: the forward never reads the device
-        self.capture = False  # keep per-level inputs/outputs of the next grad-enabled forward
-        self.captured: dict[str, Any] = {}  # "inputs", "outputs": (n, B, T, d) per level
         self.plan: list[LevelPlan] = []
         self.rebuild()
 
@@ -244,15 +240,22 @@ class Network(nn.Module):
         self.derived: dict[Any, Any] = {}  # caches of functions of the topology (path norm)
         self._gate_ema: tuple[Tensor, int, Tensor] | None = None  # (tissue's, version, copy)
         self._plan_device = device
-        self.stats = {}
-        self.captured = {}
 
     # ------------------------------------------------------------------- forward
     def forward(self, tokens: Tensor) -> Tensor:
-        """Logits for next-token prediction.
+        """Logits for next-token prediction (the by-products: :meth:`run`).
 
         Shapes:
             tokens: (B, T) long; returns (B, T, V).
+        """
+        return _logits(self.run(tokens))
+
+    def run(self, tokens: Tensor, capture: bool = False) -> Output:
+        """One forward with everything it computed: logits, state, aux loss, gate activity,
+        per-cell statistics, the captures when ``capture`` is set, and the ACT record.
+
+        Shapes:
+            tokens: (B, T) long; ``logits``: (B, T, V).
         """
         if tokens.dim() != 2 or tokens.dtype != torch.long:
             raise ValueError(
@@ -261,65 +264,43 @@ class Network(nn.Module):
         if self._plan_device != self.embed.device:
             self.rebuild()  # the module was moved with .to(); index tensors follow
         emb = self.embed[tokens]  # (B, T, d)
-        return self.forward_embedded(emb)
+        return self.run_embedded(emb, capture)
 
     def forward_embedded(self, emb: Tensor) -> Tensor:
         """Run the tissue on embedded inputs (task adapters use this): (B, T, d) → logits."""
-        return self.head_logits(self.forward_tissue(emb))
+        return _logits(self.run_embedded(emb))
+
+    def run_embedded(self, emb: Tensor, capture: bool = False) -> Output:
+        """:meth:`run` from embedded inputs (B, T, d)."""
+        out = self.run_tissue(emb, capture)
+        return replace(out, logits=self.head_logits(out.state))
 
     def forward_tissue(self, emb: Tensor) -> Tensor:
-        """The tissue alone: (B, T, d) embedded inputs → (B, T, d) pooled readout state.
+        """The tissue alone: (B, T, d) embedded inputs → (B, T, d) readout state."""
+        return self.run_tissue(emb).state
 
-        With ``self.capture`` set, ``self.captured`` keeps every level's detached output
-        ``y`` and, when grad is enabled, its aggregated input ``x`` (its ``.grad`` retained:
+    def run_tissue(self, emb: Tensor, capture: bool = False) -> Output:
+        """The tissue alone, with its by-products (``logits`` is None).
+
+        With ``capture``, :attr:`Output.captured` keeps every level's detached output ``y``
+        and, when grad is enabled, its aggregated input ``x`` (its ``.grad`` retained:
         ∂L/∂x after backward); ``Σ ⟨∂L/∂x_b, y_a⟩`` is the gradient of a zero-strength edge
-        a → b.
-
-        With ``ponder_max > 1`` (ACT, :mod:`morpho.halting`) the tissue runs up to that many
-        passes, re-entered with ``emb + state``; ``self.ponder`` records the halting, the
-        auxiliary loss, gate activity and statistics are means over the passes, and
-        ``self.captured["passes"]`` holds one capture per pass.
+        a → b. With ``ponder_max > 1`` the tissue runs inside ACT (:func:`morpho.halting.
+        ponder_tissue`): one capture per pass, statistics averaged over the passes.
         """
         if self.halt is None:
-            return self._tissue_pass(emb)
-        records: list[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Any]]] = []
+            return self._tissue_pass(emb, capture)
+        cfg, one_pass = self.cfg, lambda inp: self._tissue_pass(inp, capture)
+        act = (self.halt, cfg.ponder_max, cfg.ponder_eps)
+        return ponder_tissue(one_pass, emb, *act, sync_free=self.sync_free)
 
-        def one_pass(inp: Tensor) -> Tensor:
-            out = self._tissue_pass(inp)
-            records.append((self.aux_loss, self.gate_activity, self.stats, self.captured))
-            return out
-
-        assert self.halt is not None
-        self.ponder = adaptive_passes(
-            one_pass,
-            emb,
-            self.halt,
-            self.cfg.ponder_max,
-            self.cfg.ponder_eps,
-            early_exit=not self.sync_free,
-        )
-        live = self.ponder.live  # (P,) passes some token needed (all, with the early exit)
-
-        def mean(xs: list[Tensor]) -> Tensor:  # over the passes some token needed
-            stacked = torch.stack(xs)
-            if not self.sync_free:
-                return stacked.mean(0)
-            keep = live.view(-1, *[1] * (stacked.dim() - 1))
-            return torch.where(keep, stacked, 0.0).sum(0) / live.sum()
-
-        self.aux_loss = mean([r[0] for r in records])
-        self.gate_activity = mean([r[1] for r in records])
-        self.stats = {k: mean([r[2][k] for r in records]) for k in records[0][2]}
-        self.captured = {"passes": [r[3] for r in records]} if records[0][3] else {}
-        return self.ponder.output
-
-    def _tissue_pass(self, emb: Tensor) -> Tensor:
-        """One pass of the tissue over (B, T, d) inputs; see :meth:`forward_tissue`."""
+    def _tissue_pass(self, emb: Tensor, capture: bool) -> Output:
+        """One pass of the tissue over (B, T, d) inputs; see :meth:`run_tissue`."""
         B, T, d = emb.shape
         strength = self.banks["strength"]
         outs: list[Tensor] = []
         aux, gates, stats = [], [], []
-        keep = self.capture and torch.is_grad_enabled()  # inputs with their gradients
+        keep = capture and torch.is_grad_enabled()  # inputs with their gradients
         inputs: list[Tensor] = []
         readout = emb.new_zeros(B, T, d)
         # one split per bank: slicing per level would make autograd allocate a full-size
@@ -356,55 +337,25 @@ class Network(nn.Module):
             aux.append(o.aux_loss)
             gates.append(o.gate.mean(dim=(1, 2)))
             entropy = binary_entropy(o.gate_mean) if o.gate_entropy is None else o.gate_entropy
-            stats.append((o.surprise, o.gate_mean, o.out_norm, entropy))
+            stats.append((o.surprise, o.gate_mean, entropy))
             if lp.readout is not None:  # Σ over the level's output cells of w_c · y_c
                 local = lp.readout
                 w = chunks["readout"][li]
                 w = w.new_zeros(n).index_put((local,), w.index_select(0, local))
                 readout = readout + (w @ o.y.reshape(n, -1)).view(B, T, d)
-        self.aux_loss = torch.stack(aux).sum()
-        self.gate_activity = torch.cat(gates)
-        surprise, gate_mean, out_norm, entropy = (torch.cat(s) for s in zip(*stats, strict=True))
-        self.stats = {
-            "surprise": surprise,
-            "gate_mean": gate_mean,
-            "out_norm": out_norm,
-            "gate_entropy": entropy,
-        }
-        if self.capture:
-            self.captured = {"inputs": inputs, "outputs": [y.detach() for y in outs]}
-        return readout
+        surprise, gate_mean, entropy = (torch.cat(s) for s in zip(*stats, strict=True))
+        captured = (Capture(inputs, [y.detach() for y in outs]),) if capture else ()
+        return Output(
+            state=readout,
+            aux_loss=torch.stack(aux).sum(),
+            gate_activity=torch.cat(gates),
+            stats={"surprise": surprise, "gate_mean": gate_mean, "gate_entropy": entropy},
+            captured=captured,
+        )
 
     def top_down_demand(self) -> Tensor:
-        """(N,) ``w · max_e(|s_e| g_b) / max_e |s_e|`` over each cell's edges ``e: a → b``.
-
-        The demand on a cell's gate is the gate EMA (``tissue.gate_ema``, kept by the
-        scheduler) of the cells it feeds — the levels above — taken where it feeds them
-        most strongly. The max form keeps every edit function-preserving: a split halves a
-        mother's outgoing strengths (the ratio is unchanged), a split target repeats an
-        identical term, and a new edge at strength 0 adds a zero term. A strength-weighted
-        *mean* would not survive the split of a target. Cells feeding nothing get 0.
-        """
-        t = self.tissue
-        src, dst = self.edge_index
-        s = self.banks["strength"].detach().abs()
-        g = self.device_gate_ema().to(s.dtype)
-        zeros = s.new_zeros(t.num_nodes)
-        num = zeros.scatter_reduce(0, src, s * g[dst], reduce="amax", include_self=True)
-        den = zeros.scatter_reduce(0, src, s, reduce="amax", include_self=True)
-        return self.cfg.demand_weight * num / den.clamp(min=1e-12)
-
-    def device_gate_ema(self) -> Tensor:
-        """``tissue.gate_ema`` on the device, copied again only when the scheduler changed it
-        (a per-step copy from pageable host memory would make the host wait on CUDA)."""
-        src = self.tissue.gate_ema
-        if src.is_inference():  # no version counter (made under inference_mode): no cache
-            return src.to(self.embed.device)
-        cached = self._gate_ema
-        if cached is None or cached[0] is not src or cached[1] != src._version:
-            cached = (src, src._version, src.to(self.embed.device))
-            self._gate_ema = cached
-        return cached[2]
+        """(N,) top-down demand on each cell's gate (:func:`morpho.demand.top_down_demand`)."""
+        return top_down_demand(self)
 
     def head_logits(self, state: Tensor) -> Tensor:
         """Readout state (B, T, d) → logits (B, T, V)."""
@@ -420,12 +371,11 @@ class Network(nn.Module):
         fan_in = torch.bincount(self.tissue.edge_index[1], minlength=self.tissue.num_nodes)
         return per_row + fan_in
 
-    def flops_per_token(self, seq_len: int, gate: Tensor | float | None = None) -> float:
+    def flops_per_token(self, seq_len: int, gate: Tensor | float = 1.0, passes: int = 1) -> float:
         """Forward FLOPs per token. Each geometric core is charged its gate's open share:
-        ``gate`` (N,) or a scalar; by default the last forward's per-cell gate means."""
+        ``gate`` (N,) or a scalar (1: dense), e.g. a forward's ``stats["gate_mean"]``;
+        ``passes``: the passes ACT ran (``Output.ponder.n_passes_run``)."""
         n = self.tissue.num_nodes
-        if gate is None:
-            gate = self.stats["gate_mean"] if self.stats else 1.0
         open_share = float(torch.as_tensor(gate, dtype=torch.float).expand(n).sum()) if n else 0.0
         clocks, counts = self.tissue.clock.unique(return_counts=True)
         fixed = sum(
@@ -435,15 +385,20 @@ class Network(nn.Module):
         gated = self.cell.flops_per_token(self.cfg.d_cell, seq_len)[1]
         d, V = self.cfg.d_cell, self.cfg.vocab_size
         edges = 2 * d * self.tissue.edge_index.shape[1]
-        passes = self.ponder.n_passes_run if self.ponder is not None else 1
         halting = 2 * d * passes if self.halt is not None else 0
         return passes * (fixed + open_share * gated + edges) + halting + 2 * d * V
 
-    def snapshot(self) -> object:
-        """A CPU copy of the tissue with edge ``strength``, ``n_params`` and last statistics."""
+    def snapshot(self, stats: dict[str, Tensor] | None = None) -> object:
+        """A CPU copy of the tissue with edge ``strength``, ``n_params`` and, if given, a
+        forward's per-cell statistics (``Output.stats``)."""
         t = self.tissue.clone()
         t.strength = self.banks["strength"].detach().cpu().clone()
         t.n_params = self.params_per_cell()
-        for k, v in self.stats.items():
+        for k, v in (stats or {}).items():
             t[k] = v.detach().cpu().clone()
         return t
+
+
+def _logits(out: Output) -> Tensor:
+    assert out.logits is not None  # a record made with the head
+    return out.logits

@@ -12,7 +12,6 @@ Per cell (N rows):
     parent (N,) long     cell_id of the mother cell, -1 for seed cells
     cell_id (N,) long    stable id
     fe_ema, gate_ema, surprise_ema (N,) float   running statistics read by the scheduler
-    age (N,) long        steps since the cell's last event
     task (N,) long       task index during which the cell was born (continual learning)
     clock (N,) long      period of the cell's clock in tokens: its recurrent state updates
                          every ``clock``-th token and is held between ticks (1: every token);
@@ -56,7 +55,6 @@ CELL_FIELDS = (
     "fe_ema",
     "gate_ema",
     "surprise_ema",
-    "age",
     "task",
     "clock",
     "raw_skip",
@@ -111,7 +109,6 @@ def seed_tissue(level_sizes: Sequence[int], seed: int = 0, fan_in: int = 0) -> D
         fe_ema=torch.zeros(n_cells),
         gate_ema=torch.full((n_cells,), 0.5),
         surprise_ema=torch.zeros(n_cells),
-        age=torch.zeros(n_cells, dtype=torch.long),
         task=torch.zeros(n_cells, dtype=torch.long),
         clock=torch.ones(n_cells, dtype=torch.long),
         raw_skip=torch.zeros(n_cells, dtype=torch.long),

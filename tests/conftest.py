@@ -22,9 +22,10 @@ from torch import Tensor
 from morpho.cells import Bank, CellType, LevelOutput, bank_matmul, register_cell_type, rms_norm
 from morpho.config import TrainConfig, load_toml
 from morpho.edits import apply_edit
+from morpho.growth.rule import GrowthView
 from morpho.network import Network, NetworkConfig
-from morpho.scheduler import GrowthView
 from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue
+from morpho.trainer import StepResult
 
 # tiny tensors: threads only add contention (10x slower steps on a loaded 2-core machine)
 torch.set_num_threads(1)
@@ -39,7 +40,7 @@ TINY = NetworkConfig(
 # Lyapunov target the tissue exceeds, so the regulariser is active
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 ALL_ON: dict[str, Any] = load_toml(DOCS / "mechanisms.toml")
-ALL_ON["train"].update(lyapunov_every=3, lyapunov_window=6, lyapunov_target=-0.5)
+ALL_ON["lyapunov"].update(every=3, window=6, target=-0.5)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,6 @@ class GatedCell(CellType):
         y = skip + g[..., None] * bank_matmul(z, banks["w_out"])
         with torch.no_grad():
             surprise = (xn[:, :, 1:] - xn[:, :, :-1]).pow(2).mean(dim=(1, 2, 3))
-            out_norm = y.pow(2).mean(dim=(1, 2, 3)).sqrt()
         gate_mean = g.detach().mean(dim=(1, 2))
         return LevelOutput(
             y=y,
@@ -95,7 +95,6 @@ class GatedCell(CellType):
             gate=g,
             surprise=surprise,
             gate_mean=gate_mean,
-            out_norm=out_norm,
         )
 
     def flops_per_token(self, d: int, seq_len: int, clock: int = 1) -> tuple[float, float]:
@@ -160,9 +159,9 @@ def make_optimizer(name: str, net: torch.nn.Module) -> torch.optim.Optimizer:
 
 def loss_of(net: Network, x: Tensor) -> Tensor:
     """Next-token cross-entropy (targets: the batch shifted by one) plus the cells' aux loss."""
-    logits = net(x[:, :-1])
-    ce = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten())
-    return ce + 0.1 * net.aux_loss
+    out = net.run(x[:, :-1])
+    ce = F.cross_entropy(out.logits.flatten(0, 1), x[:, 1:].flatten())
+    return ce + 0.1 * out.aux_loss
 
 
 def train(net: Network, opt: torch.optim.Optimizer, n_steps: int, seed: int = 0) -> list[float]:
@@ -229,6 +228,11 @@ def _seeded() -> None:
 @pytest.fixture
 def net() -> Network:
     return tiny_net()
+
+
+def step_result(net: Network, x: Tensor, capture: bool = False) -> StepResult:
+    """What a training step on batch ``x`` hands its callbacks (without a backward)."""
+    return StepResult(torch.zeros(()), net.run(x, capture=capture), (x, x))
 
 
 class Host:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from morpho.scheduler import Event, GrowthView, Rule
+from morpho.growth.rule import Event, GrowthView, Rule, require
 from morpho.tissue import HIDDEN, io_connected
 
 
@@ -24,11 +24,16 @@ class Apoptosis(Rule):
     bridge: bool = False  # reconnect a → b around the dead cell (a linearisation of it)
     max_deaths: int = 0  # proposals per check, most silent first (0: every shut cell)
 
+    def __post_init__(self) -> None:
+        require(self.patience >= 1, "growth.apoptosis.patience", ">= 1", self.patience)
+        require(0 <= self.epsilon <= 1, "growth.apoptosis.epsilon", "in [0, 1]", self.epsilon)
+        require(self.max_deaths >= 0, "growth.apoptosis.max_deaths", ">= 0", self.max_deaths)
+
     def propose(self, view: GrowthView) -> list[Event]:
         t = view.tissue
         gate = view.cell_history["gate_ema"][:, -self.patience :]  # (N, p); NaN < ε is False
         shut = (gate < self.epsilon).all(1) & (t.role == HIDDEN)
-        events = []
+        events: list[Event] = []
         rows = shut.nonzero().flatten().tolist()
         for row in sorted(rows, key=lambda r: float(gate[r, -1])):
             if self.max_deaths and len(events) >= self.max_deaths:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from morpho.scheduler import Event, GrowthView, Rule
+from morpho.growth.rule import Event, GrowthView, Rule
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from morpho.scheduler import Event, GrowthView, Rule
+from morpho.growth.rule import Event, GrowthView, Rule, require
 from morpho.tissue import HIDDEN
 
 MODES = ("parallel", "series", "auto")
@@ -41,6 +41,13 @@ class Mitosis(Rule):
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mitosis mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        require(self.patience >= 1, "growth.mitosis.patience", ">= 1", self.patience)
+        require(0 <= self.quantile <= 1, "growth.mitosis.quantile", "in [0, 1]", self.quantile)
+        require(self.noise >= 0, "growth.mitosis.noise", ">= 0", self.noise)
+        require(self.max_splits >= 0, "growth.mitosis.max_splits", ">= 0", self.max_splits)
+        require(
+            0 <= self.series_gate <= 1, "growth.mitosis.series_gate", "in [0, 1]", self.series_gate
+        )
 
     def propose(self, view: GrowthView) -> list[Event]:
         t = view.tissue

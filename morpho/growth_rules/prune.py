@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from morpho.scheduler import Event, GrowthView, Rule
+from morpho.growth.rule import Event, GrowthView, Rule, require
 from morpho.tissue import io_connected
 
 
@@ -23,6 +23,10 @@ class Prune(Rule):
 
     patience: int = 4  # consecutive checks |strength| must stay below epsilon
     epsilon: float = 0.02  # "near zero"
+
+    def __post_init__(self) -> None:
+        require(self.patience >= 1, "growth.prune.patience", ">= 1", self.patience)
+        require(self.epsilon >= 0, "growth.prune.epsilon", ">= 0", self.epsilon)
 
     def propose(self, view: GrowthView) -> list[Event]:
         t = view.tissue

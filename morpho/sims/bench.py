@@ -39,10 +39,10 @@ from morpho.checkpoint import load_network
 from morpho.config import RunConfig, dump_toml
 from morpho.flops import FlopCounter
 from morpho.grow import build_task, grow
+from morpho.mechanisms import build_terms
 from morpho.network import Network
 from morpho.rundir import RunDir, read_jsonl
-from morpho.scheduler import GrowthConfig
-from morpho.trainer import Trainer
+from morpho.trainer import Trainer, is_growing
 
 from .baselines import BASELINES, build_baseline
 
@@ -54,11 +54,11 @@ MECHANISMS: dict[str, dict[str, Any]] = {
     # dendrites may jump anywhere, paying the wiring charge for the length
     "wormholes": {"growth": {"dendrite": {"wormholes": True}}},
     # criticality: finite-time Lyapunov exponent every 10 steps, pushed below 0
-    "lyapunov": {"train": {"lyapunov_every": 10, "lyapunov_weight": 0.1}},
+    "lyapunov": {"lyapunov": {"every": 10, "weight": 0.1}},
     # S of the free energy from a KNIFE estimate of the cells' output entropy
     "knife": {"growth": {"entropy_term": "repr_entropy"}},
     # 1-path-norm of the cell graph as a regulariser
-    "pathnorm": {"train": {"path_norm_weight": 1e-3}},
+    "pathnorm": {"path_norm": {"weight": 1e-3}},
     # ACT: up to 3 passes through the tissue per token, ponder cost 0.01
     "ponder": {"network": {"ponder_max": 3}},
 }
@@ -78,7 +78,7 @@ ROW_KEYS = (
 
 def enabled_rules(cfg: RunConfig) -> list[str]:
     """The growth rules a run uses (none when growth is off); ``ValueError`` on a bad table."""
-    growth = GrowthConfig.from_dict(cfg.growth)
+    growth = cfg.growth
     return list(growth.rules) if growth.enabled else []
 
 
@@ -198,7 +198,8 @@ def _train_row(
     name: str, model: torch.nn.Module, cfg: RunConfig, task: Any, path: Path, overwrite: bool
 ) -> dict[str, Any]:
     run = RunDir(path, overwrite=overwrite)
-    trainer = Trainer(model, task, cfg.train, run=run, callbacks=[FlopCounter()])
+    terms = build_terms(cfg) if is_growing(model) else []
+    trainer = Trainer(model, task, cfg.train, run=run, callbacks=[FlopCounter()], terms=terms)
     run.create(dump_toml({**cfg.to_dict(), "model": _describe(model)}))
     return _row(name, trainer.fit(), path)
 

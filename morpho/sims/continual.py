@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from morpho.cells import rms_norm
 from morpho.network import Network, NetworkConfig
+from morpho.output import Output
 from morpho.sims.streams import Stream, StreamTask
 
 LN2 = 0.6931471805599453
@@ -99,15 +100,27 @@ class StreamModel(nn.Module):
 
     def forward_all(self, x: Tensor) -> Tensor:
         """Every head's logits: (B, H, C) for digits; (B, T, V) next-character logits for text."""
-        if self.kind == "lm":
-            return self.net(x[:, :-1])
-        state = self.net.forward_tissue(self.adapter(x))[:, -1]  # (B, d)
-        return self.heads(rms_norm(state)).view(len(x), self.n_heads, self.head_size)
+        return self.run_all(x)[0]
 
-    def forward(self, x: Tensor, head: Tensor) -> Tensor:
-        """Logits of each example's own head: (B, C) (text: (B, T, V), ``head`` ignored)."""
-        out = self.forward_all(x)
-        return out if self.kind == "lm" else out[torch.arange(len(x)), head]
+    def run_all(self, x: Tensor) -> tuple[Tensor, Output]:
+        """:meth:`forward_all` and the network's forward record (aux loss, statistics)."""
+        if self.kind == "lm":
+            out = self.net.run(x[:, :-1])
+            assert out.logits is not None
+            return out.logits, out
+        out = self.net.run_tissue(self.adapter(x))
+        state = out.state[:, -1]  # (B, d)
+        return self.heads(rms_norm(state)).view(len(x), self.n_heads, self.head_size), out
+
+    def forward(
+        self, x: Tensor, head: Tensor, with_record: bool = False
+    ) -> Tensor | tuple[Tensor, Output]:
+        """Logits of each example's own head: (B, C) (text: (B, T, V), ``head`` ignored);
+        with ``with_record``, also the network's forward record."""
+        logits, out = self.run_all(x)
+        if self.kind != "lm":
+            logits = logits[torch.arange(len(x)), head]
+        return (logits, out) if with_record else logits
 
     def n_params(self) -> int:
         """Parameters in use (a digit model leaves the network's token embedding unused)."""
@@ -179,8 +192,9 @@ class Learner:
         return loss.detach()
 
     def loss(self, t: int, x: Tensor, y: Tensor, h: Tensor) -> Tensor:
-        ce = task_loss(self.model.kind, self.model(x, h), x, y)
-        return ce + self.cfg.aux_weight * self.model.net.aux_loss
+        logits, out = self.model(x, h, with_record=True)
+        ce = task_loss(self.model.kind, logits, x, y)
+        return ce + self.cfg.aux_weight * out.aux_loss
 
     def begin_task(self, t: int, task: StreamTask) -> None: ...
 

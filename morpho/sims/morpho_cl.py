@@ -32,7 +32,7 @@ Four parts, each switchable (``--methods morpho-no-growth``, ``-no-viscosity``,
 
 Task boundaries are never read: growth follows the loss; the task index only tags daughters
 (``tissue.task``, for movies) and names the routing of fluid daughters. The growth scheduler
-(``morpho.scheduler``) is not used: its rules answer free energy during one task, while this
+(``morpho.growth``) is not used: its rules answer free energy during one task, while this
 learner grows on a jump between tasks.
 """
 
@@ -47,6 +47,7 @@ from torch.func import functional_call
 
 from morpho.edits import split
 from morpho.network import EDGE_BANKS
+from morpho.output import Output
 from morpho.rundir import RunDir
 from morpho.sims.continual import LearnConfig, Learner, task_loss
 from morpho.sims.streams import Stream, StreamTask
@@ -98,6 +99,7 @@ class MorphoLearner(Learner):
         self.prototypes: list[tuple[Tensor, Tensor, Tensor]] = []
         self.asleep = False
         self.last_snapshot = -1
+        self._out: Output | None = None  # the record of the latest training forward
         self._snapshot("start")
 
     @property
@@ -132,24 +134,29 @@ class MorphoLearner(Learner):
         return loss.detach()
 
     def loss(self, t: int, x: Tensor, y: Tensor, h: Tensor) -> Tensor:
-        self._ce = task_loss(self.model.kind, self.predict(x, h), x, y)
-        return self._ce + self.cfg.aux_weight * self.net.aux_loss
+        logits, self._out = self.predict_record(x, h)
+        self._ce = task_loss(self.model.kind, logits, x, y)
+        return self._ce + self.cfg.aux_weight * self._out.aux_loss
 
     def predict(self, x: Tensor, head: Tensor) -> Tensor:
-        """Logits; with routing and a task id, only the cells routed to that task run."""
+        return self.predict_record(x, head)[0]
+
+    def predict_record(self, x: Tensor, head: Tensor) -> tuple[Tensor, Output]:
+        """Logits and the forward record; with routing and a task id, only the cells routed
+        to that task run."""
         if not (self.cl.routing and self.stream.task_id_given):
-            return self.model(x, head)
+            return self.model(x, head, with_record=True)
         task = int(head[0])
         visible = (self.net.tissue.route <= task).float().to(self.device)  # (N,)
         if bool(visible.all()):
-            return self.model(x, head)
+            return self.model(x, head, with_record=True)
         src = self.net.tissue.edge_index[0].to(self.device)
         banks = self.net.banks
         masked = {
             "net.banks.strength": banks["strength"] * visible[src],
             "net.banks.readout": banks["readout"] * visible,
         }
-        return functional_call(self.model, masked, (x, head))
+        return functional_call(self.model, masked, (x, head), {"with_record": True})
 
     # ---------------------------------------------------------------- neurogenesis
     def _task_changed(self) -> bool:
@@ -169,13 +176,16 @@ class MorphoLearner(Learner):
 
     def _update_surprise(self) -> None:
         t, m = self.net.tissue, self.cl.momentum
-        s = self.net.stats["surprise"].detach().cpu()
+        assert self._out is not None
+        s = self._out.stats["surprise"].detach().cpu()
         t.surprise_ema = torch.where(t.surprise_ema > 0, m * t.surprise_ema + (1 - m) * s, s)
 
     def grow(self, t: int) -> None:
         """Divide the most surprised cell(s) of each level; daughters B start fluid."""
         tissue = self.net.tissue
-        ratio = self.net.stats["surprise"].detach().cpu() / tissue.surprise_ema.clamp(min=1e-8)
+        assert self._out is not None
+        surprise = self._out.stats["surprise"].detach().cpu()
+        ratio = surprise / tissue.surprise_ema.clamp(min=1e-8)
         mothers = []
         for level in tissue.level.unique().tolist():
             rows = (tissue.level == level).nonzero()[:, 0]
@@ -197,7 +207,7 @@ class MorphoLearner(Learner):
                     }
                 )
         self.last_growth = self.step
-        self._snapshot("growth", task=t)
+        self._snapshot("growth", fresh=True, task=t)
 
     @torch.no_grad()
     def _asymmetric(self, a_id: int, b_id: int, t: int) -> None:
@@ -292,11 +302,14 @@ class MorphoLearner(Learner):
         self.asleep = False
 
     # ------------------------------------------------------------------ recording
-    def _snapshot(self, kind: str, **meta: object) -> None:
-        """A movie frame, named by step (bumped by one when two events share a step)."""
+    def _snapshot(self, kind: str, fresh: bool = False, **meta: object) -> None:
+        """A movie frame, named by step (bumped by one when two events share a step), with
+        the latest forward's statistics unless the topology is ``fresh`` from an edit."""
         if self.run is None:
             return
         self.last_snapshot = max(self.step, self.last_snapshot + 1)
         self.run.save_snapshot(
-            self.net.snapshot(), self.last_snapshot, {"kind": kind, "train_step": self.step, **meta}
+            self.net.snapshot(None if self._out is None or fresh else self._out.stats),
+            self.last_snapshot,
+            {"kind": kind, "train_step": self.step, **meta},
         )

@@ -126,7 +126,6 @@ def _walk_statistics(net: Network, gen: torch.Generator) -> None:
     young = (t.birth == net.step).float()  # cells born this round start with half the load
     t.fe_ema = (0.8 * t.fe_ema * (1 - 0.5 * young) + 0.3 * torch.rand(n, generator=gen)).float()
     t.gate_ema = (0.7 * t.gate_ema + 0.3 * torch.rand(n, generator=gen)).clamp(0, 1).float()
-    t.age = t.age + 1
 
 
 def _log_metrics(net: Network, run: RunDir, round_: int) -> None:

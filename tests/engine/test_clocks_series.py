@@ -152,16 +152,19 @@ def test_ponder_network_respects_budget_and_counts_flops() -> None:
     net = Network(NetworkConfig(vocab_size=16, ponder_max=3))
     net.halt.linear.bias.data.fill_(-20.0)  # never wants to halt: every token uses the budget
     x = torch.randint(0, 16, (2, 10))
-    logits = net(x)
-    assert net.ponder is not None and net.ponder.n_passes_run == 3
-    assert int(net.ponder.passes.max()) == 3
+    out = net.run(x)
+    logits, ponder = out.logits, out.ponder
+    assert ponder is not None and ponder.n_passes_run == 3
+    assert int(ponder.passes.max()) == 3
     one = Network(NetworkConfig(vocab_size=16))
-    assert net.flops_per_token(10, gate=1.0) > 2.5 * one.flops_per_token(10, gate=1.0) - 2 * 32 * 16
-    (logits.logsumexp(-1).mean() + net.ponder.ponder_cost).backward()
+    flops = net.flops_per_token(10, gate=1.0, passes=ponder.n_passes_run)
+    assert flops > 2.5 * one.flops_per_token(10, gate=1.0) - 2 * 32 * 16
+    (logits.logsumexp(-1).mean() + ponder.ponder_cost).backward()
     assert net.halt.linear.bias.grad is not None
     net.halt.linear.bias.data.fill_(20.0)  # always halts: one pass, the plain tissue
     with torch.no_grad():
-        one_pass = net(x)
-        plain = net.head_logits(net._tissue_pass(net.embed[x]))
-    assert net.ponder.n_passes_run == 1
+        once = net.run(x)
+        one_pass = once.logits
+        plain = net.head_logits(net._tissue_pass(net.embed[x], capture=False).state)
+    assert once.ponder is not None and once.ponder.n_passes_run == 1
     torch.testing.assert_close(one_pass, plain)

@@ -7,13 +7,14 @@ import math
 
 import pytest
 import torch
-from conftest import Host, tiny_net, tokens
+from conftest import Host, step_result, tiny_net, tokens
 
 from morpho.cells import binary_entropy
 from morpho.config import TrainConfig
 from morpho.edits import remove_edit, split_edit
 from morpho.energy import ENERGY_TERMS, free_energy, register_energy_term, wiring_cost
-from morpho.scheduler import GrowthConfig, Scheduler
+from morpho.growth.config import GrowthConfig
+from morpho.growth.scheduler import Scheduler
 from morpho.tissue import HIDDEN, OUTPUT, seed_tissue
 
 
@@ -44,8 +45,8 @@ def test_entropy_term_falls_back_to_the_entropy_of_the_mean_gate() -> None:
 
 
 def test_a_registered_term_joins_the_sum(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(ENERGY_TERMS._items, "norm", lambda s: s["out_norm"])
-    s = {**stats(), "out_norm": torch.ones(5)}
+    monkeypatch.setitem(ENERGY_TERMS._items, "norm", lambda s: s["norm_stat"])
+    s = {**stats(), "norm_stat": torch.ones(5)}
     f = free_energy(s, {"internal": 1.0, "norm": -0.5})
     assert torch.allclose(f, s["surprise"] - 0.5)
     assert register_energy_term.__name__ == "register_energy_term"
@@ -74,8 +75,8 @@ def test_wiring_cost_is_edge_length_shared_by_both_ends() -> None:
 
 def test_forward_records_gate_entropy_without_extra_pass() -> None:
     net = tiny_net()
-    net(tokens(0))
-    h, g = net.stats["gate_entropy"], net.stats["gate_mean"]
+    stats = net.run(tokens(0)).stats
+    h, g = stats["gate_entropy"], stats["gate_mean"]
     assert h.shape == g.shape == (net.tissue.num_nodes,)
     assert not h.requires_grad
     assert bool((h >= 0).all()) and bool((h <= binary_entropy(g) + 1e-6).all())  # Jensen
@@ -86,15 +87,15 @@ def test_emas_follow_the_statistics_and_survive_edits() -> None:
     sch = Scheduler(GrowthConfig(rules=(), ema_decay=0.5, interval=1000))
     host = Host(net, [sch])
     sch.on_train_start(host)
-    net(tokens(0))
-    first = {k: v.clone() for k, v in net.stats.items()}
-    sch.on_step_end(host, 1, torch.zeros(()))  # the first statistics replace the initial EMAs
-    net(tokens(1))
-    sch.on_step_end(host, 2, torch.zeros(()))
+    res = step_result(net, tokens(0))
+    first = {k: v.clone() for k, v in res.output.stats.items()}
+    sch.on_step_end(host, 1, res)  # the first statistics replace the initial EMAs
+    res = step_result(net, tokens(1))
+    sch.on_step_end(host, 2, res)
     sch._flush(net)
-    expect = 0.5 * first["gate_mean"] + 0.5 * net.stats["gate_mean"]
+    expect = 0.5 * first["gate_mean"] + 0.5 * res.output.stats["gate_mean"]
     assert torch.allclose(net.tissue.gate_ema, expect)
-    fe = free_energy({**net.stats, "wiring": wiring_cost(net.tissue)}, sch.weights)
+    fe = free_energy({**res.output.stats, "wiring": wiring_cost(net.tissue)}, sch.weights)
     f1 = free_energy({**first, "wiring": wiring_cost(net.tissue)}, sch.weights)
     assert torch.allclose(net.tissue.fe_ema, 0.5 * f1 + 0.5 * fe, atol=1e-6)
 
@@ -105,14 +106,15 @@ def test_emas_follow_the_statistics_and_survive_edits() -> None:
     for d in edit.info["new_cells"]:  # daughters inherit
         assert float(net.tissue.fe_ema[net.row_of(d)]) == pytest.approx(fe_mother)
         assert float(net.tissue.gate_ema[net.row_of(d)]) == pytest.approx(gate_mother)
-    assert sch._ema["fe_ema"].shape == (net.tissue.num_nodes,)
+    assert sch.stats.ema["fe_ema"].shape == (net.tissue.num_nodes,)
     victim = edit.info["new_cells"][0]
     host.apply_edit(remove_edit(net, victim))  # the dead are dropped
     assert victim not in net.cell_ids()
     assert net.tissue.fe_ema.shape == (net.tissue.num_nodes,)
-    net(tokens(2))
-    sch.on_step_end(host, 3, torch.zeros(()))  # EMAs keep folding in on the new topology
-    assert sch._ema["gate_ema"].shape == (net.tissue.num_nodes,)
+    sch.on_step_end(
+        host, 3, step_result(net, tokens(2))
+    )  # EMAs keep folding in on the new topology
+    assert sch.stats.ema["gate_ema"].shape == (net.tissue.num_nodes,)
 
 
 # ----------------------------------------------------------------- training extras
@@ -121,9 +123,8 @@ def test_gate_penalty_is_on_by_default_and_weighs_higher_levels_more() -> None:
 
     assert TrainConfig().gate_l1 > 0
     net = tiny_net()
-    net(tokens(0))
-    act = net.gate_activity
-    (grad,) = torch.autograd.grad(gate_penalty(net), act)
+    act = net.run(tokens(0)).gate_activity
+    (grad,) = torch.autograd.grad(gate_penalty(net, act), act)
     level = net.tissue.level.float()
     assert torch.allclose(grad, (level + 1) / (level.max() + 1) / level.numel())
 
@@ -133,8 +134,7 @@ def test_demand_weight_drives_gates_from_the_cells_above() -> None:
     gates = {}
     for w in (0.0, 1.0, 3.0):
         net = tiny_net(demand_weight=w)
-        net(x)
-        gates[w] = net.stats["gate_mean"]
+        gates[w] = net.run(x).stats["gate_mean"]
     top = net.tissue.role == OUTPUT  # they feed no cell: no demand
     assert torch.equal(gates[0.0][top], gates[3.0][top])
     fed = ~top

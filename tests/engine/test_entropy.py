@@ -99,9 +99,8 @@ def test_dead_and_degenerate_sets_give_finite_low_entropy() -> None:
 
 def test_representation_entropy_of_a_network_in_row_order() -> None:
     net = tiny_net()
-    net.capture = True
-    net(tokens(0, batch=4, seq_len=16))
-    outputs = net.captured["outputs"]  # per level (n_l, 4, 16, 8)
+    out = net.run(tokens(0, batch=4, seq_len=16), capture=True)
+    outputs = out.captured[0].outputs  # per level (n_l, 4, 16, 8)
     N = net.tissue.num_nodes
     h = representation_entropy(outputs, generator=gen())
     assert h.shape == (N,) and torch.isfinite(h).all()
@@ -112,12 +111,12 @@ def test_representation_entropy_of_a_network_in_row_order() -> None:
         )
     assert representation_entropy(outputs, max_samples=32, generator=gen()).shape == (N,)
 
-    stats = {**net.stats, "repr_entropy": h}
+    stats = {**out.stats, "repr_entropy": h}
     assert torch.allclose(free_energy(stats, {"repr_entropy": 1.0}), h)
     f = free_energy(stats, {"internal": 1.0, "repr_entropy": -0.1})  # F = U − τS
-    assert torch.allclose(f, net.stats["surprise"] - 0.1 * h)
+    assert torch.allclose(f, out.stats["surprise"] - 0.1 * h)
     with pytest.raises(ValueError, match="needs statistic 'repr_entropy'"):
-        free_energy(net.stats, {"repr_entropy": 1.0})
+        free_energy(out.stats, {"repr_entropy": 1.0})
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,8 @@ def _groups(net: morpho.Network) -> list[dict]:
 
 
 def _train_step(net, opt, tokens):
-    loss = net(tokens).logsumexp(-1).mean() + 0.1 * net.aux_loss
+    out = net.run(tokens)
+    loss = out.logits.logsumexp(-1).mean() + 0.1 * out.aux_loss
     opt.zero_grad()
     loss.backward()
     opt.step()

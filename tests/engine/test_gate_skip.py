@@ -91,13 +91,14 @@ def test_skip_equals_dense_with_closed_gates_zeroed(monkeypatch, crossover: floa
     dense = dense_twin(net)
     ref_net = twin_reference(net, SKIP)
     with torch.no_grad():
-        out, ref, full = net(x), ref_net(x), dense(x)
+        rec, ref_rec, full = net.run(x), ref_net.run(x), dense(x)
+    out, ref = rec.logits, ref_rec.logits
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(out, full, atol=1e-3), "no gate was dropped: the test is vacuous"
     assert (len(calls) > 0) == (crossover == 1.0)
     assert crossover < 1.0 or any(tq < 16 for _, tq in calls), "no level had a closed token"
     # statistics report the true gates, not the thresholded ones
-    torch.testing.assert_close(net.stats["gate_mean"], ref_net.stats["gate_mean"])
+    torch.testing.assert_close(rec.stats["gate_mean"], ref_rec.stats["gate_mean"])
 
 
 @pytest.mark.parametrize("share", [0.05, 0.2, 0.5, 0.9])
@@ -203,8 +204,9 @@ def masked_reference(cell: ThermoCell, theta: float):  # type: ignore[no-untyped
 
 
 def grads(net: Network, x: Tensor) -> tuple[Tensor, dict[str, Tensor | None]]:
-    out = net(x)
-    loss = (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() + net.aux_loss
+    rec = net.run(x)
+    out = rec.logits
+    loss = (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() + rec.aux_loss
     names, params = zip(*net.named_parameters(), strict=True)
     got = torch.autograd.grad(loss, params, allow_unused=True)
     return out.detach(), dict(zip(names, got, strict=True))

@@ -79,3 +79,49 @@ def test_the_scanner_sees_what_it_must_forbid(tmp_path: Path) -> None:
         "growth_rules.mitosis",
         "morpho.growth_rules.prune",
     ]
+
+
+# the core engine: what every run executes; optional mechanisms plug into it from outside
+CORE = ("tissue.py", "cells.py", "network.py", "edits.py", "surgery.py", "trainer.py")
+MONITORS = (
+    "morpho.criticality",
+    "morpho.entropy",
+    "morpho.mechanisms",
+    "morpho.growth",
+    "morpho.scheduler",
+)
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_the_core_engine_imports_no_monitor(name: str) -> None:
+    bad = [
+        f"{name}:{line} imports {m}"
+        for line, m in imported_modules(ENGINE / name)
+        if any(m == f or m.startswith(f + ".") for f in MONITORS)
+    ]
+    assert not bad, "the core engine must not import monitors or growth: " + "; ".join(bad)
+
+
+@pytest.mark.parametrize("path", sorted((ENGINE / "growth").glob("*.py")), ids=lambda p: p.name)
+def test_the_growth_package_imports_no_task_rule_or_renderer(path: Path) -> None:
+    assert not [m for _, m in imported_modules(path) if is_forbidden(m)]
+
+
+def test_the_rule_interface_sits_at_the_bottom() -> None:
+    engine = [m for _, m in imported_modules(ENGINE / "growth" / "rule.py") if "morpho" in m]
+    assert {m.rsplit(".", 1)[0] if m.count(".") > 1 else m for m in engine} <= {
+        "morpho.registry"
+    }, engine
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ENGINE / "growth_rules").glob("*.py")), ids=lambda p: p.name
+)
+def test_growth_rules_import_only_the_rule_interface_and_the_tissue(path: Path) -> None:
+    allowed = ("morpho.growth.rule", "morpho.tissue")
+    bad = [
+        m
+        for _, m in imported_modules(path)
+        if m.startswith("morpho") and not any(m == a or m.startswith(a + ".") for a in allowed)
+    ]
+    assert not bad, f"{path.name} imports {bad}"

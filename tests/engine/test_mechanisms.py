@@ -7,14 +7,17 @@ import math
 import pytest
 import torch
 
-from morpho.config import RunConfig, TrainConfig
+from morpho.config import RunConfig
 from morpho.criticality import path_norm, tissue_lyapunov
 from morpho.edits import apply_edit, insert_edit
 from morpho.grow import grow
+from morpho.growth.config import GrowthConfig
+from morpho.growth.scheduler import Scheduler
+from morpho.mechanisms import build_terms
 from morpho.network import Network, NetworkConfig
 from morpho.rundir import read_jsonl
-from morpho.scheduler import GrowthConfig, Scheduler
 from morpho.sims.bench import MECHANISMS, mechanism_config, row_names
+from morpho.terms import StepContext
 
 TINY = {
     "network": {"d_cell": 8, "level_sizes": [2, 3, 3, 2], "n_heads": 2, "mlp_ratio": 1},
@@ -43,7 +46,8 @@ def test_monitors_are_logged_and_summarised(tmp_path) -> None:
         tmp_path,
         "m",
         {
-            "train": {"lyapunov_every": 5, "lyapunov_window": 8, "path_norm_weight": 1e-3},
+            "lyapunov": {"every": 5, "window": 8},
+            "path_norm": {"weight": 1e-3},
             "network": {"ponder_max": 2},
         },
     )
@@ -89,30 +93,28 @@ def test_knife_entropy_term_feeds_the_free_energy(tmp_path) -> None:
     assert weights["repr_entropy"] == -0.3 and "entropy" not in weights
 
 
+def _extra_loss(cfg: RunConfig, net: Network, x: torch.Tensor, gen: torch.Generator):
+    """The summed plug-in terms ``cfg`` switches on, at step 0 on batch ``x``."""
+    ctx = StepContext(net, net.run(x), (x, x), 0, gen)
+    return sum(v for term in build_terms(cfg) if (v := term.loss(ctx)) is not None)
+
+
 def test_regularizers_add_exactly_their_terms() -> None:
     from morpho.grow import build_task
-    from morpho.trainer import Trainer
 
     cfg = RunConfig().merged(TINY)
     task = build_task(cfg)
     x, _ = task.batch("train", 4, 16, torch.Generator().manual_seed(0))
-    base = TrainConfig(**{**vars(cfg.train)})
-    on = TrainConfig(
-        **{
-            **vars(cfg.train),
-            "path_norm_weight": 0.5,
-            "lyapunov_every": 1,
-            "lyapunov_window": 8,
-            "lyapunov_weight": 2.0,
-            "lyapunov_target": -5.0,
+    on = cfg.merged(
+        {
+            "path_norm": {"weight": 0.5},
+            "lyapunov": {"every": 1, "window": 8, "weight": 2.0, "target": -5.0},
         }
     )
     net = Network(cfg.network.__class__(**{**vars(cfg.network), "vocab_size": task.vocab_size}))
-    assert float(Trainer(net, task, base).regularizers(x)) == 0.0
-    trainer = Trainer(net, task, on)
-    gen = torch.Generator()
-    gen.set_state(trainer.monitor_generator.get_state())  # the start vectors it will draw
-    reg = trainer.regularizers(x)
+    assert float(_extra_loss(cfg, net, x, torch.Generator())) == 0.0
+    reg = _extra_loss(on, net, x, torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)  # the start vectors the term drew
     lam = tissue_lyapunov(net, net.embed[x[:4]], 8, t0=16 - 1 - 8, iters=4, generator=gen)
     expected = 0.5 * path_norm(net) + 2.0 * torch.relu(lam + 5.0) ** 2
     torch.testing.assert_close(reg, expected, rtol=1e-4, atol=1e-5)
@@ -123,9 +125,11 @@ def test_regularizers_add_exactly_their_terms() -> None:
 @pytest.mark.parametrize(
     ("section", "key", "value", "match"),
     [
-        ("train", "lyapunov_weight", 0.1, "lyapunov_every"),
-        ("train", "lyapunov_every", -1, "lyapunov_every"),
-        ("train", "path_norm_weight", -1.0, "path_norm_weight"),
+        ("lyapunov", "weight", 0.1, r"lyapunov.every must be > 0 when lyapunov.weight"),
+        ("lyapunov", "every", -1, "lyapunov.every must be >= 0"),
+        ("path_norm", "weight", -1.0, "path_norm.weight must be >= 0"),
+        ("ponder", "weight", -1.0, "ponder.weight must be >= 0"),
+        ("lyapunov", "every", "x", "lyapunov.every: expected int"),
         ("network", "ponder_max", 0, "ponder_max"),
         ("network", "clock_ratio", 0, "clock_ratio"),
     ],
@@ -138,12 +142,28 @@ def test_bad_mechanism_settings_are_named(
 
 
 def test_bad_window_entropy_term_and_mode_are_named() -> None:
-    with pytest.raises(ValueError, match="lyapunov_window"):
-        RunConfig().merged({"train": {"lyapunov_every": 5, "lyapunov_window": 64, "seq_len": 64}})
+    with pytest.raises(ValueError, match=r"lyapunov.window must be in \[1, train.seq_len=64\)"):
+        RunConfig().merged({"lyapunov": {"every": 5, "window": 64}, "train": {"seq_len": 64}})
     with pytest.raises(ValueError, match="entropy_term"):
         GrowthConfig.from_dict({"entropy_term": "vibes"})
     with pytest.raises(ValueError, match="mitosis mode"):
         GrowthConfig.from_dict({"mitosis": {"mode": "diagonal"}})
+
+
+def test_the_former_train_keys_of_the_mechanisms_still_work() -> None:
+    old = {
+        "train": {"steps": 9, "lyapunov_every": 5, "lyapunov_weight": 0.2},
+        "network": {"ponder_max": 2},
+    }
+    cfg = RunConfig().merged(old).merged({"train": {"path_norm_weight": 0.1}})
+    assert (cfg.lyapunov.every, cfg.lyapunov.weight, cfg.path_norm.weight) == (5, 0.2, 0.1)
+    assert cfg.train.steps == 9 and "lyapunov_every" not in cfg.to_dict()["train"]
+    assert [type(t).__name__ for t in build_terms(cfg)] == [
+        "Ponder",
+        "PathNorm",
+        "Lyapunov",
+        "ReprEntropy",
+    ]
 
 
 def test_bench_mechanism_rows() -> None:
@@ -162,7 +182,7 @@ def test_lyapunov_monitor_leaves_no_trace(tmp_path) -> None:
     """With no regulariser weight, measuring Λ changes nothing in the run (own RNG stream)."""
     over = {"train": {"steps": 80}, "growth": {"cooldown": 10, "mitosis": {"quantile": 0.5}}}
     _, plain, ev_plain = _run(tmp_path, "plain", over)
-    watched = {"train": {"steps": 80, "lyapunov_every": 5, "lyapunov_window": 8}}
+    watched = {"train": {"steps": 80}, "lyapunov": {"every": 5, "window": 8}}
     _, seen, ev_seen = _run(tmp_path, "seen", {**over, **watched})
     assert any(e["kind"] == "split" for e in ev_plain)  # the noise of a split is exercised
     strip = ("lyapunov", "tokens_per_s", "time", "wall")
@@ -200,7 +220,7 @@ def test_docs_mechanisms_config_is_valid() -> None:
 
     path = Path(__file__).resolve().parents[2] / "docs" / "mechanisms.toml"
     cfg = RunConfig.preset("small").merged(load_toml(path))
-    growth = GrowthConfig.from_dict(cfg.growth)
+    growth = cfg.growth
     assert cfg.network.clock_ratio == 2 and cfg.network.ponder_max == 2
     assert growth.entropy_term == "repr_entropy" and growth.params["dendrite"]["wormholes"]
 

@@ -67,11 +67,12 @@ def _assert_matches_reference(net: Network, x: Tensor) -> None:
             mp.setattr(morpho.network, "DENSE_AGGREGATION", 10**9 if dense else 0)
             net.rebuild()
             assert all((inc.dense is not None) == dense for lp in net.plan for inc in lp.incoming)
-            logits = net(x)
+            out = net.run(x)
+        logits = out.logits
         torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(net.aux_loss, ref_aux, rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(net.stats["gate_mean"], ref_gate.detach(), rtol=1e-4, atol=1e-6)
-        grads = _bank_grads(net, logits, net.aux_loss)
+        torch.testing.assert_close(out.aux_loss, ref_aux, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(out.stats["gate_mean"], ref_gate.detach(), rtol=1e-4, atol=1e-6)
+        grads = _bank_grads(net, logits, out.aux_loss)
         assert grads.keys() == ref_grads.keys()
         for name, g in grads.items():
             torch.testing.assert_close(g, ref_grads[name], rtol=1e-4, atol=1e-5, msg=name)
@@ -176,9 +177,9 @@ def test_gradients_reach_every_bank(cell_type: str) -> None:
     with torch.no_grad():
         net.banks["strength"].normal_()
     x = tokens(0, seq_len=9)
-    logits = net(x[:, :-1])
-    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten())
-    (loss + net.aux_loss).backward()
+    out = net.run(x[:, :-1])
+    loss = torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), x[:, 1:].flatten())
+    (loss + out.aux_loss).backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and bool(p.grad.abs().sum() > 0), f"no gradient for {name}"
 

@@ -73,7 +73,7 @@ class _Crash(Callback):
     def __init__(self, at: int) -> None:
         self.at = at
 
-    def on_step_end(self, trainer, step, loss) -> None:
+    def on_step_end(self, trainer, step, result) -> None:
         if step == self.at:
             raise KeyboardInterrupt
 
@@ -155,11 +155,11 @@ class _PoisonedTrainerLoss:
     def wrap(self, trainer):
         original = trainer.loss
 
-        def loss(x, y):
-            total, ce = original(x, y)
+        def loss(x, y, capture=False):
+            total, ce, out = original(x, y, capture)
             if trainer.step in self.steps:
                 total = total * float("nan")
-            return total, ce
+            return total, ce, out
 
         trainer.loss = loss
 

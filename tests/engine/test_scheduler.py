@@ -7,22 +7,18 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from conftest import Host, assert_invariants, tiny_net, tokens
+from conftest import Host, assert_invariants, step_result, tiny_net, tokens
 
 from morpho.config import RunConfig
 from morpho.edits import connect_edit
 from morpho.grow import grow
+from morpho.growth.config import GrowthConfig
+from morpho.growth.dispatch import params_after
+from morpho.growth.probes import edge_gradients
+from morpho.growth.rule import Event, GrowthView, Rule
+from morpho.growth.scheduler import Scheduler
 from morpho.network import Network
 from morpho.rundir import RunDir, read_jsonl, snapshot_paths
-from morpho.scheduler import (
-    Event,
-    GrowthConfig,
-    GrowthView,
-    Rule,
-    Scheduler,
-    edge_gradients,
-    params_after,
-)
 from morpho.tissue import HIDDEN, check_tissue, load_snapshot
 
 
@@ -46,13 +42,14 @@ def split(cell: int, score: float) -> Event:
 
 def round_with(net: Network, events: list[Event], step: int = 100, **cfg) -> tuple:
     """One check of a scheduler whose only rule proposes ``events``."""
-    cfg = {"min_cells": 1, "keep_levels": False, **cfg}
+    # deaths untested by knockout here (tests/engine/test_knockout.py holds that law)
+    cfg = {"min_cells": 1, "keep_levels": False, "knockout_tolerance": float("inf"), **cfg}
     sch = Scheduler(GrowthConfig(rules=(), **cfg), rules={"scripted": Scripted(tuple(events))})
     host = Host(net, [sch])
     sch.on_train_start(host)
-    net(tokens(0))
-    sch.on_step_end(host, step - 1, torch.zeros(()))
-    return sch, host, sch.check(host, step)
+    res = step_result(net, tokens(0))
+    sch.on_step_end(host, step - 1, res)
+    return sch, host, sch.check(host, step, res)
 
 
 # ------------------------------------------------------------------------- config
@@ -84,9 +81,8 @@ def test_config_errors_name_the_key(table: dict, message: str) -> None:
 
 
 def test_grow_rejects_a_bad_growth_table_before_writing(tmp_path) -> None:
-    cfg = RunConfig().merged({"growth": {"bogus": 1}})
-    with pytest.raises(ValueError, match="bogus"):
-        grow(cfg, tmp_path / "run")
+    with pytest.raises(ValueError, match="bogus"):  # at config time, before any run
+        grow(RunConfig().merged({"growth": {"bogus": 1}}), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
@@ -152,12 +148,12 @@ def test_deaths_never_shrink_a_level_below_its_starting_size() -> None:
     level2 = net.tissue.cell_id[net.tissue.level == 2].tolist()
     deaths = [Event("remove", (c,), 1.0, "scripted") for c in level2]  # level 2 never grew
     sch.rules = {"scripted": Scripted(tuple(deaths))}
-    net(tokens(1))
-    assert sch.check(host, 200) == []
+    res = step_result(net, tokens(1))
+    assert sch.check(host, 200, res) == []
     grown = net.tissue.cell_id[net.tissue.level == 1].tolist()
     sch.rules = {"scripted": Scripted(tuple(Event("remove", (c,), 1.0, "s") for c in grown))}
-    net(tokens(2))
-    records = sch.check(host, 300)  # level 1 grew by one: one death makes room again
+    res = step_result(net, tokens(2))
+    records = sch.check(host, 300, res)  # level 1 grew by one: one death makes room again
     assert len(records) == 1 and int((net.tissue.level == 1).sum()) == len(level1)
 
 
@@ -171,8 +167,7 @@ def test_no_rounds_after_the_until_fraction_of_training() -> None:
     host.cfg = host.cfg.__class__(steps=100)
     sch.on_train_start(host)
     for step in range(1, 101):
-        net(tokens(step))
-        sch.on_step_end(host, step, torch.zeros(()))
+        sch.on_step_end(host, step, step_result(net, tokens(step)))
     assert sch.checks == 5  # steps 10 … 50
     assert sch.counts["split"] == 1  # the daughters' id differs: the script's cell is gone
 
@@ -191,10 +186,10 @@ def test_cooldown_keeps_a_cell_out_of_events_until_it_ends() -> None:
     sch, host, first = round_with(net, [split(cell, 1.0)], cooldown=50, max_cells=100)
     daughters = first[0]["new_cells"]
     sch.rules = {"scripted": Scripted((split(daughters[0], 1.0),))}
-    net(tokens(1))
-    assert sch.check(host, 125) == []  # within 50 steps of the split
-    net(tokens(2))
-    later = sch.check(host, 150)
+    res = step_result(net, tokens(1))
+    assert sch.check(host, 125, res) == []  # within 50 steps of the split
+    res = step_result(net, tokens(2))
+    later = sch.check(host, 150, res)
     assert [r["cells"] for r in later] == [[daughters[0]]]
 
 
@@ -221,9 +216,9 @@ def test_events_and_snapshots_are_written(tmp_path) -> None:
     host.run = RunDir(tmp_path / "run")
     host.run.create("")
     sch.on_train_start(host)
-    net(tokens(0))
-    sch.on_step_end(host, 99, torch.zeros(()))
-    sch.check(host, 100)
+    res = step_result(net, tokens(0))
+    sch.on_step_end(host, 99, res)
+    sch.check(host, 100, res)
     (event,) = read_jsonl(tmp_path / "run" / "events.jsonl")
     for key in (
         "step",
@@ -252,8 +247,8 @@ def test_events_and_snapshots_are_written(tmp_path) -> None:
 def test_state_dict_is_plain_and_round_trips() -> None:
     net = tiny_net()
     sch, host, _ = round_with(net, [split(hidden_ids(net)[0], 1.0)], max_cells=100)
-    net(tokens(1))
-    sch.check(host, 125)
+    res = step_result(net, tokens(1))
+    sch.check(host, 125, res)
     state = sch.state_dict()
     for key, value in state.items():
         assert isinstance(value, (torch.Tensor, int, dict)), key
@@ -266,17 +261,16 @@ def test_state_dict_is_plain_and_round_trips() -> None:
             assert torch.equal(value.nan_to_num(-1), again[key].nan_to_num(-1)), key
         else:
             assert value == again[key], key
-    assert other.cooldown == sch.cooldown and other.cell_history == sch.cell_history
+    assert other.cooldown == sch.cooldown and other.stats.cells == sch.stats.cells
 
 
 # ------------------------------------------------------------------ edge gradients
 def test_captured_edge_gradient_equals_the_gradient_of_a_zero_strength_edge() -> None:
     net = tiny_net()
     x = tokens(3, seq_len=9)
-    net.capture = True
-    logits = net(x[:, :-1])
-    torch.nn.functional.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten()).backward()
-    grad = edge_gradients(net)
+    out = net.run(x[:, :-1], capture=True)
+    torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), x[:, 1:].flatten()).backward()
+    grad = edge_gradients(out.captured, len(net.plan))
     a, b = 0, net.tissue.num_nodes - 1  # input → output: not a seed edge
     grown = tiny_net()
     Host(grown).apply_edit(
@@ -292,13 +286,12 @@ def test_captured_edge_gradient_equals_the_gradient_of_a_zero_strength_edge() ->
 
 def test_capture_is_off_by_default_and_keeps_only_outputs_without_grad() -> None:
     net = tiny_net()
-    net(tokens(0))
-    assert net.captured == {}
-    net.capture = True
+    assert net.run(tokens(0)).captured == ()
     with torch.no_grad():
-        net(tokens(0))
-    assert net.captured["inputs"] == [] and len(net.captured["outputs"]) == len(net.plan)
-    assert edge_gradients(net) is None  # no gradients to pair the outputs with
+        (cap,) = net.run(tokens(0), capture=True).captured
+    assert cap.inputs == [] and len(cap.outputs) == len(net.plan)
+    assert edge_gradients((cap,), len(net.plan)) is None  # no gradients to pair outputs with
+    assert not {"stats", "aux_loss", "captured", "capture", "ponder"} & set(vars(net))
 
 
 # ------------------------------------------------------------------ grow end to end

@@ -20,8 +20,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from morpho.config import RunConfig
 from morpho.grow import build_network, build_task
-from morpho.scheduler import GrowthConfig, Scheduler
-from morpho.trainer import Trainer, _NoBar
+from morpho.growth.scheduler import Scheduler
+from morpho.mechanisms import build_terms
+from morpho.progress import NoBar
+from morpho.trainer import Trainer
 
 aten = torch.ops.aten
 HOST_READS = {
@@ -53,8 +55,9 @@ def trainer_for(over: dict[str, Any], growing: bool = False) -> Trainer:
     cfg = RunConfig.preset("small").merged(over)
     cfg = cfg.merged({"train": {"sync_free": True, "batch_size": 4, "seq_len": 32}})
     task = build_task(cfg)
-    scheduler = [Scheduler(GrowthConfig.from_dict(cfg.growth))] if growing else []
-    return Trainer(build_network(cfg, task.vocab_size), task, cfg.train, callbacks=scheduler)
+    scheduler = [Scheduler(cfg.growth)] if growing else []
+    net = build_network(cfg, task.vocab_size)
+    return Trainer(net, task, cfg.train, callbacks=scheduler, terms=build_terms(cfg))
 
 
 @pytest.mark.parametrize("name", ["default", "every mechanism on"])
@@ -78,13 +81,14 @@ def test_sync_free_run_step_with_the_scheduler_reads_nothing_back(name: str) -> 
     assert isinstance(scheduler, Scheduler)
     trainer.step = 11
     for _ in range(2):  # steps 11, 12
-        trainer._one_step(_NoBar())
+        trainer._one_step(NoBar())
     step = trainer.step  # 13: not a multiple of log_every, the check interval or λ's interval
     assert step % trainer.cfg.log_every and step % scheduler.cfg.interval
-    assert not trainer.cfg.lyapunov_every or step % trainer.cfg.lyapunov_every
+    every = ALL_ON["lyapunov"]["every"] if name != "default" else 0
+    assert not every or step % every
     probe = HostReads()
     with probe:
-        trainer._one_step(_NoBar())
+        trainer._one_step(NoBar())
     assert not probe.calls, "host reads in a sync-free loop step:\n" + "\n".join(probe.calls)
 
 
@@ -108,23 +112,17 @@ def test_act_without_early_exit_trains_the_same_objective() -> None:
     with torch.no_grad():
         net.halt.linear.bias.fill_(4.0)  # every token halts at pass 1 or 2
     x = tokens(0, seq_len=12)
-    early = {
-        "logits": net(x),
-        "aux": net.aux_loss,
-        "gates": net.gate_activity,
-        **net.stats,
-        "passes": net.ponder.n_passes_run,
-    }
+
+    def record() -> tuple[dict[str, Any], Any]:
+        out = net.run(x)
+        values = {"logits": out.logits, "aux": out.aux_loss, "gates": out.gate_activity}
+        return {**values, **out.stats, "passes": out.ponder.n_passes_run}, out.ponder
+
+    early, _ = record()
     net.sync_free = True
-    full = {
-        "logits": net(x),
-        "aux": net.aux_loss,
-        "gates": net.gate_activity,
-        **net.stats,
-        "passes": net.ponder.n_passes_run,
-    }
+    full, ponder = record()
     assert early["passes"] < 4 and full["passes"] == 4
-    assert bool(net.ponder.live[: early["passes"]].all()) and not net.ponder.live[-1]
+    assert bool(ponder.live[: early["passes"]].all()) and not ponder.live[-1]
     for key in early:
         if key != "passes":
             torch.testing.assert_close(full[key], early[key], msg=key)

@@ -157,8 +157,8 @@ def test_graphml_export_reads_back_with_networkx(tmp_path) -> None:
 
 def test_snapshot_round_trip(tmp_path) -> None:
     net = _grown_tissue()
-    net(torch.zeros(1, 4, dtype=torch.long))  # fill the statistics the snapshot carries
-    t = net.snapshot()
+    out = net.run(torch.zeros(1, 4, dtype=torch.long))  # the statistics the snapshot carries
+    t = net.snapshot(out.stats)
     meta = {"step": 12, "kind": "split", "loss": 2.5, "cells": [1, 2]}
     save_snapshot(t, tmp_path / "s.npz", meta)
     back, got_meta = load_snapshot(tmp_path / "s.npz")

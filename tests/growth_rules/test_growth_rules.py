@@ -13,12 +13,12 @@ from conftest import K, view
 from typer.testing import CliRunner
 
 from morpho.cli import app
+from morpho.growth.rule import RULES, GrowthView, Rule, rule_law
 from morpho.growth_rules.apoptosis import Apoptosis
 from morpho.growth_rules.dendrite import Dendrite
 from morpho.growth_rules.mitosis import Mitosis
 from morpho.growth_rules.prune import Prune
 from morpho.registry import Registry
-from morpho.scheduler import RULES, GrowthView, Rule, rule_law
 from morpho.tissue import HIDDEN, seed_tissue
 
 
@@ -175,7 +175,7 @@ def test_a_third_party_rule_registered_by_entry_point_loads(tmp_path, monkeypatc
     (tmp_path / "budding_rule.py").write_text(
         textwrap.dedent('''
         from dataclasses import dataclass
-        from morpho.scheduler import Rule
+        from morpho.growth.rule import Rule
 
         @dataclass(frozen=True)
         class Budding(Rule):

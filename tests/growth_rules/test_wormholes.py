@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import Host, loss_of, tiny_net, tokens, view
+from conftest import Host, step_result, tiny_net, tokens, view
 
+from morpho.growth.config import GrowthConfig
+from morpho.growth.scheduler import Scheduler
 from morpho.growth_rules.dendrite import Dendrite, wormhole_edges
-from morpho.scheduler import GrowthConfig, Scheduler
 from morpho.tissue import seed_tissue
 
 A, B = 0, 6  # input (level 0) → a level-2 cell: not an edge of the dense seed
@@ -119,10 +120,12 @@ def test_the_scheduler_grows_a_wormhole_in_a_spread_out_tissue(wormholes: bool) 
     host = Host(net, [sch])
     host.step = 99  # type: ignore[attr-defined]  # the trainer's step before the check
     sch.on_train_start(host)
-    net.capture = True
-    loss_of(net, tokens(0, seq_len=9)).backward()
+    x = tokens(0, seq_len=9)
+    res = step_result(net, x[:, :-1], capture=True)
+    ce = torch.nn.functional.cross_entropy(res.output.logits.flatten(0, 1), x[:, 1:].flatten())
+    (ce + 0.1 * res.output.aux_loss).backward()
     n_edges = net.tissue.edge_index.shape[1]
-    records = sch.check(host, 100)
+    records = sch.check(host, 100, res)
     grown = [r for r in records if r["kind"] == "connect"]
     if not wormholes:
         assert grown == [] and net.tissue.edge_index.shape[1] == n_edges
