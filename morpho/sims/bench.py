@@ -7,6 +7,9 @@ For one config (task, data, steps, batch, seed) it trains, each on the same batc
   (does growing help, or only the topology it ends at?);
 * ``morpho-no-<rule>`` — each enabled rule switched off in turn;
 * ``transformer``, ``gru`` — static baselines sized to morpho's final parameter count;
+* ``ngram`` — in a language bench, a count n-gram (interpolated Kneser–Ney, order and
+  discount tuned on the training split: :mod:`morpho.sims.ngram`) scored on the same eval
+  windows: the floor below which a budget says nothing about a neural model;
 * ``morpho+<mechanism>`` — with ``mechanisms``: morpho with one optional mechanism of the
   thermodynamic picture switched on (:data:`MECHANISMS`), against ``morpho`` with all off.
 
@@ -45,6 +48,7 @@ from morpho.scheduler import GrowthConfig
 from morpho.trainer import Trainer
 
 from .baselines import BASELINES, build_baseline
+from .ngram import ngram_row
 
 MECHANISMS: dict[str, dict[str, Any]] = {
     # slow clocks: hidden level k ticks every 2^k tokens (block means, held state)
@@ -87,14 +91,16 @@ def row_names(
 ) -> list[str]:
     """Names of the bench rows, in order; ``ValueError`` on an unknown row or mechanism."""
     ablations = [f"morpho-no-{r}" for r in enabled_rules(cfg)]
-    standard = ["morpho", "morpho-fixed", *ablations, *BASELINES]
+    counts = ["ngram"] if cfg.task == "lang" else []
+    standard = ["morpho", "morpho-fixed", *ablations, *BASELINES, *counts]
     for name in rows or ():
         if name not in standard:
             raise ValueError(f"unknown bench row {name!r}; expected one of: {', '.join(standard)}")
     for m in mechanisms:
         if m not in MECHANISMS:
             raise ValueError(f"unknown mechanism {m!r}; expected one of: {', '.join(MECHANISMS)}")
-    chosen = [n for n in standard if rows is None or n in rows or n == "morpho"]
+    always = ("morpho", *counts)  # the others refer to morpho; the n-gram costs seconds
+    chosen = [n for n in standard if rows is None or n in rows or n in always]
     return chosen + [f"morpho+{m}" for m in mechanisms]
 
 
@@ -114,7 +120,8 @@ def bench(
 ) -> dict[str, Any]:
     """Train every row of the bench for ``cfg`` under ``out``; returns and writes bench.json.
 
-    ``rows``: the standard rows to train (``morpho`` always runs: the others refer to it);
+    ``rows``: the standard rows to train (``morpho`` always runs: the others refer to it;
+    so does a language bench's ``ngram``, which costs seconds);
     ``mechanisms``: names from :data:`MECHANISMS`, one ``morpho+<name>`` row each;
     ``eval_points``: at least this many evaluations per row (``train.eval_every`` is
     lowered to fit), each logging the row's cumulative training FLOPs
@@ -156,6 +163,9 @@ def bench(
         if announce(name):
             model = build_baseline(name, task.vocab_size, done[0]["params"], seed=cfg.train.seed)
             done.append(_train_row(name, model, cfg, task, out / name, overwrite))
+    if announce("ngram"):
+        t = cfg.train
+        done.append(ngram_row(task, t.seq_len, t.eval_batches, t.batch_size))
     for m in mechanisms:
         announce(f"morpho+{m}")
         done.append(_morpho_row(f"morpho+{m}", mechanism_config(cfg, m), out, overwrite))
@@ -279,13 +289,13 @@ def render_table(rows: list[dict[str, Any]], title: str = "morpho bench") -> Any
         bpc = f"{r['best_val_bpc']:.3f}"
         table.add_row(
             r["name"],
-            f"{r['params']:,}",
+            "-" if r["params"] is None else f"{r['params']:,}",
             f"[bold]{bpc}[/]" if r["best_val_bpc"] == best else bpc,
             f"{r['final_val_bpc']:.3f}",
             f"{r['flops_per_token'] / 1e3:,.0f}k",
             f"{r['dense_train_flops']:.2e}",
             f"{r['gated_train_flops']:.2e}",
-            f"{r['tokens_per_s']:,.0f}",
+            "-" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.0f}",
             "-" if r["gate_mean"] is None else f"{r['gate_mean']:.2f}",
             "-" if r["cells"] is None else str(r["cells"]),
             str(r["events"]),

@@ -49,6 +49,7 @@ ALL_ROWS = [
     "morpho-no-prune",
     "transformer",
     "gru",
+    "ngram",
 ]
 
 
@@ -63,9 +64,11 @@ def test_row_names_follow_the_enabled_rules() -> None:
         "morpho-no-prune",
         "transformer",
         "gru",
+        "ngram",
     ]
     off = cfg.merged({"growth": {"enabled": False}})
-    assert row_names(off) == ["morpho", "morpho-fixed", "transformer", "gru"]
+    assert row_names(off) == ["morpho", "morpho-fixed", "transformer", "gru", "ngram"]
+    assert row_names(off, rows=["gru"]) == ["morpho", "gru", "ngram"]
 
 
 def test_tiny_bench_writes_every_row_at_the_same_budget(tmp_path: Path) -> None:
@@ -74,7 +77,17 @@ def test_tiny_bench_writes_every_row_at_the_same_budget(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "b" / "bench.json").read_text())
     assert saved["rows"] == result["rows"]
     rows = {r["name"]: r for r in saved["rows"]}
-    assert list(rows) == ["morpho", "morpho-fixed", "morpho-no-prune", "transformer", "gru"]
+    assert list(rows) == [
+        "morpho",
+        "morpho-fixed",
+        "morpho-no-prune",
+        "transformer",
+        "gru",
+        "ngram",
+    ]
+    ngram = rows.pop("ngram")
+    assert set(ROW_KEYS) <= set(ngram) and 2 <= ngram["order"] <= 6
+    assert ngram["best_val_bpc"] == ngram["final_val_bpc"] and ngram["dense_train_flops"] == 0
     for r in rows.values():
         assert set(ROW_KEYS) <= set(r)
         assert r["steps"] == 4 and r["best_val_bpc"] <= r["final_val_bpc"] + 1e-9
@@ -130,7 +143,7 @@ def test_bench_cli_mechanism_rows(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "bench.json").read_text())
     rows = {r["name"]: r for r in saved["rows"]}
-    assert list(rows) == ["morpho", "morpho+pathnorm", "morpho+ponder"]
+    assert list(rows) == ["morpho", "ngram", "morpho+pathnorm", "morpho+ponder"]
     assert "path_norm" in rows["morpho+pathnorm"] and "path_norm" not in rows["morpho"]
     assert 1.0 <= rows["morpho+ponder"]["ponder_passes"] <= 3.0
     assert set(saved["mechanisms"]) == {"pathnorm", "ponder"}
@@ -156,7 +169,7 @@ def test_every_row_logs_its_dense_flops_at_every_eval(tmp_path: Path) -> None:
     cfg = RunConfig().merged(TINY).merged({"growth": {"rules": ["prune"]}})
     result = bench(cfg, tmp_path / "b", rows=["morpho", "transformer"], eval_points=4)
     assert result["config"]["train"]["eval_every"] == 1
-    for row in result["rows"]:
+    for row in result["rows"][:2]:
         lines = (tmp_path / "b" / row["name"] / "metrics.jsonl").read_text().splitlines()
         curve = [r for r in map(json.loads, lines) if r["kind"] == "flops"]
         flops = [r["dense_train_flops"] for r in curve]
