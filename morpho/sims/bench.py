@@ -32,14 +32,14 @@ from __future__ import annotations
 import json
 import os
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from morpho.checkpoint import load_network
-from morpho.config import RunConfig, dump_toml
+from morpho.config import PRESETS, RunConfig, dump_toml, load_toml
 from morpho.flops import FlopCounter
 from morpho.grow import build_task, grow
 from morpho.network import Network
@@ -48,6 +48,7 @@ from morpho.scheduler import GrowthConfig
 from morpho.trainer import Trainer
 
 from .baselines import BASELINES, build_baseline
+from .lang import BENCH_PRESETS
 from .ngram import ngram_row
 
 MECHANISMS: dict[str, dict[str, Any]] = {
@@ -117,6 +118,7 @@ def bench(
     rows: Sequence[str] | None = None,
     mechanisms: Sequence[str] = (),
     eval_points: int = EVAL_POINTS,
+    lrs: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Train every row of the bench for ``cfg`` under ``out``; returns and writes bench.json.
 
@@ -125,7 +127,9 @@ def bench(
     ``mechanisms``: names from :data:`MECHANISMS`, one ``morpho+<name>`` row each;
     ``eval_points``: at least this many evaluations per row (``train.eval_every`` is
     lowered to fit), each logging the row's cumulative training FLOPs
-    (:class:`~morpho.flops.FlopCounter`) beside its validation bpc.
+    (:class:`~morpho.flops.FlopCounter`) beside its validation bpc;
+    ``lrs``: peak learning rate by row name (``"morpho"`` also sets its ablations, fixed
+    and mechanism rows unless they have their own), e.g. a bench preset's tuned values.
 
     Raises:
         ValueError: a bad config, task or data (before anything is written), or an ``out``
@@ -148,36 +152,70 @@ def bench(
         say(f"[{len(done) + 1}/{len(names)}] {name}")
         return True
 
+    lrs = dict(lrs or {})
+
+    def lr(name: str, row_cfg: RunConfig) -> RunConfig:
+        return with_row_lr(row_cfg, name, lrs)
+
     announce("morpho")
-    done.append(_morpho_row("morpho", cfg, out, overwrite))
+    done.append(_morpho_row("morpho", lr("morpho", cfg), out, overwrite))
     if announce("morpho-fixed"):
         final_net, _ = load_network(out / "morpho" / "checkpoints" / "final.pt")
-        done.append(_fixed_row(cfg, final_net, task, out, overwrite))
+        done.append(_fixed_row(lr("morpho-fixed", cfg), final_net, task, out, overwrite))
     for rule in enabled_rules(cfg):
-        if announce(f"morpho-no-{rule}"):
+        if announce(name := f"morpho-no-{rule}"):
             ablated = cfg.merged(
                 {"growth": {"rules": [r for r in enabled_rules(cfg) if r != rule]}}
             )
-            done.append(_morpho_row(f"morpho-no-{rule}", ablated, out, overwrite))
+            done.append(_morpho_row(name, lr(name, ablated), out, overwrite))
     for name in BASELINES:
         if announce(name):
             model = build_baseline(name, task.vocab_size, done[0]["params"], seed=cfg.train.seed)
-            done.append(_train_row(name, model, cfg, task, out / name, overwrite))
+            done.append(_train_row(name, model, lr(name, cfg), task, out / name, overwrite))
     if announce("ngram"):
         t = cfg.train
         done.append(ngram_row(task, t.seq_len, t.eval_batches, t.batch_size))
     for m in mechanisms:
         announce(f"morpho+{m}")
-        done.append(_morpho_row(f"morpho+{m}", mechanism_config(cfg, m), out, overwrite))
+        name = f"morpho+{m}"
+        done.append(_morpho_row(name, lr(name, mechanism_config(cfg, m)), out, overwrite))
     result = {
         "rows": done,
         "config": cfg.to_dict(),
+        "lrs": lrs,
         "task": task.describe(),
         "mechanisms": {m: MECHANISMS[m] for m in mechanisms},
         "machine": machine(),
     }
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def bench_config(
+    preset: str, config: Path | None, overrides: dict[str, Any]
+) -> tuple[RunConfig, dict[str, float]]:
+    """``(run config, learning rate by row)`` of ``preset`` — a bench preset of
+    :data:`~morpho.sims.lang.BENCH_PRESETS` (its base run preset, its overrides and its
+    tuned learning rates) or a run preset (no per-row rates) — then of the TOML file
+    ``config``, then of ``overrides`` (the CLI flags; ``None`` values are not given)."""
+    if preset not in BENCH_PRESETS and preset not in PRESETS:
+        names = ", ".join([*PRESETS, *BENCH_PRESETS])
+        raise ValueError(f"unknown preset {preset!r}; expected one of: {names}")
+    spec = BENCH_PRESETS.get(preset, {"base": preset, "config": {}, "lr": {}})
+    cfg = RunConfig.preset(spec["base"]).merged(spec["config"])
+    if config is not None:
+        cfg = cfg.merged(load_toml(config))
+    return cfg.merged(_given(overrides)), dict(spec["lr"])
+
+
+def _given(table: dict[str, Any]) -> dict[str, Any]:
+    """``table`` without its ``None`` values (nested tables too, dropped when empty)."""
+    out = {}
+    for k, v in table.items():
+        v = _given(v) if isinstance(v, dict) else v
+        if v is not None and v != {}:
+            out[k] = v
+    return out
 
 
 def with_eval_points(cfg: RunConfig, points: int) -> RunConfig:
@@ -189,9 +227,17 @@ def with_eval_points(cfg: RunConfig, points: int) -> RunConfig:
     return cfg.merged({"train": {"eval_every": every}})
 
 
+def with_row_lr(cfg: RunConfig, name: str, lrs: Mapping[str, float]) -> RunConfig:
+    """``cfg`` with row ``name``'s learning rate from ``lrs`` (a ``morpho…`` row falls back
+    to ``lrs["morpho"]``); unchanged when ``lrs`` has neither."""
+    family = "morpho" if name.startswith("morpho") else name
+    value = lrs.get(name, lrs.get(family))
+    return cfg if value is None else cfg.merged({"train": {"lr": float(value)}})
+
+
 def _morpho_row(name: str, cfg: RunConfig, out: Path, overwrite: bool) -> dict[str, Any]:
     summary = grow(cfg, out / name, overwrite=overwrite, callbacks=[FlopCounter()])
-    return _row(name, summary, out / name)
+    return {**_row(name, summary, out / name), "lr": cfg.train.lr}
 
 
 def _fixed_row(
@@ -210,7 +256,7 @@ def _train_row(
     run = RunDir(path, overwrite=overwrite)
     trainer = Trainer(model, task, cfg.train, run=run, callbacks=[FlopCounter()])
     run.create(dump_toml({**cfg.to_dict(), "model": _describe(model)}))
-    return _row(name, trainer.fit(), path)
+    return {**_row(name, trainer.fit(), path), "lr": cfg.train.lr}
 
 
 def _describe(model: torch.nn.Module) -> dict[str, Any]:

@@ -12,6 +12,9 @@ windows), so no validation character is ever seen in training.
 
     task = LangTask(corpus="pydoc")
     x, y = task.batch("train", 16, 64, torch.Generator().manual_seed(0))   # (16, 64) each
+
+:data:`BENCH_PRESETS` are budgets for ``morpho bench --preset NAME`` that need the bench's
+own knobs (each row's tuned learning rate) beside a run config.
 """
 
 from __future__ import annotations
@@ -25,6 +28,29 @@ import torch
 from torch import Tensor
 
 CORPORA = ("pydoc", "stdlib")
+
+BENCH_PRESETS: dict[str, dict[str, Any]] = {
+    # A budget at which the static rows are clearly better than the count n-gram on the
+    # same windows. ``base``: the run preset it extends; ``config``: overrides of it;
+    # ``lr``: each row's peak learning rate, the best of ``lr_sweep`` (best val bpc, pydoc,
+    # seed 0, this budget; commands and machine in BENCHMARKS.md). ``morpho`` rows have no
+    # sweep at this budget yet: they keep ``train.lr``.
+    "cpu": {
+        "base": "small",
+        "config": {
+            "network": {"d_cell": 48, "level_sizes": [2, 4, 4, 2]},
+            "train": {
+                "steps": 1000,
+                "batch_size": 32,
+                "seq_len": 128,
+                "warmup": 100,
+                "eval_every": 40,
+            },
+        },
+        "lr": {},
+        "lr_sweep": {},
+    },
+}
 SKIPPED_STDLIB_DIRS = {"site-packages", "test", "tests", "idle_test"}  # test suites, add-ons
 
 

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from morpho.cli import app
 from morpho.config import RunConfig
-from morpho.sims.bench import ROW_KEYS, bench, row_names
+from morpho.sims.bench import ROW_KEYS, bench, bench_config, row_names, with_row_lr
+from morpho.sims.lang import BENCH_PRESETS
 from morpho.viz.bench_plot import bench_curves
 
 TINY = {
@@ -193,3 +194,37 @@ def test_morpho_plot_of_a_bench_draws_bpc_against_flops(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     curves = bench_curves(tmp_path / "b")
     assert set(curves) == {"morpho", "gru"} and all(len(c) >= 4 for c in curves.values())
+
+
+def test_a_bench_preset_sets_its_budget_and_rates_and_flags_still_win() -> None:
+    cfg, lrs = bench_config("cpu", None, {"train": {"seed": None}})
+    spec = BENCH_PRESETS["cpu"]
+    assert cfg == RunConfig.preset(spec["base"]).merged(spec["config"])
+    assert lrs == spec["lr"]
+    flagged, _ = bench_config("cpu", None, {"train": {"steps": 7, "seed": 3}})
+    assert (flagged.train.steps, flagged.train.seed) == (7, 3)
+    assert flagged.train.seq_len == cfg.train.seq_len
+    assert bench_config("small", None, {}) == (RunConfig.preset("small"), {})
+    with pytest.raises(ValueError, match="unknown preset 'huge'; expected one of: small, .*cpu"):
+        bench_config("huge", None, {})
+
+
+def test_rows_take_their_own_learning_rate_and_morpho_rows_share_one() -> None:
+    cfg = RunConfig().merged(TINY)
+    lrs = {"morpho": 2e-3, "gru": 1e-2}
+    assert with_row_lr(cfg, "morpho-no-prune", lrs).train.lr == 2e-3
+    assert with_row_lr(cfg, "morpho+clocks", {**lrs, "morpho+clocks": 5e-4}).train.lr == 5e-4
+    assert with_row_lr(cfg, "gru", lrs).train.lr == 1e-2
+    assert with_row_lr(cfg, "transformer", lrs) == cfg
+
+
+def test_bench_trains_each_row_at_its_rate(tmp_path: Path) -> None:
+    cfg = RunConfig().merged(TINY).merged({"growth": {"enabled": False}})
+    lrs = {"morpho": 2e-3, "gru": 1e-2}
+    result = bench(cfg, tmp_path / "b", rows=["morpho", "gru"], lrs=lrs)
+    assert [(r["name"], r.get("lr")) for r in result["rows"]] == [
+        ("morpho", 2e-3),
+        ("gru", 1e-2),
+        ("ngram", None),
+    ]
+    assert result["lrs"] == lrs
