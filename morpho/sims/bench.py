@@ -7,6 +7,9 @@ For one config (task, data, steps, batch, seed) it trains, each on the same batc
   (does growing help, or only the topology it ends at?);
 * ``morpho-no-<rule>`` — each enabled rule switched off in turn;
 * ``transformer``, ``gru`` — static baselines sized to morpho's final parameter count;
+* ``transformer-stack`` (only when ``rows`` names it) — the Transformer grown by depth
+  stacking (G_stack, Du et al. 2024): half its depth for the first :data:`STACK_AT` of the
+  steps, then its trained blocks copied to double the depth;
 * ``ngram`` — in a language bench, a count n-gram (interpolated Kneser–Ney, order and
   discount tuned on the training split: :mod:`morpho.sims.ngram`) scored on the same eval
   windows: the floor below which a budget says nothing about a neural model;
@@ -45,9 +48,9 @@ from morpho.grow import build_task, grow
 from morpho.network import Network
 from morpho.rundir import RunDir, read_jsonl
 from morpho.scheduler import GrowthConfig
-from morpho.trainer import Trainer
+from morpho.trainer import Callback, Trainer
 
-from .baselines import BASELINES, build_baseline
+from .baselines import BASELINES, StackAt, build_baseline, build_stack_peer
 from .lang import BENCH_PRESETS
 from .ngram import ngram_row
 
@@ -68,6 +71,8 @@ MECHANISMS: dict[str, dict[str, Any]] = {
     "ponder": {"network": {"ponder_max": 3}},
 }
 
+PEERS = ("transformer-stack",)  # rows trained only when ``rows`` names them
+STACK_AT = 0.25  # share of the steps the stacked peer trains at half depth
 EVAL_POINTS = 24  # evaluations per row: a curve of val bpc against training FLOPs
 ROW_KEYS = (
     "name",
@@ -95,13 +100,15 @@ def row_names(
     counts = ["ngram"] if cfg.task == "lang" else []
     standard = ["morpho", "morpho-fixed", *ablations, *BASELINES, *counts]
     for name in rows or ():
-        if name not in standard:
-            raise ValueError(f"unknown bench row {name!r}; expected one of: {', '.join(standard)}")
+        if name not in standard + list(PEERS):
+            known = ", ".join(standard + list(PEERS))
+            raise ValueError(f"unknown bench row {name!r}; expected one of: {known}")
     for m in mechanisms:
         if m not in MECHANISMS:
             raise ValueError(f"unknown mechanism {m!r}; expected one of: {', '.join(MECHANISMS)}")
     always = ("morpho", *counts)  # the others refer to morpho; the n-gram costs seconds
     chosen = [n for n in standard if rows is None or n in rows or n in always]
+    chosen += [n for n in PEERS if n in (rows or ())]  # trained only when asked for
     return chosen + [f"morpho+{m}" for m in mechanisms]
 
 
@@ -172,6 +179,12 @@ def bench(
         if announce(name):
             model = build_baseline(name, task.vocab_size, done[0]["params"], seed=cfg.train.seed)
             done.append(_train_row(name, model, lr(name, cfg), task, out / name, overwrite))
+    if announce("transformer-stack"):
+        model = build_stack_peer(task.vocab_size, done[0]["params"], seed=cfg.train.seed)
+        at = StackAt(max(1, round(STACK_AT * cfg.train.steps)))
+        path = out / "transformer-stack"
+        row_cfg = lr("transformer-stack", cfg)
+        done.append(_train_row("transformer-stack", model, row_cfg, task, path, overwrite, [at]))
     if announce("ngram"):
         t = cfg.train
         done.append(ngram_row(task, t.seq_len, t.eval_batches, t.batch_size))
@@ -229,8 +242,9 @@ def with_eval_points(cfg: RunConfig, points: int) -> RunConfig:
 
 def with_row_lr(cfg: RunConfig, name: str, lrs: Mapping[str, float]) -> RunConfig:
     """``cfg`` with row ``name``'s learning rate from ``lrs`` (a ``morpho…`` row falls back
-    to ``lrs["morpho"]``); unchanged when ``lrs`` has neither."""
-    family = "morpho" if name.startswith("morpho") else name
+    to ``lrs["morpho"]``, ``transformer-stack`` to ``lrs["transformer"]``); unchanged when
+    ``lrs`` has neither."""
+    family = "morpho" if name.startswith("morpho") else name.split("-")[0]
     value = lrs.get(name, lrs.get(family))
     return cfg if value is None else cfg.merged({"train": {"lr": float(value)}})
 
@@ -251,10 +265,16 @@ def _fixed_row(
 
 
 def _train_row(
-    name: str, model: torch.nn.Module, cfg: RunConfig, task: Any, path: Path, overwrite: bool
+    name: str,
+    model: torch.nn.Module,
+    cfg: RunConfig,
+    task: Any,
+    path: Path,
+    overwrite: bool,
+    callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
     run = RunDir(path, overwrite=overwrite)
-    trainer = Trainer(model, task, cfg.train, run=run, callbacks=[FlopCounter()])
+    trainer = Trainer(model, task, cfg.train, run=run, callbacks=[*callbacks, FlopCounter()])
     run.create(dump_toml({**cfg.to_dict(), "model": _describe(model)}))
     return {**_row(name, trainer.fit(), path), "lr": cfg.train.lr}
 

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from morpho.cli import app
 from morpho.config import RunConfig
+from morpho.sims.baselines import build_stack_peer
 from morpho.sims.bench import ROW_KEYS, bench, bench_config, row_names, with_row_lr
 from morpho.sims.lang import BENCH_PRESETS
 from morpho.viz.bench_plot import bench_curves
@@ -228,3 +229,23 @@ def test_bench_trains_each_row_at_its_rate(tmp_path: Path) -> None:
         ("ngram", None),
     ]
     assert result["lrs"] == lrs
+
+
+def test_the_stacked_peer_doubles_its_depth_and_is_charged_for_each_depth(tmp_path: Path) -> None:
+    cfg = RunConfig().merged(TINY).merged({"growth": {"enabled": False}})
+    assert "transformer-stack" not in row_names(cfg)  # only when asked for
+    result = bench(cfg, tmp_path / "b", rows=["transformer", "transformer-stack"])
+    rows = {r["name"]: r for r in result["rows"]}
+    stacked, static = rows["transformer-stack"], rows["transformer"]
+    assert stacked["params"] == static["params"]
+    assert stacked["flops_per_token"] == static["flops_per_token"]
+    events = (tmp_path / "b" / "transformer-stack" / "events.jsonl").read_text().splitlines()
+    (stack,) = [json.loads(e) for e in events]
+    assert stack["kind"] == "stack" and stack["step"] == 1 and stack["n_layer"] == 4
+    assert stack["loss_before"] is not None and stack["loss_after"] is not None
+    # one step at half depth, three at full, each 3x its forward (the loss read is not charged)
+    vocab = len(result["task"]["chars"])
+    half = build_stack_peer(vocab, rows["morpho"]["params"]).flops_per_token(16)
+    tokens = 2 * 16
+    expected = 3 * tokens * (half + 3 * static["flops_per_token"])
+    assert stacked["dense_train_flops"] == pytest.approx(expected, rel=1e-12)
