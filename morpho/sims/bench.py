@@ -7,6 +7,8 @@ For one config (task, data, steps, batch, seed) it trains, each on the same batc
   (does growing help, or only the topology it ends at?);
 * ``morpho-no-<rule>`` — each enabled rule switched off in turn;
 * ``transformer``, ``gru`` — static baselines sized to morpho's final parameter count;
+* ``transformer-0.5x``, ``transformer-2x``, ``gru-0.5x``, ``gru-2x`` (only when ``rows``
+  names them) — the static peers at half and twice morpho's final parameter count;
 * ``transformer-stack`` (only when ``rows`` names it) — the Transformer grown by depth
   stacking (G_stack, Du et al. 2024): half its depth for the first :data:`STACK_AT` of the
   steps, then its trained blocks copied to double the depth;
@@ -71,7 +73,11 @@ MECHANISMS: dict[str, dict[str, Any]] = {
     "ponder": {"network": {"ponder_max": 3}},
 }
 
-PEERS = ("transformer-stack",)  # rows trained only when ``rows`` names them
+SIZES = {"0.5x": 0.5, "2x": 2.0}  # peers at these multiples of morpho's final size
+PEERS = (  # rows trained only when ``rows`` names them
+    *(f"{kind}-{size}" for kind in BASELINES for size in SIZES),
+    "transformer-stack",
+)
 STACK_AT = 0.25  # share of the steps the stacked peer trains at half depth
 EVAL_POINTS = 24  # evaluations per row: a curve of val bpc against training FLOPs
 ROW_KEYS = (
@@ -179,6 +185,12 @@ def bench(
         if announce(name):
             model = build_baseline(name, task.vocab_size, done[0]["params"], seed=cfg.train.seed)
             done.append(_train_row(name, model, lr(name, cfg), task, out / name, overwrite))
+    for kind in BASELINES:
+        for size, factor in SIZES.items():
+            if announce(name := f"{kind}-{size}"):
+                target = round(factor * done[0]["params"])
+                model = build_baseline(kind, task.vocab_size, target, seed=cfg.train.seed)
+                done.append(_train_row(name, model, lr(name, cfg), task, out / name, overwrite))
     if announce("transformer-stack"):
         model = build_stack_peer(task.vocab_size, done[0]["params"], seed=cfg.train.seed)
         at = StackAt(max(1, round(STACK_AT * cfg.train.steps)))

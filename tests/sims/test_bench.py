@@ -249,3 +249,13 @@ def test_the_stacked_peer_doubles_its_depth_and_is_charged_for_each_depth(tmp_pa
     tokens = 2 * 16
     expected = 3 * tokens * (half + 3 * static["flops_per_token"])
     assert stacked["dense_train_flops"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_sized_peers_take_half_and_twice_morphos_parameters(tmp_path: Path) -> None:
+    cfg = RunConfig().merged(TINY).merged({"growth": {"enabled": False}})
+    result = bench(cfg, tmp_path / "b", rows=["gru-0.5x", "transformer-2x"], lrs={"gru": 1e-2})
+    rows = {r["name"]: r for r in result["rows"]}
+    grown = rows["morpho"]["params"]
+    assert abs(rows["gru-0.5x"]["params"] - grown / 2) <= 0.05 * grown
+    assert abs(rows["transformer-2x"]["params"] - 2 * grown) <= 0.1 * grown
+    assert rows["gru-0.5x"]["lr"] == 1e-2  # a sized peer takes its family's rate
