@@ -93,7 +93,7 @@ class FlopCounter(Callback):
             model.register_forward_hook(self._leave),
         ]
         if isinstance(model, Network):  # an instance attribute shadows the method
-            model.forward_tissue = self._tissue(model.forward_tissue)  # type: ignore[method-assign]
+            model.forward_tissue = self._tissue(model.forward_tissue)  # type: ignore[method-assign,assignment]
         return self
 
     def detach(self) -> None:

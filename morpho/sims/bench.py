@@ -7,6 +7,14 @@ For one config (task, data, steps, batch, seed) it trains, each on the same batc
   (does growing help, or only the topology it ends at?);
 * ``morpho-no-<rule>`` — each enabled rule switched off in turn;
 * ``transformer``, ``gru`` — static baselines sized to morpho's final parameter count;
+* ``transformer-0.5x``, ``transformer-2x``, ``gru-0.5x``, ``gru-2x`` (only when ``rows``
+  names them) — the static peers at half and twice morpho's final parameter count;
+* ``transformer-stack`` (only when ``rows`` names it) — the Transformer grown by depth
+  stacking (G_stack, Du et al. 2024): half its depth for the first :data:`STACK_AT` of the
+  steps, then its trained blocks copied to double the depth;
+* ``ngram`` — in a language bench, a count n-gram (interpolated Kneser–Ney, order and
+  discount tuned on the training split: :mod:`morpho.sims.ngram`) scored on the same eval
+  windows: the floor below which a budget says nothing about a neural model;
 * ``morpho+<mechanism>`` — with ``mechanisms``: morpho with one optional mechanism of the
   thermodynamic picture switched on (:data:`MECHANISMS`), against ``morpho`` with all off.
 
@@ -29,22 +37,24 @@ from __future__ import annotations
 import json
 import os
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from morpho.checkpoint import load_network
-from morpho.config import RunConfig, dump_toml
+from morpho.config import PRESETS, RunConfig, dump_toml, load_toml
 from morpho.flops import FlopCounter
 from morpho.grow import build_task, grow
 from morpho.mechanisms import build_terms
 from morpho.network import Network
 from morpho.rundir import RunDir, read_jsonl
-from morpho.trainer import Trainer, is_growing
+from morpho.trainer import Callback, Trainer, is_growing
 
-from .baselines import BASELINES, build_baseline
+from .baselines import BASELINES, StackAt, build_baseline, build_stack_peer
+from .lang import BENCH_PRESETS
+from .ngram import ngram_row
 
 MECHANISMS: dict[str, dict[str, Any]] = {
     # slow clocks: hidden level k ticks every 2^k tokens (block means, held state)
@@ -63,6 +73,12 @@ MECHANISMS: dict[str, dict[str, Any]] = {
     "ponder": {"network": {"ponder_max": 3}},
 }
 
+SIZES = {"0.5x": 0.5, "2x": 2.0}  # peers at these multiples of morpho's final size
+PEERS = (  # rows trained only when ``rows`` names them
+    *(f"{kind}-{size}" for kind in BASELINES for size in SIZES),
+    "transformer-stack",
+)
+STACK_AT = 0.25  # share of the steps the stacked peer trains at half depth
 EVAL_POINTS = 24  # evaluations per row: a curve of val bpc against training FLOPs
 ROW_KEYS = (
     "name",
@@ -87,14 +103,18 @@ def row_names(
 ) -> list[str]:
     """Names of the bench rows, in order; ``ValueError`` on an unknown row or mechanism."""
     ablations = [f"morpho-no-{r}" for r in enabled_rules(cfg)]
-    standard = ["morpho", "morpho-fixed", *ablations, *BASELINES]
+    counts = ["ngram"] if cfg.task == "lang" else []
+    standard = ["morpho", "morpho-fixed", *ablations, *BASELINES, *counts]
     for name in rows or ():
-        if name not in standard:
-            raise ValueError(f"unknown bench row {name!r}; expected one of: {', '.join(standard)}")
+        if name not in standard + list(PEERS):
+            known = ", ".join(standard + list(PEERS))
+            raise ValueError(f"unknown bench row {name!r}; expected one of: {known}")
     for m in mechanisms:
         if m not in MECHANISMS:
             raise ValueError(f"unknown mechanism {m!r}; expected one of: {', '.join(MECHANISMS)}")
-    chosen = [n for n in standard if rows is None or n in rows or n == "morpho"]
+    always = ("morpho", *counts)  # the others refer to morpho; the n-gram costs seconds
+    chosen = [n for n in standard if rows is None or n in rows or n in always]
+    chosen += [n for n in PEERS if n in (rows or ())]  # trained only when asked for
     return chosen + [f"morpho+{m}" for m in mechanisms]
 
 
@@ -111,14 +131,18 @@ def bench(
     rows: Sequence[str] | None = None,
     mechanisms: Sequence[str] = (),
     eval_points: int = EVAL_POINTS,
+    lrs: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Train every row of the bench for ``cfg`` under ``out``; returns and writes bench.json.
 
-    ``rows``: the standard rows to train (``morpho`` always runs: the others refer to it);
+    ``rows``: the standard rows to train (``morpho`` always runs: the others refer to it;
+    so does a language bench's ``ngram``, which costs seconds);
     ``mechanisms``: names from :data:`MECHANISMS`, one ``morpho+<name>`` row each;
     ``eval_points``: at least this many evaluations per row (``train.eval_every`` is
     lowered to fit), each logging the row's cumulative training FLOPs
-    (:class:`~morpho.flops.FlopCounter`) beside its validation bpc.
+    (:class:`~morpho.flops.FlopCounter`) beside its validation bpc;
+    ``lrs``: peak learning rate by row name (``"morpho"`` also sets its ablations, fixed
+    and mechanism rows unless they have their own), e.g. a bench preset's tuned values.
 
     Raises:
         ValueError: a bad config, task or data (before anything is written), or an ``out``
@@ -141,33 +165,82 @@ def bench(
         say(f"[{len(done) + 1}/{len(names)}] {name}")
         return True
 
+    lrs = dict(lrs or {})
+
+    def lr(name: str, row_cfg: RunConfig) -> RunConfig:
+        return with_row_lr(row_cfg, name, lrs)
+
     announce("morpho")
-    done.append(_morpho_row("morpho", cfg, out, overwrite))
+    done.append(_morpho_row("morpho", lr("morpho", cfg), out, overwrite))
     if announce("morpho-fixed"):
         final_net, _ = load_network(out / "morpho" / "checkpoints" / "final.pt")
-        done.append(_fixed_row(cfg, final_net, task, out, overwrite))
+        done.append(_fixed_row(lr("morpho-fixed", cfg), final_net, task, out, overwrite))
     for rule in enabled_rules(cfg):
-        if announce(f"morpho-no-{rule}"):
+        if announce(name := f"morpho-no-{rule}"):
             ablated = cfg.merged(
                 {"growth": {"rules": [r for r in enabled_rules(cfg) if r != rule]}}
             )
-            done.append(_morpho_row(f"morpho-no-{rule}", ablated, out, overwrite))
+            done.append(_morpho_row(name, lr(name, ablated), out, overwrite))
     for name in BASELINES:
         if announce(name):
             model = build_baseline(name, task.vocab_size, done[0]["params"], seed=cfg.train.seed)
-            done.append(_train_row(name, model, cfg, task, out / name, overwrite))
+            done.append(_train_row(name, model, lr(name, cfg), task, out / name, overwrite))
+    for kind in BASELINES:
+        for size, factor in SIZES.items():
+            if announce(name := f"{kind}-{size}"):
+                target = round(factor * done[0]["params"])
+                model = build_baseline(kind, task.vocab_size, target, seed=cfg.train.seed)
+                done.append(_train_row(name, model, lr(name, cfg), task, out / name, overwrite))
+    if announce("transformer-stack"):
+        model = build_stack_peer(task.vocab_size, done[0]["params"], seed=cfg.train.seed)
+        at = StackAt(max(1, round(STACK_AT * cfg.train.steps)))
+        path = out / "transformer-stack"
+        row_cfg = lr("transformer-stack", cfg)
+        done.append(_train_row("transformer-stack", model, row_cfg, task, path, overwrite, [at]))
+    if announce("ngram"):
+        t = cfg.train
+        done.append(ngram_row(task, t.seq_len, t.eval_batches, t.batch_size))
     for m in mechanisms:
         announce(f"morpho+{m}")
-        done.append(_morpho_row(f"morpho+{m}", mechanism_config(cfg, m), out, overwrite))
+        name = f"morpho+{m}"
+        done.append(_morpho_row(name, lr(name, mechanism_config(cfg, m)), out, overwrite))
     result = {
         "rows": done,
         "config": cfg.to_dict(),
+        "lrs": lrs,
         "task": task.describe(),
         "mechanisms": {m: MECHANISMS[m] for m in mechanisms},
         "machine": machine(),
     }
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def bench_config(
+    preset: str, config: Path | None, overrides: dict[str, Any]
+) -> tuple[RunConfig, dict[str, float]]:
+    """``(run config, learning rate by row)`` of ``preset`` — a bench preset of
+    :data:`~morpho.sims.lang.BENCH_PRESETS` (its base run preset, its overrides and its
+    tuned learning rates) or a run preset (no per-row rates) — then of the TOML file
+    ``config``, then of ``overrides`` (the CLI flags; ``None`` values are not given)."""
+    if preset not in BENCH_PRESETS and preset not in PRESETS:
+        names = ", ".join([*PRESETS, *BENCH_PRESETS])
+        raise ValueError(f"unknown preset {preset!r}; expected one of: {names}")
+    spec = BENCH_PRESETS.get(preset, {"base": preset, "config": {}, "lr": {}})
+    cfg = RunConfig.preset(spec["base"]).merged(spec["config"])
+    if config is not None:
+        cfg = cfg.merged(load_toml(config))
+    return cfg.merged(_given(overrides)), dict(spec["lr"])
+
+
+def _given(table: dict[str, Any]) -> dict[str, Any]:
+    """``table`` without its ``None`` values (nested tables too, dropped when empty)."""
+    out = {}
+    for k, v in table.items():
+        v = _given(v) if isinstance(v, dict) else v
+        if v is not None and v != {}:
+            out[k] = v
+    return out
 
 
 def with_eval_points(cfg: RunConfig, points: int) -> RunConfig:
@@ -179,9 +252,18 @@ def with_eval_points(cfg: RunConfig, points: int) -> RunConfig:
     return cfg.merged({"train": {"eval_every": every}})
 
 
+def with_row_lr(cfg: RunConfig, name: str, lrs: Mapping[str, float]) -> RunConfig:
+    """``cfg`` with row ``name``'s learning rate from ``lrs`` (a ``morpho…`` row falls back
+    to ``lrs["morpho"]``, ``transformer-stack`` to ``lrs["transformer"]``); unchanged when
+    ``lrs`` has neither."""
+    family = "morpho" if name.startswith("morpho") else name.split("-")[0]
+    value = lrs.get(name, lrs.get(family))
+    return cfg if value is None else cfg.merged({"train": {"lr": float(value)}})
+
+
 def _morpho_row(name: str, cfg: RunConfig, out: Path, overwrite: bool) -> dict[str, Any]:
     summary = grow(cfg, out / name, overwrite=overwrite, callbacks=[FlopCounter()])
-    return _row(name, summary, out / name)
+    return {**_row(name, summary, out / name), "lr": cfg.train.lr}
 
 
 def _fixed_row(
@@ -195,13 +277,21 @@ def _fixed_row(
 
 
 def _train_row(
-    name: str, model: torch.nn.Module, cfg: RunConfig, task: Any, path: Path, overwrite: bool
+    name: str,
+    model: torch.nn.Module,
+    cfg: RunConfig,
+    task: Any,
+    path: Path,
+    overwrite: bool,
+    callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
     run = RunDir(path, overwrite=overwrite)
     terms = build_terms(cfg) if is_growing(model) else []
-    trainer = Trainer(model, task, cfg.train, run=run, callbacks=[FlopCounter()], terms=terms)
+    trainer = Trainer(
+        model, task, cfg.train, run=run, callbacks=[*callbacks, FlopCounter()], terms=terms
+    )
     run.create(dump_toml({**cfg.to_dict(), "model": _describe(model)}))
-    return _row(name, trainer.fit(), path)
+    return {**_row(name, trainer.fit(), path), "lr": cfg.train.lr}
 
 
 def _describe(model: torch.nn.Module) -> dict[str, Any]:
@@ -280,13 +370,13 @@ def render_table(rows: list[dict[str, Any]], title: str = "morpho bench") -> Any
         bpc = f"{r['best_val_bpc']:.3f}"
         table.add_row(
             r["name"],
-            f"{r['params']:,}",
+            "-" if r["params"] is None else f"{r['params']:,}",
             f"[bold]{bpc}[/]" if r["best_val_bpc"] == best else bpc,
             f"{r['final_val_bpc']:.3f}",
             f"{r['flops_per_token'] / 1e3:,.0f}k",
             f"{r['dense_train_flops']:.2e}",
             f"{r['gated_train_flops']:.2e}",
-            f"{r['tokens_per_s']:,.0f}",
+            "-" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.0f}",
             "-" if r["gate_mean"] is None else f"{r['gate_mean']:.2f}",
             "-" if r["cells"] is None else str(r["cells"]),
             str(r["events"]),

@@ -83,20 +83,21 @@ def bench(
         ),
     ] = None,
 ) -> None:
-    """Train morpho, morpho-fixed, each rule ablated, a Transformer and a GRU; print a table.
+    """Train morpho, morpho-fixed, each rule ablated, a Transformer and a GRU, count an
+    n-gram (lang); print a table. --preset also takes a bench preset: cpu (lang).
 
     With --mechanisms, one more row per mechanism of the thermodynamic picture (on), to
     compare with the morpho row (all off)."""
     from rich.console import Console
 
-    from morpho.cli import fail, run_config
+    from morpho.cli import fail
     from morpho.grow import default_run_path
 
-    from .bench import MECHANISMS, render_table
+    from .bench import MECHANISMS, bench_config, render_table
     from .bench import bench as run_bench
 
     try:
-        cfg = run_config(
+        cfg, lrs = bench_config(
             preset,
             config,
             {
@@ -116,6 +117,7 @@ def bench(
             log=lambda m: typer.echo(m, err=True),
             rows=comma_list(rows) or None,
             mechanisms=mechs,
+            lrs=lrs,
         )
     except ValueError as e:
         fail(str(e))

@@ -87,5 +87,5 @@ def plot_bench(
 
 def _label(name: str, rows: list[dict[str, Any]]) -> str:
     row = next(r for r in rows if r["name"] == name)
-    params = f"{row['params'] / 1e3:,.0f}k" if row.get("params") else "counts"
-    return f"{name} ({params}, best {row['best_val_bpc']:.3f})"
+    size = f"{row['params'] / 1e3:,.0f}k" if row.get("params") else f"order {row.get('order')}"
+    return f"{name} ({size}, best {row['best_val_bpc']:.3f})"

@@ -169,7 +169,7 @@ def test_the_former_train_keys_of_the_mechanisms_still_work() -> None:
 def test_bench_mechanism_rows() -> None:
     cfg = RunConfig.preset("small")
     names = row_names(cfg, rows=["morpho"], mechanisms=list(MECHANISMS))
-    assert names == ["morpho", *[f"morpho+{m}" for m in MECHANISMS]]
+    assert names == ["morpho", "ngram", *[f"morpho+{m}" for m in MECHANISMS]]  # lang: n-gram too
     for m in MECHANISMS:
         assert mechanism_config(cfg, m) != cfg  # each switches something on
     with pytest.raises(ValueError, match="unknown mechanism"):

@@ -99,3 +99,49 @@ def test_trainer_trains_a_baseline(name: str) -> None:
 def test_trainer_rejects_a_model_without_the_protocol() -> None:
     with pytest.raises(TypeError, match="n_params"):
         Trainer(torch.nn.Linear(2, 2), _Copy(), TrainConfig())  # type: ignore[arg-type]
+
+
+def test_transformer_init_is_sized_to_its_width() -> None:
+    """Weights N(0, 1/fan_in) (residual projections also / sqrt(2·depth)), embeddings N(0, 1):
+    at any width each block's branch starts at a fixed share of the unit-scale stream."""
+    for target in (20_000, 400_000):
+        model = build_baseline("transformer", 96, target, seed=0)
+        depth = model.cfg.n_layer
+        for name, m in model.named_modules():
+            if isinstance(m, torch.nn.Linear):
+                residual = name.endswith((".proj", ".out"))
+                std = m.in_features**-0.5 / (2 * depth) ** (0.5 if residual else 0)
+                assert float(m.weight.std()) == pytest.approx(std, rel=0.15), name
+        assert float(model.embed.weight.std()) == pytest.approx(1.0, rel=0.1)
+        x = torch.randint(0, 96, (4, 32), generator=torch.Generator().manual_seed(1))
+        stream = model.embed(x)
+        branch = model.blocks[0](stream) - stream
+        assert 0.05 < float(branch.pow(2).mean().sqrt()) < 1.0
+
+
+def test_stacking_doubles_the_depth_with_copied_weights_and_optimizer_state() -> None:
+    import torch.nn.functional as F
+
+    from morpho.sims.baselines import build_stack_peer, stack_blocks
+    from morpho.trainer import build_optimizer
+
+    model = build_stack_peer(VOCAB, 20_000, seed=0)
+    full = build_baseline("transformer", VOCAB, 20_000, seed=0)
+    opt = build_optimizer(model, TrainConfig())
+    x = torch.randint(0, VOCAB, (2, 8), generator=torch.Generator().manual_seed(0))
+    F.cross_entropy(model(x).flatten(0, 1), x.flatten()).backward()
+    opt.step()
+    depth = model.cfg.n_layer
+    stack_blocks(model, opt)
+    assert model.cfg == full.cfg and model.n_params() == full.n_params() == count_params(full.cfg)
+    params = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert params == {id(p) for p in model.parameters()}
+    for twin, original in zip(model.blocks[depth:], model.blocks[:depth], strict=True):
+        for p, q in zip(twin.parameters(), original.parameters(), strict=True):
+            assert p is not q and torch.equal(p, q)
+            for key, value in opt.state[q].items():
+                assert torch.equal(opt.state[p][key], value)
+                assert opt.state[p][key] is not value
+    F.cross_entropy(model(x).flatten(0, 1), x.flatten()).backward()
+    opt.step()  # the optimizer steps every parameter of the doubled model
+    assert not torch.equal(model.blocks[depth].fc.weight, model.blocks[0].fc.weight)

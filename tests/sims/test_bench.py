@@ -10,7 +10,9 @@ from typer.testing import CliRunner
 
 from morpho.cli import app
 from morpho.config import RunConfig
-from morpho.sims.bench import ROW_KEYS, bench, row_names
+from morpho.sims.baselines import build_stack_peer
+from morpho.sims.bench import ROW_KEYS, bench, bench_config, row_names, with_row_lr
+from morpho.sims.lang import BENCH_PRESETS
 from morpho.viz.bench_plot import bench_curves
 
 TINY = {
@@ -49,6 +51,7 @@ ALL_ROWS = [
     "morpho-no-prune",
     "transformer",
     "gru",
+    "ngram",
 ]
 
 
@@ -63,9 +66,11 @@ def test_row_names_follow_the_enabled_rules() -> None:
         "morpho-no-prune",
         "transformer",
         "gru",
+        "ngram",
     ]
     off = cfg.merged({"growth": {"enabled": False}})
-    assert row_names(off) == ["morpho", "morpho-fixed", "transformer", "gru"]
+    assert row_names(off) == ["morpho", "morpho-fixed", "transformer", "gru", "ngram"]
+    assert row_names(off, rows=["gru"]) == ["morpho", "gru", "ngram"]
 
 
 def test_tiny_bench_writes_every_row_at_the_same_budget(tmp_path: Path) -> None:
@@ -74,7 +79,17 @@ def test_tiny_bench_writes_every_row_at_the_same_budget(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "b" / "bench.json").read_text())
     assert saved["rows"] == result["rows"]
     rows = {r["name"]: r for r in saved["rows"]}
-    assert list(rows) == ["morpho", "morpho-fixed", "morpho-no-prune", "transformer", "gru"]
+    assert list(rows) == [
+        "morpho",
+        "morpho-fixed",
+        "morpho-no-prune",
+        "transformer",
+        "gru",
+        "ngram",
+    ]
+    ngram = rows.pop("ngram")
+    assert set(ROW_KEYS) <= set(ngram) and 2 <= ngram["order"] <= 6
+    assert ngram["best_val_bpc"] == ngram["final_val_bpc"] and ngram["dense_train_flops"] == 0
     for r in rows.values():
         assert set(ROW_KEYS) <= set(r)
         assert r["steps"] == 4 and r["best_val_bpc"] <= r["final_val_bpc"] + 1e-9
@@ -130,7 +145,7 @@ def test_bench_cli_mechanism_rows(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "bench.json").read_text())
     rows = {r["name"]: r for r in saved["rows"]}
-    assert list(rows) == ["morpho", "morpho+pathnorm", "morpho+ponder"]
+    assert list(rows) == ["morpho", "ngram", "morpho+pathnorm", "morpho+ponder"]
     assert "path_norm" in rows["morpho+pathnorm"] and "path_norm" not in rows["morpho"]
     assert 1.0 <= rows["morpho+ponder"]["ponder_passes"] <= 3.0
     assert set(saved["mechanisms"]) == {"pathnorm", "ponder"}
@@ -156,7 +171,7 @@ def test_every_row_logs_its_dense_flops_at_every_eval(tmp_path: Path) -> None:
     cfg = RunConfig().merged(TINY).merged({"growth": {"rules": ["prune"]}})
     result = bench(cfg, tmp_path / "b", rows=["morpho", "transformer"], eval_points=4)
     assert result["config"]["train"]["eval_every"] == 1
-    for row in result["rows"]:
+    for row in result["rows"][:2]:
         lines = (tmp_path / "b" / row["name"] / "metrics.jsonl").read_text().splitlines()
         curve = [r for r in map(json.loads, lines) if r["kind"] == "flops"]
         flops = [r["dense_train_flops"] for r in curve]
@@ -180,3 +195,67 @@ def test_morpho_plot_of_a_bench_draws_bpc_against_flops(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     curves = bench_curves(tmp_path / "b")
     assert set(curves) == {"morpho", "gru"} and all(len(c) >= 4 for c in curves.values())
+
+
+def test_a_bench_preset_sets_its_budget_and_rates_and_flags_still_win() -> None:
+    cfg, lrs = bench_config("cpu", None, {"train": {"seed": None}})
+    spec = BENCH_PRESETS["cpu"]
+    assert cfg == RunConfig.preset(spec["base"]).merged(spec["config"])
+    assert lrs == spec["lr"]
+    flagged, _ = bench_config("cpu", None, {"train": {"steps": 7, "seed": 3}})
+    assert (flagged.train.steps, flagged.train.seed) == (7, 3)
+    assert flagged.train.seq_len == cfg.train.seq_len
+    assert bench_config("small", None, {}) == (RunConfig.preset("small"), {})
+    with pytest.raises(ValueError, match="unknown preset 'huge'; expected one of: small, .*cpu"):
+        bench_config("huge", None, {})
+
+
+def test_rows_take_their_own_learning_rate_and_morpho_rows_share_one() -> None:
+    cfg = RunConfig().merged(TINY)
+    lrs = {"morpho": 2e-3, "gru": 1e-2}
+    assert with_row_lr(cfg, "morpho-no-prune", lrs).train.lr == 2e-3
+    assert with_row_lr(cfg, "morpho+clocks", {**lrs, "morpho+clocks": 5e-4}).train.lr == 5e-4
+    assert with_row_lr(cfg, "gru", lrs).train.lr == 1e-2
+    assert with_row_lr(cfg, "transformer", lrs) == cfg
+
+
+def test_bench_trains_each_row_at_its_rate(tmp_path: Path) -> None:
+    cfg = RunConfig().merged(TINY).merged({"growth": {"enabled": False}})
+    lrs = {"morpho": 2e-3, "gru": 1e-2}
+    result = bench(cfg, tmp_path / "b", rows=["morpho", "gru"], lrs=lrs)
+    assert [(r["name"], r.get("lr")) for r in result["rows"]] == [
+        ("morpho", 2e-3),
+        ("gru", 1e-2),
+        ("ngram", None),
+    ]
+    assert result["lrs"] == lrs
+
+
+def test_the_stacked_peer_doubles_its_depth_and_is_charged_for_each_depth(tmp_path: Path) -> None:
+    cfg = RunConfig().merged(TINY).merged({"growth": {"enabled": False}})
+    assert "transformer-stack" not in row_names(cfg)  # only when asked for
+    result = bench(cfg, tmp_path / "b", rows=["transformer", "transformer-stack"])
+    rows = {r["name"]: r for r in result["rows"]}
+    stacked, static = rows["transformer-stack"], rows["transformer"]
+    assert stacked["params"] == static["params"]
+    assert stacked["flops_per_token"] == static["flops_per_token"]
+    events = (tmp_path / "b" / "transformer-stack" / "events.jsonl").read_text().splitlines()
+    (stack,) = [json.loads(e) for e in events]
+    assert stack["kind"] == "stack" and stack["step"] == 1 and stack["n_layer"] == 4
+    assert stack["loss_before"] is not None and stack["loss_after"] is not None
+    # one step at half depth, three at full, each 3x its forward (the loss read is not charged)
+    vocab = len(result["task"]["chars"])
+    half = build_stack_peer(vocab, rows["morpho"]["params"]).flops_per_token(16)
+    tokens = 2 * 16
+    expected = 3 * tokens * (half + 3 * static["flops_per_token"])
+    assert stacked["dense_train_flops"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_sized_peers_take_half_and_twice_morphos_parameters(tmp_path: Path) -> None:
+    cfg = RunConfig().merged(TINY).merged({"growth": {"enabled": False}})
+    result = bench(cfg, tmp_path / "b", rows=["gru-0.5x", "transformer-2x"], lrs={"gru": 1e-2})
+    rows = {r["name"]: r for r in result["rows"]}
+    grown = rows["morpho"]["params"]
+    assert abs(rows["gru-0.5x"]["params"] - grown / 2) <= 0.05 * grown
+    assert abs(rows["transformer-2x"]["params"] - 2 * grown) <= 0.1 * grown
+    assert rows["gru-0.5x"]["lr"] == 1e-2  # a sized peer takes its family's rate
