@@ -6,7 +6,7 @@
 
 The counter hooks the model itself, so it sees every forward, not only the training step's:
 the scheduler's knockout test (two no-grad forwards of the last batch), the KNIFE entropy
-probe's forward, the Lyapunov monitor (``forward_tissue`` called directly), and the
+probe's forward, the Lyapunov monitor (``run_tissue`` called directly), and the
 edge-gradient product of the dendrite rule. Evaluation forwards (the model in ``eval()``
 mode) are not training compute and are not counted. At every evaluation it logs a
 ``{"kind": "flops", ...}`` record to ``metrics.jsonl`` beside the eval record; at the end it
@@ -22,15 +22,15 @@ geometric core charged its gate's open share, the model's default):
   is 3× its forward. Exact for every matmul but the first (nothing needs the gradient of the
   embedding lookup's input); torch's ``FlopCounterMode`` measures 2.8× on the small preset.
 * ``probe``: a no-grad forward in training mode (knockout, KNIFE) charges ``f(T)·B·T``.
-* ``monitor``: ``forward_tissue`` called outside a forward (the Lyapunov estimate) is charged
+* ``monitor``: ``run_tissue`` called outside a forward (the Lyapunov estimate) is charged
   the tissue's part of ``f`` (without the ``2·d·V`` read-out head) for its forward, and for
   every reverse pass through its output ``2×`` plus ``2×`` for the double backward that
   :func:`~morpho.criticality.sequence_lyapunov` pairs with each one (``Jᵀ w`` and ``J v``);
-  with ``train.lyapunov_weight`` the loss's backward also goes back through the last ``J v``
+  with a ``[lyapunov] weight`` the loss's backward also goes back through the last ``J v``
   (double-backward, backward and forward graph: ``6×``, charged once per estimate). These
   reverse passes need no weight gradients, so they cost less than ``2×``: ``FlopCounterMode``
   measures 14–18 forwards where 18–21 are charged — an upper bound, within 40%.
-* ``edge_grad``: a grad-enabled forward of a network with ``capture`` on (a growth round of
+* ``edge_grad``: a grad-enabled forward of a network run with ``capture`` (a growth round of
   the dendrite rule follows) charges the ``(N, B·T·d) @ (B·T·d, N)`` product of
   :func:`~morpho.scheduler.edge_gradients`: ``2·N²·d`` per token and pass.
 
@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from morpho.network import Network
+from morpho.output import Output
 from morpho.trainer import Callback, Trainer, is_growing
 
 KINDS = ("train", "probe", "monitor", "edge_grad")
@@ -85,24 +86,32 @@ class FlopCounter(Callback):
 
     # ----------------------------------------------------------------- attaching
     def attach(self, model: torch.nn.Module) -> FlopCounter:
-        """Hook ``model``: its forwards (and a network's direct tissue passes) are counted."""
+        """Wrap ``model``: its forwards (and a network's direct tissue passes) are counted.
+
+        A :class:`~morpho.network.Network` is entered through ``run`` (``forward`` calls it)
+        and ``run_tissue``; both are wrapped by instance attributes that shadow the methods.
+        Any other model is hooked at ``forward``.
+        """
         self.detach()
         self._model = model
-        self._handles = [
-            model.register_forward_pre_hook(self._enter),
-            model.register_forward_hook(self._leave),
-        ]
-        if isinstance(model, Network):  # an instance attribute shadows the method
-            model.forward_tissue = self._tissue(model.forward_tissue)  # type: ignore[method-assign,assignment]
+        if isinstance(model, Network):
+            model.run = self._counted_run(model.run)  # type: ignore[method-assign]
+            model.run_tissue = self._counted_tissue(model.run_tissue)  # type: ignore[method-assign]
+        else:
+            self._handles = [
+                model.register_forward_pre_hook(self._enter),
+                model.register_forward_hook(self._leave),
+            ]
         return self
 
     def detach(self) -> None:
-        """Remove the hooks (the totals stay)."""
+        """Remove the hooks and wrappers (the totals stay)."""
         for h in self._handles:
             h.remove()
         self._handles = []
-        if self._model is not None and "forward_tissue" in vars(self._model):
-            del self._model.forward_tissue
+        for name in ("run", "run_tissue"):
+            if self._model is not None and name in vars(self._model):
+                delattr(self._model, name)
         self._model = None
 
     # ------------------------------------------------------------------ counting
@@ -124,34 +133,53 @@ class FlopCounter(Callback):
         self._depth -= 1
         if self._depth or not model.training or not args or not isinstance(out, Tensor):
             return
-        tokens, seq_len = args[0].numel(), args[0].shape[-1]
-        dense = dense_per_token(model, seq_len) * tokens
-        gated = float(model.flops_per_token(seq_len)) * tokens
+        self._charge_forward(model, args[0], out)
+
+    def _charge_forward(self, model: Any, tokens: Tensor, out: Tensor) -> bool:
+        """Charge one whole-model forward of ``tokens``; True when a backward will follow."""
+        n_tokens, seq_len = tokens.numel(), tokens.shape[-1]
+        dense = dense_per_token(model, seq_len) * n_tokens
+        gated = float(model.flops_per_token(seq_len)) * n_tokens
         grad = torch.is_grad_enabled() and out.requires_grad
         self._add("train" if grad else "probe", dense, gated)
         if grad:
             out.register_hook(self._on_backward("train", BACKWARD * dense, BACKWARD * gated))
-            if getattr(model, "capture", False):
-                self._add("edge_grad", *[self._edge_grad(model, tokens)] * 2)
+        return grad
+
+    def _counted_run(self, run: Callable[..., Output]) -> Callable[..., Output]:
+        def counted(tokens: Tensor, capture: bool = False) -> Output:
+            self._depth += 1
+            try:
+                out = run(tokens, capture=capture)
+            finally:
+                self._depth -= 1
+            net = self._model
+            if self._depth or net is None or not net.training or out.logits is None:
+                return out
+            if self._charge_forward(net, tokens, out.logits) and capture:
+                self._add("edge_grad", *[self._edge_grad(net, tokens.numel(), out)] * 2)
+            return out
+
+        return counted
 
     @staticmethod
-    def _edge_grad(net: Network, tokens: int) -> float:
-        passes = net.ponder.n_passes_run if net.ponder is not None else 1
+    def _edge_grad(net: Network, tokens: int, out: Output) -> float:
+        passes = out.ponder.n_passes_run if out.ponder is not None else 1
         return 2.0 * net.tissue.num_nodes**2 * net.cfg.d_cell * tokens * passes
 
-    def _tissue(self, forward_tissue: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-        def counted(emb: Tensor) -> Tensor:
-            out = forward_tissue(emb)
+    def _counted_tissue(self, run_tissue: Callable[..., Output]) -> Callable[..., Output]:
+        def counted(emb: Tensor, capture: bool = False) -> Output:
+            out = run_tissue(emb, capture=capture)
             net = self._model
             if self._depth or net is None or not net.training:
-                return out  # inside a forward (counted there) or evaluating
+                return out  # inside a whole forward (counted there) or evaluating
             tokens, seq_len = emb.shape[0] * emb.shape[1], emb.shape[1]
             dense = (dense_per_token(net, seq_len) - head_per_token(net)) * tokens
             gated = (float(net.flops_per_token(seq_len)) - head_per_token(net)) * tokens
             self._add("monitor", dense, gated)
-            if torch.is_grad_enabled() and out.requires_grad:
+            if torch.is_grad_enabled() and out.state.requires_grad:
                 pair = 2 * BACKWARD  # the reverse pass and its paired double backward
-                out.register_hook(self._on_backward("monitor", pair * dense, pair * gated))
+                out.state.register_hook(self._on_backward("monitor", pair * dense, pair * gated))
                 if self.differentiable_monitor:
                     extra = DIFFERENTIABLE_MONITOR
                     self._add("monitor", extra * dense, extra * gated)
@@ -161,7 +189,7 @@ class FlopCounter(Callback):
 
     # ------------------------------------------------------------ trainer events
     def on_train_start(self, trainer: Trainer) -> None:
-        self.differentiable_monitor = bool(trainer.cfg.lyapunov_weight)
+        self.differentiable_monitor = any(t.second_order() for t in trainer.terms)
         self.attach(trainer.net)
 
     def on_eval(self, trainer: Trainer, step: int, record: dict[str, Any]) -> None:
@@ -170,8 +198,8 @@ class FlopCounter(Callback):
 
     def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
         self.detach()
-        if trainer.run is not None and trainer.last_eval:
-            trainer.run.log_metrics(self.record(trainer.step, trainer.last_eval))
+        if trainer.run is not None and trainer.state.last_eval:
+            trainer.run.log_metrics(self.record(trainer.step, trainer.state.last_eval))
         summary["dense_train_flops"] = self.dense
         summary["gated_train_flops"] = self.gated
         summary["flops_by_kind"] = dict(self.by_kind)

@@ -97,6 +97,9 @@ class Lyapunov(Term):
             return None
         return self.weight * torch.relu(probe.value - self.target).pow(2)
 
+    def second_order(self) -> bool:
+        return bool(self.weight)  # the penalty differentiates the J v of the estimate
+
     def log_output(self) -> Output | None:
         return self._probe
 

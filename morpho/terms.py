@@ -64,6 +64,10 @@ class Term:
         """A forward record this term ran in the step, reported instead of the step's own."""
         return None
 
+    def second_order(self) -> bool:
+        """Does the loss backpropagate through a Jacobian product (a double backward)?"""
+        return False
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -342,8 +342,11 @@ class WideNetwork(nn.Module):
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def flops_per_token(self, seq_len: int, gate: Tensor | float | None = None) -> float:
-        """Dense forward FLOPs per token (the geometric core counted fully open)."""
+    def flops_per_token(
+        self, seq_len: int, gate: Tensor | float | None = None, passes: int = 1
+    ) -> float:
+        """Dense forward FLOPs per token (the geometric core counted fully open; one pass:
+        the prototype has no ACT, ``passes`` is accepted for the trainer's protocol)."""
         cfg = self.cfg
         D, d, m = cfg.d_stream, cfg.d_cell, cfg.mlp_ratio * cfg.d_cell
         cell = 2.0 * (2 * D * d + 2 * d * d + 2 * m * d) + 2 * cfg.conv_taps * d

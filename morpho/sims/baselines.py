@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from morpho.callbacks import StepResult
 from morpho.trainer import Callback, Trainer
 
 
@@ -171,10 +172,10 @@ class StackAt(Callback):
     def __init__(self, step: int) -> None:
         self.step = step
 
-    def on_step_end(self, trainer: Trainer, step: int, loss: Tensor) -> None:
+    def on_step_end(self, trainer: Trainer, step: int, result: StepResult) -> None:
         if step != self.step:
             return
-        before = _batch_loss(trainer)
+        before = _batch_loss(trainer, result.batch)
         stack_blocks(trainer.net, trainer.optimizer)
         if trainer.run is not None:
             trainer.run.log_event(
@@ -184,18 +185,16 @@ class StackAt(Callback):
                     "n_layer": trainer.net.cfg.n_layer,
                     "params": trainer.net.n_params(),
                     "loss_before": before,
-                    "loss_after": _batch_loss(trainer),
+                    "loss_after": _batch_loss(trainer, result.batch),
                 }
             )
 
 
 @torch.no_grad()
-def _batch_loss(trainer: Trainer) -> float | None:
-    """The last batch's loss, a diagnostic read in eval mode (like validation: no training
+def _batch_loss(trainer: Trainer, batch: tuple[Tensor, Tensor]) -> float:
+    """A batch's loss, a diagnostic read in eval mode (like validation: no training
     compute, so a :class:`~morpho.flops.FlopCounter` does not charge it)."""
-    if trainer.last_batch is None:
-        return None
-    x, y = trainer.last_batch
+    x, y = batch
     trainer.net.eval()
     try:
         return float(F.cross_entropy(trainer.net(x).flatten(0, 1), y.flatten()))

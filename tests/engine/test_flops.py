@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from morpho.criticality import tissue_lyapunov
 from morpho.flops import FlopCounter, dense_per_token, head_per_token
-from morpho.scheduler import knockout_dloss
+from morpho.growth.probes import knockout_dloss
 
 
 class _Static(torch.nn.Module):
@@ -84,11 +84,7 @@ def test_knockout_is_charged_two_probe_forwards() -> None:
     net, x = tiny_net(), tokens(2, batch=2, seq_len=8)
     counter = FlopCounter().attach(net)
 
-    class Host:
-        last_batch = (x, torch.roll(x, -1, 1))
-
-    Host.net = net
-    assert knockout_dloss(Host(), row=3) is not None
+    assert knockout_dloss(net, 3, (x, torch.roll(x, -1, 1))) is not None
     assert counter.by_kind["probe"] == 2 * dense_per_token(net, 8) * x.numel()
     assert counter.by_kind["train"] == 0 and counter.by_kind["monitor"] == 0
 
@@ -96,8 +92,8 @@ def test_knockout_is_charged_two_probe_forwards() -> None:
 def test_edge_gradient_product_is_charged_when_a_capture_runs() -> None:
     net, x = tiny_net(), tokens(3, batch=2, seq_len=8)
     counter = FlopCounter().attach(net)
-    net.capture = True
-    _train_step(net, x)
+    out = net.run(x, capture=True)
+    F.cross_entropy(out.logits.flatten(0, 1), torch.roll(x, -1, 1).flatten()).backward()
     n, d = net.tissue.num_nodes, net.cfg.d_cell
     assert counter.by_kind["edge_grad"] == 2 * n * n * d * x.numel()
     assert counter.by_kind["train"] == 3 * dense_per_token(net, 8) * x.numel()
@@ -113,7 +109,7 @@ def test_the_lyapunov_monitor_is_charged_its_passes_and_agrees_with_torch() -> N
     per_forward = (dense_per_token(net, t0 + window + 1) - head_per_token(net)) * tissue_tokens
     assert counter.by_kind["monitor"] == per_forward * (1 + 4 * (iters + 1))
     assert counter.by_kind["train"] == counter.by_kind["probe"] == 0
-    one = _measured(lambda: net.forward_tissue(emb[:, : t0 + window + 1]))
+    one = _measured(lambda: net.run_tissue(emb[:, : t0 + window + 1]))
     counted, ran = counter.by_kind["monitor"] / per_forward, measured / one
     # reverse passes that need no weight gradient cost less than 2 forwards: an upper bound
     assert ran <= counted <= 1.4 * ran
@@ -131,6 +127,6 @@ def test_totals_survive_a_state_dict_round_trip_and_detach_restores_the_network(
         counter.by_kind,
     )
     counter.detach()
-    assert "forward_tissue" not in vars(net)
+    assert "run" not in vars(net) and "run_tissue" not in vars(net)
     _train_step(net, x)
     assert counter.dense == again.dense  # no longer counting
