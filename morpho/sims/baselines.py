@@ -18,7 +18,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -110,7 +110,9 @@ class CharTransformer(_Baseline):
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
         self.apply(self._init)
-        for block in self.blocks:  # GPT-2: residual projections scaled by 1/sqrt(2 · depth)
+        for block in cast(
+            list[Block], list(self.blocks)
+        ):  # GPT-2: residual projections scaled by 1/sqrt(2 · depth)
             for w in (block.proj.weight, block.out.weight):
                 w.data /= math.sqrt(2 * cfg.n_layer)
 

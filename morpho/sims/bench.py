@@ -39,7 +39,7 @@ import os
 import platform
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -50,7 +50,7 @@ from morpho.grow import build_task, grow
 from morpho.mechanisms import build_terms
 from morpho.network import Network
 from morpho.rundir import RunDir, read_jsonl
-from morpho.trainer import Callback, Trainer, is_growing
+from morpho.trainer import Callback, Model, Trainer, is_growing
 
 from .baselines import BASELINES, StackAt, build_baseline, build_stack_peer
 from .lang import BENCH_PRESETS
@@ -288,7 +288,12 @@ def _train_row(
     run = RunDir(path, overwrite=overwrite)
     terms = build_terms(cfg) if is_growing(model) else []
     trainer = Trainer(
-        model, task, cfg.train, run=run, callbacks=[*callbacks, FlopCounter()], terms=terms
+        cast(Model, model),
+        task,
+        cfg.train,
+        run=run,
+        callbacks=[*callbacks, FlopCounter()],
+        terms=terms,
     )
     run.create(dump_toml({**cfg.to_dict(), "model": _describe(model)}))
     return {**_row(name, trainer.fit(), path), "lr": cfg.train.lr}

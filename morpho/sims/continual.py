@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -398,15 +399,15 @@ class Separate(Learner):
         return StreamModel(self.stream, net_cfg)
 
     def fit_task(self, t: int, task: StreamTask) -> None:
-        self.model = self.models[t]
+        self.model = self._nets()[t]
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
         super().fit_task(t, task)
         self.seen = t + 1
 
     def predict(self, x: Tensor, head: Tensor) -> Tensor:
         if self.stream.task_id_given or self.stream.kind == "lm":
-            return self.models[min(self.scoring, max(self.seen - 1, 0))](x, head)
-        outs = torch.stack([m(x, head) for m in self.models[: max(self.seen, 1)]])  # (M, B, C)
+            return self._nets()[min(self.scoring, max(self.seen - 1, 0))](x, head)
+        outs = torch.stack([m(x, head) for m in self._nets()[: max(self.seen, 1)]])  # (M, B, C)
         best = F.softmax(outs, -1).amax(-1).argmax(0)  # (B,) the most confident network
         return outs[best, torch.arange(len(x))]
 
@@ -417,8 +418,11 @@ class Separate(Learner):
         self.models.train()
         return out
 
+    def _nets(self) -> list[StreamModel]:
+        return [cast(StreamModel, m) for m in self.models]
+
     def n_params(self) -> int:
-        return sum(m.n_params() for m in self.models)
+        return sum(m.n_params() for m in self._nets())
 
     def n_cells(self) -> int:
-        return sum(int(m.net.tissue.num_nodes) for m in self.models)
+        return sum(int(m.net.tissue.num_nodes) for m in self._nets())
