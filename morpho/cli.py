@@ -35,6 +35,14 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from morpho import __version__
+
+        typer.echo(f"morpho {__version__}")
+        raise typer.Exit()
+
+
 def fail(message: str) -> None:
     """Print ``error: message`` on stderr and exit with status 2."""
     typer.echo(f"error: {message}", err=True)
@@ -58,12 +66,26 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """morpho: grow neural networks as living graphs of thermodynamic cells."""
+
+
 @app.command()
 def grow(
     task: TaskOpt = "lang",
     preset: PresetOpt = "small",
     steps: StepsOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory [runs/<task>-N].")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="Run directory (default: runs/<task>-N, first free N).")
+    ] = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     data: DataOpt = None,
@@ -76,42 +98,85 @@ def grow(
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Grow a network on a task and write a run directory (or continue one with --resume)."""
+    """Grow a network on a task and write a run directory (or continue one with --resume).
+
+    Ctrl-C (or SIGTERM) stops after the current step with a checkpoint to resume from."""
     from morpho.grow import default_run_path
     from morpho.grow import grow as grow_run
     from morpho.grow import resume as resume_run
+    from morpho.interrupt import Interrupted, StopOnSignal
     from morpho.trainer import NonFiniteError
 
+    stop = StopOnSignal()
+    path = resume
     try:
-        if resume is not None:
-            path = resume
-            summary = resume_run(resume, steps=steps, progress=not quiet)
-            _report(path, summary)
-            return
-        cfg = run_config(
-            preset,
-            config,
-            {
-                "task": task,
-                "task_options": {"data": str(data) if data else None, "corpus": corpus},
-                "train": {
-                    "steps": steps,
-                    "seed": seed,
-                    "device": device,
-                    "checkpoint_every": checkpoint_every,
-                },
-                "network": {"seed": seed},
-            },
-        )
-        path = out or default_run_path(cfg.task)
-        summary = grow_run(cfg, path, progress=not quiet, overwrite=overwrite)
+        with stop.installed():
+            if resume is not None:
+                summary = resume_run(resume, steps=steps, progress=not quiet, callbacks=[stop])
+            else:
+                cfg = run_config(
+                    preset,
+                    config,
+                    {
+                        "task": task,
+                        "task_options": {"data": str(data) if data else None, "corpus": corpus},
+                        "train": {
+                            "steps": steps,
+                            "seed": seed,
+                            "device": device,
+                            "checkpoint_every": checkpoint_every,
+                        },
+                        "network": {"seed": seed},
+                    },
+                )
+                path = out or default_run_path(cfg.task)
+                preflight(cfg, path)
+                summary = grow_run(
+                    cfg, path, progress=not quiet, overwrite=overwrite, callbacks=[stop]
+                )
+    except Interrupted as e:
+        _interrupted(e, path)
+        return
     except ValueError as e:
         fail(str(e))
+        return
+    except OSError as e:
+        fail(f"{e.strerror or e} ({e.filename}); expected a writable place with free space")
         return
     except NonFiniteError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
+    assert path is not None
     _report(path, summary)
+
+
+def preflight(cfg: RunConfig, out: Path) -> None:
+    """Check what a run needs before anything is written: the output path, the memory of
+    the device, and one batch of the task's data (``ValueError`` naming what was expected).
+    """
+    import torch
+
+    from morpho.grow import build_task
+    from morpho.memory import check_fits
+    from morpho.rundir import check_out_dir
+
+    check_out_dir(out)
+    check_fits(cfg.network, cfg.train)
+    task = build_task(cfg)
+    if task.vocab_size < 2:
+        raise ValueError(
+            f"the {cfg.task} data has {task.vocab_size} distinct token(s); expected at least 2"
+        )
+    task.batch("train", 1, cfg.train.seq_len, torch.Generator().manual_seed(0))
+    task.eval_batches(1, 1, cfg.train.seq_len)
+
+
+def _interrupted(e: Any, path: Optional[Path]) -> None:
+    if e.checkpoint is None:
+        typer.echo(f"morpho: {e}; no checkpoint written", err=True)
+    else:
+        typer.echo(f"morpho: {e}; continue with: morpho grow --resume {path}", err=True)
+    raise typer.Exit(128 + e.signum)
 
 
 def _report(path: Path, summary: dict[str, Any]) -> None:

@@ -94,7 +94,10 @@ def check_budgets(growth: GrowthConfig, net: Network) -> None:
 
 
 def resume(
-    run_path: str | os.PathLike[str], steps: int | None = None, progress: bool = False
+    run_path: str | os.PathLike[str],
+    steps: int | None = None,
+    progress: bool = False,
+    callbacks: list[Callback] | None = None,
 ) -> dict[str, Any]:
     """Continue a run from its newest valid checkpoint; ``steps`` extends the run.
 
@@ -118,7 +121,8 @@ def resume(
     task = build_task(cfg)
     net = network_from_payload(payload)
     scheduler = [Scheduler(growth)] if growth.enabled else []
-    trainer = Trainer(net, task, cfg.train, run=run, callbacks=scheduler, progress=progress)
+    callbacks = [*scheduler, *(callbacks or [])]
+    trainer = Trainer(net, task, cfg.train, run=run, callbacks=callbacks, progress=progress)
     trainer.restore(payload)
     if steps is not None:
         run.write_text("config.toml", dump_toml(cfg.to_dict()))

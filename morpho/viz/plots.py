@@ -25,8 +25,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from morpho.tissue import atomic_path
 from morpho.viz.coloring import PALETTE
-from morpho.viz.runs import Run, atomic_output, load_run, measured
+from morpho.viz.runs import Run, load_run, measured
 
 PLOTS = ("metrics", "growth", "free_energy", "events", "lineage")  # written for every run
 MECHANISMS = {  # train-record field -> axis label; ``mechanisms.png`` if any is logged
@@ -62,7 +63,7 @@ def plot_run(
         FigureCanvasAgg(fig)
         draw(fig, run)
         path = folder / f"{name}.png"
-        with atomic_output(path) as tmp:
+        with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png")
         paths.append(path)
     return paths

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from morpho.tissue import atomic_path
 from morpho.viz.coloring import CHOICES
-from morpho.viz.runs import Run, atomic_output, load_run
+from morpho.viz.runs import Run, load_run
 from morpho.viz.timeline import SIZE_BY, WORMHOLE_LENGTH, Timeline
 
 MOVIE_SUFFIXES = (".mp4", ".gif")
@@ -74,7 +75,7 @@ def render_movie(
     out = Path(out)
     _check_suffix(out, MOVIE_SUFFIXES, "a movie")
     run = load_run(run_dir)
-    with atomic_output(out) as tmp:
+    with atomic_path(out) as tmp:
         _write_movie(tmp, _frames(run, cfg), cfg.fps)
     return out
 
@@ -98,7 +99,7 @@ def render_still(
         image = scene.draw(timeline.frame(k), turn=k / max(timeline.duration, 1))
     finally:
         scene.close()
-    with atomic_output(out) as tmp:
+    with atomic_path(out) as tmp:
         iio.imwrite(tmp, image)
     return out
 

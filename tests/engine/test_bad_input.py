@@ -63,7 +63,7 @@ def test_wrong_types(tmp_path, toml, fragments):
         ([], "[growth]\ntau = -1.0\n", ["tau", "-1.0"]),
         ([], "[growth]\nmax_cells = 3\n", ["max_cells", "12 cells", "3"]),
         ([], "[growth]\nmax_params = 1000\n", ["max_params", "1000"]),
-        ([], "[train]\nlr = 0.0\n", ["train.lr", "> 0"]),
+        ([], "[train]\nlr = 0.0\n", ["train.lr", "in (0, 10]"]),
     ],
 )
 def test_out_of_range_values(tmp_path, args, toml, fragments):
