@@ -138,11 +138,14 @@ def check_out_dir(path: Path, what: str = "run directory") -> None:
         raise ValueError(f"{what} {str(path)!r} is not writable; expected a writable directory")
 
 
-def check_out_file(path: Path, what: str = "--out") -> None:
-    """``ValueError`` unless ``path`` names a file (not a folder) in a writable place."""
+def check_out_file(path: Path, what: str = "--out", overwrite: bool = False) -> None:
+    """``ValueError`` unless ``path`` names a new file (an existing one only with
+    ``overwrite``) in a writable place."""
     if path.is_dir():
         raise ValueError(f"{what} {str(path)!r} is a directory; expected a file path")
     _check_parent(path, what, "a file")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{what} {str(path)!r} exists; expected a new file (or pass --overwrite)")
 
 
 def _check_parent(path: Path, what: str, kind: str) -> None:
@@ -166,6 +169,27 @@ def has_content(path: Path) -> bool:
 
 
 # ------------------------------------------------------------------ install by swap
+def write_dir(path: Path, layout: Any, overwrite: bool = False, what: str = "--out") -> None:
+    """Write a whole output folder at once: ``layout(staging)`` fills a folder beside
+    ``path``, which then replaces ``path`` (refused if ``path`` is not empty, unless
+    ``overwrite``). Nothing is left behind on error, no lock file in the result."""
+    check_out_dir(path, what)
+    held: list[str] = []
+    try:
+        if has_content(path):
+            if not overwrite:
+                _refuse_if_busy(path)
+                raise ValueError(
+                    f"{what} {str(path)!r} exists and is not empty; expected a new or "
+                    "empty folder (or pass --overwrite)"
+                )
+            held.append(_acquire(path))
+        install_dir(path, layout, held)
+        (path / LOCK).unlink(missing_ok=True)
+    finally:
+        _release_all(held)
+
+
 def install_dir(path: Path, layout: Any, held: list[str] | None = None) -> None:
     """Build a directory with ``layout(staging)`` beside ``path`` and move it to ``path``.
 

@@ -7,7 +7,7 @@ parameters), ``free_energy.png`` (the cells' free-energy distribution per snapsh
 ``events.png`` (an event raster) and ``lineage.png`` (who divided from whom). A run with no
 events (growth off) gets the same files, with "no events" where events would be.
 
-A run whose train records carry the issue-8 monitors (:data:`MECHANISMS`: Lyapunov exponent,
+A run whose train records carry the mechanisms' monitors (:data:`MECHANISMS`: Lyapunov exponent,
 path norm, ACT pondering) also gets ``mechanisms.png``, one panel per logged field; other runs
 do not. Events are drawn per :func:`event_series`: a wormhole ``connect`` (``stats.wormhole``
 set) is its own series beside plain connects, and ``insert`` (mitosis in series) its own kind.
@@ -25,7 +25,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from morpho.tissue import atomic_path
+from morpho.rundir import check_out_dir, write_dir
+from morpho.tissue import _atomic_write
 from morpho.viz.coloring import PALETTE
 from morpho.viz.runs import Run, load_run, measured
 
@@ -40,12 +41,20 @@ MECHANISMS = {  # train-record field -> axis label; ``mechanisms.png`` if any is
 
 
 def plot_run(
-    run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, dpi: int = 110
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    dpi: int = 110,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write every panel of :data:`PLOTS` as ``<out>/<name>.png`` (default ``<run>/plots``),
-    and ``mechanisms.png`` when the run logged any of :data:`MECHANISMS`."""
+    and ``mechanisms.png`` when the run logged any of :data:`MECHANISMS`.
+
+    The folder is written whole (see :func:`morpho.rundir.write_dir`): a non-empty ``out``
+    is refused unless ``overwrite``, and then replaced.
+    """
     run = load_run(run_dir)
     folder = Path(out) if out is not None else run.path / "plots"
+    check_out_dir(folder, "--out")
     panels: dict[str, Callable[[Figure, Run], None]] = {
         "metrics": _metrics,
         "growth": _growth,
@@ -57,16 +66,16 @@ def plot_run(
     if fields := mechanism_fields(run.metrics):
         panels["mechanisms"] = _mechanisms
         size["mechanisms"] = (8.0, 1.2 + 1.6 * len(fields))
-    paths = []
-    for name, draw in panels.items():
-        fig = Figure(figsize=size[name], dpi=dpi, layout="constrained")
-        FigureCanvasAgg(fig)
-        draw(fig, run)
-        path = folder / f"{name}.png"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-        paths.append(path)
-    return paths
+
+    def layout(staging: Path) -> None:
+        for name, draw in panels.items():
+            fig = Figure(figsize=size[name], dpi=dpi, layout="constrained")
+            FigureCanvasAgg(fig)
+            draw(fig, run)
+            _atomic_write(staging / f"{name}.png", lambda f, fig=fig: fig.savefig(f, format="png"))
+
+    write_dir(folder, layout, overwrite)
+    return [folder / f"{name}.png" for name in panels]
 
 
 def _series(records: list[dict[str, Any]], kind: str, key: str) -> tuple[np.ndarray, np.ndarray]:

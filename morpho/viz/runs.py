@@ -157,9 +157,21 @@ def require_snapshots(path: str | os.PathLike[str]) -> list[Path]:
     return paths
 
 
+def read_tissue(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
+    """``(tissue, meta)`` of one snapshot file; ``ValueError`` naming the file if it is
+    truncated or not a morpho snapshot."""
+    try:
+        return load_snapshot(path)
+    except Exception as e:  # noqa: BLE001 - zip, npz, JSON and key errors: one line each
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"snapshot {str(path)!r} cannot be read ({why}); expected a .npz written by morpho"
+        ) from None
+
+
 def read_snapshot(path: str | os.PathLike[str]) -> Snapshot:
     """One ``step_*.npz`` as a :class:`Snapshot`."""
-    tissue, meta = load_snapshot(path)
+    tissue, meta = read_tissue(path)
     n = tissue.num_nodes
     cells, edges = {}, {}
     for key, value in tissue.items():
