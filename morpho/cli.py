@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+import typer.core
 
 from morpho.config import RunConfig, load_toml
 from morpho.options import (
@@ -27,7 +28,38 @@ from morpho.options import (
     TaskOpt,
 )
 
+try:  # typer >= 0.20 vendors click
+    from typer._click.exceptions import ClickException as _UsageErrors
+except ImportError:  # pragma: no cover - older typer on click
+    from click import ClickException as _UsageErrors
+
+
+class _OneLineErrors(typer.core.TyperGroup):
+    """Usage errors (an unknown option, a value of the wrong type) as one ``error:`` line
+    with exit status 2, like every other refusal, instead of a framed block."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except _UsageErrors as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare ``morpho``: the help
+                typer.echo(e.format_message())
+                sys.exit(0)
+            ctx = getattr(e, "ctx", None)
+            where = f"; see {ctx.command_path} --help" if ctx is not None else ""
+            message = " ".join(e.format_message().split())
+            typer.echo(f"error: {message}{where}", err=True)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     help="morpho: grow neural networks as living graphs of thermodynamic cells.",

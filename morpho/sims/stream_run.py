@@ -242,7 +242,7 @@ def plot_matrix(matrix: list[list[float]], stream: Stream, name: str, path: Path
             r, g, b, _ = im.cmap(im.norm(m[i, j]))
             ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"  # luminance
             text = f"{m[i, j]:.0f}" if stream.higher_is_better else f"{m[i, j]:.2f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=6, color=ink)
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=ink)
     ax.set_title(f"{name}: {stream.name} ({stream.scenario})", fontsize=8)
     bar = fig.colorbar(im, ax=ax, shrink=0.8)
     bar.set_label("accuracy %" if stream.higher_is_better else "bits per character", fontsize=7)
