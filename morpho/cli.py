@@ -31,7 +31,7 @@ from morpho.options import (
 try:  # typer >= 0.20 vendors click
     from typer._click.exceptions import ClickException as _UsageErrors
 except ImportError:  # pragma: no cover - older typer on click
-    from click import ClickException as _UsageErrors
+    from click import ClickException as _UsageErrors  # type: ignore[no-redef]
 
 
 class _OneLineErrors(typer.core.TyperGroup):
@@ -39,10 +39,11 @@ class _OneLineErrors(typer.core.TyperGroup):
     with exit status 2, like every other refusal, instead of a framed block."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(*args, **kwargs)
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
+            rv = super().main(*args, **kwargs)
         except _UsageErrors as e:
             if type(e).__name__ == "NoArgsIsHelpError":  # bare ``morpho``: the help
                 typer.echo(e.format_message())
