@@ -35,8 +35,9 @@ except ImportError:  # pragma: no cover - older typer on click
 
 
 class _OneLineErrors(typer.core.TyperGroup):
-    """Usage errors (an unknown option, a value of the wrong type) as one ``error:`` line
-    with exit status 2, like every other refusal, instead of a framed block."""
+    """Usage errors (an unknown option, a value of the wrong type) and unusable paths as
+    one ``error:`` line with exit status 2, like every other refusal, instead of a framed
+    block or a traceback."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
@@ -53,6 +54,13 @@ class _OneLineErrors(typer.core.TyperGroup):
             message = " ".join(e.format_message().split())
             typer.echo(f"error: {message}{where}", err=True)
             sys.exit(e.exit_code)
+        except OSError as e:  # a path no command could use (too long, a device …)
+            typer.echo(
+                f"error: {e.strerror or e} ({e.filename}); expected a path that can be "
+                "read or written",
+                err=True,
+            )
+            sys.exit(2)
         except typer.Abort:
             typer.echo("error: aborted", err=True)
             sys.exit(1)
