@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+import typer.core
 
 from morpho.config import RunConfig, load_toml
 from morpho.options import (
@@ -27,12 +28,60 @@ from morpho.options import (
     TaskOpt,
 )
 
+try:  # typer >= 0.20 vendors click
+    from typer._click.exceptions import ClickException as _UsageErrors
+except ImportError:  # pragma: no cover - older typer on click
+    from click import ClickException as _UsageErrors  # type: ignore[no-redef]
+
+
+class _OneLineErrors(typer.core.TyperGroup):
+    """Usage errors (an unknown option, a value of the wrong type) and unusable paths as
+    one ``error:`` line with exit status 2, like every other refusal, instead of a framed
+    block or a traceback."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        if not standalone_mode:
+            return super().main(*args, **kwargs)
+        try:
+            rv = super().main(*args, **kwargs)
+        except _UsageErrors as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare ``morpho``: the help
+                typer.echo(e.format_message())
+                sys.exit(0)
+            ctx = getattr(e, "ctx", None)
+            where = f"; see {ctx.command_path} --help" if ctx is not None else ""
+            message = " ".join(e.format_message().split())
+            typer.echo(f"error: {message}{where}", err=True)
+            sys.exit(e.exit_code)
+        except OSError as e:  # a path no command could use (too long, a device …)
+            typer.echo(
+                f"error: {e.strerror or e} ({e.filename}); expected a path that can be "
+                "read or written",
+                err=True,
+            )
+            sys.exit(2)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     help="morpho: grow neural networks as living graphs of thermodynamic cells.",
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from morpho import __version__
+
+        typer.echo(f"morpho {__version__}")
+        raise typer.Exit()
 
 
 def fail(message: str) -> None:
@@ -58,12 +107,26 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """morpho: grow neural networks as living graphs of thermodynamic cells."""
+
+
 @app.command()
 def grow(
     task: TaskOpt = "lang",
     preset: PresetOpt = "small",
     steps: StepsOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory [runs/<task>-N].")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="Run directory (default: runs/<task>-N, first free N).")
+    ] = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     data: DataOpt = None,
@@ -76,42 +139,85 @@ def grow(
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Grow a network on a task and write a run directory (or continue one with --resume)."""
+    """Grow a network on a task and write a run directory (or continue one with --resume).
+
+    Ctrl-C (or SIGTERM) stops after the current step with a checkpoint to resume from."""
     from morpho.grow import default_run_path
     from morpho.grow import grow as grow_run
     from morpho.grow import resume as resume_run
+    from morpho.interrupt import Interrupted, StopOnSignal
     from morpho.trainer import NonFiniteError
 
+    stop = StopOnSignal()
+    path = resume
     try:
-        if resume is not None:
-            path = resume
-            summary = resume_run(resume, steps=steps, progress=not quiet)
-            _report(path, summary)
-            return
-        cfg = run_config(
-            preset,
-            config,
-            {
-                "task": task,
-                "task_options": {"data": str(data) if data else None, "corpus": corpus},
-                "train": {
-                    "steps": steps,
-                    "seed": seed,
-                    "device": device,
-                    "checkpoint_every": checkpoint_every,
-                },
-                "network": {"seed": seed},
-            },
-        )
-        path = out or default_run_path(cfg.task)
-        summary = grow_run(cfg, path, progress=not quiet, overwrite=overwrite)
+        with stop.installed():
+            if resume is not None:
+                summary = resume_run(resume, steps=steps, progress=not quiet, callbacks=[stop])
+            else:
+                cfg = run_config(
+                    preset,
+                    config,
+                    {
+                        "task": task,
+                        "task_options": {"data": str(data) if data else None, "corpus": corpus},
+                        "train": {
+                            "steps": steps,
+                            "seed": seed,
+                            "device": device,
+                            "checkpoint_every": checkpoint_every,
+                        },
+                        "network": {"seed": seed},
+                    },
+                )
+                path = out or default_run_path(cfg.task)
+                preflight(cfg, path)
+                summary = grow_run(
+                    cfg, path, progress=not quiet, overwrite=overwrite, callbacks=[stop]
+                )
+    except Interrupted as e:
+        _interrupted(e, path)
+        return
     except ValueError as e:
         fail(str(e))
+        return
+    except OSError as e:
+        fail(f"{e.strerror or e} ({e.filename}); expected a writable place with free space")
         return
     except NonFiniteError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
+    assert path is not None
     _report(path, summary)
+
+
+def preflight(cfg: RunConfig, out: Path) -> None:
+    """Check what a run needs before anything is written: the output path, the memory of
+    the device, and one batch of the task's data (``ValueError`` naming what was expected).
+    """
+    import torch
+
+    from morpho.grow import build_task
+    from morpho.memory import check_fits
+    from morpho.rundir import check_out_dir
+
+    check_out_dir(out)
+    check_fits(cfg.network, cfg.train)
+    task = build_task(cfg)
+    if task.vocab_size < 2:
+        raise ValueError(
+            f"the {cfg.task} data has {task.vocab_size} distinct token(s); expected at least 2"
+        )
+    task.batch("train", 1, cfg.train.seq_len, torch.Generator().manual_seed(0))
+    task.eval_batches(1, 1, cfg.train.seq_len)
+
+
+def _interrupted(e: Any, path: Optional[Path]) -> None:
+    if e.checkpoint is None:
+        typer.echo(f"morpho: {e}; no checkpoint written", err=True)
+    else:
+        typer.echo(f"morpho: {e}; continue with: morpho grow --resume {path}", err=True)
+    raise typer.Exit(128 + e.signum)
 
 
 def _report(path: Path, summary: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ expected and what came.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import types
 import typing
@@ -68,7 +69,13 @@ class TrainConfig:
             "max_nonfinite",
         ):
             _require(getattr(self, name) >= 1, f"train.{name}", ">= 1", getattr(self, name))
-        _require(self.lr > 0, "train.lr", "> 0", self.lr)
+        _require(0 < self.lr <= 10, "train.lr", "in (0, 10]", self.lr)  # also refuses nan, inf
+        _require(
+            re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device) is not None,
+            "train.device",
+            "cpu, cuda, cuda:N or mps",
+            self.device,
+        )
         _require(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
         for name in (
             "warmup",

@@ -77,7 +77,11 @@ def grow(
     if run is not None:
         resolved = {"network": {"vocab_size": task.vocab_size}, "growth": growth.to_dict()}
         run.create(dump_toml(cfg.merged(resolved).to_dict()))
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    finally:
+        if run is not None:
+            run.release()
 
 
 def check_budgets(growth: GrowthConfig, net: Network) -> None:
@@ -97,7 +101,10 @@ def check_budgets(growth: GrowthConfig, net: Network) -> None:
 
 
 def resume(
-    run_path: str | os.PathLike[str], steps: int | None = None, progress: bool = False
+    run_path: str | os.PathLike[str],
+    steps: int | None = None,
+    progress: bool = False,
+    callbacks: list[Callback] | None = None,
 ) -> dict[str, Any]:
     """Continue a run from its newest valid checkpoint; ``steps`` extends the run.
 
@@ -126,14 +133,18 @@ def resume(
         task,
         cfg.train,
         run=run,
-        callbacks=scheduler,
+        callbacks=[*scheduler, *(callbacks or [])],
         progress=progress,
         terms=build_terms(cfg),
     )
     trainer.restore(payload)
     if steps is not None:
         run.write_text("config.toml", dump_toml(cfg.to_dict()))
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    finally:
+        if run is not None:
+            run.release()
 
 
 def default_run_path(task: str) -> Path:

@@ -33,7 +33,8 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -273,16 +274,35 @@ def load_snapshot(path: str | os.PathLike[str]) -> tuple[Data, dict[str, Any]]:
 
 
 def _atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
-    """Write through a temp file in the same folder, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write a file atomically with ``write(binary_file)``; see :func:`atomic_path`."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix) to write; then fsync it, give
+    it the mode a new file gets under the user's umask, and rename it over ``path``.
+
+    The one atomic writer of the project: a crash or an error leaves the old file or
+    the new one, never a half-written file (the temporary file is removed on error).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+        os.replace(tmp, target)
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

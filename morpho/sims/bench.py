@@ -296,7 +296,10 @@ def _train_row(
         terms=terms,
     )
     run.create(dump_toml({**cfg.to_dict(), "model": _describe(model)}))
-    return {**_row(name, trainer.fit(), path), "lr": cfg.train.lr}
+    try:
+        return {**_row(name, trainer.fit(), path), "lr": cfg.train.lr}
+    finally:
+        run.release()
 
 
 def _describe(model: torch.nn.Module) -> dict[str, Any]:

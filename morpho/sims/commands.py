@@ -6,6 +6,7 @@ Registered through the ``morpho.commands`` entry point, so the engine CLI never 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,6 +23,8 @@ from morpho.options import (
     StepsOpt,
     TaskOpt,
 )
+
+MAX_SAMPLE = 100_000  # characters ``sample`` generates at most
 
 
 def register(app: typer.Typer) -> None:
@@ -43,9 +46,10 @@ def sample(
     from .lang import CharVocab, sample_text
 
     try:
-        if length < 1 or temperature <= 0:
+        if not 1 <= length <= MAX_SAMPLE or not 0 < temperature < math.inf:
             raise ValueError(
-                f"--length must be >= 1 and --temperature > 0; got {length}, {temperature}"
+                f"--length must be in [1, {MAX_SAMPLE}] and --temperature a number > 0; "
+                f"got {length}, {temperature}"
             )
         net, payload = load_network(run / "checkpoints" / "final.pt")
         info = payload["extra"].get("task", {})
@@ -55,6 +59,14 @@ def sample(
     except ValueError as e:
         fail(str(e))
         return
+    unknown = sorted(set(prompt) - set(vocab.chars))
+    if unknown:
+        typer.echo(
+            f"morpho: dropped {sum(prompt.count(c) for c in unknown)} prompt character(s) "
+            f"not in the run's vocabulary: {', '.join(map(repr, unknown[:10]))}",
+            err=True,
+        )
+        prompt = "".join(c for c in prompt if c not in unknown)
     typer.echo(sample_text(net, vocab, prompt, length, temperature, seed))
 
 
@@ -90,10 +102,11 @@ def bench(
     compare with the morpho row (all off)."""
     from rich.console import Console
 
-    from morpho.cli import fail
+    from morpho.cli import fail, preflight
     from morpho.grow import default_run_path
+    from morpho.rundir import RunDir
 
-    from .bench import MECHANISMS, bench_config, render_table
+    from .bench import MECHANISMS, bench_config, mechanism_config, render_table, row_names
     from .bench import bench as run_bench
 
     try:
@@ -110,6 +123,12 @@ def bench(
         path = out or default_run_path(f"bench-{cfg.task}")
         chosen = comma_list(mechanisms)
         mechs = list(MECHANISMS) if chosen == ["all"] else chosen
+        row_names(cfg, comma_list(rows) or None, mechs)  # every check before the folder is made
+        for m in mechs:
+            mechanism_config(cfg, m)
+        preflight(cfg, path)
+        owner = RunDir(path, overwrite=overwrite)  # held until the command returns
+        owner.claim()
         result = run_bench(
             cfg,
             path,
@@ -121,6 +140,9 @@ def bench(
         )
     except ValueError as e:
         fail(str(e))
+        return
+    except OSError as e:
+        fail(f"{e.strerror or e} ({e.filename}); expected a writable output folder")
         return
     Console(width=140).print(render_table(result["rows"], f"morpho bench · {path}"))
     typer.echo(f"wrote {path / 'bench.json'}")

@@ -285,6 +285,8 @@ class MorphoLearner(Learner):
 
         for c in task.classes:
             x = task.x_train[task.y_train == c]
+            if not len(x):
+                continue  # a class absent from a cut-down split (--max-train) has none
             k = min(self.cl.prototypes, len(x))
             km = KMeans(n_clusters=k, n_init=3, random_state=self.cfg.seed)
             km.fit(x.flatten(1).numpy())

@@ -39,6 +39,7 @@ from morpho.sims.continual import (
 )
 from morpho.sims.morpho_cl import ABLATIONS, MorphoCLConfig, MorphoLearner
 from morpho.sims.streams import Stream, build_stream
+from morpho.tissue import _atomic_write, atomic_path
 
 BASELINES: dict[str, type[Learner]] = {
     "naive": Learner,
@@ -170,7 +171,8 @@ def run_stream(
             )
         results["methods"][name] = aggregate(per_seed)
         plot_matrix(results["methods"][name]["matrix"], stream, name, out / f"heatmap_{name}.png")
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = json.dumps(results, indent=2) + "\n"
+    _atomic_write(out / "results.json", lambda f: f.write(text.encode()))
     echo(format_table(results))
     return results
 
@@ -228,7 +230,7 @@ def plot_matrix(matrix: list[list[float]], stream: Stream, name: str, path: Path
 
     m = np.asarray(matrix)
     T = len(m)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * T, 0.8 + 0.6 * T))
+    fig, ax = plt.subplots(figsize=(1.4 + 0.6 * T, 0.8 + 0.6 * T))
     im = ax.imshow(m, cmap="viridis" if stream.higher_is_better else "viridis_r")
     labels = [k.name for k in stream.tasks]
     ax.set_xticks(range(T), labels, rotation=45, fontsize=7)
@@ -237,17 +239,14 @@ def plot_matrix(matrix: list[list[float]], stream: Stream, name: str, path: Path
     ax.set_ylabel("after training task i")
     for i in range(T):
         for j in range(T):
-            ax.text(
-                j,
-                i,
-                f"{m[i, j]:.0f}" if stream.higher_is_better else f"{m[i, j]:.2f}",
-                ha="center",
-                va="center",
-                fontsize=6,
-                color="w",
-            )
+            r, g, b, _ = im.cmap(im.norm(m[i, j]))
+            ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"  # luminance
+            text = f"{m[i, j]:.0f}" if stream.higher_is_better else f"{m[i, j]:.2f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=ink)
     ax.set_title(f"{name}: {stream.name} ({stream.scenario})", fontsize=8)
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    bar = fig.colorbar(im, ax=ax, shrink=0.8)
+    bar.set_label("accuracy %" if stream.higher_is_better else "bits per character", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)

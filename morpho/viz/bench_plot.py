@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from morpho.rundir import read_jsonl
-from morpho.viz.runs import atomic_output
+from morpho.tissue import atomic_path
 
 STATIC = ("transformer", "gru")  # drawn dashed-dotted, to tell peers from morpho rows
 
@@ -80,7 +80,7 @@ def plot_bench(
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     target = (Path(out) if out is not None else folder / "plots") / "bpc_vs_flops.png"
-    with atomic_output(target) as tmp:
+    with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png")
     return [target]
 

@@ -13,7 +13,11 @@ from typing import Annotated, Optional
 
 import typer
 
-COLORS = "free-energy | gate | level | lineage | birth | task"
+# the names of morpho.viz.coloring.CHOICES (kept here: that module imports matplotlib)
+COLORS = ("free-energy", "gate", "level", "lineage", "birth", "task", "clock", "repr-entropy")
+OverwriteOpt = Annotated[
+    bool, typer.Option(help="Replace an existing output (a folder is replaced whole).")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +35,9 @@ def render(
             help="Movie (.mp4, .gif) or, with --frame, an image (.png). Default: in the run."
         ),
     ] = None,
-    color: Annotated[str, typer.Option(help=f"Colour the cells by: {COLORS}.")] = "free-energy",
+    color: Annotated[
+        str, typer.Option(help=f"Colour the cells by: {' | '.join(COLORS)}.")
+    ] = "free-energy",
     frame: Annotated[
         Optional[int], typer.Option(help="Render one still: the snapshot nearest this step.")
     ] = None,
@@ -43,12 +49,14 @@ def render(
     wormhole_length: Annotated[
         float, typer.Option(help="Draw edges longer than this (in pos space) as wormholes.")
     ] = 4.0,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Render a 3D growth movie of a run (or one still with --frame)."""
     from morpho.cli import fail
-    from morpho.viz.render import RenderConfig, parse_size, render_movie, render_still
 
     try:
+        from morpho.viz.render import RenderConfig, parse_size, render_movie, render_still
+
         cfg = RenderConfig(
             color=color,
             size_by=size_by,
@@ -59,13 +67,13 @@ def render(
             wormhole_length=wormhole_length,
         )
         if frame is None:
-            path = render_movie(run, out or run / "growth.mp4", cfg)
+            path = render_movie(run, out or run / "growth.mp4", cfg, overwrite)
             what = f"{cfg.frames} frames at {cfg.fps} fps"
         else:
-            path = render_still(run, out or run / f"frame_{frame}.png", frame, cfg)
+            path = render_still(run, out or run / f"frame_{frame}.png", frame, cfg, overwrite)
             what = f"the snapshot nearest step {frame}"
-    except ValueError as e:
-        fail(str(e))
+    except (ValueError, ImportError, OSError) as e:
+        fail(_message(e))
         return
     typer.echo(f"wrote {path}: {what}, {size}, colour {color}")
 
@@ -75,16 +83,18 @@ def plot(
     out: Annotated[
         Optional[Path], typer.Option(help="Folder for the PNGs (default <run>/plots).")
     ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
-    """Plot a run: loss, size, free energy, events, lineage, and the issue-8 monitors
+    """Plot a run: loss, size, free energy, events, lineage, and the mechanisms' monitors
     (Lyapunov, path norm, pondering) when logged (PNG files)."""
     from morpho.cli import fail
-    from morpho.viz.plots import plot_run
 
     try:
-        paths = plot_run(run, out)
-    except ValueError as e:
-        fail(str(e))
+        from morpho.viz.plots import plot_run
+
+        paths = plot_run(run, out, overwrite=overwrite)
+    except (ValueError, ImportError, OSError) as e:
+        fail(_message(e))
         return
     typer.echo(
         f"wrote {len(paths)} plots to {paths[0].parent}: " + ", ".join(p.name for p in paths)
@@ -101,18 +111,37 @@ def export(
         ),
     ] = "vtp",
     out: Annotated[
-        Optional[Path], typer.Option(help="Folder (vtp) or file (graphml); default <run>/export.")
+        Optional[Path],
+        typer.Option(help="Folder (vtp) or file (graphml); default in <run>/export."),
     ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Export a run's tissue for ParaView (vtp + pvd) or graph tools (GraphML)."""
     from morpho.cli import fail
-    from morpho.viz.export import FORMATS, export_graphml, export_vtp
 
     try:
+        from morpho.viz.export import FORMATS, export_graphml, export_vtp
+
         if format not in FORMATS:
             raise ValueError(f"unknown --format {format!r}; expected one of: {', '.join(FORMATS)}")
-        path = export_vtp(run, out) if format == "vtp" else export_graphml(run, out)
-    except ValueError as e:
-        fail(str(e))
+
+        if format == "vtp":
+            path = export_vtp(run, out, overwrite)
+        else:
+            path = export_graphml(run, out, overwrite)
+    except (ValueError, ImportError, OSError) as e:
+        fail(_message(e))
         return
     typer.echo(f"wrote {path}")
+
+
+def _message(e: Exception) -> str:
+    """One line for a refused command: a missing extra names the extra to install."""
+    if isinstance(e, ImportError):
+        return (
+            f"this command needs the viz extra ({e.name or e} is not installed); "
+            "expected it installed: pip install 'morpho[viz]'"
+        )
+    if isinstance(e, OSError):
+        return f"{e.strerror or e} ({e.filename}); expected a writable output path"
+    return str(e)

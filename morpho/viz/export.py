@@ -6,22 +6,21 @@
 A ``.vtp`` holds one snapshot: cells as points at their ``pos`` with every per-cell field
 as a point array (level, role, birth, parent, cell_id, fe_ema, gate_ema, …), edges as line
 cells with ``edge_id``, ``edge_birth`` and ``strength`` as cell arrays. The ``.pvd`` index
-lists them with the training step as time, so ParaView plays the run. Files are written to
-a temporary folder and moved in at the end: a failed export leaves nothing half-written.
+lists them with the training step as time, so ParaView plays the run. The folder is laid out
+beside ``out`` and moved in at the end: a failed export leaves nothing half-written.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from morpho.tissue import load_snapshot, save_graphml
-from morpho.viz.runs import Snapshot, load_run, require_snapshots
+from morpho.rundir import check_out_file, write_dir
+from morpho.tissue import _atomic_write, atomic_path, save_graphml
+from morpho.viz.runs import Snapshot, load_run, read_tissue, require_snapshots
 
 FORMATS = ("vtp", "graphml")
 
@@ -45,8 +44,14 @@ def snapshot_polydata(s: Snapshot):  # type: ignore[no-untyped-def]
     return mesh
 
 
-def export_vtp(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
-    """One ``step_XXXXXXXX.vtp`` per snapshot and a ``run.pvd`` index in ``out``.
+def export_vtp(
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """One ``step_XXXXXXXX.vtp`` per snapshot and a ``run.pvd`` index in the folder ``out``
+    (default ``<run>/export``), written whole: a non-empty ``out`` is refused unless
+    ``overwrite``, and then replaced.
 
     Returns:
         The ``.pvd`` path.
@@ -56,20 +61,18 @@ def export_vtp(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
     offscreen()  # pyvista settings only; nothing is drawn
     run = load_run(run_dir)
     folder = Path(out) if out is not None else run.path / "export"
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder, prefix=".export."))
-    try:
+
+    def layout(staging: Path) -> None:
         entries = []
         for s in run.snapshots:
             name = f"step_{s.step:08d}.vtp"
-            snapshot_polydata(s).save(staging / name)
+            with atomic_path(staging / name) as tmp:
+                snapshot_polydata(s).save(tmp)
             entries.append((s.step, name))
-        (staging / "run.pvd").write_text(_pvd(entries), encoding="utf-8")
-        for _, name in entries:
-            os.replace(staging / name, folder / name)
-        os.replace(staging / "run.pvd", folder / "run.pvd")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        text = _pvd(entries)
+        _atomic_write(staging / "run.pvd", lambda f: f.write(text.encode()))
+
+    write_dir(folder, layout, overwrite)
     return folder / "run.pvd"
 
 
@@ -85,11 +88,16 @@ def _pvd(entries: list[tuple[int, str]]) -> str:
 
 
 def export_graphml(
-    run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """The final tissue as GraphML (nodes named by ``cell_id``, written atomically)."""
+    """The final tissue as GraphML (nodes named by ``cell_id``, written atomically) at the
+    file ``out`` (default ``<run>/export/tissue.graphml``; an existing file only with
+    ``overwrite``)."""
     last = require_snapshots(run_dir)[-1]
     path = Path(out) if out is not None else Path(run_dir) / "export" / "tissue.graphml"
-    tissue, _ = load_snapshot(last)
+    check_out_file(path, "--out", overwrite)
+    tissue, _ = read_tissue(last)
     save_graphml(tissue, path)
     return path

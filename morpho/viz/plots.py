@@ -7,7 +7,7 @@ parameters), ``free_energy.png`` (the cells' free-energy distribution per snapsh
 ``events.png`` (an event raster) and ``lineage.png`` (who divided from whom). A run with no
 events (growth off) gets the same files, with "no events" where events would be.
 
-A run whose train records carry the issue-8 monitors (:data:`MECHANISMS`: Lyapunov exponent,
+A run whose train records carry the mechanisms' monitors (:data:`MECHANISMS`: Lyapunov exponent,
 path norm, ACT pondering) also gets ``mechanisms.png``, one panel per logged field; other runs
 do not. Events are drawn per :func:`event_series`: a wormhole ``connect`` (``stats.wormhole``
 set) is its own series beside plain connects, and ``insert`` (mitosis in series) its own kind.
@@ -25,9 +25,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from morpho.rundir import check_out_dir, write_dir
+from morpho.tissue import ROLES, _atomic_write
 from morpho.viz.bench_plot import is_bench, plot_bench
 from morpho.viz.coloring import PALETTE
-from morpho.viz.runs import Run, atomic_output, load_run, measured
+from morpho.viz.runs import Run, load_run, measured
 
 PLOTS = ("metrics", "growth", "free_energy", "events", "lineage")  # written for every run
 MECHANISMS = {  # train-record field -> axis label; ``mechanisms.png`` if any is logged
@@ -40,15 +42,23 @@ MECHANISMS = {  # train-record field -> axis label; ``mechanisms.png`` if any is
 
 
 def plot_run(
-    run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, dpi: int = 110
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    dpi: int = 110,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write every panel of :data:`PLOTS` as ``<out>/<name>.png`` (default ``<run>/plots``),
     and ``mechanisms.png`` when the run logged any of :data:`MECHANISMS`. A bench directory
-    gets :func:`morpho.viz.bench_plot.plot_bench` instead (val bpc against training FLOPs)."""
+    gets :func:`morpho.viz.bench_plot.plot_bench` instead (val bpc against training FLOPs).
+
+    The folder is written whole (see :func:`morpho.rundir.write_dir`): a non-empty ``out``
+    is refused unless ``overwrite``, and then replaced.
+    """
     if is_bench(run_dir):
         return plot_bench(run_dir, out, dpi)
     run = load_run(run_dir)
     folder = Path(out) if out is not None else run.path / "plots"
+    check_out_dir(folder, "--out")
     panels: dict[str, Callable[[Figure, Run], None]] = {
         "metrics": _metrics,
         "growth": _growth,
@@ -60,16 +70,16 @@ def plot_run(
     if fields := mechanism_fields(run.metrics):
         panels["mechanisms"] = _mechanisms
         size["mechanisms"] = (8.0, 1.2 + 1.6 * len(fields))
-    paths = []
-    for name, draw in panels.items():
-        fig = Figure(figsize=size[name], dpi=dpi, layout="constrained")
-        FigureCanvasAgg(fig)
-        draw(fig, run)
-        path = folder / f"{name}.png"
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png")
-        paths.append(path)
-    return paths
+
+    def layout(staging: Path) -> None:
+        for name, draw in panels.items():
+            fig = Figure(figsize=size[name], dpi=dpi, layout="constrained")
+            FigureCanvasAgg(fig)
+            draw(fig, run)
+            _atomic_write(staging / f"{name}.png", lambda f, fig=fig: fig.savefig(f, format="png"))
+
+    write_dir(folder, layout, overwrite)
+    return [folder / f"{name}.png" for name in panels]
 
 
 def _series(records: list[dict[str, Any]], kind: str, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -122,18 +132,26 @@ def _metrics(fig: Figure, run: Run) -> None:
 
 
 def _mark_events(ax: Any, run: Run, label: bool = False) -> None:
-    """A faint vertical line at each step with events, coloured by series (wormholes dashed)."""
-    for kind, count in event_counts(run.events).items():
+    """Events as ticks in a band per series along the top of the axes (so series on the same
+    step stay visible side by side), over a faint full-height line at each event step;
+    wormholes dashed. ``label``: one legend entry per series, with its count."""
+    counts = event_counts(run.events)
+    band = min(0.06, 0.3 / max(len(counts), 1))  # axes fraction per series
+    all_steps = sorted({e["step"] for e in run.events})
+    if all_steps:
+        ax.vlines(all_steps, 0, 1, transform=ax.get_xaxis_transform(), color="0.6", alpha=0.25)
+    for k, (kind, count) in enumerate(counts.items()):
         steps = sorted({e["step"] for e in run.events if event_series(e) == kind})
-        for i, step in enumerate(steps):
-            ax.axvline(
-                step,
-                color=_kind_color(run, kind),
-                alpha=0.5,
-                lw=1.0,
-                ls="--" if "wormhole" in kind else "-",
-                label=f"{kind} events ({count})" if label and i == 0 else None,
-            )
+        ax.vlines(
+            steps,
+            1 - (k + 1) * band,
+            1 - k * band,
+            transform=ax.get_xaxis_transform(),
+            color=_kind_color(run, kind),
+            lw=2.0,
+            ls="--" if "wormhole" in kind else "-",
+            label=f"{kind} events ({count})" if label else None,
+        )
 
 
 def _growth(fig: Figure, run: Run) -> None:
@@ -145,9 +163,10 @@ def _growth(fig: Figure, run: Run) -> None:
             steps, values = run.steps, np.array([getattr(s, f"n_{key}") for s in run.snapshots])
         ax.plot(steps, values, drawstyle="steps-post", color=PALETTE[0])
         ax.set_ylabel("parameters" if key == "params" else key)
-        _mark_events(ax, run)
-    axes[0].set_title("Size of the tissue")
+        _mark_events(ax, run, label=ax is axes[0])
+    axes[0].set_title("Size of the tissue, with topology events")
     axes[-1].set_xlabel("step")
+    _legend_or_note(axes[0], "")
 
 
 def _free_energy(fig: Figure, run: Run) -> None:
@@ -253,10 +272,26 @@ def _lineage(fig: Figure, run: Run) -> None:
             ax.plot([gone], [row[cid]], "x", color=color, ms=5)
     ax.set(
         xlabel="step",
-        ylabel="cells (grouped by lineage)",
+        ylabel="cell id (role), grouped by lineage",
         title=f"Lineage: {len(life)} cells from {len(roots)} founders (faded: divided, ×: died)",
     )
-    ax.set_yticks([])
+    roles = _roles(run)
+    every = max(1, len(order) // 40)  # at most ~40 labels stay readable
+    ticks = order[::every]
+    ax.set_yticks(
+        [row[c] for c in ticks], [f"{c} ({roles.get(c, '?')})" for c in ticks], fontsize=6
+    )
+    ax.invert_yaxis()  # founders on top, daughters below their mothers
+
+
+def _roles(run: Run) -> dict[int, str]:
+    """cell_id -> role name (input / hidden / output) from the snapshots."""
+    out: dict[int, str] = {}
+    for s in run.snapshots:
+        if "role" in s.cells:
+            for cid, r in zip(s.ids.tolist(), s.cells["role"].tolist(), strict=True):
+                out[cid] = ROLES[int(r)] if 0 <= int(r) < len(ROLES) else str(r)
+    return out
 
 
 def _lifetimes(run: Run) -> dict[int, tuple[int, int, bool]]:
@@ -303,5 +338,5 @@ def _legend_or_note(ax: Any, note: str) -> None:
             fontsize=8,
             frameon=False,
         )
-    else:
+    elif note:
         ax.text(0.5, 0.5, note, ha="center", transform=ax.transAxes)

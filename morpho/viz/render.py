@@ -10,6 +10,7 @@ loops.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,11 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from morpho.rundir import check_out_file
+from morpho.tissue import atomic_path
 from morpho.viz.coloring import CHOICES
-from morpho.viz.runs import Run, atomic_output, load_run
+from morpho.viz.runs import Run, load_run
 from morpho.viz.timeline import SIZE_BY, WORMHOLE_LENGTH, Timeline
 
 MOVIE_SUFFIXES = (".mp4", ".gif")
+MAX_SIZE = (7680, 4320)  # 8K: larger frames exhaust the off-screen renderer
+MAX_FRAMES, MAX_FPS = 100_000, 240
 STILL_SUFFIXES = (".png", ".jpg")
 
 
@@ -47,14 +52,20 @@ class RenderConfig:
             raise ValueError(
                 f"unknown --size-by {self.size_by!r}; expected one of: {', '.join(SIZE_BY)}"
             )
-        if self.frames < 1 or self.fps < 1:
-            raise ValueError(f"--frames and --fps must be >= 1; got {self.frames}, {self.fps}")
+        if not 1 <= self.frames <= MAX_FRAMES or not 1 <= self.fps <= MAX_FPS:
+            raise ValueError(
+                f"--frames must be in [1, {MAX_FRAMES}] and --fps in [1, {MAX_FPS}]; "
+                f"got {self.frames}, {self.fps}"
+            )
+        if not math.isfinite(self.orbit):
+            raise ValueError(f"--orbit must be a finite number of degrees; got {self.orbit}")
         if not self.wormhole_length > 0:
             raise ValueError(f"--wormhole-length must be > 0; got {self.wormhole_length}")
         w, h = self.size
-        if w < 320 or h < 160 or w % 2 or h % 2:
+        if not (320 <= w <= MAX_SIZE[0] and 160 <= h <= MAX_SIZE[1]) or w % 2 or h % 2:
             raise ValueError(
-                f"--size must be WxH with even W >= 320 and even H >= 160; got {w}x{h}"
+                f"--size must be WxH with even W in [320, {MAX_SIZE[0]}] and even H in "
+                f"[160, {MAX_SIZE[1]}]; got {w}x{h}"
             )
 
 
@@ -68,13 +79,17 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def render_movie(
-    run_dir: str | os.PathLike[str], out: str | os.PathLike[str], cfg: RenderConfig = RenderConfig()
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    cfg: RenderConfig = RenderConfig(),
+    overwrite: bool = False,
 ) -> Path:
-    """Render the run's growth as a movie at ``out`` (``.mp4`` or ``.gif``); returns ``out``."""
+    """Render the run's growth as a movie at ``out`` (``.mp4`` or ``.gif``; an existing file
+    only with ``overwrite``); returns ``out``."""
     out = Path(out)
-    _check_suffix(out, MOVIE_SUFFIXES, "a movie")
+    _check_out(out, MOVIE_SUFFIXES, "a movie", overwrite)
     run = load_run(run_dir)
-    with atomic_output(out) as tmp:
+    with atomic_path(out) as tmp:
         _write_movie(tmp, _frames(run, cfg), cfg.fps)
     return out
 
@@ -84,12 +99,14 @@ def render_still(
     out: str | os.PathLike[str],
     step: int,
     cfg: RenderConfig = RenderConfig(),
+    overwrite: bool = False,
 ) -> Path:
-    """Render the snapshot nearest ``step`` as an image at ``out``; returns ``out``."""
+    """Render the snapshot nearest ``step`` as an image at ``out`` (an existing file only
+    with ``overwrite``); returns ``out``."""
     import imageio.v3 as iio
 
     out = Path(out)
-    _check_suffix(out, STILL_SUFFIXES, "a still (--frame)")
+    _check_out(out, STILL_SUFFIXES, "a still (--frame)", overwrite)
     run = load_run(run_dir)
     timeline = Timeline(run, cfg.color, cfg.size_by, cfg.wormhole_length)
     k = run.nearest(step)
@@ -98,16 +115,17 @@ def render_still(
         image = scene.draw(timeline.frame(k), turn=k / max(timeline.duration, 1))
     finally:
         scene.close()
-    with atomic_output(out) as tmp:
+    with atomic_path(out) as tmp:
         iio.imwrite(tmp, image)
     return out
 
 
-def _check_suffix(out: Path, allowed: tuple[str, ...], what: str) -> None:
+def _check_out(out: Path, allowed: tuple[str, ...], what: str, overwrite: bool) -> None:
     if out.suffix.lower() not in allowed:
         raise ValueError(
             f"--out {str(out)!r} is not {what}; expected a file ending in {' or '.join(allowed)}"
         )
+    check_out_file(out, "--out", overwrite)
 
 
 def _scene(run: Run, timeline: Timeline, cfg: RenderConfig):  # type: ignore[no-untyped-def]

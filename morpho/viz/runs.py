@@ -11,9 +11,6 @@ Nothing here needs a live process or pyvista; a snapshot is split into per-cell 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,9 +157,21 @@ def require_snapshots(path: str | os.PathLike[str]) -> list[Path]:
     return paths
 
 
+def read_tissue(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
+    """``(tissue, meta)`` of one snapshot file; ``ValueError`` naming the file if it is
+    truncated or not a morpho snapshot."""
+    try:
+        return load_snapshot(path)
+    except Exception as e:  # noqa: BLE001 - zip, npz, JSON and key errors: one line each
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"snapshot {str(path)!r} cannot be read ({why}); expected a .npz written by morpho"
+        ) from None
+
+
 def read_snapshot(path: str | os.PathLike[str]) -> Snapshot:
     """One ``step_*.npz`` as a :class:`Snapshot`."""
-    tissue, meta = load_snapshot(path)
+    tissue, meta = read_tissue(path)
     n = tissue.num_nodes
     cells, edges = {}, {}
     for key, value in tissue.items():
@@ -174,25 +183,3 @@ def read_snapshot(path: str | os.PathLike[str]) -> Snapshot:
             cells[key] = value.numpy()
     edges.setdefault("edge_index", np.zeros((2, 0), dtype=np.int64))
     return Snapshot(int(meta.get("step", 0)), meta, cells, edges)
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix); rename it over ``path`` on success.
-
-    On any error the temporary file is removed, so a failed command leaves nothing
-    half-written.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -5,6 +5,8 @@ One test per class of bad input to ``morpho grow`` (and the other commands' name
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from typer.testing import CliRunner
 
@@ -63,7 +65,7 @@ def test_wrong_types(tmp_path, toml, fragments):
         ([], "[growth]\ntau = -1.0\n", ["tau", "-1.0"]),
         ([], "[growth]\nmax_cells = 3\n", ["max_cells", "12 cells", "3"]),
         ([], "[growth]\nmax_params = 1000\n", ["max_params", "1000"]),
-        ([], "[train]\nlr = 0.0\n", ["train.lr", "> 0"]),
+        ([], "[train]\nlr = 0.0\n", ["train.lr", "in (0, 10]"]),
     ],
 )
 def test_out_of_range_values(tmp_path, args, toml, fragments):
@@ -108,3 +110,55 @@ def test_existing_run_directory_is_not_overwritten(tmp_path):
     result = runner.invoke(app, ["grow", "--quiet", "--out", str(out), "--steps", "1"])
     assert result.exit_code == 2 and "not empty" in result.output
     assert (out / "keep.txt").read_text() == "precious" and len(list(out.iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    ("toml", "fragments"),
+    [
+        ("[train]\nlr = inf\n", ["train.lr", "(0, 10]", "inf"]),
+        ("[train]\nlr = nan\n", ["train.lr", "(0, 10]", "nan"]),
+        ("[train]\nlr = 1e308\n", ["train.lr", "(0, 10]"]),
+        ("[train]\nbatch_size = 1000000000\n", ["batch_size=1000000000", "GiB", "at most"]),
+        ("[network]\nd_cell = 1000000000\n", ["d_cell=1000000000", "GiB", "at most"]),
+        ("[train]\nseq_len = 1000000\n", ["seq_len=1000000", "GiB"]),
+        ("[train]\ndevice = 'tpu'\n", ["train.device", "cpu, cuda, cuda:N or mps", "'tpu'"]),
+    ],
+)
+def test_values_that_cannot_run_are_refused_before_the_run_directory(tmp_path, toml, fragments):
+    _assert_refused(*_grow(tmp_path, toml=toml), *fragments)
+
+
+def test_device_flag_that_names_no_device(tmp_path):
+    _assert_refused(*_grow(tmp_path, "--device", "tpu"), "train.device", "'tpu'")
+
+
+def test_data_too_short_for_one_batch(tmp_path):
+    (tmp_path / "short.txt").write_text("hello world " * 5)
+    (tmp_path / "one.txt").write_text("x")
+    short = ["--data", str(tmp_path / "short.txt")]
+    _assert_refused(*_grow(tmp_path, *short), "split has", "expected at least")
+    _assert_refused(*_grow(tmp_path, "--data", str(tmp_path / "one.txt")), "expected at least 2")
+    long_seq = "[train]\nseq_len = 100000\nbatch_size = 1\n"
+    _assert_refused(*_grow(tmp_path, toml=long_seq), "seq_len")
+
+
+def test_out_that_is_a_file_or_under_a_file(tmp_path):
+    (tmp_path / "f").write_text("")
+    for out, fragment in (
+        (tmp_path / "f", "is a file"),
+        (tmp_path / "f" / "run", "under the file"),
+    ):
+        result = runner.invoke(app, ["grow", "--quiet", "--steps", "1", "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and fragment in lines[0] and "expected a directory" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_out_that_is_not_writable(tmp_path):
+    locked = tmp_path / "ro"
+    locked.mkdir(mode=0o555)
+    result, _ = _grow(tmp_path, "--out", str(locked / "run"))
+    assert result.exit_code == 2 and "not writable" in result.output
+    assert list(locked.iterdir()) == []

@@ -109,3 +109,24 @@ def test_python_dash_m_morpho_help() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "grow" in proc.stdout and "Usage" in proc.stdout
+
+
+def test_version() -> None:
+    from morpho import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"morpho {__version__}"
+
+
+def test_grow_help_shows_the_default_run_directory() -> None:
+    result = CliRunner().invoke(app, ["grow", "--help"], terminal_width=200)
+    assert "runs/<task>-N" in result.output
+
+
+def test_help_texts_hold_no_tracker_words() -> None:
+    import re
+
+    for command in ("grow", "sample", "bench", "stream", "render", "plot", "export", "rules"):
+        result = CliRunner().invoke(app, [command, "--help"], terminal_width=200)
+        assert result.exit_code == 0, command
+        assert not re.search(r"\bissue\b|issue-\d", result.output, re.I), command

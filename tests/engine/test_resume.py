@@ -269,3 +269,52 @@ def test_resume_with_every_mechanism_on_writes_the_same_logs(tmp_path):
         grow(cfg, out, callbacks=[_Crash(27)])
     resume(out)
     _assert_same_run(ref, out)
+
+
+SELF_SIGNAL = """
+import os, signal, sys
+from morpho import interrupt
+step_end = interrupt.StopOnSignal.on_step_end
+def on_step_end(self, trainer, step, loss):  # the signal arrives during step `at`
+    if step == at and self.signum is None:
+        os.kill(os.getpid(), getattr(signal, name))
+    step_end(self, trainer, step, loss)
+interrupt.StopOnSignal.on_step_end = on_step_end
+name, at = sys.argv[1], int(sys.argv[2])
+sys.argv = ["morpho", *sys.argv[3:]]
+from morpho.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize(("name", "at"), [("SIGINT", 13), ("SIGTERM", 10)])
+def test_a_signal_checkpoints_prints_the_resume_command_and_resume_is_exact(
+    reference, tmp_path, name, at
+):
+    """A run without --checkpoint-every stopped by Ctrl-C / SIGTERM (mid-interval, and on an
+    eval step) can be resumed, and then logs what the run done in one go logs."""
+    import tomli_w
+
+    from morpho.cli import app
+
+    out, config = tmp_path / "run", tmp_path / "tiny.toml"
+    tiny = {**TINY, "train": {**TINY["train"], "checkpoint_every": 0}}
+    config.write_text(tomli_w.dumps(tiny))
+    args = ["grow", "--quiet", "--seed", "0", "--config", str(config), "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", SELF_SIGNAL, name, str(at), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 128 + getattr(signal, name), proc.stderr
+    assert f"continue with: morpho grow --resume {out}" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list((out / "checkpoints").glob("step_*.pt")), "no checkpoint written"
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["grow", "--quiet", "--resume", str(out)])
+    assert result.exit_code == 0, result.output
+    _assert_same_run(reference, out)

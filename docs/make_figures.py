@@ -1,0 +1,89 @@
+"""Regenerate every picture of the README from the current code.
+
+    python docs/make_figures.py                # runs into runs/figures, PNGs into docs/
+    python docs/make_figures.py --work /tmp/f  # elsewhere
+
+Each figure comes from the ``morpho`` command the README names beside it (about ten
+minutes on 2 CPU cores: four small runs and a two-row bench):
+
+    docs/growth_frame.png     morpho render RUN --frame 210 --color gate   (seed-1 run)
+    docs/plot_metrics.png     morpho plot RUN                              (seed-0 run)
+    docs/plot_growth.png      the same plot folder
+    docs/plot_mechanisms.png  morpho plot of a run with docs/mechanisms.toml
+    docs/allon_frame.png      morpho render RUN --frame 600 --color clock  (that run)
+    docs/series_frame.png     morpho bench --seed 1 --rows morpho --mechanisms series, then
+                              morpho render RUN/morpho+series --frame 425 --color level
+
+The runs' one-line summaries are printed, so the README's captions can be checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+
+
+def morpho(*args: object) -> str:
+    """Run one ``morpho`` command (this interpreter's package); returns its stdout."""
+    cmd = [sys.executable, "-m", "morpho", *map(str, args)]
+    print("$ morpho " + " ".join(map(str, args)), flush=True)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    print(out.strip().splitlines()[-1] if out.strip() else "", flush=True)
+    return out
+
+
+def grow(work: Path, name: str, *args: object) -> Path:
+    run = work / name
+    morpho(
+        "grow", "--task", "lang", "--preset", "small", "--quiet", "--out", run, "--overwrite", *args
+    )
+    return run
+
+
+def still(run: Path, step: int, color: str, png: str) -> None:
+    morpho("render", run, "--frame", step, "--color", color, "--out", DOCS / png, "--overwrite")
+
+
+def plots(run: Path, names: dict[str, str]) -> None:
+    folder = run / "plots"
+    morpho("plot", run, "--out", folder, "--overwrite")
+    for panel, png in names.items():
+        shutil.copyfile(folder / f"{panel}.png", DOCS / png)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("runs/figures"), help="run folder")
+    work = parser.parse_args().work
+    work.mkdir(parents=True, exist_ok=True)
+
+    default = grow(work, "lang-small-seed0", "--seed", "0")
+    plots(default, {"metrics": "plot_metrics.png", "growth": "plot_growth.png"})
+    hero = grow(work, "lang-small-seed1", "--seed", "1")
+    still(hero, 210, "gate", "growth_frame.png")
+    all_on = grow(work, "all-on", "--config", DOCS / "mechanisms.toml")
+    plots(all_on, {"mechanisms": "plot_mechanisms.png"})
+    still(all_on, 600, "clock", "allon_frame.png")
+    bench = work / "bench-series"
+    morpho(
+        "bench",
+        "--seed",
+        "1",
+        "--rows",
+        "morpho",
+        "--mechanisms",
+        "series",
+        "--out",
+        bench,
+        "--overwrite",
+    )
+    still(bench / "morpho+series", 425, "level", "series_frame.png")
+
+
+if __name__ == "__main__":
+    main()

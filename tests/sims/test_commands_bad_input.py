@@ -1,0 +1,107 @@
+"""Bad input to ``sample``, ``stream`` and ``bench``: one line naming what was expected,
+exit 2, nothing new on disk; the stream defaults are valid for every stream; prompt
+characters outside a run's vocabulary are reported, not dropped silently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from morpho.cli import app
+from morpho.config import RunConfig
+from morpho.grow import grow
+
+TINY = {
+    "network": {"d_cell": 8, "n_heads": 1, "mlp_ratio": 1, "level_sizes": [1, 2, 1]},
+    "train": {"steps": 4, "batch_size": 2, "seq_len": 16, "eval_batches": 1, "warmup": 1},
+    "growth": {"enabled": False},
+}
+
+
+@pytest.fixture(scope="module")
+def lang_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sample") / "run"
+    grow(RunConfig.preset("small").merged(TINY), out)
+    return out
+
+
+def refused(root: Path, *args: object, fragments: tuple[str, ...] = ()) -> str:
+    before = set(root.rglob("*"))
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert set(root.rglob("*")) == before, "a refused command wrote something"
+    return lines[0]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+def test_sample_temperature_must_be_a_positive_number(lang_run, value) -> None:
+    refused(lang_run, "sample", lang_run, "--temperature", value, fragments=("--temperature",))
+
+
+def test_sample_says_which_prompt_characters_it_dropped(lang_run) -> None:
+    result = CliRunner().invoke(
+        app, ["sample", str(lang_run), "--prompt", "The ✓", "--length", "5"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "dropped 1 prompt character(s)" in result.stderr and "'✓'" in result.stderr
+    assert result.stdout.startswith("The ")
+
+
+def test_stream_lang_domains_default_scenario_is_valid(tmp_path) -> None:
+    out = tmp_path / "s"
+    result = CliRunner().invoke(
+        app,
+        ["stream", "--stream", "lang-domains", "--methods", "naive", "--epochs", "1"]
+        + ["--max-train", "4", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "domain-incremental" in result.output and (out / "results.json").is_file()
+
+
+def test_stream_one_byte_data_and_bad_outputs(tmp_path) -> None:
+    (tmp_path / "one.txt").write_text("x")
+    (tmp_path / "f").write_text("")
+    base = ["stream", "--methods", "naive", "--epochs", "1", "--max-train", "4"]
+    refused(
+        tmp_path,
+        *base,
+        "--stream",
+        "lang-domains",
+        "--data",
+        tmp_path / "one.txt",
+        "--out",
+        tmp_path / "s",
+        fragments=("one.txt", "1 characters", "expected at least"),
+    )
+    refused(tmp_path, *base, "--out", tmp_path / "f", fragments=("is a file",))
+    refused(tmp_path, *base, "--out", tmp_path / "f" / "s", fragments=("under the file",))
+    refused(tmp_path, *base, "--device", "tpu", "--out", tmp_path / "s", fragments=("'tpu'",))
+
+
+def test_stream_refuses_a_non_empty_folder_and_overwrite_replaces_it_whole(tmp_path) -> None:
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "heatmap_old.png").write_text("stale")
+    base = ["stream", "--methods", "naive", "--epochs", "1", "--max-train", "4", "--out", out]
+    refused(tmp_path, *base, fragments=("not empty", "--overwrite"))
+    result = CliRunner().invoke(app, [str(a) for a in [*base, "--overwrite"]])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == [
+        "heatmap_naive.png",
+        "results.json",
+    ]
+
+
+def test_bench_bad_outputs_and_names_write_nothing(tmp_path) -> None:
+    (tmp_path / "f").write_text("")
+    refused(tmp_path, "bench", "--out", tmp_path / "f", fragments=("is a file",))
+    refused(tmp_path, "bench", "--out", tmp_path / "f" / "b", fragments=("under the file",))
+    refused(tmp_path, "bench", "--rows", "nope", "--out", tmp_path / "b", fragments=("'nope'",))
+    refused(tmp_path, "bench", "--mechanisms", "x", "--out", tmp_path / "b", fragments=("'x'",))
+    refused(tmp_path, "bench", "--device", "tpu", "--out", tmp_path / "b", fragments=("'tpu'",))
