@@ -10,7 +10,8 @@ and printed / appended as one JSON line (params, best and final val bpc, tokens/
     python benchmarks/cell_design.py --throughput wide,seed     # tokens/s, side by side
 
 Variants: ``seed`` (the default 2-4-4-2 thermodynamic tissue, d_cell 32), ``gru`` (the static
-GRU baseline sized to ``--params``) and ``wide*`` (:mod:`morpho.wide`, see ``VARIANTS``).
+GRU baseline sized to ``--params``) and ``wide*`` (the ``"wide"`` cell type of
+:mod:`morpho.cells_wide`, see ``VARIANTS``).
 Results and commands are recorded in ``benchmarks/cell_design.md``.
 """
 
@@ -30,9 +31,8 @@ from morpho.network import Network, NetworkConfig
 from morpho.sims.baselines import build_baseline
 from morpho.sims.lang import LangTask
 from morpho.trainer import Callback, Trainer, build_optimizer
-from morpho.wide import WideConfig, WideNetwork, sized
 
-# wide variants: overrides of WideConfig's defaults (D 96, 1-1-1-1, selective recurrence,
+# wide variants: overrides of the wide cell's defaults (D 96, 1-1-1-1, selective recurrence,
 # 4-tap conv, output gate, attention, demon gate, MLP ×2); d_cell is then sized to --params.
 # "wide*" names without "og" run without the output gate (the first design measured).
 PLAIN = {"out_gate": False}
@@ -68,8 +68,31 @@ def build(name: str, vocab_size: int, seed: int, target: int) -> torch.nn.Module
     if name not in VARIANTS:
         choices = ", ".join(["seed", "gru", *VARIANTS])
         raise SystemExit(f"unknown variant {name!r}; expected one of: {choices}")
-    cfg = WideConfig(vocab_size=vocab_size, seed=seed, **VARIANTS[name])
-    return WideNetwork(sized(cfg, target))
+    return Network(sized(wide_config(vocab_size, seed, VARIANTS[name]), target))
+
+
+NETWORK_KEYS = ("d_stream", "level_sizes", "mlp_ratio")  # [network] keys; the rest: options
+
+
+def wide_config(vocab_size: int, seed: int, overrides: dict[str, Any]) -> NetworkConfig:
+    """The network config of a wide variant (D 96, 1-1-1-1 unless overridden)."""
+    net = {"d_stream": 96, "level_sizes": (1, 1, 1, 1)}
+    net.update({k: v for k, v in overrides.items() if k in NETWORK_KEYS})
+    options = {k: v for k, v in overrides.items() if k not in NETWORK_KEYS}
+    return NetworkConfig(
+        vocab_size=vocab_size, cell_type="wide", cell_options=options, seed=seed, **net
+    )
+
+
+def sized(cfg: NetworkConfig, target: int) -> NetworkConfig:
+    """``cfg`` with the largest ``d_cell`` (a multiple of ``n_heads``) within ``target``."""
+    best = replace(cfg, d_cell=cfg.n_heads)
+    for d in range(cfg.n_heads, 4 * cfg.width, cfg.n_heads):
+        trial = replace(cfg, d_cell=d)
+        if Network(trial).n_params() > target:
+            break
+        best = trial
+    return best
 
 
 def train_one(name: str, lr: float, seed: int, args: argparse.Namespace) -> dict[str, Any]:

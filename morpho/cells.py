@@ -390,6 +390,11 @@ class ThermoCell(CellType):
             raise ValueError(
                 f"d_cell must be a positive multiple of n_heads={cfg.n_heads}; got {network.d_cell}"
             )
+        if network.width != network.d_cell:
+            raise ValueError(
+                f"cell type 'thermo' reads and writes d_cell channels: d_stream must be unset "
+                f"or equal to d_cell={network.d_cell}; got {network.d_stream}"
+            )
         return cfg
 
     def banks(self, d: int) -> dict[str, Bank]:

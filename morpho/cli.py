@@ -22,7 +22,6 @@ from morpho.options import (
     DataOpt,
     DeviceOpt,
     OverwriteOpt,
-    PresetOpt,
     SeedOpt,
     StepsOpt,
     TaskOpt,
@@ -98,6 +97,12 @@ def run_config(preset: str, config: Optional[Path], overrides: dict[str, Any]) -
     return cfg.merged(_drop_none(overrides))
 
 
+def default_preset(task: str) -> str:
+    """The preset ``morpho grow`` uses when none is given: the wide-stream cell on ``lang``
+    (it measures better there, benchmarks/cell_design.md), the small preset elsewhere."""
+    return "wide" if task == "lang" else "small"
+
+
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for k, v in d.items():
@@ -122,7 +127,10 @@ def _root(
 @app.command()
 def grow(
     task: TaskOpt = "lang",
-    preset: PresetOpt = "small",
+    preset: Annotated[
+        Optional[str],
+        typer.Option(help="small | base | anchor | wide [lang: wide, else small]."),
+    ] = None,
     steps: StepsOpt = None,
     out: Annotated[
         Optional[Path], typer.Option(help="Run directory (default: runs/<task>-N, first free N).")
@@ -156,7 +164,7 @@ def grow(
                 summary = resume_run(resume, steps=steps, progress=not quiet, callbacks=[stop])
             else:
                 cfg = run_config(
-                    preset,
+                    preset or default_preset(task),
                     config,
                     {
                         "task": task,

@@ -191,6 +191,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "network": {"d_cell": 64, "level_sizes": [2, 6, 6, 2]},
         "train": {"steps": 3000, "batch_size": 64, "seq_len": 128, "eval_every": 250},
     },
+    # the main command's default on the lang task: the small preset's loop, the wide-stream
+    # cell (d_stream 96, a 1-1-1-1 seed, d_cell 38: ~126k parameters) at its measured best lr
+    # (benchmarks/cell_design.md)
+    "wide": {
+        "network": {
+            "cell_type": "wide",
+            "d_cell": 38,
+            "d_stream": 96,
+            "level_sizes": [1, 1, 1, 1],
+        },
+        "train": {"steps": 600, "batch_size": 16, "seq_len": 64, "eval_every": 100, "lr": 1.5e-2},
+    },
 }
 
 

@@ -64,7 +64,7 @@ def dense_per_token(model: Any, seq_len: int) -> float:
 
 def head_per_token(model: Network) -> float:
     """The read-out head's share of :meth:`Network.flops_per_token`: ``2·d·V``."""
-    return 2.0 * model.cfg.d_cell * model.cfg.vocab_size
+    return 2.0 * model.cfg.width * model.cfg.vocab_size
 
 
 class FlopCounter(Callback):
@@ -165,7 +165,7 @@ class FlopCounter(Callback):
     @staticmethod
     def _edge_grad(net: Network, tokens: int, out: Output) -> float:
         passes = out.ponder.n_passes_run if out.ponder is not None else 1
-        return 2.0 * net.tissue.num_nodes**2 * net.cfg.d_cell * tokens * passes
+        return 2.0 * net.tissue.num_nodes**2 * net.cfg.width * tokens * passes
 
     def _counted_tissue(self, run_tissue: Callable[..., Output]) -> Callable[..., Output]:
         def counted(emb: Tensor, capture: bool = False) -> Output:

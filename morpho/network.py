@@ -46,6 +46,7 @@ class NetworkConfig:
 
     vocab_size: int = 256  # tokens in the vocabulary (set by the task)
     d_cell: int = 32  # channels per cell
+    d_stream: int | None = None  # width of embedding, edges, readout, head (None: d_cell)
     level_sizes: tuple[int, ...] = (2, 4, 4, 2)  # seed cells per level: inputs … outputs
     n_heads: int = 2  # attention heads of the geometric core
     mlp_ratio: int = 2  # hidden width of a cell's MLP, in multiples of d_cell
@@ -61,24 +62,25 @@ class NetworkConfig:
     gate_skip_backward: float = 0.0  # training: ... skip the core's backward (forward exact)
     seed: int = 0  # initialisation seed
 
+    @property
+    def width(self) -> int:  # the stream width: every edge, the embedding, readout, head
+        return self.d_cell if self.d_stream is None else self.d_stream
+
     def seed_clock(self, level: int) -> int:
         """Clock period of seed level ``level``: 1 for inputs and outputs, else ratio^level."""
-        if level in (0, len(self.level_sizes) - 1):
-            return 1
-        return min(self.clock_max, self.clock_ratio**level)
+        io = level in (0, len(self.level_sizes) - 1)
+        return 1 if io else min(self.clock_max, self.clock_ratio**level)
 
     def __post_init__(self) -> None:
         if self.vocab_size < 2:
             raise ValueError(f"vocab_size must be >= 2; got {self.vocab_size}")
-        if self.d_cell < 1:
-            raise ValueError(f"d_cell must be >= 1; got {self.d_cell}")
+        if self.d_cell < 1 or self.width < 1:
+            raise ValueError(f"d_cell, d_stream must be >= 1; got {self.d_cell}, {self.d_stream}")
         if len(self.level_sizes) < 2 or min(self.level_sizes) < 1:
             raise ValueError(f"level_sizes needs >= 2 levels of >= 1 cell; got {self.level_sizes}")
         if self.ponder_max < 1 or not 0 < self.ponder_eps < 1:
-            raise ValueError(
-                f"ponder_max must be >= 1 and ponder_eps in (0, 1); got "
-                f"{self.ponder_max}, {self.ponder_eps}"
-            )
+            got = f"{self.ponder_max}, {self.ponder_eps}"
+            raise ValueError(f"ponder_max must be >= 1 and ponder_eps in (0, 1); got {got}")
         if self.clock_ratio < 1 or self.clock_max < 1:
             raise ValueError(
                 f"clock_ratio and clock_max must be >= 1; got {self.clock_ratio}, {self.clock_max}"
@@ -126,7 +128,7 @@ class Network(nn.Module):
         self.cfg = cfg
         self.cell: CellType = CELL_TYPES.get(cfg.cell_type).from_network(cfg)
         gen = torch.Generator().manual_seed(cfg.seed)
-        d = cfg.d_cell
+        d = cfg.width
         if tissue is None:
             tissue = seed_tissue(cfg.level_sizes, seed=cfg.seed, fan_in=cfg.seed_fan_in)
             per_level = torch.tensor([cfg.seed_clock(lv) for lv in range(len(cfg.level_sizes))])
@@ -145,9 +147,7 @@ class Network(nn.Module):
 
     def _fresh_banks(self, gen: torch.Generator) -> dict[str, Tensor]:
         """Fresh rows of every bank: the cell type's, the readout weights, edge strengths.
-
-        Sets ``bank_specs``, the declaration of every per-cell bank (how edits treat it).
-        """
+        Sets ``bank_specs``, the declaration of every per-cell bank (how edits treat it)."""
         t, d = self.tissue, self.cfg.d_cell
         declared = self.cell.banks(d)
         clash = sorted(set(declared) & {"readout", *EDGE_BANKS})
@@ -267,7 +267,7 @@ class Network(nn.Module):
         return self.run_embedded(emb, capture)
 
     def forward_embedded(self, emb: Tensor) -> Tensor:
-        """Run the tissue on embedded inputs (task adapters use this): (B, T, d) → logits."""
+        """Logits from embedded inputs (B, T, d) (task adapters use this)."""
         return _logits(self.run_embedded(emb))
 
     def run_embedded(self, emb: Tensor, capture: bool = False) -> Output:
@@ -383,7 +383,7 @@ class Network(nn.Module):
             for k, c in zip(clocks, counts, strict=True)
         )
         gated = self.cell.flops_per_token(self.cfg.d_cell, seq_len)[1]
-        d, V = self.cfg.d_cell, self.cfg.vocab_size
+        d, V = self.cfg.width, self.cfg.vocab_size
         edges = 2 * d * self.tissue.edge_index.shape[1]
         halting = 2 * d * passes if self.halt is not None else 0
         return passes * (fixed + open_share * gated + edges) + halting + 2 * d * V

@@ -114,11 +114,16 @@ class FreshGatedCell(GatedCell):
 
 register_cell_type("gated", GatedCell)
 register_cell_type("gated-fresh", FreshGatedCell)
-CELL_TYPES_UNDER_TEST = ("thermo", "gated")
+CELL_TYPES_UNDER_TEST = ("thermo", "gated", "wide")
+# the wide-stream cell under test reads and writes a stream wider than its core
+WIDE_STREAM = 12
 
 
 def tiny_net(**overrides: object) -> Network:
-    """A 10-cell network (levels 2-3-3-2, 8 channels); ``overrides`` go to NetworkConfig."""
+    """A 10-cell network (levels 2-3-3-2, 8 channels); ``overrides`` go to NetworkConfig
+    (``cell_type="wide"`` gets a ``WIDE_STREAM``-wide stream unless ``d_stream`` is given)."""
+    if overrides.get("cell_type") == "wide":
+        overrides = {"d_stream": WIDE_STREAM, **overrides}
     return Network(NetworkConfig(**{**TINY.__dict__, **overrides}))
 
 

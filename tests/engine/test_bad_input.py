@@ -63,7 +63,11 @@ def test_wrong_types(tmp_path, toml, fragments):
     [
         (["--steps", "-5"], None, ["train.steps", ">= 0", "-5"]),
         ([], "[growth]\ntau = -1.0\n", ["tau", "-1.0"]),
-        ([], "[growth]\nmax_cells = 3\n", ["max_cells", "12 cells", "3"]),
+        (
+            [],
+            "[growth]\nmax_cells = 3\n",
+            ["max_cells", "4 cells", "3"],
+        ),  # the lang default: 1-1-1-1
         ([], "[growth]\nmax_params = 1000\n", ["max_params", "1000"]),
         ([], "[train]\nlr = 0.0\n", ["train.lr", "in (0, 10]"]),
     ],

@@ -300,7 +300,18 @@ def test_a_signal_checkpoints_prints_the_resume_command_and_resume_is_exact(
     out, config = tmp_path / "run", tmp_path / "tiny.toml"
     tiny = {**TINY, "train": {**TINY["train"], "checkpoint_every": 0}}
     config.write_text(tomli_w.dumps(tiny))
-    args = ["grow", "--quiet", "--seed", "0", "--config", str(config), "--out", str(out)]
+    args = [
+        "grow",
+        "--quiet",
+        "--preset",
+        "small",
+        "--seed",
+        "0",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-c", SELF_SIGNAL, name, str(at), *args],

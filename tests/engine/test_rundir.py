@@ -107,7 +107,17 @@ def test_a_held_run_directory_refuses_grow_overwrite_and_resume_naming_the_pid(t
 
 def test_two_concurrent_writers_cannot_both_proceed(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "morpho", "grow", "--quiet", "--config", str(_toml(tmp_path))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "morpho",
+        "grow",
+        "--quiet",
+        "--preset",
+        "small",
+        "--config",
+        str(_toml(tmp_path)),
+    ]
     procs = [
         subprocess.Popen(
             [*cmd, "--out", str(out), "--seed", str(seed)],

@@ -1,11 +1,14 @@
-"""Laws of the wide-stream wiring (:mod:`morpho.wide`) and its growth edits.
+"""Laws of the wide-stream cell type (``"wide"``, :mod:`morpho.cells_wide`) in the engine.
+
+The edit laws common to every cell type (split / insert / remove / connect / disconnect,
+optimizer state) run on it through ``CELL_TYPES_UNDER_TEST``; here the ones of its own:
 
 * the chunked selective recurrence equals the step-by-step one;
 * the network is causal (a later token never changes an earlier logit);
-* a split (noise 0) preserves the function; noise breaks it;
-* a cell born in series with a zero write projection is the identity, and learns;
-* a zero-strength edge preserves the function and gets a gradient;
-* widening the stream preserves the function, and the new channels get gradients;
+* a cell born in series (``morpho.insert``) has a zero write projection: the function is
+  kept, and the newborn learns (its write projection gets a gradient);
+* a zero-strength edge (``morpho.connect``) preserves the function and gets a gradient;
+* the stream is ``d_stream`` wide, the thermodynamic cell refuses a stream wider than it;
 * the trainer trains it (the loss falls).
 """
 
@@ -13,31 +16,25 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import VOCAB, param_groups, tiny_net, tokens
 
+import morpho
+from morpho.cells_wide import selective_recurrence
 from morpho.config import TrainConfig
+from morpho.network import NetworkConfig
 from morpho.tissue import HIDDEN
 from morpho.trainer import Trainer
-from morpho.wide import WideConfig, WideNetwork, count_params, selective_recurrence, sized
-from morpho.wide_edits import add_edge, insert_series, split_cell, widen_stream
-
-VOCAB = 11
 
 
-def wide_net(**kw: object) -> WideNetwork:
-    cfg = dict(vocab_size=VOCAB, d_stream=12, d_cell=6, level_sizes=(2, 2, 1), seed=0)
-    cfg.update(kw)
-    net = WideNetwork(WideConfig(**cfg))  # type: ignore[arg-type]
+def wide_net(**kw: object) -> morpho.Network:
+    net = tiny_net(cell_type="wide", **kw)
     with torch.no_grad():  # a trained-looking predictor: surprise (hence the gate) varies
         net.banks["w_pred"].normal_(0, 0.5)
     return net
 
 
-def tokens(seed: int = 0, batch: int = 2, seq_len: int = 9) -> torch.Tensor:
-    return torch.randint(0, VOCAB, (batch, seq_len), generator=torch.Generator().manual_seed(seed))
-
-
-def hidden_row(net: WideNetwork) -> int:
-    return int((net.tissue.role == HIDDEN).nonzero()[0, 0])
+def hidden_id(net: morpho.Network) -> int:
+    return int(net.tissue.cell_id[(net.tissue.role == HIDDEN).nonzero()[0, 0]])
 
 
 def test_chunked_recurrence_matches_the_sequential_one() -> None:
@@ -54,8 +51,8 @@ def test_chunked_recurrence_matches_the_sequential_one() -> None:
 
 @pytest.mark.parametrize("recurrence", ["selective", "lti"])
 def test_causal(recurrence: str) -> None:
-    net = wide_net(recurrence=recurrence)
-    x = tokens()
+    net = wide_net(cell_options={"recurrence": recurrence})
+    x = tokens(0, seq_len=9)
     y = x.clone()
     y[:, 5:] = (y[:, 5:] + 1) % VOCAB
     with torch.no_grad():
@@ -64,29 +61,15 @@ def test_causal(recurrence: str) -> None:
     assert not torch.allclose(a[:, 5:], b[:, 5:])
 
 
-def test_split_preserves_the_function_and_noise_breaks_it() -> None:
+def test_birth_in_series_has_a_zero_write_is_identity_and_learns() -> None:
     net = wide_net()
-    x = tokens()
-    with torch.no_grad():
-        before = net(x)
-    for row in (0, hidden_row(net), net.tissue.num_nodes - 1):  # input, hidden, output
-        n = net.tissue.num_nodes
-        daughter = split_cell(net, row)
-        assert net.tissue.num_nodes == n + 1 and daughter == row + 1
-        with torch.no_grad():
-            torch.testing.assert_close(net(x), before, atol=1e-5, rtol=1e-5)
-    split_cell(net, hidden_row(net), noise=0.1)
-    with torch.no_grad():
-        assert not torch.allclose(net(x), before, atol=1e-4)
-
-
-def test_zero_write_birth_in_series_is_identity_and_learns() -> None:
-    net = wide_net()
-    x = tokens()
+    opt = torch.optim.AdamW(param_groups(net), lr=1e-3)
+    x = tokens(0)
     with torch.no_grad():
         before = net(x)
     levels = int(net.tissue.level.max())
-    row = insert_series(net, hidden_row(net))
+    edit = morpho.insert(net, hidden_id(net), optimizer=opt)
+    row = net.row_of(edit.info["new_cells"][0])
     assert int(net.tissue.level.max()) == levels + 1
     assert float(net.banks["w_write"][row].detach().abs().sum()) == 0.0
     logits = net(x)
@@ -96,43 +79,30 @@ def test_zero_write_birth_in_series_is_identity_and_learns() -> None:
 
 
 def test_zero_strength_edge_preserves_the_function_and_gets_a_gradient() -> None:
-    net = wide_net(level_sizes=(2, 2, 2, 1))
-    x = tokens()
+    net = wide_net()
+    x = tokens(0)
     with torch.no_grad():
         before = net(x)
-    add_edge(net, 0, 4)  # input cell → level-2 cell (a skip edge)
+    src, dst = int(net.tissue.cell_id[0]), int(net.tissue.cell_id[-1])  # input → output
+    edit = morpho.connect(net, src, dst)
     logits = net(x)
     torch.testing.assert_close(logits, before, atol=1e-6, rtol=1e-6)
     logits.logsumexp(-1).sum().backward()
-    assert float(net.banks["strength"].grad[-1].abs()) > 0
-    with pytest.raises(ValueError, match="up a level"):
-        add_edge(net, 4, 0)
+    edge = net.edge_row_of(edit.info["new_edges"][0])
+    assert float(net.banks["strength"].grad[edge].abs()) > 0
 
 
-def test_widen_stream_preserves_the_function_and_new_channels_learn() -> None:
-    net = wide_net()
-    x = tokens()
-    with torch.no_grad():
-        before = net(x)
-    widen_stream(net, 4)
-    assert net.cfg.d_stream == 16 and net.embed.shape == (VOCAB, 16)
-    assert net.n_params() == count_params(net.cfg)
-    logits = net(x)
-    torch.testing.assert_close(logits, before, atol=1e-5, rtol=1e-5)
-    logits.logsumexp(-1).sum().backward()
-    assert float(net.banks["w_write"].grad[..., 12:].abs().sum()) > 0
-    assert float(net.embed.grad[:, 12:].abs().sum()) > 0
-
-
-def test_sized_fits_the_budget() -> None:
-    cfg = sized(WideConfig(vocab_size=103), 130_000)
-    assert (
-        count_params(cfg)
-        <= 130_000
-        < count_params(cfg.__class__(**{**vars(cfg), "d_cell": cfg.d_cell + 2}))
-    )
+def test_the_stream_is_d_stream_wide_and_thermo_refuses_one() -> None:
+    net = wide_net(d_stream=20)
+    assert net.embed.shape == (VOCAB, 20) and net.head.shape == (20, VOCAB)
+    assert net.banks["w_read"].shape[1:] == (20, 8) and net.banks["w_write"].shape[1:] == (8, 20)
+    assert tiny_net().embed.shape == (VOCAB, 8)  # d_stream unset: the stream is d_cell wide
+    with pytest.raises(ValueError, match="d_stream must be unset"):
+        NetworkConfig(vocab_size=VOCAB, d_cell=8, d_stream=12)
     with pytest.raises(ValueError, match="recurrence"):
-        WideConfig(recurrence="lstm")
+        NetworkConfig(cell_type="wide", cell_options={"recurrence": "lstm"})
+    with pytest.raises(ValueError, match="clock_ratio must be 1"):
+        NetworkConfig(cell_type="wide", clock_ratio=2)
 
 
 def test_trains_through_the_trainer() -> None:
