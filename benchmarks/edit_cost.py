@@ -9,7 +9,7 @@ not the cell width — drives both costs. Medians of ``--repeats`` runs; the gro
     python benchmarks/edit_cost.py                          # 64, 1,000, 10,000 cells
     python benchmarks/edit_cost.py --sizes 64 1000 --repeats 5 --profile
 
-Goal (issue 2): at 1,000 cells an edit costs < 5% of a step; ``k <= 1``.
+Goal: at 1,000 cells an edit costs < 5% of a step; ``k <= 1``.
 """
 
 from __future__ import annotations

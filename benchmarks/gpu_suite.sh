@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Every GPU figure and check of issue 7 in one command, for a session lent a CUDA machine.
+# Every GPU figure and check in one command, for a session lent a CUDA machine.
 #
 #   bash benchmarks/gpu_suite.sh OUTDIR [tests] [train] [infer] [scale]   (default: all four)
 #
 # On the device tool's machine: `bash benchmarks/gpu_suite.sh $OUT tests train` in one call,
 # `... $OUT infer scale` in the next (each call has a 10-minute limit). The image there has
 # torch, torch-geometric, networkx, numpy, typer, rich and pytest but no pyvista: the engine,
-# the benchmarks and tests/test_gpu.py need nothing else. Logs land in OUTDIR, one per part.
+# the benchmarks and tests/engine/test_gpu.py need nothing else. Logs land in OUTDIR, one per part.
 set -uo pipefail
 out=${1:?usage: gpu_suite.sh OUTDIR [tests] [train] [infer] [scale]}
 shift
@@ -29,8 +29,8 @@ status=0
 for part in "${parts[@]}"; do
   case $part in
     tests)  # CPU == CUDA to tolerance, edits and optimizer state on CUDA, no host sync in a step
-      $py -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$out/tests.txt" ;;
-    train)  # morpho vs Transformers of equal params / FLOPs, side by side (issue 7, item 2)
+      $py -m pytest -m gpu -q -p no:cacheprovider tests/engine/test_gpu.py 2>&1 | tee "$out/tests.txt" ;;
+    train)  # morpho vs Transformers of equal params / FLOPs, side by side
       { $py benchmarks/throughput.py --device cuda --mode train --steps 50 --batch 64 --seq 128 --d-cell 64
         $py benchmarks/throughput.py --device cuda --mode train --steps 50 --batch 256 --seq 256 --d-cell 64
         $py benchmarks/throughput.py --device cuda --mode train --steps 50 --batch 16 --seq 64

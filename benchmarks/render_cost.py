@@ -11,7 +11,7 @@ wall-clock figure.
     python benchmarks/render_cost.py                          # 500 cells, 200 frames, 1280x720
     python benchmarks/render_cost.py --run runs/synth500      # reuse (or keep) the tissue
 
-Goal (issue 4): the movie in under 2 minutes on 2 cores.
+Goal: the movie in under 2 minutes on 2 cores.
 """
 
 from __future__ import annotations

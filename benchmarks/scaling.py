@@ -19,7 +19,7 @@ On CUDA every timing is bracketed by ``torch.cuda.synchronize()`` and memory is
 ``torch.cuda.max_memory_allocated`` (reset before the tissue is built): the banks,
 gradients, AdamW state and one step's activations on the device.
 
-Goal (issue 7): step time linear in cells + edges, edit time not growing with the tissue
+Goal: step time linear in cells + edges, edit time not growing with the tissue
 beyond the bank copy, memory linear.
 """
 

@@ -30,7 +30,7 @@ largest logit change the dropped terms cause.
     python benchmarks/throughput.py --device cuda --batch 64 --seq 128 --d-cell 64
     python benchmarks/throughput.py --mode infer --open 0 0.1 1 --steps 40
 
-Goal (issue 7): morpho ≥ 0.8× the equal-FLOPs Transformer's tokens/s; with gates mostly
+Goal: morpho ≥ 0.8× the equal-FLOPs Transformer's tokens/s; with gates mostly
 closed, more tokens/s than dense.
 """
 

@@ -186,7 +186,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "network": {"d_cell": 64, "level_sizes": [2, 4, 4, 2]},
         "train": {"steps": 3000, "batch_size": 32, "seq_len": 128, "eval_every": 250},
     },
-    # the anchors' budget of the growth issue: batch 64 × 128, 3,000 steps (GPU)
+    # the published anchors' budget: batch 64 × 128, 3,000 steps (GPU)
     "anchor": {
         "network": {"d_cell": 64, "level_sizes": [2, 6, 6, 2]},
         "train": {"steps": 3000, "batch_size": 64, "seq_len": 128, "eval_every": 250},

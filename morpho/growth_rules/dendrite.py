@@ -4,7 +4,7 @@
     Dendrite(wormholes=True)          # [growth.dendrite] wormholes = true: long jumps allowed
     wormhole_edges(tissue, max_distance=4.0)                     # (E,) bool, for metrics/plots
 
-A *wormhole* (issue 8) is an edge longer than ``max_distance``: a global geometric jump.
+A *wormhole* is an edge longer than ``max_distance``: a global geometric jump.
 With ``wormholes`` on such candidates are allowed, charged by their length like every edge
 (the wiring term ``γ·W`` of the free energy charges them the same way), so they grow only
 where the gradient pays for the distance.
@@ -41,7 +41,7 @@ class Dendrite(Rule):
     wiring_cost: float = 0.5  # score paid per unit of edge length
     threshold: float = 3.0  # propose when the score reaches this
     max_new: int = 1  # proposals per check, best first
-    wormholes: bool = False  # also allow candidates beyond max_distance (issue 8)
+    wormholes: bool = False  # also allow candidates beyond max_distance
     wormhole_cost: float = 0.0  # extra score paid per unit of length beyond max_distance
     # (0: a wormhole pays the wiring charge like any edge, one law for all lengths)
 

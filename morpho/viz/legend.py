@@ -20,7 +20,7 @@ from morpho.viz.timeline import WORMHOLE_LENGTH
 BACKGROUND = (0.09, 0.09, 0.105)  # the scene's background, RGB in [0, 1]
 TEXT = (0.92, 0.92, 0.92)
 EDGE_RGB = (0.82, 0.84, 0.9)  # colour of the strongest edge
-WORMHOLE_RGB = (0.25, 0.95, 0.8)  # colour of the strongest wormhole (a long edge, issue 8)
+WORMHOLE_RGB = (0.25, 0.95, 0.8)  # colour of the strongest wormhole (a long edge)
 BORN_RGB = (1.0, 0.9, 0.45)  # ring of a newborn cell
 DYING_RGB = (0.95, 0.3, 0.3)  # dashed ring of a dying cell
 MAX_SWATCHES = 12

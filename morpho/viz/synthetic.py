@@ -123,7 +123,7 @@ def _walk_statistics(net: Network, gen: torch.Generator) -> None:
     """A random walk of the statistics the scheduler reads; daughters relieve their load."""
     t = net.tissue
     n = t.num_nodes
-    young = (t.birth == net.step).float()  # cells born this round start with half the load
+    young = (t.birth == net.step).float()  # cells born this step start with half the load
     t.fe_ema = (0.8 * t.fe_ema * (1 - 0.5 * young) + 0.3 * torch.rand(n, generator=gen)).float()
     t.gate_ema = (0.7 * t.gate_ema + 0.3 * torch.rand(n, generator=gen)).clamp(0, 1).float()
 

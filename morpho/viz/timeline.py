@@ -10,7 +10,7 @@ layout; a cell that is gone by ``k + 1`` either divides (it is the parent of a n
 shrinks into its daughters, which grow out of its place) or dies (greyed, translucent,
 fading out); a newborn wears a ring that fades over the transition after it appeared.
 An edge longer than ``wormhole_length`` in its snapshot's ``pos`` (the geometry the wiring
-cost charges, not the relaxed layout) is a wormhole (issue 8) and is flagged for drawing.
+cost charges, not the relaxed layout) is a wormhole and is flagged for drawing.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Slow clocks, mitosis in series, and ACT inside the network (issue 8, items 1 and 6)."""
+"""Slow clocks, mitosis in series, and ACT inside the network."""
 
 from __future__ import annotations
 

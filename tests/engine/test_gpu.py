@@ -1,4 +1,4 @@
-"""CPU and CUDA agree (issue 7): deselected by default; run with ``pytest -m gpu`` on a GPU."""
+"""CPU and CUDA agree: deselected by default; run with ``pytest -m gpu`` on a GPU."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The optional mechanisms of issue 8 wired into config, trainer, scheduler and bench."""
+"""The optional mechanisms wired into config, trainer, scheduler and bench."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A sync-free training step never reads tensor data back to the host (issue 7, item 1).
+"""A sync-free training step never reads tensor data back to the host.
 
 On CUDA, ``.item()``, ``bool(t)``, ``int(t)``, ``nonzero``, ``unique`` and friends make the
 host wait for the device. They all reach the dispatcher as ops whose output size or value

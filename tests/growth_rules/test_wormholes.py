@@ -1,4 +1,4 @@
-"""Wormholes (issue 8): long-range edges the dendrite rule may grow, charged by their length.
+"""Wormholes: long-range edges the dendrite rule may grow, charged by their length.
 
 Laws: with wormholes off no proposal is ever longer than ``max_distance``, however hard the
 gradient pulls; with them on a far pair is proposed (and flagged) exactly when its gradient
