@@ -16,7 +16,7 @@ point, so it runs ``fn`` once and builds ``g(c) = Jᵀ c`` with ``create_graph``
 than ``torch.func.jvp`` + ``vjp``: forward-mode AD costs 4–8 forwards per call in eager
 torch. Both routes give the same numbers and gradients; the tests check the differentiable
 exponent of the tissue against finite differences, and ``torch.func.jvp`` (forward mode,
-and reverse over forward) works through the cell kernels (``tests/test_kernels.py``).
+and reverse over forward) works through the cell kernels (``tests/engine/test_kernels.py``).
 
 The fused scaled-dot-product-attention kernels have neither a forward-mode derivative nor a
 differentiable backward, so all of this runs with SDPA on its MATH backend (same numbers up

@@ -4,7 +4,7 @@ On CUDA, ``.item()``, ``bool(t)``, ``int(t)``, ``nonzero``, ``unique`` and frien
 host wait for the device. They all reach the dispatcher as ops whose output size or value
 depends on tensor data (``aten._local_scalar_dense`` for the scalar reads), so a
 ``TorchDispatchMode`` sees them on the CPU too: this runs in CI without a GPU and guards
-the law that ``tests/test_gpu.py`` checks with CUDA's sync debug mode. Monitors that run at
+the law that ``tests/engine/test_gpu.py`` checks with CUDA's sync debug mode. Monitors that run at
 an interval (the Lyapunov estimate, the scheduler) may sync there; these steps are between.
 """
 
