@@ -193,7 +193,8 @@ class MorphoLearner(Learner):
             mothers += tissue.cell_id[top].tolist()
         for mother in mothers:
             edit = split(self.net, mother, optimizer=self.optimizer, noise=0.0, task=t)
-            self._asymmetric(*edit.info["new_cells"], t)
+            a_id, b_id = edit.info["new_cells"]
+            self._asymmetric(a_id, b_id, t)
             if self.run is not None:
                 self.run.log_event(
                     {

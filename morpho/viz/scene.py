@@ -17,6 +17,7 @@ This is the only module (with ``export``) that imports pyvista.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pyvista as pv
@@ -82,9 +83,10 @@ class Scene:
         self.panel = legend_panel(
             timeline.colors, size_by, height, key, title, timeline.wormhole_length
         )
-        self.plotter = pv.Plotter(off_screen=True, window_size=(width - key, height))
-        self.plotter.ren_win.SetMultiSamples(0)  # MSAA costs 2-4x per frame on llvmpipe
-        self.plotter.set_background(BACKGROUND)
+        self.plotter = pv.Plotter(off_screen=True, window_size=[width - key, height])
+        if self.plotter.ren_win is not None:  # MSAA costs 2-4x per frame on llvmpipe
+            self.plotter.ren_win.SetMultiSamples(0)
+        self.plotter.set_background(BACKGROUND)  # type: ignore[arg-type]  # pyvista's stub
         self._add_actors(max(1, height // 480))
         self.caption = self.plotter.add_text(
             "", position="upper_left", color=TEXT, font_size=max(7, height // 60)
@@ -112,7 +114,7 @@ class Scene:
         for name in self.meshes:
             if name in ("edges", "wormholes"):
                 continue
-            colors = {"rgb": True} if name == "solid" else {"rgba": True}
+            colors: dict[str, Any] = {"rgb": True} if name == "solid" else {"rgba": True}
             actor = p.add_mesh(
                 self.meshes[name],
                 scalars="rgb",
@@ -159,6 +161,7 @@ class Scene:
         self._place_camera(turn)
         self.plotter.render()  # screenshot() renders only the first time
         image = self.plotter.screenshot(return_img=True)
+        assert image is not None  # return_img=True
         return np.concatenate([image[..., :3], self.panel], axis=1)
 
     def _caption(self, state: FrameState) -> str:
