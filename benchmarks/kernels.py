@@ -3,7 +3,7 @@
 Each row times forward + backward of one level-sized call, the two variants interleaved
 call by call on the same inputs (medians), so load on a shared machine hits both alike:
 
-* **recurrence**: ``morpho.cells.linear_recurrence`` (FFT convolution, hand-written
+* **recurrence**: ``morpho.cells_thermo.linear_recurrence`` (FFT convolution, hand-written
   backward) against ``fft_recurrence`` (the same FFTs, differentiated by autograd);
 * **aggregation**: the messages from a source level into a target level as one dense
   ``(n_target, n_source)`` strength matrix times the stacked outputs, against a gather of
@@ -26,7 +26,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from morpho.cells import bank_matmul, fft_recurrence, linear_recurrence
+from morpho.cells import bank_matmul
+from morpho.cells_thermo import fft_recurrence, linear_recurrence
 
 
 def interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:

@@ -51,7 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from morpho.cells import DENSE_CROSSOVER, LevelOutput
+from morpho.cells import LevelOutput
+from morpho.cells_thermo import DENSE_CROSSOVER
 from morpho.config import TrainConfig
 from morpho.network import Network, NetworkConfig
 from morpho.sims.baselines import MODELS, CharTransformer, baseline_config, build_baseline

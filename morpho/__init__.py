@@ -10,6 +10,7 @@ state across every change (``morpho.edits``, ``morpho.surgery``).
     morpho.split(net, net.cell_ids()[3], optimizer=opt)
 """
 
+import morpho.cells_thermo  # noqa: F401  (registers the "thermo" cell type)
 import morpho.cells_wide  # noqa: F401  (registers the "wide" cell type)
 from morpho.edits import (
     Edit,

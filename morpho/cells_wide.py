@@ -42,10 +42,10 @@ from morpho.cells import (
     LevelOutput,
     bank_matmul,
     binary_entropy,
-    linear_recurrence,
     register_cell_type,
     rms_norm,
 )
+from morpho.cells_thermo import linear_recurrence
 
 if TYPE_CHECKING:
     from morpho.network import NetworkConfig

@@ -22,7 +22,8 @@ from conftest import CELL_TYPES_UNDER_TEST, GatedCell, cell_of, tiny_net, tokens
 
 import morpho
 import morpho.registry
-from morpho.cells import CELL_TYPES, Bank, ThermoCell, ThermoConfig
+from morpho.cells import CELL_TYPES, Bank
+from morpho.cells_thermo import ThermoCell, ThermoConfig
 from morpho.config import RunConfig
 from morpho.network import EDGE_BANKS, NetworkConfig
 from morpho.tissue import HIDDEN, INPUT

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import morpho
-from morpho.cells import ThermoCell
+from morpho.cells_thermo import ThermoCell
 from morpho.edits import insert_edit
 from morpho.network import Network, NetworkConfig
 from morpho.tissue import check_tissue

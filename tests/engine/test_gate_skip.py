@@ -14,7 +14,7 @@ import torch
 from conftest import tiny_net, tokens
 from torch import Tensor
 
-from morpho.cells import ThermoCell
+from morpho.cells_thermo import ThermoCell
 from morpho.network import Network, NetworkConfig
 
 SKIP = 0.5

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from morpho.cells import bank_matmul, fft_recurrence, linear_recurrence
+from morpho.cells import bank_matmul
+from morpho.cells_thermo import fft_recurrence, linear_recurrence
 
 
 def loop_recurrence(u: Tensor, log_a: Tensor) -> Tensor:
