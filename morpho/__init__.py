@@ -12,19 +12,14 @@ state across every change (``morpho.edits``, ``morpho.surgery``).
 
 import morpho.cells_thermo  # noqa: F401  (registers the "thermo" cell type)
 import morpho.cells_wide  # noqa: F401  (registers the "wide" cell type)
+from morpho.apply import apply_edit, connect, disconnect, insert, remove, split
 from morpho.edits import (
     Edit,
-    apply_edit,
-    connect,
     connect_edit,
-    disconnect,
     disconnect_edit,
     identity_edit,
-    insert,
     insert_edit,
-    remove,
     remove_edit,
-    split,
     split_edit,
 )
 from morpho.network import Network, NetworkConfig

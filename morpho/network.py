@@ -14,7 +14,7 @@ a sparse one a gather, scale and scatter-add of its edges (``DENSE_AGGREGATION``
     out.stats["gate_mean"]                # (N,) per-cell statistics
     out.captured[0].inputs[k].grad        # per level: inputs x (grad retained), outputs y
 
-Only :func:`morpho.edits.apply_edit` changes the number of cells, edges or parameters; it
+Only :func:`morpho.apply.apply_edit` changes the number of cells, edges or parameters; it
 calls :meth:`Network.rebuild` afterwards, which recomputes the level plan.
 """
 

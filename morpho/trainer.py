@@ -31,10 +31,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from morpho import distributed
+from morpho.apply import apply_edit
 from morpho.callbacks import Callback, StepResult, TrainerState
 from morpho.checkpoint import restore_trainer, save_checkpoint, trainer_payload
 from morpho.config import TrainConfig, resolve_device
-from morpho.edits import Edit, apply_edit
+from morpho.edits import Edit
 from morpho.guard import NonFiniteError, NonFiniteGuard
 from morpho.network import Network
 from morpho.optim import build_optimizer, gate_penalty, lr_at

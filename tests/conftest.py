@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from morpho.apply import apply_edit
 from morpho.cells import Bank, CellType, LevelOutput, bank_matmul, register_cell_type, rms_norm
 from morpho.config import TrainConfig, load_toml
-from morpho.edits import apply_edit
 from morpho.growth.rule import GrowthView
 from morpho.network import Network, NetworkConfig
 from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue

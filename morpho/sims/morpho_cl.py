@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from morpho.edits import split
+from morpho.apply import split
 from morpho.network import EDGE_BANKS
 from morpho.output import Output
 from morpho.rundir import RunDir

@@ -13,6 +13,7 @@ import torch
 from conftest import cell_of, tiny_net
 from torch import Tensor
 
+from morpho.apply import connect, split
 from morpho.criticality import (
     benettin_lyapunov,
     graph_path_norm,
@@ -21,7 +22,6 @@ from morpho.criticality import (
     sequence_lyapunov,
     tissue_lyapunov,
 )
-from morpho.edits import connect, split
 from morpho.network import Network, NetworkConfig
 from morpho.tissue import HIDDEN, INPUT, OUTPUT, seed_tissue
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from conftest import Host, tiny_net, tokens
 
-from morpho.edits import remove
+from morpho.apply import remove
 from morpho.growth.config import GrowthConfig
 from morpho.growth.probes import knockout_dloss
 from morpho.growth.rule import Event

@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
+from morpho.apply import apply_edit
 from morpho.config import RunConfig
 from morpho.criticality import path_norm, tissue_lyapunov
-from morpho.edits import apply_edit, insert_edit
+from morpho.edits import insert_edit
 from morpho.grow import grow
 from morpho.growth.config import GrowthConfig
 from morpho.growth.scheduler import Scheduler

@@ -14,8 +14,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from morpho.apply import remove
 from morpho.cli import app
-from morpho.edits import remove
 from morpho.sims.continual import LearnConfig
 from morpho.sims.morpho_cl import MorphoCLConfig, MorphoLearner
 from morpho.sims.streams import (

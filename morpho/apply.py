@@ -1,0 +1,105 @@
+"""Apply an edit: the one place a network's banks, their gradients and the optimizer state
+change with the topology, and the one-call edits built on it.
+
+:func:`apply_edit` remaps the parameters *and* every optimizer state tensor shaped like
+them in place (the optimizer is never rebuilt), swaps in the new tissue and rebuilds the
+level plan. The public one-liners build an edit (:mod:`morpho.edits`), apply it and return
+it:
+
+    edit = morpho.split(net, cell_id, optimizer=opt, noise=0.0)   # function-preserving
+    morpho.insert(net, cell_id, optimizer=opt)                    # in series, identity
+    morpho.remove(net, cell_id, optimizer=opt, bridge=False)
+    morpho.connect(net, src_id, dst_id, optimizer=opt)            # new edge at strength 0
+    morpho.disconnect(net, edge_id, optimizer=opt)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from morpho.edits import (
+    Edit,
+    connect_edit,
+    disconnect_edit,
+    insert_edit,
+    remove_edit,
+    split_edit,
+)
+from morpho.network import Network
+from morpho.surgery import migrate_optimizer_state, remap_parameter, remap_rows
+
+
+def apply_edit(
+    net: Network,
+    edit: Edit,
+    optimizer: torch.optim.Optimizer | None = None,
+    generator: torch.Generator | None = None,
+) -> Edit:
+    """Apply ``edit`` to the network's banks, their gradients and ``optimizer``'s state.
+
+    Each bank whose row map is not the identity becomes a new ``nn.Parameter`` that replaces
+    the old one in the module and in ``optimizer``'s param group (same place, same
+    hyperparameters); banks with an identity map are left as they are. The optimizer object
+    is kept. Another optimizer holding the banks would keep stale tensors: pass the one in use.
+    """
+    missing = set(net.banks) - set(edit.maps)
+    if missing:
+        raise ValueError(f"edit has no row map for banks: {sorted(missing)}")
+    for name, old in list(net.banks.items()):
+        rmap = edit.maps[name]
+        if rmap.is_identity(old.shape[0]):
+            continue  # e.g. the cell banks in a connect: parameter, gradient and state stay
+        if len(rmap) and int(rmap.src.max()) >= old.shape[0]:
+            raise ValueError(
+                f"row map of bank {name!r} reads row {int(rmap.src.max())} of {old.shape[0]}"
+            )
+        new = nn.Parameter(remap_parameter(old.detach(), rmap, generator), old.requires_grad)
+        if old.grad is not None:
+            new.grad = remap_rows(old.grad, rmap)
+        if optimizer is not None:
+            migrate_optimizer_state(optimizer, old, new, rmap)
+        net.banks[name] = new
+    net.tissue = edit.tissue
+    net.rebuild()
+    return edit
+
+
+def split(
+    net: Network,
+    cell_id: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    noise: float = 0.0,
+    task: int | None = None,
+) -> Edit:
+    """Split a cell into two daughters (see :func:`split_edit`) and apply it."""
+    return apply_edit(net, split_edit(net, cell_id, noise=noise, task=task), optimizer)
+
+
+def insert(
+    net: Network,
+    cell_id: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    task: int | None = None,
+) -> Edit:
+    """Insert a cell in series after ``cell_id`` (see :func:`insert_edit`) and apply it."""
+    return apply_edit(net, insert_edit(net, cell_id, task=task), optimizer)
+
+
+def remove(
+    net: Network, cell_id: int, optimizer: torch.optim.Optimizer | None = None, bridge: bool = False
+) -> Edit:
+    """Remove a cell (see :func:`remove_edit`) and apply it."""
+    return apply_edit(net, remove_edit(net, cell_id, bridge=bridge), optimizer)
+
+
+def connect(
+    net: Network, src_id: int, dst_id: int, optimizer: torch.optim.Optimizer | None = None
+) -> Edit:
+    """Grow an edge at strength 0 (see :func:`connect_edit`) and apply it."""
+    return apply_edit(net, connect_edit(net, src_id, dst_id), optimizer)
+
+
+def disconnect(net: Network, edge_id: int, optimizer: torch.optim.Optimizer | None = None) -> Edit:
+    """Drop an edge (see :func:`disconnect_edit`) and apply it."""
+    return apply_edit(net, disconnect_edit(net, edge_id), optimizer)
