@@ -186,6 +186,19 @@ class CellType:
 CELL_TYPES: Registry[type[CellType]] = Registry("cell type", entry_point_group="morpho.cell_types")
 
 
+Init = Callable[[int, torch.Generator], Tensor]  # (n, generator) -> (n, *shape) fresh rows
+
+
+def normal_rows(shape: tuple[int, ...], std: float) -> Init:
+    """A bank initialiser: rows drawn from N(0, std²)."""
+    return lambda n, gen: torch.randn(n, *shape, generator=gen) * std
+
+
+def const_rows(shape: tuple[int, ...], value: float) -> Init:
+    """A bank initialiser: rows filled with ``value``."""
+    return lambda n, gen: torch.full((n, *shape), value)
+
+
 def register_cell_type(name: str, cell_type: type[CellType]) -> None:
     """Add a cell type class under ``name`` (``network.cell_type`` selects it); a network
     builds it with ``cell_type.from_network(network_config)``. Packages can add theirs

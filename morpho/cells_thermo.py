@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,8 @@ from morpho.cells import (
     LevelOutput,
     bank_matmul,
     binary_entropy,
+    const_rows,
+    normal_rows,
     register_cell_type,
     rms_norm,
 )
@@ -205,14 +207,7 @@ class ThermoCell(CellType):
     def banks(self, d: int) -> dict[str, Bank]:
         m = self.mlp_ratio * d
 
-        def normal(rows: int, cols: int, std: float) -> Callable[[int, torch.Generator], Tensor]:
-            return lambda n, gen: torch.randn(n, rows, cols, generator=gen) * std
-
-        def ones(n: int, gen: torch.Generator) -> Tensor:
-            return torch.ones(n, d)
-
-        def zeros_dd(n: int, gen: torch.Generator) -> Tensor:
-            return torch.zeros(n, d, d)
+        ones = const_rows((d,), 1.0)
 
         def gate(n: int, gen: torch.Generator) -> Tensor:
             return torch.tensor([1.0, 0.0]).repeat(n, 1)
@@ -226,16 +221,16 @@ class ThermoCell(CellType):
             "norm": Bank((d,), ones),  # RMSNorm scale of the aggregated input
             "decay": Bank((d,), decay),  # logit of the recurrence's per-channel decay a
             "w_in": Bank((d,), ones),  # per-channel input scale b
-            "w_pred": Bank((d, d), zeros_dd),  # next-input predictor from h_{t-1}
+            "w_pred": Bank((d, d), const_rows((d, d), 0.0)),  # next-input predictor from h_{t-1}
             # inertial-core output projection
-            "w_inert": Bank((d, d), normal(d, d, 0.5 / math.sqrt(d)), series="zero"),
-            "w_qkv": Bank((d, 3 * d), normal(d, 3 * d, 1 / math.sqrt(d))),  # q, k, v
+            "w_inert": Bank((d, d), normal_rows((d, d), 0.5 / math.sqrt(d)), series="zero"),
+            "w_qkv": Bank((d, 3 * d), normal_rows((d, 3 * d), 1 / math.sqrt(d))),  # q, k, v
             # geometric core output projection
-            "w_attn_out": Bank((d, d), normal(d, d, 0.5 / math.sqrt(d)), series="zero"),
+            "w_attn_out": Bank((d, d), normal_rows((d, d), 0.5 / math.sqrt(d)), series="zero"),
             "gate": Bank((2,), gate),  # [slope on log-surprise, bias]
             "mlp_norm": Bank((d,), ones),
-            "w_mlp1": Bank((d, m), normal(d, m, 1 / math.sqrt(d))),
-            "w_mlp2": Bank((m, d), normal(m, d, 0.5 / math.sqrt(m)), series="zero"),
+            "w_mlp1": Bank((d, m), normal_rows((d, m), 1 / math.sqrt(d))),
+            "w_mlp2": Bank((m, d), normal_rows((m, d), 0.5 / math.sqrt(m)), series="zero"),
         }
 
     def forward_level(

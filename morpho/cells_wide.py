@@ -28,7 +28,6 @@ clock (``clock_ratio`` must be 1).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -42,6 +41,8 @@ from morpho.cells import (
     LevelOutput,
     bank_matmul,
     binary_entropy,
+    const_rows,
+    normal_rows,
     register_cell_type,
     rms_norm,
 )
@@ -127,17 +128,6 @@ class WideCellConfig:
             )
 
 
-Init = Callable[[int, torch.Generator], Tensor]
-
-
-def _normal(shape: tuple[int, ...], std: float) -> Init:
-    return lambda n, gen: torch.randn(n, *shape, generator=gen) * std
-
-
-def _const(shape: tuple[int, ...], value: float) -> Init:
-    return lambda n, gen: torch.full((n, *shape), value)
-
-
 class WideCell(CellType):
     """The wide-stream cell; see the module docstring."""
 
@@ -180,31 +170,31 @@ class WideCell(CellType):
             return torch.cat([torch.zeros(n, d), torch.full((n, d), 2.0)], dim=1)
 
         banks = {
-            "norm": Bank((D,), _const((D,), 1.0)),  # RMS-norm scale of the stream read
-            "w_read": Bank((D, d), _normal((D, d), 1 / math.sqrt(D))),
+            "norm": Bank((D,), const_rows((D,), 1.0)),  # RMS-norm scale of the stream read
+            "w_read": Bank((D, d), normal_rows((D, d), 1 / math.sqrt(D))),
             "decay": Bank((d,), decay),  # logit of the base decay a
-            "w_in": Bank((d,), _const((d,), 1.0)),  # per-channel input scale b
-            "w_pred": Bank((d, d), _const((d, d), 0.0)),  # next-read predictor from h_{t-1}
-            "w_inert": Bank((d, d), _normal((d, d), 0.5 / math.sqrt(d))),
+            "w_in": Bank((d,), const_rows((d,), 1.0)),  # per-channel input scale b
+            "w_pred": Bank((d, d), const_rows((d, d), 0.0)),  # next-read predictor from h_{t-1}
+            "w_inert": Bank((d, d), normal_rows((d, d), 0.5 / math.sqrt(d))),
             # write projection: zero in a cell born in series, which then returns its input
-            "w_write": Bank((d, D), _normal((d, D), 0.5 / math.sqrt(d)), series="zero"),
+            "w_write": Bank((d, D), normal_rows((d, D), 0.5 / math.sqrt(d)), series="zero"),
         }
         if cfg.conv_taps:
             banks["conv"] = Bank((cfg.conv_taps, d), conv)
         if cfg.out_gate:
-            banks["w_ogate"] = Bank((d, d), _normal((d, d), 1 / math.sqrt(d)))
+            banks["w_ogate"] = Bank((d, d), normal_rows((d, d), 1 / math.sqrt(d)))
         if cfg.recurrence == "selective":  # decay rate and input gate from v
-            banks["w_select"] = Bank((d, 2 * d), _normal((d, 2 * d), 1 / math.sqrt(d)))
+            banks["w_select"] = Bank((d, 2 * d), normal_rows((d, 2 * d), 1 / math.sqrt(d)))
             banks["b_select"] = Bank((2 * d,), b_select)
         if cfg.attention:
-            banks["w_qkv"] = Bank((d, 3 * d), _normal((d, 3 * d), 1 / math.sqrt(d)))
-            banks["w_attn_out"] = Bank((d, d), _normal((d, d), 0.5 / math.sqrt(d)))
+            banks["w_qkv"] = Bank((d, 3 * d), normal_rows((d, 3 * d), 1 / math.sqrt(d)))
+            banks["w_attn_out"] = Bank((d, d), normal_rows((d, d), 0.5 / math.sqrt(d)))
             if cfg.gate:  # [slope on log-surprise, bias]
                 banks["gate"] = Bank((2,), lambda n, gen: torch.tensor([1.0, 0.0]).repeat(n, 1))
         if m:
-            banks["mlp_norm"] = Bank((d,), _const((d,), 1.0))
-            banks["w_mlp1"] = Bank((d, m), _normal((d, m), 1 / math.sqrt(d)))
-            banks["w_mlp2"] = Bank((m, d), _normal((m, d), 0.5 / math.sqrt(m)))
+            banks["mlp_norm"] = Bank((d,), const_rows((d,), 1.0))
+            banks["w_mlp1"] = Bank((d, m), normal_rows((d, m), 1 / math.sqrt(d)))
+            banks["w_mlp2"] = Bank((m, d), normal_rows((m, d), 0.5 / math.sqrt(m)))
         return banks
 
     def forward_level(
