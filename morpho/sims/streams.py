@@ -129,15 +129,9 @@ def build_stream(
 
 def load_digit_splits() -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """scikit-learn's digits as (n, 8, 8) floats in [0, 1], split 70/30 stratified by class."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from morpho.sims.image_data import held_out_split
 
-    x, y = load_digits(return_X_y=True)
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x / 16.0, y, test_size=TEST_FRACTION, stratify=y, random_state=DATA_SEED
-    )
-    as_x = lambda a: torch.tensor(a, dtype=torch.float32).view(-1, 8, 8)  # noqa: E731
-    return as_x(x_tr), torch.tensor(y_tr), as_x(x_te), torch.tensor(y_te)
+    return held_out_split("digits")
 
 
 def split_digits(scenario: str) -> Stream:
