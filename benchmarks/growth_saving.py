@@ -1,0 +1,234 @@
+"""Does growing save training compute? Grown morpho and a stacked Transformer against scratch.
+
+The field's protocol (Du et al. 2024; Kaddour et al. 2023): every run is charged all of its
+dense training FLOPs (:class:`~morpho.flops.FlopCounter`: for a grown run every stage before
+its final size and every forward its scheduler ran), and a grown model is compared with the
+final-size model trained from scratch on the same batches. For each seed this trains:
+
+* ``grown``        — morpho from its seed tissue with ``--grow`` config (e.g. width growth);
+* ``scratch``      — a fresh network at ``grown``'s final topology and width, growth off,
+  the same steps (the target: its best val bpc);
+* ``scratch@flops``— the same, with its steps (and so its schedule) cut to ``grown``'s FLOPs;
+* ``transformer`` / ``transformer-stack`` (``--stack``) — the static Transformer at the final
+  parameter count, and the one grown by G_stack depth stacking at a quarter of the steps.
+
+and reports, with per-seed paired differences (:mod:`morpho.sims.saving`): the saving
+``1 − F_grown / F_scratch`` in FLOPs to the scratch run's best val bpc, the end-of-run gap,
+the gap to ``scratch@flops``, and the stacked Transformer's saving against its own scratch.
+Each row's learning rate comes from ``--lr ROW=VALUE`` (a sweep: ``--sweep ROW=a,b,c``
+runs seed 0 at each value and keeps the best val bpc, recorded in the output).
+
+    python benchmarks/growth_saving.py --preset wide --grow benchmarks/grow_width.toml \\
+        --corpus pydoc --seeds 0 1 2 --stack --out runs/saving-pydoc
+
+Writes ``OUT/<seed>/<row>/`` run directories and ``OUT/saving.json``; prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from morpho.checkpoint import load_network
+from morpho.config import RunConfig, load_toml
+from morpho.grow import build_task
+from morpho.network import Network
+from morpho.sims.baselines import StackAt, build_baseline, build_stack_peer
+from morpho.sims.bench import _morpho_row, _train_row, bench_config, machine, with_eval_points
+from morpho.sims.saving import loss_at, paired, read_curve, saving
+
+ROWS = ("grown", "scratch", "scratch@flops", "transformer", "transformer-stack")
+STACK_AT = 0.25
+
+
+def row_cfg(cfg: RunConfig, lr: float | None, **train: Any) -> RunConfig:
+    over: dict[str, Any] = dict(train)
+    if lr is not None:
+        over["lr"] = lr
+    return cfg.merged({"train": over}) if over else cfg
+
+
+def run_seed(
+    cfg: RunConfig, out: Path, seed: int, lrs: dict[str, float], stack: bool, rows: tuple[str, ...]
+) -> dict[str, Any]:
+    """Every row for one seed; returns ``{row: bench row}`` (curves stay in the run dirs)."""
+    cfg = cfg.merged({"train": {"seed": seed}})
+    task = build_task(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    done: dict[str, Any] = {}
+    grown = _morpho_row("grown", row_cfg(cfg, lrs.get("grown")), out, True)
+    done["grown"] = grown
+    final, _ = load_network(out / "grown" / "checkpoints" / "final.pt")
+    fixed = cfg.merged({"growth": {"enabled": False}})
+
+    def scratch(name: str, steps: int) -> dict[str, Any]:
+        torch.manual_seed(seed)
+        net = Network(final.cfg, tissue=final.tissue.clone())
+        c = with_eval_points(row_cfg(fixed, lrs.get(name, lrs.get("scratch")), steps=steps), 24)
+        return _train_row(name, net, c, task, out / name, True)
+
+    if "scratch" in rows or "scratch@flops" in rows:
+        done["scratch"] = scratch("scratch", cfg.train.steps)
+    if "scratch@flops" in rows:
+        ratio = grown["dense_train_flops"] / done["scratch"]["dense_train_flops"]
+        done["scratch@flops"] = scratch("scratch@flops", max(1, round(cfg.train.steps * ratio)))
+    if stack:
+        params = grown["params"]
+        model = build_baseline("transformer", task.vocab_size, params, seed=seed)
+        lr_t = lrs.get("transformer")
+        done["transformer"] = _train_row(
+            "transformer", model, row_cfg(cfg, lr_t), task, out / "transformer", True
+        )
+        peer = build_stack_peer(task.vocab_size, params, seed=seed)
+        at = StackAt(max(1, round(STACK_AT * cfg.train.steps)))
+        lr_s = lrs.get("transformer-stack", lr_t)
+        done["transformer-stack"] = _train_row(
+            "transformer-stack",
+            peer,
+            row_cfg(cfg, lr_s),
+            task,
+            out / "transformer-stack",
+            True,
+            [at],
+        )
+    return done
+
+
+def figures(out: Path, seeds: list[int], stack: bool) -> dict[str, Any]:
+    """Savings and gaps per seed, from the run directories' curves."""
+    per_seed: list[dict[str, Any]] = []
+    for s in seeds:
+        d = out / str(s)
+        g, sc = read_curve(d / "grown"), read_curve(d / "scratch")
+        rec: dict[str, Any] = {
+            "seed": s,
+            "saving": saving(g, sc),
+            "grown_best": g.best,
+            "scratch_best": sc.best,
+            "grown_flops": g.total,
+            "scratch_flops": sc.total,
+            "scratch_at_grown_flops": loss_at(sc, g.total),
+        }
+        if (d / "scratch@flops" / "metrics.jsonl").exists():
+            rec["scratch@flops_best"] = read_curve(d / "scratch@flops").best
+        if stack:
+            t, st = read_curve(d / "transformer"), read_curve(d / "transformer-stack")
+            rec |= {
+                "stack_saving": saving(st, t),
+                "transformer_best": t.best,
+                "stack_best": st.best,
+                "transformer_flops": t.total,
+            }
+        per_seed.append(rec)
+    col = lambda k: [r[k] for r in per_seed]  # noqa: E731
+    summary: dict[str, Any] = {
+        "grown - scratch (best bpc)": str(paired(col("grown_best"), col("scratch_best"))),
+        "saving": [r["saving"] for r in per_seed],
+    }
+    if all("scratch@flops_best" in r for r in per_seed):
+        summary["grown - scratch@flops (best bpc)"] = str(
+            paired(col("grown_best"), col("scratch@flops_best"))
+        )
+    if stack:
+        summary["stack_saving"] = col("stack_saving")
+        summary["grown - transformer (best bpc)"] = str(
+            paired(col("grown_best"), col("transformer_best"))
+        )
+    return {"per_seed": per_seed, "summary": summary}
+
+
+def sweep(
+    cfg: RunConfig, out: Path, grid: dict[str, list[float]], lrs: dict[str, float], stack: bool
+) -> dict[str, dict[float, float]]:
+    """Seed 0 at every value of ``grid`` per row, the others at ``lrs``; best val bpc each.
+
+    ``grown`` is swept first (alone); ``scratch`` then trains on the final topology of the
+    grown run at its chosen rate; the Transformer rows need ``stack``."""
+    table: dict[str, dict[float, float]] = {}
+    for row in sorted(grid, key=ROWS.index):
+        if row.startswith("transformer") and not stack:
+            raise SystemExit(f"error: sweeping {row} needs --stack")
+        table[row] = {}
+        for v in grid[row]:
+            d = out / "sweep" / f"{row}-{v:g}"
+            trial = {**lrs, row: v}
+            rows = {"grown": ("grown",), "scratch": ("grown", "scratch")}.get(row, ("grown",))
+            done = run_seed(cfg, d, 0, trial, row.startswith("transformer"), rows)
+            table[row][v] = float(done[row]["best_val_bpc"])
+        lrs[row] = min(table[row], key=table[row].__getitem__)
+    return table
+
+
+def parse_pairs(items: list[str], many: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if name not in ROWS or not value:
+            raise SystemExit(
+                f"error: expected ROW=VALUE with ROW one of {', '.join(ROWS)}; got {item!r}"
+            )
+        out[name] = [float(v) for v in value.split(",")] if many else float(value)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--preset", default="wide")
+    ap.add_argument("--grow", type=Path, help="TOML overrides of the preset for the grown run")
+    ap.add_argument("--corpus", default="pydoc")
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--lr", nargs="*", default=[], help="ROW=VALUE learning rates")
+    ap.add_argument("--sweep", nargs="*", default=[], help="ROW=a,b,c: sweep on seed 0 first")
+    ap.add_argument(
+        "--stack", action="store_true", help="also the Transformer and its G_stack peer"
+    )
+    ap.add_argument("--no-scratch-at-flops", action="store_true")
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+    cfg, _ = bench_config(a.preset, a.grow, {"task_options": {"corpus": a.corpus}})
+    if a.steps:
+        cfg = cfg.merged({"train": {"steps": a.steps}})
+    cfg = with_eval_points(cfg, 24)
+    lrs = parse_pairs(a.lr, many=False)
+    grid = parse_pairs(a.sweep, many=True)
+    rows = tuple(r for r in ROWS if not (a.no_scratch_at_flops and r == "scratch@flops"))
+    swept = sweep(cfg, a.out, grid, lrs, a.stack) if grid else {}
+    rows_by_seed = {s: run_seed(cfg, a.out / str(s), s, lrs, a.stack, rows) for s in a.seeds}
+    result = {
+        "config": cfg.to_dict(),
+        "grow_overrides": load_toml(a.grow) if a.grow else {},
+        "lrs": lrs,
+        "sweep": {k: {str(v): b for v, b in t.items()} for k, t in swept.items()},
+        "rows": {str(s): r for s, r in rows_by_seed.items()},
+        **figures(a.out, a.seeds, a.stack),
+        "machine": machine(),
+    }
+    (a.out / "saving.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    for rec in result["per_seed"]:
+        fmt = lambda v: "never" if v is None else f"{v:+.1%}"  # noqa: E731
+        line = (
+            f"seed {rec['seed']}: saving {fmt(rec['saving'])}  grown {rec['grown_best']:.3f}"
+            f" ({rec['grown_flops']:.2e} FLOPs)  scratch {rec['scratch_best']:.3f}"
+            f" ({rec['scratch_flops']:.2e})"
+        )
+        if "scratch@flops_best" in rec:
+            line += f"  scratch@flops {rec['scratch@flops_best']:.3f}"
+        if "stack_saving" in rec:
+            line += (
+                f"  | transformer {rec['transformer_best']:.3f} stack {rec['stack_best']:.3f}"
+                f" stack saving {fmt(rec['stack_saving'])}"
+            )
+        print(line)
+    for k, v in result["summary"].items():
+        print(
+            f"{k}: {[None if x is None else round(x, 3) for x in v] if isinstance(v, list) else v}"
+        )
+
+
+if __name__ == "__main__":
+    main()
