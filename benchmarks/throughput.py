@@ -46,6 +46,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +54,7 @@ from torch import nn
 
 from morpho.cells import LevelOutput
 from morpho.cells_thermo import DENSE_CROSSOVER
-from morpho.config import TrainConfig
+from morpho.config import RunConfig, TrainConfig
 from morpho.network import Network, NetworkConfig
 from morpho.sims.baselines import MODELS, CharTransformer, baseline_config, build_baseline
 from morpho.trainer import build_optimizer
@@ -68,16 +69,20 @@ def build_morpho(
     gate_skip: float = 0.0,
     gate_skip_backward: float = 0.0,
 ) -> Network:
-    cfg = NetworkConfig(
-        vocab_size=args.vocab,
-        d_cell=args.d_cell,
-        level_sizes=tuple(args.levels),
-        n_heads=args.n_heads,
-        mlp_ratio=args.mlp_ratio,
-        gate_skip=gate_skip,
-        gate_skip_backward=gate_skip_backward,
-        seed=0,
-    )
+    if args.preset:  # the run preset's network (cell type, widths, tissue) at --vocab
+        base = RunConfig.preset(args.preset).network
+        cfg = replace(base, vocab_size=args.vocab, seed=0)
+    else:
+        cfg = NetworkConfig(
+            vocab_size=args.vocab,
+            d_cell=args.d_cell,
+            level_sizes=tuple(args.levels),
+            n_heads=args.n_heads,
+            mlp_ratio=args.mlp_ratio,
+            gate_skip=gate_skip,
+            gate_skip_backward=gate_skip_backward,
+            seed=0,
+        )
     net = Network(cfg)
     if gates_shut:
         with torch.no_grad():
@@ -106,9 +111,10 @@ def params_for_flops(flops: float, args: argparse.Namespace) -> int:
 def build_models(args: argparse.Namespace) -> dict[str, nn.Module]:
     net = build_morpho(args)
     flops = net.flops_per_token(args.seq, gate=1.0)
+    shut = {"morpho gates shut": build_morpho(args, gates_shut=True)} if "gate" in net.banks else {}
     return {
         "morpho": net,
-        "morpho gates shut": build_morpho(args, gates_shut=True),
+        **shut,
         "transformer =params": build_baseline("transformer", args.vocab, net.n_params()),
         "transformer =FLOPs": build_baseline(
             "transformer", args.vocab, params_for_flops(flops, args)
@@ -233,8 +239,12 @@ def report(
         f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, load average "
         f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}",
-        f"morpho: d_cell {args.d_cell}, levels {args.levels}, n_heads {args.n_heads}, "
-        f"mlp_ratio {args.mlp_ratio}",
+        (
+            f"morpho: preset {args.preset} network"
+            if args.preset
+            else f"morpho: d_cell {args.d_cell}, levels {args.levels}, n_heads {args.n_heads}, "
+            f"mlp_ratio {args.mlp_ratio}"
+        ),
         "",
         "| model | params | fwd MFLOPs/token | gate mean | step (ms) | tokens/s "
         "| vs =FLOPs | peak mem (MiB) | mem vs =FLOPs |",
@@ -244,7 +254,11 @@ def report(
         gate = ""
         flops = m.flops_per_token(args.seq)
         if isinstance(m, Network):
-            gate = f"{float(m.stats['gate_mean'].mean()):.3f}"
+            with torch.no_grad():  # the gates on one batch of the timed data's shape
+                x = torch.randint(
+                    0, args.vocab, (args.batch, args.seq), device=next(m.parameters()).device
+                )
+                gate = f"{float(m.run(x).stats['gate_mean'].mean()):.3f}"
             flops = m.flops_per_token(args.seq, gate=1.0)  # what the engine computes
         d = m.cfg if isinstance(m, CharTransformer) else None
         label = name if d is None else f"{name} (d {d.d_model}, ff {d.d_ff}, {d.n_layer} layers)"
@@ -437,6 +451,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--vocab", type=int, default=96)
     parser.add_argument("--d-cell", type=int, default=32)
     parser.add_argument("--levels", type=int, nargs="+", default=[2, 4, 4, 2])
+    parser.add_argument(
+        "--preset", default="", help="a run preset's network (e.g. wide); overrides the widths"
+    )
     parser.add_argument("--n-heads", type=int, default=2)
     parser.add_argument("--mlp-ratio", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: default)")
