@@ -151,3 +151,22 @@ def test_a_missing_viz_extra_is_named(tmp_path, run_dir, monkeypatch, command, m
     out = tmp_path / ("x.gif" if command[0] == "render" else "x")
     args = [command[0], run_dir, "--out", out, *command[1:]]
     refused(tmp_path, *args, fragments=("viz extra", "pip install 'morpho[viz]'", module))
+
+
+def test_exports_are_refused_over_old_outputs_then_replaced_with_overwrite(tmp_path, run_dir):
+    folder = tmp_path / "vtp"
+    folder.mkdir()
+    (folder / "stale.vtp").write_text("old")
+    refused(tmp_path, "export", run_dir, "--out", folder, fragments=("not empty", "--overwrite"))
+    args = ["export", str(run_dir), "--out", str(folder), "--overwrite"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert not (folder / "stale.vtp").exists() and (folder / "run.pvd").is_file()
+    assert sorted(folder.glob("step_*.vtp")), "the folder was replaced by an empty one"
+    graph = tmp_path / "t.graphml"
+    graph.write_text("old")
+    args = ["export", str(run_dir), "--format", "graphml", "--out", str(graph), "--overwrite"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert graph.read_text().startswith("<?xml") and "<graph" in graph.read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
