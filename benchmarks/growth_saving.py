@@ -18,7 +18,7 @@ the gap to ``scratch@flops``, and the stacked Transformer's saving against its o
 Each row's learning rate comes from ``--lr ROW=VALUE`` (a sweep: ``--sweep ROW=a,b,c``
 runs seed 0 at each value and keeps the best val bpc, recorded in the output).
 
-    python benchmarks/growth_saving.py --preset wide --grow benchmarks/grow_width.toml \\
+    python benchmarks/growth_saving.py --preset wide --grow benchmarks/grow_depth.toml \\
         --corpus pydoc --seeds 0 1 2 --stack --out runs/saving-pydoc
 
 Writes ``OUT/<seed>/<row>/`` run directories and ``OUT/saving.json``; prints a table.
@@ -53,14 +53,21 @@ def row_cfg(cfg: RunConfig, lr: float | None, **train: Any) -> RunConfig:
 
 
 def run_seed(
-    cfg: RunConfig, out: Path, seed: int, lrs: dict[str, float], stack: bool, rows: tuple[str, ...]
+    cfgs: tuple[RunConfig, RunConfig],
+    out: Path,
+    seed: int,
+    lrs: dict[str, float],
+    stack: bool,
+    rows: tuple[str, ...],
 ) -> dict[str, Any]:
-    """Every row for one seed; returns ``{row: bench row}`` (curves stay in the run dirs)."""
-    cfg = cfg.merged({"train": {"seed": seed}})
+    """Every row for one seed; returns ``{row: bench row}`` (curves stay in the run dirs).
+
+    ``cfgs``: the grown run's config and the static rows' (the budget: steps, schedule)."""
+    grow_cfg, cfg = (c.merged({"train": {"seed": seed}}) for c in cfgs)
     task = build_task(cfg)
     out.mkdir(parents=True, exist_ok=True)
     done: dict[str, Any] = {}
-    grown = _morpho_row("grown", row_cfg(cfg, lrs.get("grown")), out, True)
+    grown = _morpho_row("grown", row_cfg(grow_cfg, lrs.get("grown")), out, True)
     done["grown"] = grown
     final, _ = load_network(out / "grown" / "checkpoints" / "final.pt")
     fixed = cfg.merged({"growth": {"enabled": False}})
@@ -142,7 +149,11 @@ def figures(out: Path, seeds: list[int], stack: bool) -> dict[str, Any]:
 
 
 def sweep(
-    cfg: RunConfig, out: Path, grid: dict[str, list[float]], lrs: dict[str, float], stack: bool
+    cfgs: tuple[RunConfig, RunConfig],
+    out: Path,
+    grid: dict[str, list[float]],
+    lrs: dict[str, float],
+    stack: bool,
 ) -> dict[str, dict[float, float]]:
     """Seed 0 at every value of ``grid`` per row, the others at ``lrs``; best val bpc each.
 
@@ -157,7 +168,7 @@ def sweep(
             d = out / "sweep" / f"{row}-{v:g}"
             trial = {**lrs, row: v}
             rows = {"grown": ("grown",), "scratch": ("grown", "scratch")}.get(row, ("grown",))
-            done = run_seed(cfg, d, 0, trial, row.startswith("transformer"), rows)
+            done = run_seed(cfgs, d, 0, trial, row.startswith("transformer"), rows)
             table[row][v] = float(done[row]["best_val_bpc"])
         lrs[row] = min(table[row], key=table[row].__getitem__)
     return table
@@ -180,7 +191,8 @@ def main() -> None:
     ap.add_argument("--preset", default="wide")
     ap.add_argument("--grow", type=Path, help="TOML overrides of the preset for the grown run")
     ap.add_argument("--corpus", default="pydoc")
-    ap.add_argument("--steps", type=int)
+    ap.add_argument("--steps", type=int, help="the static rows' budget (default: the preset's)")
+    ap.add_argument("--grown-steps", type=int, help="the grown run's steps (default: --steps)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--lr", nargs="*", default=[], help="ROW=VALUE learning rates")
     ap.add_argument("--sweep", nargs="*", default=[], help="ROW=a,b,c: sweep on seed 0 first")
@@ -190,17 +202,21 @@ def main() -> None:
     ap.add_argument("--no-scratch-at-flops", action="store_true")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    cfg, _ = bench_config(a.preset, a.grow, {"task_options": {"corpus": a.corpus}})
+    cfg, _ = bench_config(a.preset, None, {"task_options": {"corpus": a.corpus}})
     if a.steps:
         cfg = cfg.merged({"train": {"steps": a.steps}})
-    cfg = with_eval_points(cfg, 24)
+    grow_cfg = cfg.merged(load_toml(a.grow)) if a.grow else cfg
+    if a.grown_steps:
+        grow_cfg = grow_cfg.merged({"train": {"steps": a.grown_steps}})
+    cfgs = (with_eval_points(grow_cfg, 24), with_eval_points(cfg, 24))
     lrs = parse_pairs(a.lr, many=False)
     grid = parse_pairs(a.sweep, many=True)
     rows = tuple(r for r in ROWS if not (a.no_scratch_at_flops and r == "scratch@flops"))
-    swept = sweep(cfg, a.out, grid, lrs, a.stack) if grid else {}
-    rows_by_seed = {s: run_seed(cfg, a.out / str(s), s, lrs, a.stack, rows) for s in a.seeds}
+    swept = sweep(cfgs, a.out, grid, lrs, a.stack) if grid else {}
+    rows_by_seed = {s: run_seed(cfgs, a.out / str(s), s, lrs, a.stack, rows) for s in a.seeds}
     result = {
-        "config": cfg.to_dict(),
+        "config": cfgs[1].to_dict(),
+        "grown_config": cfgs[0].to_dict(),
         "grow_overrides": load_toml(a.grow) if a.grow else {},
         "lrs": lrs,
         "sweep": {k: {str(v): b for v, b in t.items()} for k, t in swept.items()},
