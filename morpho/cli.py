@@ -99,8 +99,14 @@ def run_config(preset: str, config: Optional[Path], overrides: dict[str, Any]) -
 
 def default_preset(task: str) -> str:
     """The preset ``morpho grow`` uses when none is given: the wide-stream cell on ``lang``
-    (it measures better there, benchmarks/cell_design.md), the small preset elsewhere."""
+    (it measures better there, benchmarks/cell_design.md), an image task's own preset on
+    ``digits`` and ``mnist`` (benchmarks/images.md), the small preset elsewhere."""
+    if task in IMAGE_PRESETS:
+        return task
     return "wide" if task == "lang" else "small"
+
+
+IMAGE_PRESETS = ("digits", "mnist")  # presets named after the image tasks they fit
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +135,10 @@ def grow(
     task: TaskOpt = "lang",
     preset: Annotated[
         Optional[str],
-        typer.Option(help="small | base | anchor | wide [lang: wide, else small]."),
+        typer.Option(
+            help="small | base | anchor | wide | digits | mnist [the task's own: lang wide, "
+            "digits, mnist; else small]."
+        ),
     ] = None,
     steps: StepsOpt = None,
     out: Annotated[
@@ -205,13 +214,14 @@ def preflight(cfg: RunConfig, out: Path) -> None:
     """
     import torch
 
-    from morpho.grow import build_task
+    from morpho.grow import build_task, fit_to_task
     from morpho.memory import check_fits
     from morpho.rundir import check_out_dir
 
     check_out_dir(out)
     check_fits(cfg.network, cfg.train)
     task = build_task(cfg)
+    cfg = fit_to_task(cfg, task)  # a classification task's own shape
     if task.vocab_size < 2:
         raise ValueError(
             f"the {cfg.task} data has {task.vocab_size} distinct token(s); expected at least 2"
@@ -233,9 +243,12 @@ def _report(path: Path, summary: dict[str, Any]) -> None:
 
     if not is_main():
         return
+    if "test_acc" in summary:  # a classification task
+        metric = f"val_acc {summary['val_acc']:.3f}, test_acc {summary['test_acc']:.3f}"
+    else:
+        metric = f"val_bpc {summary['val_bpc']:.3f} (best {summary['best_val_bpc']:.3f})"
     typer.echo(
-        f"run {path}: val_bpc {summary['val_bpc']:.3f} "
-        f"(best {summary['best_val_bpc']:.3f}), {summary['cells']} cells, "
+        f"run {path}: {metric}, {summary['cells']} cells, "
         f"{summary['edges']} edges, {summary['params']:,} params, "
         f"{summary['edits']} edits, {summary['tokens_per_s']:,.0f} tok/s"
     )

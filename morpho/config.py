@@ -203,6 +203,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "train": {"steps": 600, "batch_size": 16, "seq_len": 64, "eval_every": 100, "lr": 1.5e-2},
     },
+    # the image tasks (benchmarks/images.md); an image's own shape fixes train.seq_len
+    "digits": {
+        "network": {"d_cell": 32, "level_sizes": [2, 4, 4, 2]},
+        "train": {"steps": 600, "batch_size": 32, "eval_every": 50},
+    },
+    "mnist": {
+        "network": {"d_cell": 32, "level_sizes": [2, 4, 4, 2]},
+        "train": {"steps": 1000, "batch_size": 32, "eval_every": 50},
+    },
 }
 
 

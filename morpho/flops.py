@@ -136,8 +136,9 @@ class FlopCounter(Callback):
         self._charge_forward(model, args[0], out)
 
     def _charge_forward(self, model: Any, tokens: Tensor, out: Tensor) -> bool:
-        """Charge one whole-model forward of ``tokens``; True when a backward will follow."""
-        n_tokens, seq_len = tokens.numel(), tokens.shape[-1]
+        """Charge one whole-model forward of ``tokens`` ((B, T) ids or (B, T, k) features);
+        True when a backward will follow."""
+        n_tokens, seq_len = tokens.shape[0] * tokens.shape[1], tokens.shape[1]
         dense = dense_per_token(model, seq_len) * n_tokens
         gated = float(model.flops_per_token(seq_len)) * n_tokens
         grad = torch.is_grad_enabled() and out.requires_grad
@@ -157,7 +158,8 @@ class FlopCounter(Callback):
             if self._depth or net is None or not net.training or out.logits is None:
                 return out
             if self._charge_forward(net, tokens, out.logits) and capture:
-                self._add("edge_grad", *[self._edge_grad(net, tokens.numel(), out)] * 2)
+                n_tokens = tokens.shape[0] * tokens.shape[1]
+                self._add("edge_grad", *[self._edge_grad(net, n_tokens, out)] * 2)
             return out
 
         return counted
@@ -205,13 +207,18 @@ class FlopCounter(Callback):
         summary["flops_by_kind"] = dict(self.by_kind)
 
     def record(self, step: int, eval_record: dict[str, Any]) -> dict[str, Any]:
-        """The ``flops`` metrics line: totals so far, beside the eval's bits per character."""
+        """The ``flops`` metrics line: totals so far, beside the eval's bits per character
+        (a classification task: its accuracy and loss)."""
+        if "val_acc" in eval_record:
+            metric = {k: eval_record[k] for k in ("val_acc", "val_loss")}
+        else:
+            metric = {"val_bpc": eval_record.get("val_bpc")}
         return {
             "kind": "flops",
             "step": step,
             "dense_train_flops": self.dense,
             "gated_train_flops": self.gated,
-            "val_bpc": eval_record.get("val_bpc"),
+            **metric,
             **{f"dense_{k}": v for k, v in self.by_kind.items()},
         }
 

@@ -25,7 +25,7 @@ from morpho.growth.scheduler import Scheduler
 from morpho.mechanisms import build_terms
 from morpho.network import Network
 from morpho.rundir import RunDir
-from morpho.tasks import TASKS
+from morpho.tasks import TASKS, task_kind, task_overrides
 from morpho.trainer import Callback, Trainer
 
 
@@ -36,6 +36,14 @@ def build_task(cfg: RunConfig) -> Any:
         return task_cls(**cfg.task_options)
     except TypeError as e:
         raise ValueError(f"bad options for task {cfg.task!r}: {e}") from None
+
+
+def fit_to_task(cfg: RunConfig, task: Any) -> RunConfig:
+    """``cfg`` with what a classification task fixes (its inputs' shape, a readout once per
+    example: :func:`morpho.tasks.task_overrides`); a language task's config unchanged."""
+    if task_kind(task) == "lm":
+        return cfg
+    return cfg.merged(task_overrides(task, cfg.network.readout))
 
 
 def build_network(cfg: RunConfig, vocab_size: int) -> Network:
@@ -53,6 +61,7 @@ def grow(
     torch.manual_seed(cfg.train.seed)
     growth = cfg.growth
     task = build_task(cfg)
+    cfg = fit_to_task(cfg, task)
     net = build_network(cfg, task.vocab_size)
     check_budgets(growth, net)
     parallel = distributed.init_from_env(torch.device(cfg.train.device))

@@ -14,6 +14,12 @@ a sparse one a gather, scale and scatter-add of its edges (``DENSE_AGGREGATION``
     out.stats["gate_mean"]                # (N,) per-cell statistics
     out.captured[0].inputs[k].grad        # per level: inputs x (grad retained), outputs y
 
+Continuous inputs (``input_dim = k > 0``, e.g. image rows or patches): ``embed`` is then a
+linear input adapter (k, d) instead of a token table, and ``net(x)`` takes (B, T, k) floats.
+``readout = "last"`` (or ``"mean"``) reads the class of a whole sequence from its last
+(or mean-pooled) position: logits (B, 1, V) against (B, 1) targets, so the same
+cross-entropy serves next-token prediction and classification.
+
 Only :func:`morpho.apply.apply_edit` changes the number of cells, edges or parameters; it
 calls :meth:`Network.rebuild` afterwards, which recomputes the level plan.
 """
@@ -33,6 +39,7 @@ from morpho.halting import HaltingUnit, ponder_tissue
 from morpho.output import Capture, Output
 from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue, with_defaults
 
+READOUTS = ("all", "last", "mean")  # where the head reads: every position, or once per sequence
 EDGE_BANKS = ("strength",)
 # The network's own per-cell bank: each cell's weight in the readout state (non-zero on
 # output cells, the mean of them at the seed). An outgoing weight: daughters of a split
@@ -60,6 +67,10 @@ class NetworkConfig:
     ponder_eps: float = 0.01  # ACT: a token halts once its halting probabilities reach 1 - eps
     gate_skip: float = 0.0  # inference: tokens with gate < this skip the geometric core (0: off)
     gate_skip_backward: float = 0.0  # training: ... skip the core's backward (forward exact)
+    input_dim: int = 0  # 0: (B, T) token ids into an embedding table; k: (B, T, k) features
+    # through a linear input adapter (image rows or patches)
+    readout: str = "all"  # logits at every position ("all": next-token), at the last one
+    # ("last") or of the mean-pooled state ("mean"): one prediction per sequence
     seed: int = 0  # initialisation seed
 
     @property
@@ -84,6 +95,11 @@ class NetworkConfig:
         if self.clock_ratio < 1 or self.clock_max < 1:
             raise ValueError(
                 f"clock_ratio and clock_max must be >= 1; got {self.clock_ratio}, {self.clock_max}"
+            )
+        if self.input_dim < 0 or self.readout not in READOUTS:
+            raise ValueError(
+                f"input_dim must be >= 0 and readout one of: {', '.join(READOUTS)}; "
+                f"got {self.input_dim}, {self.readout!r}"
             )
         CELL_TYPES.get(self.cell_type).config_from(self)  # the cell type checks its settings
 
@@ -136,7 +152,7 @@ class Network(nn.Module):
         self.tissue = with_defaults(tissue)
         rows = self._fresh_banks(gen)
         self.banks = nn.ParameterDict({k: nn.Parameter(v) for k, v in rows.items()})
-        self.embed = nn.Parameter(torch.randn(cfg.vocab_size, d, generator=gen))
+        self.embed = nn.Parameter(self._fresh_embedding(gen))
         self.head_norm = nn.Parameter(torch.ones(d))
         self.head = nn.Parameter(torch.randn(d, cfg.vocab_size, generator=gen) / d**0.5)
         self.halt = HaltingUnit(d) if cfg.ponder_max > 1 else None
@@ -162,6 +178,14 @@ class Network(nn.Module):
         fan_in = torch.bincount(t.edge_index[1], minlength=t.num_nodes).clamp(min=1)
         rows["strength"] = 1.0 / fan_in[t.edge_index[1]].float()
         return rows
+
+    def _fresh_embedding(self, gen: torch.Generator) -> Tensor:
+        """(V, d) token table of unit-variance rows, or a (k, d) input adapter whose output
+        has about unit variance for unit-scale features (``input_dim = k``)."""
+        cfg = self.cfg
+        if not cfg.input_dim:
+            return torch.randn(cfg.vocab_size, cfg.width, generator=gen)
+        return torch.randn(cfg.input_dim, cfg.width, generator=gen) / cfg.input_dim**0.5
 
     # ----------------------------------------------------------------- structure
     def cell_ids(self) -> list[int]:
@@ -255,16 +279,26 @@ class Network(nn.Module):
         per-cell statistics, the captures when ``capture`` is set, and the ACT record.
 
         Shapes:
-            tokens: (B, T) long; ``logits``: (B, T, V).
+            tokens: (B, T) long, or (B, T, k) float with ``input_dim = k``; ``logits``:
+            (B, T, V), or (B, 1, V) with ``readout`` "last" or "mean".
         """
-        if tokens.dim() != 2 or tokens.dtype != torch.long:
-            raise ValueError(
-                f"tokens must be a (B, T) long tensor; got {tuple(tokens.shape)} {tokens.dtype}"
-            )
         if self._plan_device != self.embed.device:
             self.rebuild()  # the module was moved with .to(); index tensors follow
-        emb = self.embed[tokens]  # (B, T, d)
-        return self.run_embedded(emb, capture)
+        return self.run_embedded(self.embed_inputs(tokens), capture)
+
+    def embed_inputs(self, inputs: Tensor) -> Tensor:
+        """(B, T) token ids through the table, or (B, T, k) features through the adapter:
+        (B, T, d); ``ValueError`` on inputs of another shape or type."""
+        k = self.cfg.input_dim
+        if not k:
+            if inputs.dim() != 2 or inputs.dtype != torch.long:
+                got = f"{tuple(inputs.shape)} {inputs.dtype}"
+                raise ValueError(f"tokens must be a (B, T) long tensor; got {got}")
+            return self.embed[inputs]
+        if inputs.dim() != 3 or inputs.shape[-1] != k or not inputs.is_floating_point():
+            got = f"{tuple(inputs.shape)} {inputs.dtype}"
+            raise ValueError(f"inputs must be a (B, T, {k}) float tensor; got {got}")
+        return inputs.to(self.embed.dtype) @ self.embed
 
     def forward_embedded(self, emb: Tensor) -> Tensor:
         """Logits from embedded inputs (B, T, d) (task adapters use this)."""
@@ -273,7 +307,15 @@ class Network(nn.Module):
     def run_embedded(self, emb: Tensor, capture: bool = False) -> Output:
         """:meth:`run` from embedded inputs (B, T, d)."""
         out = self.run_tissue(emb, capture)
-        return replace(out, logits=self.head_logits(out.state))
+        return replace(out, logits=self.head_logits(self.readout_state(out.state)))
+
+    def readout_state(self, state: Tensor) -> Tensor:
+        """Where the head reads (``cfg.readout``): (B, T, d) → (B, T, d) or (B, 1, d)."""
+        if self.cfg.readout == "last":
+            return state[:, -1:]
+        if self.cfg.readout == "mean":
+            return state.mean(1, keepdim=True)
+        return state
 
     def forward_tissue(self, emb: Tensor) -> Tensor:
         """The tissue alone: (B, T, d) embedded inputs → (B, T, d) readout state."""
@@ -383,10 +425,19 @@ class Network(nn.Module):
             for k, c in zip(clocks, counts, strict=True)
         )
         gated = self.cell.flops_per_token(self.cfg.d_cell, seq_len)[1]
-        d, V = self.cfg.width, self.cfg.vocab_size
+        d = self.cfg.width
         edges = 2 * d * self.tissue.edge_index.shape[1]
         halting = 2 * d * passes if self.halt is not None else 0
-        return passes * (fixed + open_share * gated + edges) + halting + 2 * d * V
+        body = passes * (fixed + open_share * gated + edges) + halting
+        return body + self.io_flops_per_token(seq_len)
+
+    def io_flops_per_token(self, seq_len: int) -> float:
+        """FLOPs per token outside the tissue: the input adapter (a table lookup: none) and
+        the head (``2·d·V``, once per sequence with a pooled ``readout``)."""
+        d, V = self.cfg.width, self.cfg.vocab_size
+        adapter = 2 * self.cfg.input_dim * d
+        head = 2 * d * V if self.cfg.readout == "all" else 2 * d * V / seq_len
+        return adapter + head
 
     def snapshot(self, stats: dict[str, Tensor] | None = None) -> object:
         """A CPU copy of the tissue with edge ``strength``, ``n_params`` and, if given, a

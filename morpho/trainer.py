@@ -12,8 +12,15 @@ loss (``train.aux_weight``), the gate penalty (``train.gate_l1``) and the plug-i
 checksummed checkpoint is written and :meth:`Trainer.restore` continues from it, the logs
 matching a run done in one go (wall-clock aside). Non-finite steps: :mod:`morpho.guard`.
 
+The task's kind (:func:`morpho.tasks.task_kind`) sets what an evaluation reports: bits per
+token (``val_bpc``) for a language task; loss and accuracy (``val_loss``, ``val_acc``) on
+the validation split for a classification task, whose final evaluation also scores the
+held-out test split (``test_acc``). The loss is the same cross-entropy for both: a
+classifier's logits are (B, 1, C) against (B, 1) targets.
+
 Any :class:`Model` trains here (static baselines on the same batches): an ``nn.Module``
-with ``forward(tokens) -> logits`` ((B, T) long → (B, T, V)), ``n_params()`` and
+with ``forward(tokens) -> logits`` ((B, T) long → (B, T, V); a classifier: the task's
+inputs → (B, 1, C)), ``n_params()`` and
 ``flops_per_token(seq_len)``. A growing :class:`~morpho.network.Network` also has
 ``run(tokens, capture)`` (its forward record), a ``tissue`` and ``snapshot()``.
 """
@@ -24,7 +31,7 @@ import math
 import platform
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +49,7 @@ from morpho.optim import build_optimizer, gate_penalty, lr_at
 from morpho.output import Output
 from morpho.progress import NoBar, progress_bar
 from morpho.rundir import RunDir
-from morpho.tasks import Task
+from morpho.tasks import ClassifyTask, Task, task_kind
 from morpho.terms import StepContext, Term
 
 LN2 = math.log(2.0)
@@ -108,6 +115,7 @@ class Trainer:
         self.growing = is_growing(net)
         self.has_record = callable(getattr(self.net, "run", None))  # forward with by-products
         self.task, self.cfg, self.run = task, cfg, run
+        self.classify = task_kind(task) == "classify"
         self.callbacks, self.terms = list(callbacks), list(terms)
         self.progress = progress
         self.optimizer = build_optimizer(self.net, cfg)
@@ -219,12 +227,18 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:
-        """Validation bits per token on the task's fixed windows."""
+        """Validation bits per token on the task's fixed windows (a classification task:
+        loss and accuracy on its validation split)."""
+        cfg = self.cfg
+        batches = self.task.eval_batches(cfg.eval_batches, cfg.batch_size, cfg.seq_len)
+        if self.classify:
+            loss, acc = self.score(batches)
+            best = max(acc, float(self.state.last_eval.get("best_val_acc", 0.0)))
+            record = {"kind": "eval", "step": self.step, "val_loss": loss, "val_acc": acc}
+            return {**record, "best_val_acc": best, **self._gate_record()}
         self.net.eval()
         losses = []
-        for x, y in self.task.eval_batches(
-            self.cfg.eval_batches, self.cfg.batch_size, self.cfg.seq_len
-        ):
+        for x, y in batches:
             logits, out = self.forward(x.to(self.device))
             self.last_output = self.log_output = out
             losses.append(F.cross_entropy(logits.flatten(0, 1), y.to(self.device).flatten()))
@@ -239,10 +253,27 @@ class Trainer:
             "val_bpc": val_bpc,
             "best_val_bpc": self.state.best_val_bpc,
         }
+        return {**record, **self._gate_record()}
+
+    def _gate_record(self) -> dict[str, float]:
         gate = self.gate_mean()
-        if gate is not None:
-            record["gate_mean"] = gate
-        return record
+        return {} if gate is None else {"gate_mean": gate}
+
+    @torch.no_grad()
+    def score(self, batches: Sequence[tuple[Tensor, Tensor]]) -> tuple[float, float]:
+        """``(mean cross-entropy, accuracy)`` of a classifier over ``batches``, weighted by
+        example (logits (B, 1, C) against (B, 1) targets)."""
+        self.net.eval()
+        loss, correct, n = 0.0, 0, 0
+        for x, y in batches:
+            logits, out = self.forward(x.to(self.device))
+            self.last_output = self.log_output = out
+            flat, target = logits.flatten(0, 1), y.to(self.device).flatten()
+            loss += float(F.cross_entropy(flat, target, reduction="sum"))
+            correct += int((flat.argmax(-1) == target).sum())
+            n += len(target)
+        self.net.train()
+        return loss / n, correct / n
 
     def gate_mean(self) -> float | None:
         """Mean gate activity over cells in the latest forward; None for a model without gates."""
@@ -261,9 +292,16 @@ class Trainer:
         record = self.evaluate()
         self._log(record)
         summary = self.summary()
+        if self.classify:  # the held-out split, scored once, at the end
+            task = cast(ClassifyTask, self.task)
+            loss, acc = self.score(task.eval_batches(0, self.cfg.batch_size, 0, split="test"))
+            test = {"kind": "test", "step": self.step, "test_loss": loss, "test_acc": acc}
+            self._log(test)
+            summary.update(test_loss=loss, test_acc=acc)
         if self.run is not None and self.growing:
             stats = self.last_output.stats if self.last_output is not None else None
-            end = {"kind": "end", "val_bpc": record["val_bpc"]}
+            metric = "val_acc" if self.classify else "val_bpc"
+            end = {"kind": "end", metric: record[metric]}
             self.run.save_snapshot(self.net.snapshot(stats), self.step, end)
             self.checkpoint("final.pt")
         for cb in self.callbacks:
@@ -348,7 +386,7 @@ class Trainer:
             "kind": "train",
             "step": self.step,
             "loss": ce,
-            "bpc": ce / LN2,
+            **({} if self.classify else {"bpc": ce / LN2}),
             "lr": self.optimizer.param_groups[0]["lr"],
             "cells": self._n_cells(),
             "edges": self._n_edges(),
@@ -378,9 +416,13 @@ class Trainer:
     def summary(self) -> dict[str, Any]:
         net, s = self.net, self.state
         flops = self._flops()
+        if self.classify:
+            keys = ("val_loss", "val_acc", "best_val_acc")
+            metric: dict[str, Any] = {k: s.last_eval.get(k) for k in keys}
+        else:
+            metric = {"val_bpc": s.last_eval.get("val_bpc"), "best_val_bpc": s.best_val_bpc}
         return {
-            "val_bpc": s.last_eval.get("val_bpc"),
-            "best_val_bpc": s.best_val_bpc,
+            **metric,
             "steps": self.step,
             "params": net.n_params(),
             "cells": self._n_cells(),

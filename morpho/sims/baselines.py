@@ -1,11 +1,12 @@
-"""Static baselines for the lang task: a char-level Transformer and a GRU, sized by parameters.
+"""Static baselines sized by parameters: a char-level Transformer and a GRU; an image MLP.
 
-Both follow the trainer's model protocol (``morpho.trainer.Model``): ``forward(tokens)`` →
+All follow the trainer's model protocol (``morpho.trainer.Model``): ``forward(tokens)`` →
 logits, ``n_params()``, ``flops_per_token(seq_len)``; so they train through the very same
 :class:`~morpho.trainer.Trainer` loop, optimizer and batches as a morpho network.
 
     model = build_baseline("transformer", vocab_size=96, target_params=130_000, seed=0)
     logits = model(tokens)                       # (B, T) long -> (B, T, V)
+    mlp = build_image_mlp(64, 10, target_params=30_000)   # digits: (B, 8, 8) -> (B, 1, 10)
 
 :func:`build_baseline` fixes the depth and searches the width (on the ``meta`` device, so
 the search allocates nothing) to land on ``target_params``; the Transformer then fills the
@@ -316,3 +317,64 @@ def build_baseline(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return MODELS[type(cfg)](cfg)
+
+
+# ------------------------------------------------------------------ image classifiers
+@dataclass(frozen=True)
+class ImageMLPConfig:
+    """One hidden layer on the flattened image (the static peer of the growing-networks
+    literature on digits and MNIST: TINY / GroMo, GradMax)."""
+
+    in_features: int = 64  # pixels of an image (tokens × features per token)
+    n_classes: int = 10  # classes
+    hidden: int = 64  # hidden units
+
+    def __post_init__(self) -> None:
+        if min(self.in_features, self.n_classes - 1, self.hidden) < 1:
+            raise ValueError(f"need in_features >= 1, n_classes >= 2, hidden >= 1; got {self}")
+
+
+class ImageMLP(_Baseline):
+    """Flatten → Linear → SELU → Linear, reading a classification task's (B, T, k) inputs."""
+
+    def __init__(self, cfg: ImageMLPConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.fc = nn.Linear(cfg.in_features, cfg.hidden)
+        self.out = nn.Linear(cfg.hidden, cfg.n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Shapes: x (B, T, k) float → logits (B, 1, C)."""
+        if x.dim() != 3 or x.shape[1] * x.shape[2] != self.cfg.in_features:
+            raise ValueError(
+                f"inputs must be (B, T, k) with T·k = {self.cfg.in_features}; got {tuple(x.shape)}"
+            )
+        return self.out(F.selu(self.fc(x.flatten(1))))[:, None]
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Forward FLOPs of one image (2 per weight), spread over its ``seq_len`` tokens."""
+        c = self.cfg
+        return 2 * (c.in_features * c.hidden + c.hidden * c.n_classes) / seq_len
+
+
+def mlp_params(in_features: int, n_classes: int, hidden: int) -> int:
+    """Parameters of a one-hidden-layer MLP (weights and biases)."""
+    return (in_features + 1) * hidden + (hidden + 1) * n_classes
+
+
+def image_mlp_config(in_features: int, n_classes: int, target_params: int) -> ImageMLPConfig:
+    """The hidden width whose parameter count is nearest ``target_params`` (at least 1)."""
+    if target_params < 1:
+        raise ValueError(f"target_params must be >= 1; got {target_params}")
+    hidden = max(1, round((target_params - n_classes) / (in_features + 1 + n_classes)))
+    return ImageMLPConfig(in_features, n_classes, hidden)
+
+
+def build_image_mlp(
+    in_features: int, n_classes: int, target_params: int, seed: int = 0
+) -> ImageMLP:
+    """:class:`ImageMLP` with about ``target_params`` parameters, initialised from ``seed``."""
+    cfg = image_mlp_config(in_features, n_classes, target_params)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ImageMLP(cfg)

@@ -20,13 +20,29 @@ For one config (task, data, steps, batch, seed) it trains, each on the same batc
 
 ``rows`` restricts the standard rows to a subset (e.g. ``["morpho"]`` for a mechanism table).
 
+An image bench (``--task digits|mnist``, a classification task) trains instead of the
+token peers:
+
+* ``morpho-reset`` — morpho with a fresh optimizer after every growth event (what GroMo
+  and other growing libraries must do), beside ``morpho``, which carries the state exactly;
+* ``mlp`` — a one-hidden-layer SELU MLP of morpho's final parameter count;
+* ``gromo`` — only when the optional ``gromo`` package is installed: GroMo's TINY-grown MLP
+  from width 2 to the ``mlp`` row's width by its documented loop
+  (:mod:`morpho.sims.gromo_peer`), its statistics passes, linear algebra and line searches
+  counted in its FLOPs.
+
+Its rows log validation accuracy (and loss) with their FLOPs; ``bench.json`` adds
+``reach``: the training FLOPs at which each row first reached 99 % of a reference's final
+validation accuracy (:data:`REACH`: morpho and its ablations against ``morpho-fixed``, the
+MLP peers against ``mlp``).
+
     result = bench(RunConfig.preset("small"), out="runs/bench-lang-0")
     result["rows"][0]   # {"name": "morpho", "params": ..., "best_val_bpc": ..., ...}
 
 Every row counts its cumulative *dense* training FLOPs with a :class:`~morpho.flops.FlopCounter`
 (every forward the scheduler and its probes run included; the gated, open-share figure
 beside it) and logs them at every evaluation, at least :data:`EVAL_POINTS` per row, so
-``morpho plot <bench dir>`` draws val bpc against training FLOPs for every row.
+``morpho plot <bench dir>`` draws val bpc (accuracy) against training FLOPs for every row.
 
 Every row trains in its own run directory under ``out`` (``out/<name>/``: metrics, events,
 snapshots); ``out/bench.json`` holds ``{"rows": [...], "config": ..., "machine": ...}``.
@@ -45,14 +61,25 @@ import torch
 
 from morpho.checkpoint import load_network
 from morpho.config import PRESETS, RunConfig, dump_toml, load_toml
+from morpho.edits import Edit
 from morpho.flops import FlopCounter
-from morpho.grow import build_task, grow
+from morpho.grow import build_task, fit_to_task, grow
 from morpho.mechanisms import build_terms
 from morpho.network import Network
+from morpho.optim import build_optimizer
 from morpho.rundir import RunDir, read_jsonl
+from morpho.tasks import TASKS, task_kind
 from morpho.trainer import Callback, Model, Trainer, is_growing
 
-from .baselines import BASELINES, StackAt, build_baseline, build_stack_peer
+from .baselines import (
+    BASELINES,
+    StackAt,
+    build_baseline,
+    build_image_mlp,
+    build_stack_peer,
+    image_mlp_config,
+)
+from .gromo_peer import gromo_available, gromo_row
 from .lang import BENCH_PRESETS
 from .ngram import ngram_row
 
@@ -80,6 +107,8 @@ PEERS = (  # rows trained only when ``rows`` names them
 )
 STACK_AT = 0.25  # share of the steps the stacked peer trains at half depth
 EVAL_POINTS = 24  # evaluations per row: a curve of val bpc against training FLOPs
+REACH_SHARE = 0.99  # ``reach``: FLOPs to this share of a reference row's final accuracy
+REACH = {"morpho": "morpho-fixed", "mlp": "mlp"}  # row family → its reference row
 ROW_KEYS = (
     "name",
     "params",
@@ -98,23 +127,40 @@ def enabled_rules(cfg: RunConfig) -> list[str]:
     return list(growth.rules) if growth.enabled else []
 
 
+def is_classify(cfg: RunConfig) -> bool:
+    """Is the configured task a classification task (an image bench)?"""
+    return task_kind(TASKS.get(cfg.task)) == "classify"
+
+
+def standard_rows(cfg: RunConfig) -> list[str]:
+    """The rows a bench of ``cfg`` trains by default, in order."""
+    ablations = [f"morpho-no-{r}" for r in enabled_rules(cfg)]
+    if is_classify(cfg):
+        peers = ["mlp", *(["gromo"] if gromo_available() else [])]
+        return ["morpho", "morpho-fixed", *ablations, "morpho-reset", *peers]
+    counts = ["ngram"] if cfg.task == "lang" else []
+    return ["morpho", "morpho-fixed", *ablations, *BASELINES, *counts]
+
+
 def row_names(
     cfg: RunConfig, rows: Sequence[str] | None = None, mechanisms: Sequence[str] = ()
 ) -> list[str]:
     """Names of the bench rows, in order; ``ValueError`` on an unknown row or mechanism."""
-    ablations = [f"morpho-no-{r}" for r in enabled_rules(cfg)]
-    counts = ["ngram"] if cfg.task == "lang" else []
-    standard = ["morpho", "morpho-fixed", *ablations, *BASELINES, *counts]
+    standard = standard_rows(cfg)
+    counts = [n for n in standard if n == "ngram"]
+    peers = [] if is_classify(cfg) else list(PEERS)
     for name in rows or ():
-        if name not in standard + list(PEERS):
-            known = ", ".join(standard + list(PEERS))
+        if name == "gromo" and is_classify(cfg) and not gromo_available():
+            raise ValueError("the gromo row needs the gromo package; expected it installed")
+        if name not in standard + peers:
+            known = ", ".join(standard + peers)
             raise ValueError(f"unknown bench row {name!r}; expected one of: {known}")
     for m in mechanisms:
         if m not in MECHANISMS:
             raise ValueError(f"unknown mechanism {m!r}; expected one of: {', '.join(MECHANISMS)}")
     always = ("morpho", *counts)  # the others refer to morpho; the n-gram costs seconds
     chosen = [n for n in standard if rows is None or n in rows or n in always]
-    chosen += [n for n in PEERS if n in (rows or ())]  # trained only when asked for
+    chosen += [n for n in peers if n in (rows or ())]  # trained only when asked for
     return chosen + [f"morpho+{m}" for m in mechanisms]
 
 
@@ -155,6 +201,7 @@ def bench(
     for m in mechanisms:
         mechanism_config(cfg, m)  # a mechanism that does not fit the config fails here
     task = build_task(cfg)
+    cfg = fit_to_task(cfg, task)  # an image task's own shape (a language config unchanged)
     RunDir(out, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     done: list[dict[str, Any]] = []
@@ -197,6 +244,18 @@ def bench(
         path = out / "transformer-stack"
         row_cfg = lr("transformer-stack", cfg)
         done.append(_train_row("transformer-stack", model, row_cfg, task, path, overwrite, [at]))
+    if announce("morpho-reset"):
+        row_cfg = lr("morpho-reset", cfg)
+        done.append(_morpho_row("morpho-reset", row_cfg, out, overwrite, [ResetOptimizer()]))
+    if announce("mlp"):
+        pixels, seed = task.seq_len * task.input_dim, cfg.train.seed
+        model = build_image_mlp(pixels, task.n_classes, done[0]["params"], seed=seed)
+        done.append(_train_row("mlp", model, lr("mlp", cfg), task, out / "mlp", overwrite))
+    if announce("gromo"):
+        width = image_mlp_config(task.seq_len * task.input_dim, task.n_classes, done[0]["params"])
+        row_cfg = lr("gromo", cfg)
+        row = gromo_row(task, row_cfg, width.hidden, out / "gromo", overwrite)
+        done.append({**_row("gromo", row, out / "gromo"), "lr": row_cfg.train.lr})
     if announce("ngram"):
         t = cfg.train
         done.append(ngram_row(task, t.seq_len, t.eval_batches, t.batch_size))
@@ -206,6 +265,7 @@ def bench(
         done.append(_morpho_row(name, lr(name, mechanism_config(cfg, m)), out, overwrite))
     result = {
         "rows": done,
+        **({"reach": reach_table(out, done)} if is_classify(cfg) else {}),
         "config": cfg.to_dict(),
         "lrs": lrs,
         "task": task.describe(),
@@ -261,8 +321,23 @@ def with_row_lr(cfg: RunConfig, name: str, lrs: Mapping[str, float]) -> RunConfi
     return cfg if value is None else cfg.merged({"train": {"lr": float(value)}})
 
 
-def _morpho_row(name: str, cfg: RunConfig, out: Path, overwrite: bool) -> dict[str, Any]:
-    summary = grow(cfg, out / name, overwrite=overwrite, callbacks=[FlopCounter()])
+class ResetOptimizer(Callback):
+    """Trainer callback: a fresh optimizer after every edit, instead of the exactly carried
+    state (the ``morpho-reset`` row: what a library that swaps in new modules must do)."""
+
+    def on_edit(self, trainer: Trainer, edit: Edit) -> None:
+        trainer.optimizer = build_optimizer(trainer.net, trainer.cfg)
+
+
+def _morpho_row(
+    name: str,
+    cfg: RunConfig,
+    out: Path,
+    overwrite: bool,
+    callbacks: Sequence[Callback] = (),
+) -> dict[str, Any]:
+    counter = [*callbacks, FlopCounter()]
+    summary = grow(cfg, out / name, overwrite=overwrite, callbacks=counter)
     return {**_row(name, summary, out / name), "lr": cfg.train.lr}
 
 
@@ -323,9 +398,8 @@ def _row(name: str, summary: dict[str, Any], path: Path) -> dict[str, Any]:
         "flops_by_kind": summary["flops_by_kind"],
         "train_flops": summary["train_flops"],  # the trainer's own figure: training steps only
         "flops_per_token": summary["flops_per_token"],
-        "best_val_bpc": summary["best_val_bpc"],
-        "final_val_bpc": summary["val_bpc"],
-        "tokens_per_s": summary["tokens_per_s"],
+        **_metric_keys(summary),
+        "tokens_per_s": summary.get("tokens_per_s"),
         "dense_flops_per_token": summary["dense_flops_per_token"],
         "gate_mean": summary.get("gate_mean"),
         "cells": summary.get("cells"),
@@ -339,6 +413,44 @@ def _row(name: str, summary: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 MONITORS = ("lyapunov", "path_norm", "ponder_passes", "repr_entropy")
+
+
+def _metric_keys(summary: dict[str, Any]) -> dict[str, Any]:
+    """A row's figures of merit: bpc, or a classifier's accuracies and losses."""
+    if "test_acc" not in summary:
+        return {"best_val_bpc": summary["best_val_bpc"], "final_val_bpc": summary["val_bpc"]}
+    return {
+        "best_val_acc": summary["best_val_acc"],
+        "final_val_acc": summary["val_acc"],
+        "final_val_loss": summary["val_loss"],
+        "test_acc": summary["test_acc"],
+        "test_loss": summary["test_loss"],
+    }
+
+
+def first_reach(metrics: Path, target: float) -> float | None:
+    """Training FLOPs of the first ``flops`` record of ``metrics`` whose ``val_acc`` is at
+    least ``target``; None if no record reaches it."""
+    for r in read_jsonl(metrics) if metrics.is_file() else []:
+        if r.get("kind") == "flops" and r.get("val_acc") is not None and r["val_acc"] >= target:
+            return float(r["dense_train_flops"])
+    return None
+
+
+def reach_table(out: Path, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Row → ``{"reference", "target", "flops"}``: the training FLOPs at which the row first
+    reached :data:`REACH_SHARE` of its reference row's final validation accuracy
+    (:data:`REACH`; ``flops`` None: never)."""
+    final = {r["name"]: r["final_val_acc"] for r in rows}
+    table = {}
+    for r in rows:
+        ref = REACH["morpho" if r["name"].startswith("morpho") else "mlp"]
+        if ref not in final:
+            continue
+        target = REACH_SHARE * final[ref]
+        flops = first_reach(out / r["name"] / "metrics.jsonl", target)
+        table[r["name"]] = {"reference": ref, "target": target, "flops": flops}
+    return table
 
 
 def machine() -> dict[str, Any]:
@@ -355,7 +467,9 @@ def machine() -> dict[str, Any]:
 
 
 def render_table(rows: list[dict[str, Any]], title: str = "morpho bench") -> Any:
-    """A rich table of bench rows (best bpc in bold)."""
+    """A rich table of bench rows (best bpc in bold; an image bench: its accuracies)."""
+    if rows and "test_acc" in rows[0]:
+        return _accuracy_table(rows, title)
     from rich.table import Table
 
     table = Table(title=title)
@@ -387,6 +501,29 @@ def render_table(rows: list[dict[str, Any]], title: str = "morpho bench") -> Any
             "-" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.0f}",
             "-" if r["gate_mean"] is None else f"{r['gate_mean']:.2f}",
             "-" if r["cells"] is None else str(r["cells"]),
+            str(r["events"]),
+        )
+    return table
+
+
+def _accuracy_table(rows: list[dict[str, Any]], title: str) -> Any:
+    """A rich table of an image bench's rows (best test accuracy in bold)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    cols = ("name", "params", "best val acc", "final val acc", "test acc", "dense FLOPs", "events")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "name" else "right")
+    best = max(r["test_acc"] for r in rows)
+    for r in rows:
+        test = f"{r['test_acc']:.4f}"
+        table.add_row(
+            r["name"],
+            f"{r['params']:,}",
+            f"{r['best_val_acc']:.4f}",
+            f"{r['final_val_acc']:.4f}",
+            f"[bold]{test}[/]" if r["test_acc"] == best else test,
+            f"{r['dense_train_flops']:.2e}",
             str(r["events"]),
         )
     return table

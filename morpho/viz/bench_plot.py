@@ -1,12 +1,14 @@
 """The bench's compute curve (``morpho plot <bench dir>``): val bpc against training FLOPs.
 
     paths = plot_bench("runs/bench-lang-0")     # [<bench>/plots/bpc_vs_flops.png]
+    paths = plot_bench("runs/bench-digits-0")   # [<bench>/plots/accuracy_vs_flops.png]
 
 One line per trained row, from the ``flops`` records its run logged at every evaluation
 (:class:`morpho.flops.FlopCounter`: cumulative *dense* training FLOPs, every forward of the
 scheduler and its probes included), on a log FLOPs axis; rows with no training compute
 (the count n-gram) are a dashed horizontal line at their bpc. Read from the bench
-directory only: ``bench.json`` and each row's ``metrics.jsonl``.
+directory only: ``bench.json`` and each row's ``metrics.jsonl``. An image bench (its
+records carry ``val_acc``) draws validation accuracy instead, on the same axis.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ from matplotlib.figure import Figure
 from morpho.rundir import read_jsonl
 from morpho.tissue import atomic_path
 
-STATIC = ("transformer", "gru")  # drawn dashed-dotted, to tell peers from morpho rows
+STATIC = ("transformer", "gru", "mlp", "gromo")  # dashed-dotted: peers, not morpho rows
+# (record key, axis label, file, row figure in the legend) of a language / an image bench
+METRICS = {
+    "bpc": ("val_bpc", "val bits per character", "bpc_vs_flops.png", "best_val_bpc"),
+    "acc": ("val_acc", "val accuracy", "accuracy_vs_flops.png", "final_val_acc"),
+}
 
 
 def is_bench(path: str | os.PathLike[str]) -> bool:
@@ -30,21 +37,28 @@ def is_bench(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / "bench.json").is_file()
 
 
+def bench_metric(path: str | os.PathLike[str]) -> str:
+    """``"acc"`` for an image bench (its rows report accuracy), else ``"bpc"``."""
+    rows = json.loads((Path(path) / "bench.json").read_text())["rows"]
+    return "acc" if any("final_val_acc" in r for r in rows) else "bpc"
+
+
 def bench_curves(path: str | os.PathLike[str]) -> dict[str, list[tuple[float, float]]]:
-    """Row name → ``[(dense training FLOPs, val bpc), ...]`` in step order; ``ValueError`` if
-    the directory is no bench or no row logged a curve."""
+    """Row name → ``[(dense training FLOPs, val bpc or accuracy), ...]`` in step order;
+    ``ValueError`` if the directory is no bench or no row logged a curve."""
     folder = Path(path)
     if not is_bench(folder):
         raise ValueError(f"{str(folder)!r} is not a bench directory; expected a bench.json in it")
     rows = json.loads((folder / "bench.json").read_text())["rows"]
+    key = METRICS[bench_metric(folder)][0]
     curves = {}
     for row in rows:
         metrics = folder / row["name"] / "metrics.jsonl"
         records = read_jsonl(metrics) if metrics.is_file() else []
         points = [
-            (float(r["dense_train_flops"]), float(r["val_bpc"]))
+            (float(r["dense_train_flops"]), float(r[key]))
             for r in records
-            if r.get("kind") == "flops" and r.get("val_bpc") is not None
+            if r.get("kind") == "flops" and r.get(key) is not None
         ]
         if points:
             curves[row["name"]] = points
@@ -59,9 +73,11 @@ def bench_curves(path: str | os.PathLike[str]) -> dict[str, list[tuple[float, fl
 def plot_bench(
     path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, dpi: int = 110
 ) -> list[Path]:
-    """Write ``bpc_vs_flops.png`` to ``out`` (default ``<bench>/plots``); returns its path."""
+    """Write ``bpc_vs_flops.png`` (an image bench: ``accuracy_vs_flops.png``) to ``out``
+    (default ``<bench>/plots``); returns its path."""
     folder = Path(path)
     curves = bench_curves(folder)
+    _, ylabel, filename, figure = METRICS[bench_metric(folder)]
     rows = json.loads((folder / "bench.json").read_text())["rows"]
     fig = Figure(figsize=(8.0, 5.0), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
@@ -69,23 +85,25 @@ def plot_bench(
     for name, points in curves.items():
         xs, ys = zip(*points, strict=True)
         style = "-." if name.split("-")[0] in STATIC else "-"
-        ax.plot(xs, ys, style, marker=".", markersize=4, label=_label(name, rows))
+        ax.plot(xs, ys, style, marker=".", markersize=4, label=_label(name, rows, figure))
     for row in rows:
-        if row["name"] not in curves and row.get("best_val_bpc") is not None:
-            ax.axhline(row["best_val_bpc"], ls="--", c="0.4", lw=1, label=_label(row["name"], rows))
+        if row["name"] not in curves and row.get(figure) is not None:
+            label = _label(row["name"], rows, figure)
+            ax.axhline(row[figure], ls="--", c="0.4", lw=1, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("cumulative dense training FLOPs (forward + backward, probes included)")
-    ax.set_ylabel("val bits per character")
-    ax.set_title(f"val bpc against training compute · {folder.name}")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{ylabel} against training compute · {folder.name}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    target = (Path(out) if out is not None else folder / "plots") / "bpc_vs_flops.png"
+    target = (Path(out) if out is not None else folder / "plots") / filename
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png")
     return [target]
 
 
-def _label(name: str, rows: list[dict[str, Any]]) -> str:
+def _label(name: str, rows: list[dict[str, Any]], figure: str = "best_val_bpc") -> str:
     row = next(r for r in rows if r["name"] == name)
     size = f"{row['params'] / 1e3:,.0f}k" if row.get("params") else f"order {row.get('order')}"
-    return f"{name} ({size}, best {row['best_val_bpc']:.3f})"
+    word = "best" if figure == "best_val_bpc" else "final"
+    return f"{name} ({size}, {word} {row[figure]:.3f})"

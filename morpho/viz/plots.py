@@ -120,14 +120,29 @@ def _kind_color(run: Run, kind: str) -> str:
     return PALETTE[_event_kinds(run).index(kind) % len(PALETTE)]
 
 
+# (kind, key, label) of the loss curves: a language run's bpc; a classifier's loss in nats
+LOSS_SERIES = {
+    "bpc": (("train", "bpc", "train bpc"), ("eval", "val_bpc", "val bpc")),
+    "acc": (("train", "loss", "train loss"), ("eval", "val_loss", "val loss")),
+}
+
+
 def _metrics(fig: Figure, run: Run) -> None:
     ax = fig.add_subplot()
-    for kind, key, label in (("train", "bpc", "train bpc"), ("eval", "val_bpc", "val bpc")):
+    classify = len(_series(run.metrics, "eval", "val_acc")[0]) > 0
+    for kind, key, label in LOSS_SERIES["acc" if classify else "bpc"]:
         steps, values = _series(run.metrics, kind, key)
         if len(steps):
             ax.plot(steps, values, label=label, marker="o" if kind == "eval" else None, ms=3)
     _mark_events(ax, run, label=True)
-    ax.set(xlabel="step", ylabel="bits per character", title="Loss, with topology events")
+    ylabel = "cross-entropy (nats)" if classify else "bits per character"
+    ax.set(xlabel="step", ylabel=ylabel, title="Loss, with topology events")
+    if classify:  # accuracy on its own axis, beside the losses
+        acc = ax.twinx()
+        steps, values = _series(run.metrics, "eval", "val_acc")
+        acc.plot(steps, values, "k--", marker="s", ms=3, label="val accuracy")
+        acc.set_ylabel("val accuracy")
+        acc.legend(loc="center right", fontsize=8)
     _legend_or_note(ax, "no metrics logged")
 
 
