@@ -12,7 +12,7 @@ state across every change (``morpho.edits``, ``morpho.surgery``).
 
 import morpho.cells_thermo  # noqa: F401  (registers the "thermo" cell type)
 import morpho.cells_wide  # noqa: F401  (registers the "wide" cell type)
-from morpho.apply import apply_edit, connect, disconnect, insert, remove, split
+from morpho.apply import apply_edit, connect, disconnect, insert, remove, split, widen
 from morpho.edits import (
     Edit,
     connect_edit,
@@ -21,6 +21,7 @@ from morpho.edits import (
     insert_edit,
     remove_edit,
     split_edit,
+    widen_edit,
 )
 from morpho.network import Network, NetworkConfig
 from morpho.surgery import RowMap, migrate_optimizer_state
@@ -45,4 +46,6 @@ __all__ = [
     "remove_edit",
     "split",
     "split_edit",
+    "widen",
+    "widen_edit",
 ]

@@ -11,6 +11,7 @@ it:
     morpho.remove(net, cell_id, optimizer=opt, bridge=False)
     morpho.connect(net, src_id, dst_id, optimizer=opt)            # new edge at strength 0
     morpho.disconnect(net, edge_id, optimizer=opt)
+    morpho.widen(net, d_cell=64, optimizer=opt)                   # more channels, zero-output
 """
 
 from __future__ import annotations
@@ -18,16 +19,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from morpho.cells import CELL_TYPES
 from morpho.edits import (
     Edit,
+    WidenEdit,
     connect_edit,
     disconnect_edit,
     insert_edit,
     remove_edit,
     split_edit,
+    widen_edit,
 )
-from morpho.network import Network
-from morpho.surgery import migrate_optimizer_state, remap_parameter, remap_rows
+from morpho.network import READOUT, Network
+from morpho.surgery import (
+    migrate_optimizer_state,
+    remap_parameter,
+    remap_rows,
+    widen_optimizer_state,
+    widen_rows,
+)
 
 
 def apply_edit(
@@ -43,6 +53,8 @@ def apply_edit(
     hyperparameters); banks with an identity map are left as they are. The optimizer object
     is kept. Another optimizer holding the banks would keep stale tensors: pass the one in use.
     """
+    if isinstance(edit, WidenEdit):
+        return _apply_widen(net, edit, optimizer)
     missing = set(net.banks) - set(edit.maps)
     if missing:
         raise ValueError(f"edit has no row map for banks: {sorted(missing)}")
@@ -60,6 +72,28 @@ def apply_edit(
         if optimizer is not None:
             migrate_optimizer_state(optimizer, old, new, rmap)
         net.banks[name] = new
+    net.tissue = edit.tissue
+    net.rebuild()
+    return edit
+
+
+def _apply_widen(
+    net: Network, edit: WidenEdit, optimizer: torch.optim.Optimizer | None
+) -> WidenEdit:
+    """Grow the banks ``edit.channels`` names (gradients: new entries 0; optimizer state:
+    :func:`~morpho.surgery.widen_optimizer_state`) and switch to the widened config."""
+    assert edit.network is not None  # set by widen_edit
+    for name, cmap in edit.channels.items():
+        old = net.banks[name]
+        new = nn.Parameter(widen_rows(old.detach(), cmap, cmap.fill.to(old)), old.requires_grad)
+        if old.grad is not None:
+            new.grad = widen_rows(old.grad, cmap)
+        if optimizer is not None:
+            widen_optimizer_state(optimizer, old, new, cmap)
+        net.banks[name] = new
+    net.cfg = edit.network
+    net.cell = CELL_TYPES.get(net.cfg.cell_type).from_network(net.cfg)
+    net.bank_specs = {**net.cell.banks(net.cfg.d_cell), "readout": READOUT}
     net.tissue = edit.tissue
     net.rebuild()
     return edit
@@ -103,3 +137,13 @@ def connect(
 def disconnect(net: Network, edge_id: int, optimizer: torch.optim.Optimizer | None = None) -> Edit:
     """Drop an edge (see :func:`disconnect_edit`) and apply it."""
     return apply_edit(net, disconnect_edit(net, edge_id), optimizer)
+
+
+def widen(
+    net: Network,
+    d_cell: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    generator: torch.Generator | None = None,
+) -> Edit:
+    """Give every cell ``d_cell`` channels (see :func:`widen_edit`) and apply it."""
+    return apply_edit(net, widen_edit(net, d_cell, generator=generator), optimizer)

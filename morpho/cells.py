@@ -47,6 +47,38 @@ class LevelOutput:
 
 BIRTHS_IN_SERIES = ("copy", "zero", "fresh")
 BIRTHS_BY_SPLIT = ("copy", "share")
+NEW_CHANNEL_FILLS = ("fresh", "zero")
+
+
+@dataclass(frozen=True)
+class ChannelAxis:
+    """An axis of a bank's row that grows with the cell's channel count ``d``.
+
+    The axis holds ``blocks`` equal blocks that each grow with ``d`` (``w_select`` (d, 2d):
+    axis 1 is two blocks, rate and input gate; ``w_qkv`` (d, 3d): three, q, k and v; an
+    MLP's hidden axis (d, r·d): one). Widening (:func:`morpho.edits.widen_edit`) keeps each
+    block's old entries first and appends the new ones at the block's end, so a block of
+    attention heads gains whole heads. An entry in a new position of this axis gets ``new``:
+    ``"fresh"`` (from the bank's ``init`` at the new width) or ``"zero"`` (and zero optimizer
+    moments in either case); an entry new on a ``"zero"`` axis is zero.
+
+    Args:
+        axis: row axis (0: the first axis after the cell dimension).
+        blocks: equal blocks the axis is made of.
+        new: ``"fresh"`` or ``"zero"``.
+    """
+
+    axis: int
+    blocks: int = 1
+    new: str = "fresh"
+
+    def __post_init__(self) -> None:
+        if self.new not in NEW_CHANNEL_FILLS:
+            raise ValueError(
+                f"channel axis fill {self.new!r}; expected one of: {', '.join(NEW_CHANNEL_FILLS)}"
+            )
+        if self.axis < 0 or self.blocks < 1:
+            raise ValueError(f"channel axis needs axis >= 0, blocks >= 1; got {self}")
 
 
 @dataclass(frozen=True)
@@ -64,12 +96,16 @@ class Bank:
         split: the rows of the two daughters of a split: ``"copy"`` the mother's row (plus
             the split's noise), or ``"share"`` it, half each with no noise — an outgoing
             weight, so that the sum downstream is kept.
+        channels: the row axes that grow with ``d`` when the network widens, and what their
+            new entries get (:class:`ChannelAxis`); a bank whose shape changes with ``d``
+            on an axis not named here cannot be widened.
     """
 
     shape: tuple[int, ...]
     init: Callable[[int, torch.Generator], Tensor]
     series: str = "copy"
     split: str = "copy"
+    channels: tuple[ChannelAxis, ...] = ()
 
     def __post_init__(self) -> None:
         if self.series not in BIRTHS_IN_SERIES:
@@ -139,6 +175,20 @@ class CellType:
     def banks(self, d: int) -> dict[str, Bank]:
         """Every bank of a cell with ``d`` channels, by name, in parameter order."""
         raise NotImplementedError
+
+    def widened(self, network: NetworkConfig, d_cell: int) -> NetworkConfig:
+        """The network config once every cell has ``d_cell`` channels, with every setting
+        that keeps the widened cell's function (:func:`morpho.edits.widen_edit`); the banks'
+        ``channels`` say where the new entries go. By default a type cannot widen.
+
+        Raises:
+            ValueError: the type cannot widen (to ``d_cell``).
+        """
+        able = [n for n in CELL_TYPES.names() if CELL_TYPES.get(n).widened is not CellType.widened]
+        raise ValueError(
+            f"cell type {network.cell_type!r} cannot widen; cell types that can: "
+            f"{', '.join(able) or '(none)'}"
+        )
 
     @contextlib.contextmanager
     def exact_backward(self) -> Iterator[None]:
@@ -221,12 +271,21 @@ def bank_matmul(x: Tensor, w: Tensor, add: Tensor | None = None) -> Tensor:
     return out.view(*x.shape[:-1], e)
 
 
-def rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
-    """``x / sqrt(mean(x²) + eps)`` over the last dim.
+def rms_norm(x: Tensor, eps: float = 1e-6, count: int | None = None) -> Tensor:
+    """``x / sqrt(mean(x²) + eps)`` over the last dim; with ``count``, the mean is the sum
+    over ``count`` (a widened cell's norms average over its width before widening, so that
+    new channels, zero at birth, leave them unchanged).
 
     (Not through ``vector_norm``: faster, but its second derivative is NaN on an all-zero
     row — the input of a cell no edge reaches — which the criticality regulariser takes.)"""
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return x * torch.rsqrt(channel_mean(x.pow(2), count, keepdim=True) + eps)
+
+
+def channel_mean(x: Tensor, count: int | None = None, keepdim: bool = False) -> Tensor:
+    """Mean over the last dim, or its sum over ``count`` (see :func:`rms_norm`)."""
+    if count is None:
+        return x.mean(-1, keepdim=keepdim)
+    return x.sum(-1, keepdim=keepdim) / count
 
 
 def binary_entropy(p: Tensor, eps: float = 1e-6) -> Tensor:

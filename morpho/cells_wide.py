@@ -23,6 +23,18 @@ halves the outgoing strengths and readout weights: ``s/2 · o + s/2 · o = s · 
 projection is ``series="zero"``, so a cell born in series returns its input (``o = x``) —
 the residual is always raw, so ``raw_skip`` changes nothing. Every level runs on the fast
 clock (``clock_ratio`` must be 1).
+
+Widening (:func:`morpho.edits.widen_edit`, ``d → d'``) gives every cell ``d' − d`` new
+channels that are zero at birth wherever an old channel or a norm reads them: the new
+columns of ``R`` are zero (so ``u``, ``v`` and ``h`` are zero there), as are the new
+columns of ``W_h``, ``P`` and the attention's output projection (the new parts of ``z``);
+the new rows of ``W_c`` (write), of the attention's output projection (new heads: the head
+width ``d/n_heads`` is kept, heads are added) and of the MLP's second layer (new hidden
+units) are zero too; every other new entry is drawn from the bank's init. The norms over
+``d`` (surprise target and error, the MLP's pre-norm) then average over the width before
+widening (``norm_width``), so the zeros leave them, the gate and every output unchanged,
+and no gradient reaches an old entry through a new one: old entries train on exactly as
+before, while the new write rows get a gradient through the MLP at once.
 """
 
 from __future__ import annotations
@@ -38,9 +50,11 @@ from torch import Tensor
 from morpho.cells import (
     Bank,
     CellType,
+    ChannelAxis,
     LevelOutput,
     bank_matmul,
     binary_entropy,
+    channel_mean,
     const_rows,
     normal_rows,
     register_cell_type,
@@ -115,6 +129,9 @@ class WideCellConfig:
     attention: bool = True  # geometric core on (False: inertial core only, no gate)
     gate: bool = True  # demon gate on (False: the geometric core always fully open)
     out_gate: bool = True  # inertial output h ⊙ gelu(v W_o) (multiplicative, as in Griffin)
+    # channels the norms over d average over (None: d_cell); a widened cell keeps its width
+    # before widening here, so that its new channels, zero at birth, leave the norms unchanged
+    norm_width: int | None = None
 
     def __post_init__(self) -> None:
         if self.recurrence not in RECURRENCES:
@@ -126,6 +143,8 @@ class WideCellConfig:
                 f"n_heads must be >= 1, mlp_ratio and conv_taps >= 0; got {self.n_heads}, "
                 f"{self.mlp_ratio}, {self.conv_taps}"
             )
+        if self.norm_width is not None and self.norm_width < 1:
+            raise ValueError(f"norm_width must be >= 1 (or unset); got {self.norm_width}")
 
 
 class WideCell(CellType):
@@ -169,33 +188,76 @@ class WideCell(CellType):
         def b_select(n: int, gen: torch.Generator) -> Tensor:
             return torch.cat([torch.zeros(n, d), torch.full((n, d), 2.0)], dim=1)
 
+        fresh, zero = ChannelAxis(0), ChannelAxis(0, new="zero")
+        fresh1, zero1 = ChannelAxis(1), ChannelAxis(1, new="zero")
         banks = {
             "norm": Bank((D,), const_rows((D,), 1.0)),  # RMS-norm scale of the stream read
-            "w_read": Bank((D, d), normal_rows((D, d), 1 / math.sqrt(D))),
-            "decay": Bank((d,), decay),  # logit of the base decay a
-            "w_in": Bank((d,), const_rows((d,), 1.0)),  # per-channel input scale b
-            "w_pred": Bank((d, d), const_rows((d, d), 0.0)),  # next-read predictor from h_{t-1}
-            "w_inert": Bank((d, d), normal_rows((d, d), 0.5 / math.sqrt(d))),
+            # the new channels read nothing at birth: u, v and h are zero there
+            "w_read": Bank((D, d), normal_rows((D, d), 1 / math.sqrt(D)), channels=(zero1,)),
+            "decay": Bank((d,), decay, channels=(fresh,)),  # logit of the base decay a
+            "w_in": Bank((d,), const_rows((d,), 1.0), channels=(fresh,)),  # input scale b
+            # next-read predictor from h_{t-1}
+            "w_pred": Bank((d, d), const_rows((d, d), 0.0), channels=(fresh, zero1)),
+            "w_inert": Bank(
+                (d, d), normal_rows((d, d), 0.5 / math.sqrt(d)), channels=(fresh, zero1)
+            ),
             # write projection: zero in a cell born in series, which then returns its input
-            "w_write": Bank((d, D), normal_rows((d, D), 0.5 / math.sqrt(d)), series="zero"),
+            "w_write": Bank(
+                (d, D), normal_rows((d, D), 0.5 / math.sqrt(d)), series="zero", channels=(zero,)
+            ),
         }
         if cfg.conv_taps:
-            banks["conv"] = Bank((cfg.conv_taps, d), conv)
+            banks["conv"] = Bank((cfg.conv_taps, d), conv, channels=(fresh1,))
         if cfg.out_gate:
-            banks["w_ogate"] = Bank((d, d), normal_rows((d, d), 1 / math.sqrt(d)))
+            banks["w_ogate"] = Bank(
+                (d, d), normal_rows((d, d), 1 / math.sqrt(d)), channels=(fresh, fresh1)
+            )
         if cfg.recurrence == "selective":  # decay rate and input gate from v
-            banks["w_select"] = Bank((d, 2 * d), normal_rows((d, 2 * d), 1 / math.sqrt(d)))
-            banks["b_select"] = Bank((2 * d,), b_select)
+            two = ChannelAxis(1, blocks=2)
+            banks["w_select"] = Bank(
+                (d, 2 * d), normal_rows((d, 2 * d), 1 / math.sqrt(d)), channels=(fresh, two)
+            )
+            banks["b_select"] = Bank((2 * d,), b_select, channels=(ChannelAxis(0, blocks=2),))
         if cfg.attention:
-            banks["w_qkv"] = Bank((d, 3 * d), normal_rows((d, 3 * d), 1 / math.sqrt(d)))
-            banks["w_attn_out"] = Bank((d, d), normal_rows((d, d), 0.5 / math.sqrt(d)))
+            qkv = ChannelAxis(1, blocks=3)  # q, k, v; each gains whole heads
+            banks["w_qkv"] = Bank(
+                (d, 3 * d), normal_rows((d, 3 * d), 1 / math.sqrt(d)), channels=(fresh, qkv)
+            )
+            banks["w_attn_out"] = Bank(
+                (d, d), normal_rows((d, d), 0.5 / math.sqrt(d)), channels=(zero, zero1)
+            )
             if cfg.gate:  # [slope on log-surprise, bias]
                 banks["gate"] = Bank((2,), lambda n, gen: torch.tensor([1.0, 0.0]).repeat(n, 1))
         if m:
-            banks["mlp_norm"] = Bank((d,), const_rows((d,), 1.0))
-            banks["w_mlp1"] = Bank((d, m), normal_rows((d, m), 1 / math.sqrt(d)))
-            banks["w_mlp2"] = Bank((m, d), normal_rows((m, d), 0.5 / math.sqrt(m)))
+            banks["mlp_norm"] = Bank((d,), const_rows((d,), 1.0), channels=(fresh,))
+            banks["w_mlp1"] = Bank(
+                (d, m), normal_rows((d, m), 1 / math.sqrt(d)), channels=(fresh, fresh1)
+            )
+            # new hidden units write nothing; the new channels' writes are read by nothing
+            banks["w_mlp2"] = Bank(
+                (m, d), normal_rows((m, d), 0.5 / math.sqrt(m)), channels=(zero, fresh1)
+            )
         return banks
+
+    def widened(self, network: NetworkConfig, d_cell: int) -> NetworkConfig:
+        """Every cell with ``d_cell`` channels: heads of the same width are added, the
+        stream width is pinned, the norms keep averaging over the width before widening.
+
+        Raises:
+            ValueError: with attention on, ``d_cell`` is not a multiple of the head width.
+        """
+        cfg, d = self.cfg, network.d_cell
+        heads = network.n_heads
+        if cfg.attention:
+            head = d // heads
+            if d_cell % head:
+                raise ValueError(
+                    f"cell type 'wide' widens by whole heads of width d_cell/n_heads = {head}: "
+                    f"expected a multiple of {head}; got d_cell={d_cell}"
+                )
+            heads = d_cell // head
+        options = {**network.cell_options, "norm_width": cfg.norm_width or d}
+        return replace(network, d_cell=d_cell, d_stream=self.D, n_heads=heads, cell_options=options)
 
     def forward_level(
         self,
@@ -210,7 +272,7 @@ class WideCell(CellType):
         u = bank_matmul(rms_norm(x) * banks["norm"][:, None, None], banks["w_read"])
         v = causal_conv(u, banks["conv"]) if cfg.conv_taps else u  # (n, B, T, d)
         h = self._inertial(banks, v)
-        err = self._surprise(banks, h, u)  # (n, B, T)
+        err = self._surprise(banks, h, u, cfg.norm_width)  # (n, B, T)
         if cfg.out_gate:
             h = h * F.gelu(bank_matmul(v, banks["w_ogate"]))
         z = bank_matmul(h, banks["w_inert"], add=v)
@@ -223,7 +285,8 @@ class WideCell(CellType):
             z = z + g[..., None] * self._attention(banks, v)
         if cfg.mlp_ratio:
             w1 = banks["mlp_norm"][:, :, None] * banks["w_mlp1"]
-            z = bank_matmul(F.gelu(bank_matmul(rms_norm(z), w1)), banks["w_mlp2"], add=z)
+            zn = rms_norm(z, count=cfg.norm_width)
+            z = bank_matmul(F.gelu(bank_matmul(zn, w1)), banks["w_mlp2"], add=z)
         o = bank_matmul(z, banks["w_write"], add=x)  # raw residual
         with torch.no_grad():
             stats = (err.mean(dim=(1, 2)), g.mean(dim=(1, 2)))
@@ -251,12 +314,14 @@ class WideCell(CellType):
         return selective_recurrence(u, log_at)
 
     @staticmethod
-    def _surprise(banks: dict[str, Tensor], h: Tensor, u: Tensor) -> Tensor:
-        """Error of predicting the normalised next read from ``h_{t-1}`` (both detached)."""
-        target = rms_norm(u.detach())
+    def _surprise(banks: dict[str, Tensor], h: Tensor, u: Tensor, count: int | None) -> Tensor:
+        """Error of predicting the normalised next read from ``h_{t-1}`` (both detached);
+        ``count``: the channels the norm and the error average over (None: all)."""
+        target = rms_norm(u.detach(), count=count)
         pred = bank_matmul(h.detach(), banks["w_pred"])  # pred[t] predicts target[t + 1]
-        err = (target[:, :, 1:] - pred[:, :, :-1]).pow(2).mean(-1)
-        return torch.cat([target[:, :, :1].pow(2).mean(-1), err], dim=2)  # (n, B, T)
+        err = channel_mean((target[:, :, 1:] - pred[:, :, :-1]).pow(2), count)
+        first = channel_mean(target[:, :, :1].pow(2), count)
+        return torch.cat([first, err], dim=2)  # (n, B, T)
 
     def _attention(self, banks: dict[str, Tensor], v: Tensor) -> Tensor:
         n, B, T, d = v.shape

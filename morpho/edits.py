@@ -2,7 +2,7 @@
 
 An :class:`Edit` carries a :class:`~morpho.surgery.RowMap` for every bank and the tissue
 after the change. Builders (``split_edit``, ``insert_edit``, ``remove_edit``,
-``connect_edit``, ``disconnect_edit``, ``identity_edit``) only read the network;
+``connect_edit``, ``disconnect_edit``, ``identity_edit``, ``widen_edit``) only read the network;
 :func:`morpho.apply.apply_edit` applies one (parameters, optimizer state, tissue), and
 :mod:`morpho.apply` has the one-call edits (``morpho.split(net, cell_id, optimizer=opt)``).
 
@@ -14,6 +14,10 @@ declared is refused with ``ValueError``.
 Laws (tested, on every cell type under test): an identity edit changes nothing; a split
 with ``noise=0``, an insert and a connect preserve the network function; no edit leaves
 an edge at a dead cell, a duplicate id, or no path from an input cell to an output cell.
+
+Width growth (:func:`widen_edit`, a :class:`WidenEdit`) changes no row: every cell's rows
+grow along the axes its banks declare (:class:`~morpho.cells.ChannelAxis`), and the
+network config changes with them (the cell type's :meth:`~morpho.cells.CellType.widened`).
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from morpho.cells import Bank
-from morpho.network import EDGE_BANKS, Network
-from morpho.surgery import RowMap
+from morpho.cells import CELL_TYPES, Bank
+from morpho.network import EDGE_BANKS, READOUT, Network, NetworkConfig
+from morpho.surgery import ChannelMap, RowMap
 from morpho.tissue import HIDDEN, OUTPUT, io_connected
 
 DAUGHTER_OFFSET = 0.15  # distance of each daughter from the mother's position
@@ -391,3 +395,97 @@ def disconnect_edit(net: Network, edge_id: int) -> Edit:
     }
     maps = _maps(net, RowMap.identity(t.num_nodes), RowMap.build(edge_src))
     return Edit("disconnect", maps, tissue, info)
+
+
+@dataclass(frozen=True)
+class WidenEdit(Edit):
+    """Width growth: no row moves (``maps`` are identities); the banks in ``channels`` grow.
+
+    ``network``: the config after the edit; ``n_params``: the parameter count after it.
+    """
+
+    network: NetworkConfig | None = None
+    channels: dict[str, ChannelMap] = field(default_factory=dict)
+    n_params: int = 0
+
+
+def widen_edit(net: Network, d_cell: int, generator: torch.Generator | None = None) -> WidenEdit:
+    """Width growth: every cell gets ``d_cell − d`` new channels, function-preserving.
+
+    Old entries keep their place in each block of a declared channel axis
+    (:class:`~morpho.cells.ChannelAxis`); new entries come from the bank's ``init`` at the
+    new width (drawn from ``generator``, default: the global one), or are zero where the
+    axis says ``"zero"``: the cell type declares its zeros so that the new channels
+    contribute nothing at birth (``morpho.cells_wide``: the network function, and the
+    gradient of every old entry, are unchanged). Applying it carries the optimizer state:
+    old entries keep theirs, new entries start at zero.
+
+    Raises:
+        ValueError: ``d_cell`` is not above the current width; the cell type cannot widen
+            (to ``d_cell``); a bank is not declared, or changes shape on an axis it does not
+            declare as a channel axis.
+    """
+    d = net.cfg.d_cell
+    if d_cell <= d:
+        raise ValueError(f"widen needs d_cell above the current {d}; got {d_cell}")
+    cfg = net.cell.widened(net.cfg, d_cell)
+    specs = {**CELL_TYPES.get(cfg.cell_type).from_network(cfg).banks(d_cell), "readout": READOUT}
+    gen = generator or torch.default_generator
+    channels = {}
+    for name, bank in net.banks.items():
+        if name in EDGE_BANKS:
+            continue
+        if name not in net.bank_specs or name not in specs:
+            raise ValueError(
+                f"bank {name!r} is not declared by cell type {net.cfg.cell_type!r}; declared: "
+                f"{', '.join(net.bank_specs)} (and the edge banks {', '.join(EDGE_BANKS)})"
+            )
+        cmap = _channel_map(name, tuple(bank.shape[1:]), specs[name], bank.shape[0], gen)
+        if cmap is not None:
+            channels[name] = cmap
+    t = net.tissue
+    n, e = t.num_nodes, t.edge_index.shape[1]
+    tissue = _remap_tissue(t, torch.arange(n), torch.arange(e), t.edge_index.clone())
+    grown = sum(c.fill.numel() - net.banks[k].numel() for k, c in channels.items())
+    info: dict[str, Any] = {"cells": [], "new_cells": [], "dead_cells": [], "new_edges": []}
+    info.update(dead_edges=[], old_width=d, new_width=d_cell)
+    maps = _maps(net, RowMap.identity(n), RowMap.identity(e))
+    return WidenEdit("widen", maps, tissue, info, cfg, channels, net.n_params() + grown)
+
+
+def _channel_map(
+    name: str, old: tuple[int, ...], bank: Bank, n: int, gen: torch.Generator
+) -> ChannelMap | None:
+    """How bank ``name`` (rows ``old``) grows to its declaration ``bank`` at the new width;
+    None if it does not change."""
+    axes = {c.axis: c for c in bank.channels}
+    if old == bank.shape:
+        return None
+    declared = ", ".join(str(a) for a in sorted(axes)) or "none"
+    if len(old) != len(bank.shape) or any(a >= len(old) for a in axes):
+        raise ValueError(
+            f"bank {name!r} changes its row shape {old} -> {bank.shape} on undeclared axes "
+            f"(declared channel axes: {declared})"
+        )
+    index = []
+    for a, (before, after) in enumerate(zip(old, bank.shape, strict=True)):
+        c = axes.get(a)
+        if c is None and before != after:
+            raise ValueError(
+                f"bank {name!r} changes axis {a} from {before} to {after}, which it does not "
+                f"declare as a channel axis (declared: {declared})"
+            )
+        blocks = 1 if c is None else c.blocks
+        if before % blocks or after % blocks:
+            raise ValueError(f"bank {name!r} axis {a}: {before} -> {after} is not {blocks} blocks")
+        per_old, per_new = before // blocks, after // blocks
+        index.append((torch.arange(blocks)[:, None] * per_new + torch.arange(per_old)).flatten())
+    fill = bank.init(n, gen)
+    if tuple(fill.shape) != (n, *bank.shape):
+        raise ValueError(f"bank {name!r} initialises rows of shape {tuple(fill.shape)}")
+    for a, c in axes.items():
+        if c.new == "zero":
+            is_new = torch.ones(bank.shape[a], dtype=torch.bool)
+            is_new[index[a]] = False
+            fill.index_fill_(a + 1, is_new.nonzero().flatten(), 0.0)
+    return ChannelMap(tuple(index), fill)

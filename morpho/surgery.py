@@ -25,10 +25,15 @@ continue on the optimizer's clock, and the optimizer object is never rebuilt.
 Each remapped bank becomes a new ``nn.Parameter`` that takes the old one's place in its
 param group: a tensor whose shape changed cannot keep its autograd identity while an old
 graph still references it.
+
+Widening (a :class:`ChannelMap`: the rows keep their cells, each row grows) carries state
+the same way: every old entry keeps its value in every state, unscaled; new entries get
+0 (Adagrad's ``sum``: ``initial_accumulator_value``); ``step`` is kept.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -160,6 +165,19 @@ def migrate_optimizer_state(
         ValueError: a state tensor shaped like ``old`` whose key has no known moment order
             (add it to ``MOMENT_ORDER``).
     """
+    _carry_state(
+        optimizer, old, new, lambda v, order, fill: remap_rows(v, rmap, power=order, fill=fill)
+    )
+
+
+def _carry_state(
+    optimizer: torch.optim.Optimizer,
+    old: Tensor,
+    new: Tensor,
+    carry: Callable[[Tensor, int, float], Tensor],
+) -> None:
+    """Put ``new`` in ``old``'s place and each state tensor shaped like ``old`` through
+    ``carry(value, moment order, fill of fresh entries)``."""
     group = next((g for g in optimizer.param_groups if any(q is old for q in g["params"])), None)
     if group is None:
         return
@@ -177,5 +195,55 @@ def migrate_optimizer_state(
                 "(register its moment order in morpho.surgery.MOMENT_ORDER)"
             )
         fill = group.get("initial_accumulator_value", 0.0) if key == "sum" else 0.0
-        state[key] = remap_rows(value, rmap, power=MOMENT_ORDER[key], fill=fill)
+        state[key] = carry(value, MOMENT_ORDER[key], fill)
     optimizer.state[new] = state
+
+
+@dataclass(frozen=True)
+class ChannelMap:
+    """A widened bank: ``new[:, index[0][i], index[1][j], …] ← old[:, i, j, …]``; every
+    other entry (a new channel) ← ``fill``.
+
+    Shapes:
+        index: one (old size,) long tensor per row axis, ascending; fill: (M, *new row),
+        the new entries' values (what sits at the old positions is overwritten).
+    """
+
+    index: tuple[Tensor, ...]
+    fill: Tensor
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The new row shape."""
+        return tuple(self.fill.shape[1:])
+
+
+def widen_rows(x: Tensor, cmap: ChannelMap, fill: float | Tensor = 0.0) -> Tensor:
+    """``x`` (M, *old row) grown to (M, *new row): old entries in place, new ones ``fill``
+    (a scalar, or a tensor of the new shape)."""
+    value = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
+    out = value.expand(x.shape[0], *cmap.shape).clone()
+    where: tuple[slice | Tensor, ...] = (slice(None), *channel_grid(cmap.index, x.device))
+    out[where] = x
+    return out
+
+
+def channel_grid(index: tuple[Tensor, ...], device: torch.device | None = None) -> list[Tensor]:
+    """Index tensors (after the row dim) that select the sub-grid ``index`` of a row: one
+    (old size,) tensor per axis, each shaped to broadcast along its own axis."""
+    r = len(index)
+    return [
+        ix.to(device).view([-1 if a == k else 1 for a in range(r)]) for k, ix in enumerate(index)
+    ]
+
+
+def widen_optimizer_state(
+    optimizer: torch.optim.Optimizer, old: Tensor, new: Tensor, cmap: ChannelMap
+) -> None:
+    """:func:`migrate_optimizer_state` for a widened bank: old entries keep every state
+    value, new entries get zero (Adagrad's ``sum``: its initial value).
+
+    Raises:
+        ValueError: a state tensor shaped like ``old`` with no known moment order.
+    """
+    _carry_state(optimizer, old, new, lambda v, order, fill: widen_rows(v, cmap, fill))

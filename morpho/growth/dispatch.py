@@ -11,7 +11,16 @@ from typing import Any
 
 import torch
 
-from morpho.edits import Edit, connect_edit, disconnect_edit, insert_edit, remove_edit, split_edit
+from morpho.edits import (
+    Edit,
+    WidenEdit,
+    connect_edit,
+    disconnect_edit,
+    insert_edit,
+    remove_edit,
+    split_edit,
+    widen_edit,
+)
 from morpho.growth.resolve import Budget
 from morpho.growth.rule import Event
 from morpho.growth.stats import CELL_STATS
@@ -23,6 +32,7 @@ EDIT_BUILDERS: dict[str, Callable[..., Edit]] = {
     "remove": lambda net, ev, gen: remove_edit(net, ev.cells[0], **ev.options),
     "connect": lambda net, ev, gen: connect_edit(net, ev.cells[0], ev.cells[1]),
     "disconnect": lambda net, ev, gen: disconnect_edit(net, ev.edge),
+    "widen": lambda net, ev, gen: widen_edit(net, generator=gen, **ev.options),
 }
 
 
@@ -37,6 +47,8 @@ def edit_for(net: Network, event: Event, generator: torch.Generator | None = Non
 
 def params_after(net: Network, edit: Edit) -> int:
     """Parameter count of ``net`` once ``edit`` is applied."""
+    if isinstance(edit, WidenEdit):
+        return edit.n_params
     banks = sum(len(edit.maps[k]) * v[0].numel() for k, v in net.banks.items() if len(v))
     return net.n_params() - sum(v.numel() for v in net.banks.values()) + banks
 

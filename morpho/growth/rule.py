@@ -32,8 +32,10 @@ class Event:
     """One proposed topology event. Frozen: rules hand these over and never touch the net.
 
     Attributes:
-        kind: ``split`` | ``insert`` | ``remove`` | ``connect`` | ``disconnect`` (the edit builder).
-        cells: stable cell ids the event names (``(src, dst)`` for edges).
+        kind: ``split`` | ``insert`` | ``remove`` | ``connect`` | ``disconnect`` | ``widen``
+            (the edit builder).
+        cells: stable cell ids the event names (``(src, dst)`` for edges; none for ``widen``,
+            which changes every cell).
         score: priority; higher wins a conflict (dimensionless margin over the rule's bar).
         reason: one line a person reads in ``events.jsonl``.
         rule: name of the proposing rule.
@@ -65,6 +67,8 @@ class GrowthView:
         edge_history: (E, K) ``|strength|`` at the last K checks, NaN before the edge's birth.
         edge_gradient: (N, N) ``|∂L/∂s|`` of a zero-strength edge from row a to row b on the
             last step, or None when no enabled rule asked for it.
+        d_cell: the cells' channel count now; total_steps: the run's training steps (0:
+            unknown).
     """
 
     step: int
@@ -73,6 +77,8 @@ class GrowthView:
     cell_history: Mapping[str, Tensor]
     edge_history: Tensor
     edge_gradient: Tensor | None = None
+    d_cell: int = 0
+    total_steps: int = 0
 
 
 class Rule:

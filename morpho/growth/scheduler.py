@@ -116,7 +116,8 @@ class Scheduler(Callback):
         live = set(net.tissue.cell_id.tolist())
         self.cooldown = {c: until for c, until in self.cooldown.items() if c in live}
         self.checks += 1
-        proposals = propose_all(self.rules, self.stats.view(net, step, grad))
+        view = self.stats.view(net, step, grad, trainer.cfg.steps)
+        proposals = propose_all(self.rules, view)
         records = self.apply_round(trainer, proposals, step, result.batch)
         if records and trainer.run is not None:
             meta = {"kind": "growth", "events": [r["kind"] for r in records]}

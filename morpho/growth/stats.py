@@ -95,7 +95,9 @@ class CellStats:
         """(len(ids), K) ``|strength|`` at the last K checks, NaN before an edge's birth."""
         return _padded([[(s,) for s in self.edges.get(e, [])] for e in ids], self.k, 1)[:, :, 0]
 
-    def view(self, net: Network, step: int, edge_gradient: Tensor | None) -> GrowthView:
+    def view(
+        self, net: Network, step: int, edge_gradient: Tensor | None, total_steps: int = 0
+    ) -> GrowthView:
         """The read-only view the rules get (histories aligned with the current rows)."""
         t = net.tissue
         return GrowthView(
@@ -105,6 +107,8 @@ class CellStats:
             cell_history=self.cell_history(t.cell_id.tolist()),
             edge_history=self.edge_history(t.edge_id.tolist()),
             edge_gradient=edge_gradient,
+            d_cell=net.cfg.d_cell,
+            total_steps=total_steps,
         )
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,0 +1,68 @@
+"""Widen: when the tissue's free energy stops falling early in a run, every cell grows channels."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from morpho.growth.rule import Event, GrowthView, Rule, require
+
+
+@dataclass(frozen=True)
+class Widen(Rule):
+    """Mean F EMA falls < `tolerance` in `patience` checks, before `max_fraction` → widen all cells.
+
+    A tissue whose free energy has stopped falling has used what its width can hold; more
+    channels in every cell (a function-preserving edit: new channels are zero-output at
+    birth, old entries keep their optimizer state, :func:`morpho.edits.widen_edit`) give it
+    room. Width is the dimension worth most at equal parameters, and a channel born late gets
+    too few steps to pay for itself, so the rule grows early and in large steps: each event
+    multiplies ``d_cell`` by ``factor`` (up to ``to``, rounded down to a ``multiple``: the
+    wide cell widens by whole heads), and none fires after ``max_fraction``
+    of the training steps. The plateau test is relative — the mean over live cells of the
+    F EMA at the last check against the one ``patience`` checks before, over ``|F|`` then —
+    so it holds at any scale of F. Score: ``1 + tolerance − fall`` (> 1 on a plateau).
+    """
+
+    to: int = 64  # target d_cell: no event once the cells are this wide
+    factor: float = 2.0  # each event widens to min(to, ceil(factor · d_cell))
+    patience: int = 2  # checks over which the mean F EMA must have stopped falling
+    tolerance: float = 0.02  # "stopped": its relative fall over those checks is below this
+    max_fraction: float = 0.3  # no event after this fraction of the training steps
+    multiple: int = 1  # the new width is rounded down to a multiple of this (a head's width)
+
+    def __post_init__(self) -> None:
+        require(self.to >= 2, "growth.widen.to", ">= 2", self.to)
+        require(self.factor > 1, "growth.widen.factor", "> 1", self.factor)
+        require(self.patience >= 1, "growth.widen.patience", ">= 1", self.patience)
+        require(self.tolerance >= 0, "growth.widen.tolerance", ">= 0", self.tolerance)
+        require(self.multiple >= 1, "growth.widen.multiple", ">= 1", self.multiple)
+        require(
+            0 <= self.max_fraction <= 1, "growth.widen.max_fraction", "in [0, 1]", self.max_fraction
+        )
+
+    def propose(self, view: GrowthView) -> list[Event]:
+        d = view.d_cell
+        width = min(self.to, math.ceil(self.factor * d)) // self.multiple * self.multiple
+        late = view.total_steps and view.step > self.max_fraction * view.total_steps
+        if not d or width <= d or late:
+            return []
+        fe = view.cell_history["fe_ema"][:, -(self.patience + 1) :]  # (N, p + 1)
+        seen = ~fe.isnan().any(1)
+        if fe.shape[1] <= self.patience or not bool(seen.any()):
+            return []  # not enough checks yet
+        then, now = (float(fe[seen, j].mean()) for j in (0, -1))
+        fall = (then - now) / max(abs(then), 1e-12)
+        if fall >= self.tolerance:
+            return []
+        return [
+            Event(
+                kind="widen",
+                cells=(),
+                score=1 + self.tolerance - fall,
+                reason=f"mean F EMA {now:.4f} fell {fall:+.2%} over {self.patience} checks "
+                f"(< {self.tolerance:.0%}); d_cell {d} -> {width}",
+                stats={"fe_mean": now, "fe_then": then, "fall": fall, "d_cell": float(d)},
+                options={"d_cell": width},
+            )
+        ]
