@@ -21,7 +21,9 @@ runs seed 0 at each value and keeps the best val bpc, recorded in the output).
     python benchmarks/growth_saving.py --preset wide --grow benchmarks/grow_depth.toml \\
         --corpus pydoc --seeds 0 1 2 --stack --out runs/saving-pydoc
 
-Writes ``OUT/<seed>/<row>/`` run directories and ``OUT/saving.json``; prints a table.
+Writes ``OUT/<seed>/<row>/`` run directories, ``OUT/<seed>/bench.json`` (so
+``morpho plot OUT/<seed>`` draws the rows' val bpc against training FLOPs) and
+``OUT/saving.json``; prints a table.
 """
 
 from __future__ import annotations
@@ -102,7 +104,15 @@ def run_seed(
             True,
             [at],
         )
+    write_bench(out, done, cfg)
     return done
+
+
+def write_bench(out: Path, rows: dict[str, Any], cfg: RunConfig) -> None:
+    """``out/bench.json`` naming the rows, so ``morpho plot OUT/<seed>`` draws their curves."""
+    named = [{**r, "name": name} for name, r in rows.items()]
+    text = json.dumps({"rows": named, "config": cfg.to_dict(), "machine": machine()}, indent=2)
+    (out / "bench.json").write_text(text + "\n")
 
 
 def figures(out: Path, seeds: list[int], stack: bool) -> dict[str, Any]:
