@@ -13,6 +13,10 @@ minutes on 2 CPU cores: four small runs and a two-row bench):
     docs/allon_frame.png      morpho render RUN --frame 600 --color clock  (that run)
     docs/series_frame.png     morpho bench --seed 1 --rows morpho --mechanisms series, then
                               morpho render RUN/morpho+series --frame 425 --color level
+    docs/growth_vs_scratch.png benchmarks/growth_saving.py (width growth against scratch and
+                              the G_stack Transformer, seed 0), then morpho plot OUT/0
+
+``--only NAME …`` regenerates a subset: ``lang`` (the first five), ``saving``.
 
 The runs' one-line summaries are printed, so the README's captions can be checked.
 """
@@ -59,9 +63,30 @@ def plots(run: Path, names: dict[str, str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("runs/figures"), help="run folder")
-    work = parser.parse_args().work
+    parser.add_argument("--only", nargs="*", choices=GROUPS, default=list(GROUPS))
+    args = parser.parse_args()
+    work = args.work
     work.mkdir(parents=True, exist_ok=True)
+    for group in args.only:
+        GROUPS[group](work)
 
+
+def saving(work: Path) -> None:
+    """Grown in width against scratch, on the FLOPs axis (the lrs BENCHMARKS.md records)."""
+    out = work / "saving"
+    script = DOCS.parent / "benchmarks" / "growth_saving.py"
+    cmd = [sys.executable, str(script), "--preset", "wide", "--grow"]
+    cmd += [str(DOCS.parent / "benchmarks" / "grow_width.toml"), "--grown-steps", "700"]
+    cmd += ["--seeds", "0", "--stack", "--out", str(out), "--lr", *SAVING_LRS]
+    print("$ python " + " ".join(cmd[1:]), flush=True)
+    print(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout, flush=True)
+    plots(out / "0", {"bpc_vs_flops": "growth_vs_scratch.png"})
+
+
+SAVING_LRS = ["grown=1.5e-2", "scratch=1.5e-2", "transformer=1.2e-2", "transformer-stack=1.2e-2"]
+
+
+def lang(work: Path) -> None:
     default = grow(work, "lang-small-seed0", "--seed", "0")
     plots(default, {"metrics": "plot_metrics.png", "growth": "plot_growth.png"})
     hero = grow(work, "lang-small-seed1", "--seed", "1")
@@ -83,6 +108,9 @@ def main() -> None:
         "--overwrite",
     )
     still(bench / "morpho+series", 425, "level", "series_frame.png")
+
+
+GROUPS = {"lang": lang, "saving": saving}
 
 
 if __name__ == "__main__":
