@@ -454,6 +454,10 @@ def main() -> None:
             else f"--seeds must be >= 1; got {a.seeds}"
         )
     streams = [s for s in a.streams.split(",") if s]
+    image = ("split-digits", "split-mnist", "permuted-digits")  # class-incremental streams
+    unknown = [s for s in streams if s not in image]
+    if unknown or not streams:
+        p.error(f"unknown stream {(unknown or [''])[0]!r}; expected some of: {', '.join(image)}")
     results = run_all(streams, strategies, a.seeds, a.params, a.tune_seeds)
     with open(a.out, "w") as f:
         json.dump(results, f, indent=2)
