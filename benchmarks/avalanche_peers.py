@@ -1,9 +1,10 @@
 """Avalanche's continual-learning strategies on morpho's own streams: an outside peer.
 
 Runs Avalanche (``avalanche-lib``) strategies — Naive, EWC, SI, LwF, Replay,
-GenerativeReplay, iCaRL, GDumb — on the very tensors and splits of
-:func:`morpho.sims.streams.build_stream` (fed through Avalanche's new-classes benchmark
-builder over those tensors, never its downloading ``SplitMNIST``), class-incremental, with:
+GenerativeReplay, iCaRL, GDumb, and JointTraining as the upper bound — on the very
+tensors and splits of :func:`morpho.sims.streams.build_stream` (fed through Avalanche's
+new-classes benchmark builder over those tensors, never its downloading ``SplitMNIST``),
+class-incremental, with:
 
 * the backbone budget: an MLP (flatten → h → h → 10, ReLU) whose width ``h`` is the
   largest that keeps it within the parameters of morpho's fixed backbone on the stream
@@ -12,7 +13,11 @@ builder over those tensors, never its downloading ``SplitMNIST``), class-increme
   (32), Adam at its learning rate (2e-3), one optimizer for the whole stream;
 * morpho's baseline hyperparameters where a strategy has the same one: online EWC
   λ = 1000 with the Fisher summed over tasks, SI c = 1 with damping ξ = 0.1, LwF α = 1 at
-  τ = 2, and rehearsal memories of 10 examples per class seen (100 at the end).
+  τ = 2, and rehearsal memories of 10 examples per class seen (100 at the end);
+* and (``--tune-seeds`` > 0, the default) EWC's λ, SI's c and LwF's α once more at the
+  value of a grid (:data:`GRIDS`) that scores best on the validation stream
+  (``build_stream(..., validation=True)``: the training split less its validation part,
+  scored on that part; the test split is never read for the choice).
 
 Scores use morpho's metric definitions (:func:`morpho.sims.cl_metrics.cl_summary`) on
 the accuracy matrix R[i, j] that Avalanche's own ``accuracy_metrics`` report; the table
@@ -41,6 +46,7 @@ import random
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -52,7 +58,25 @@ from morpho.sims.continual import LearnConfig, StreamModel
 from morpho.sims.stream_run import aggregate, format_table, machine
 from morpho.sims.streams import Stream, build_stream
 
-STRATEGIES = ("naive", "ewc", "si", "lwf", "replay", "generative-replay", "icarl", "gdumb")
+STRATEGIES = (
+    "naive",
+    "ewc",
+    "si",
+    "si-fixed",
+    "lwf",
+    "replay",
+    "generative-replay",
+    "icarl",
+    "gdumb",
+    "joint",
+)
+# the hyperparameter each regulariser is tuned on (``--tune``), as a LearnConfig field, and
+# its grid; chosen by the mean validation accuracy over ``--tune-seeds`` seeds
+GRIDS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "ewc": ("ewc_lambda", (1.0, 10.0, 100.0, 1e3, 1e4, 1e5)),
+    "si-fixed": ("si_c", (1.0, 10.0, 100.0, 1e3, 1e4, 1e5)),
+    "lwf": ("lwf_alpha", (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)),
+}
 
 
 def mlp_width(n_in: int, n_out: int, budget: int) -> int:
@@ -144,7 +168,8 @@ def make_strategy(name: str, stream: Stream, h: int, cfg: LearnConfig) -> Any:
             decay_factor=1.0,  # the Fisher summed over tasks, as morpho's EWC
             **common,
         )
-    if name == "si":
+    if name in ("si", "si-fixed"):
+        si_copies_weights(name == "si-fixed")
         return S.SynapticIntelligence(
             model=model,
             optimizer=adam(model),
@@ -186,7 +211,31 @@ def make_strategy(name: str, stream: Stream, h: int, cfg: LearnConfig) -> Any:
         )
     if name == "gdumb":
         return S.GDumb(model=model, optimizer=adam(model), criterion=ce, mem_size=memory, **common)
+    if name == "joint":  # the upper bound: every task at once, the same epochs
+        return S.JointTraining(model=model, optimizer=adam(model), criterion=ce, **common)
     raise ValueError(f"unknown strategy {name!r}; expected one of: {', '.join(STRATEGIES)}")
+
+
+_SI_AS_SHIPPED: dict[str, Any] = {}
+
+
+def si_copies_weights(on: bool) -> None:
+    """Make Avalanche's SI store copies of the weights (``on``), or restore it as shipped.
+
+    avalanche-lib 0.6.0 stores ``param.detach().cpu().flatten()`` as the weights before a
+    step, after it, and at a task's start. On a CPU ``.cpu()`` does not copy and
+    ``flatten`` of a contiguous tensor is a view, so all three move with the parameter:
+    the path integral ``Σ g · Δθ`` and the anchor distance are exactly 0, and SI trains
+    exactly as Naive (on a GPU, ``.cpu()`` copies and SI works). ``si-fixed`` clones them.
+    """
+    from avalanche.training.plugins.synaptic_intelligence import SynapticIntelligencePlugin as P
+
+    def extract_weights(model: nn.Module, target: Any, excluded: Any) -> None:
+        for name, param in P.allowed_parameters(model, excluded):
+            target[name].data = param.detach().cpu().flatten().clone()
+
+    shipped = _SI_AS_SHIPPED.setdefault("extract_weights", P.__dict__["extract_weights"])
+    P.extract_weights = staticmethod(extract_weights) if on else shipped  # type: ignore
 
 
 def vae_strategy(stream: Stream, cfg: LearnConfig) -> Any:
@@ -247,14 +296,21 @@ def run_strategy(name: str, stream: Stream, h: int, cfg: LearnConfig) -> dict[st
     bench = as_benchmark(stream)
     steps = StepCounter(strategy)
     t0 = time.perf_counter()
-    matrix = []
-    for exp in bench.train_stream:
-        strategy.train(exp)
-        metrics = strategy.eval(bench.test_stream)
-        matrix.append(accuracy_row(metrics, len(stream.tasks)))
+    if name == "joint":  # trained once on the whole stream: every row is the final model
+        strategy.train(bench.train_stream)
+        row = accuracy_row(strategy.eval(bench.test_stream), len(stream.tasks))
+        matrix = [row] * len(stream.tasks)
+    else:
+        matrix = []
+        for exp in bench.train_stream:
+            strategy.train(exp)
+            matrix.append(accuracy_row(strategy.eval(bench.test_stream), len(stream.tasks)))
     n = sum(p.numel() for p in strategy.model.parameters())
+    summary = cl_summary(matrix, baseline, True)
+    if name == "joint":
+        summary["fwt"] = None
     return {
-        **cl_summary(matrix, baseline, True),
+        **summary,
         "matrix": matrix,
         "untrained": baseline,
         "params": [n] * len(matrix),
@@ -289,10 +345,49 @@ def morpho_steps_per_task(stream: Stream, cfg: LearnConfig) -> list[int]:
     return [cfg.epochs * len(range(0, len(k.x_train) - 1, cfg.batch_size)) for k in stream.tasks]
 
 
-def run_all(
-    streams: list[str], strategies: list[str], seeds: int, budget: int, echo: Callable = print
+def tune(name: str, sname: str, h: int, seeds: int, echo: Callable = print) -> dict[str, Any]:
+    """Grid search of ``name``'s hyperparameter (:data:`GRIDS`) on the validation stream."""
+    field_name, grid = GRIDS[name]
+    val = build_stream(sname, "class", validation=True)
+    scores = {}
+    for value in grid:
+        accs = [
+            run_strategy(name, val, h, replace(LearnConfig(seed=s), **{field_name: value}))[
+                "avg_accuracy"
+            ]
+            for s in range(seeds)
+        ]
+        scores[value] = float(np.mean(accs))
+        echo(f"  tune {name} {field_name}={value:g}: validation avg {scores[value]:.2f}")
+    best = max(grid, key=lambda v: scores[v])
+    return {"param": field_name, "validation_avg": scores, "chosen": best}
+
+
+def run_seeds(
+    name: str, stream: Stream, h: int, seeds: int, cfg: LearnConfig, echo: Callable
 ) -> dict[str, Any]:
-    """Every strategy × seed on every (class-incremental) stream."""
+    """``name`` over ``seeds`` seeds at the hyperparameters of ``cfg``: aggregated."""
+    per_seed = []
+    for seed in range(seeds):
+        per_seed.append(run_strategy(name, stream, h, replace(cfg, seed=seed)))
+        r = per_seed[-1]
+        echo(
+            f"  {name} seed {seed}: avg {r['avg_accuracy']:.2f}, bwt {r['bwt']:.2f}, "
+            f"steps/task {r['steps_per_task']}, {r['seconds']:.1f}s"
+        )
+    return aggregate(per_seed)
+
+
+def run_all(
+    streams: list[str],
+    strategies: list[str],
+    seeds: int,
+    budget: int,
+    tune_seeds: int = 0,
+    echo: Callable = print,
+) -> dict[str, Any]:
+    """Every strategy × seed on every (class-incremental) stream; with ``tune_seeds``, the
+    regularisers of :data:`GRIDS` once more at their validation-chosen hyperparameter."""
     torch.set_num_threads(1)
     out: dict[str, Any] = {"machine": machine(), "versions": versions(), "streams": {}}
     for sname in streams:
@@ -314,17 +409,14 @@ def run_all(
             "learn": {k: getattr(cfg, k) for k in ("epochs", "batch_size", "lr", "memory")},
             "methods": {},
         }
+        res["tuned"] = {}
         for name in strategies:
-            per_seed = []
-            for seed in range(seeds):
-                cfg_s = LearnConfig(seed=seed)
-                per_seed.append(run_strategy(name, stream, h, cfg_s))
-                r = per_seed[-1]
-                echo(
-                    f"  {name} seed {seed}: avg {r['avg_accuracy']:.2f}, bwt {r['bwt']:.2f}, "
-                    f"steps/task {r['steps_per_task']}, {r['seconds']:.1f}s"
-                )
-            res["methods"][f"avalanche-{name}"] = aggregate(per_seed)
+            res["methods"][f"avalanche-{name}"] = run_seeds(name, stream, h, seeds, cfg, echo)
+            if tune_seeds and name in GRIDS:
+                t = res["tuned"][name] = tune(name, sname, h, tune_seeds, echo)
+                tuned = replace(cfg, **{t["param"]: t["chosen"]})
+                row = f"avalanche-{name} ({t['param']}={t['chosen']:g}, val.)"
+                res["methods"][row] = run_seeds(name, stream, h, seeds, tuned, echo)
         out["streams"][sname] = res
         echo(f"\n{sname} (class-incremental), {seeds} seeds:\n{format_table(res)}\n")
     return out
@@ -348,6 +440,9 @@ def main() -> None:
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--params", type=int, default=0, help="backbone budget (0: morpho's)")
+    p.add_argument(
+        "--tune-seeds", type=int, default=2, help="seeds per grid point of --tune (0: no tuning)"
+    )
     p.add_argument("--out", default="benchmarks/avalanche_peers.json")
     a = p.parse_args()
     strategies = [s for s in a.strategies.split(",") if s]
@@ -358,7 +453,12 @@ def main() -> None:
             if bad
             else f"--seeds must be >= 1; got {a.seeds}"
         )
-    results = run_all([s for s in a.streams.split(",") if s], strategies, a.seeds, a.params)
+    streams = [s for s in a.streams.split(",") if s]
+    image = ("split-digits", "split-mnist", "permuted-digits")  # class-incremental streams
+    unknown = [s for s in streams if s not in image]
+    if unknown or not streams:
+        p.error(f"unknown stream {(unknown or [''])[0]!r}; expected some of: {', '.join(image)}")
+    results = run_all(streams, strategies, a.seeds, a.params, a.tune_seeds)
     with open(a.out, "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")

@@ -22,7 +22,9 @@ Image inputs are (n, H, W) pixel intensities in [0, 1] — (n, 8, 8) digits, (n,
 MNIST — read by the tissue as a sequence of T = H tokens of W pixels through an input
 adapter (see ``morpho/sims/continual.py``). The image splits are the fixed stratified
 test splits of :func:`morpho.sims.image_data.held_out_split` (every seed sees the same
-tasks). Language inputs are (n, T + 1) windows of character ids.
+tasks); ``validation=True`` builds the same stream on the validation split instead (train
+on the rest of the training split, score on the validation split, never the test split),
+for choosing hyperparameters. Language inputs are (n, T + 1) windows of character ids.
 
     stream = build_stream("split-mnist", scenario="class")
     stream.tasks[0].x_train.shape          # (n, 28, 28)
@@ -104,6 +106,7 @@ def build_stream(
     data: Sequence[str] = (),
     lang_chars: int = 40_000,
     max_train: int = 0,
+    validation: bool = False,
 ) -> Stream:
     """Build a stream by name.
 
@@ -116,18 +119,26 @@ def build_stream(
         lang_chars: characters taken from each language domain (train + test).
         max_train: keep only the first ``max_train`` training examples of each task (0: all;
             for quick runs and tests — the splits are shuffled already).
+        validation: image streams only: train on the training split less its validation
+            part and score on the validation part (:func:`morpho.sims.image_data.image_splits`).
 
     Raises:
-        ValueError: an unknown name or scenario, or a bad number of tasks.
+        ValueError: an unknown name or scenario, a bad number of tasks, or ``validation``
+            for a language stream.
     """
     if name not in STREAMS:
         raise ValueError(f"unknown stream {name!r}; expected one of: {', '.join(STREAMS)}")
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; expected one of: {', '.join(SCENARIOS)}")
+    if validation and name == "lang-domains":
+        raise ValueError(
+            "validation streams are image streams; expected one of: "
+            f"{', '.join(s for s in STREAMS if s != 'lang-domains')}"
+        )
     if name in SPLIT_DATASETS:
-        stream = split_classes(name, scenario)
+        stream = split_classes(name, scenario, validation)
     elif name == "permuted-digits":
-        stream = permuted_digits(scenario, n_tasks or 10)
+        stream = permuted_digits(scenario, n_tasks or 10, validation)
     elif scenario == "class":
         raise ValueError("lang-domains has no class-incremental scenario; expected task or domain")
     else:
@@ -142,21 +153,28 @@ def build_stream(
 
 def load_digit_splits() -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """scikit-learn's digits as (n, 8, 8) floats in [0, 1], split 70/30 stratified by class."""
-    from morpho.sims.image_data import held_out_split
-
-    return held_out_split("digits")
+    return image_parts("digits", validation=False)
 
 
-def split_classes(name: str, scenario: str) -> Stream:
+def image_parts(dataset: str, validation: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(x_train, y_train, x_test, y_test)`` of an image dataset: the held-out test split,
+    or with ``validation`` the training split's fit and validation parts."""
+    from morpho.sims.image_data import held_out_split, image_splits
+
+    if not validation:
+        return held_out_split(dataset)
+    s = image_splits(dataset)
+    return s.x_train, s.y_train, s.x_val, s.y_val
+
+
+def split_classes(name: str, scenario: str, validation: bool = False) -> Stream:
     """The split stream ``name`` of :data:`SPLIT_DATASETS`: tasks (0, 1), (2, 3), …, (8, 9).
 
     Class-incremental targets are the digits themselves (one 10-way head); task- and
     domain-incremental targets say "first or second class of the pair" (2-way heads,
-    one per task or one shared).
+    one per task or one shared). ``validation``: see :func:`image_parts`.
     """
-    from morpho.sims.image_data import held_out_split
-
-    x_tr, y_tr, x_te, y_te = held_out_split(SPLIT_DATASETS[name])
+    x_tr, y_tr, x_te, y_te = image_parts(SPLIT_DATASETS[name], validation)
     tasks = []
     for t in range(5):
         pair = (2 * t, 2 * t + 1)
@@ -196,11 +214,12 @@ def permutations(n_tasks: int) -> list[Tensor]:
     return [torch.arange(64)] + [torch.randperm(64, generator=gen) for _ in range(n_tasks - 1)]
 
 
-def permuted_digits(scenario: str, n_tasks: int) -> Stream:
-    """The ten digit classes under ``n_tasks`` fixed pixel permutations."""
+def permuted_digits(scenario: str, n_tasks: int, validation: bool = False) -> Stream:
+    """The ten digit classes under ``n_tasks`` fixed pixel permutations (``validation``: see
+    :func:`image_parts`)."""
     if n_tasks < 2:
         raise ValueError(f"permuted-digits needs --tasks >= 2; got {n_tasks}")
-    x_tr, y_tr, x_te, y_te = load_digit_splits()
+    x_tr, y_tr, x_te, y_te = image_parts("digits", validation)
     permute = lambda x, p: x.flatten(1)[:, p].view(-1, 8, 8)  # noqa: E731
     tasks = []
     for t, p in enumerate(permutations(n_tasks)):

@@ -3,7 +3,9 @@
 Laws: each task holds exactly two classes (0/1, 2/3, …) and its train and test images
 are disjoint; the tasks together are the dataset's fixed held-out split, nothing more and
 nothing lost; the scenarios share the images and differ only in targets and heads; the
-stream reports its input shape; bad names are refused with the choices listed.
+stream reports its input shape; a validation stream trains on the training split less its
+validation part and scores on that part, never touching the test split; bad names are
+refused with the choices listed.
 """
 
 from __future__ import annotations
@@ -58,11 +60,29 @@ def test_max_train_keeps_the_first_examples_of_each_mnist_task() -> None:
         assert torch.equal(b.x_train, a.x_train[:50]) and torch.equal(b.x_test, a.x_test)
 
 
+@pytest.mark.parametrize("name", ["split-mnist", "permuted-digits"])
+def test_validation_streams_score_on_the_validation_split_and_never_see_the_test(
+    name: str,
+) -> None:
+    held, val = (
+        build_stream(name, "class", n_tasks=2),
+        build_stream(name, "class", n_tasks=2, validation=True),
+    )
+    for h, v in zip(held.tasks, val.tasks, strict=True):
+        assert v.classes == h.classes
+        assert len(v.x_train) + len(v.x_test) == len(h.x_train)
+        assert _rows(v.x_train) | _rows(v.x_test) == _rows(h.x_train)  # the training split
+        assert not _rows(v.x_train) & _rows(v.x_test)
+        assert not (_rows(v.x_train) | _rows(v.x_test)) & _rows(h.x_test)
+
+
 def test_bad_stream_and_scenario_names_list_the_choices() -> None:
     choices = "expected one of: split-digits, permuted-digits, split-mnist, lang-domains"
     with pytest.raises(ValueError, match=choices):
         build_stream("split-mnst")
     with pytest.raises(ValueError, match="unknown scenario 'domian'; expected one of: task"):
         build_stream("split-mnist", "domian")
+    with pytest.raises(ValueError, match="validation streams are image streams; expected"):
+        build_stream("lang-domains", "domain", validation=True)
     with pytest.raises(ValueError, match="max_train must be >= 0"):
         build_stream("split-mnist", max_train=-1)
