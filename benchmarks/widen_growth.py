@@ -9,6 +9,8 @@ Rows (each through ``morpho.grow.grow`` with a :class:`~morpho.flops.FlopCounter
   over 19 channels, as a widened cell's do), growth off;
 * ``widen@S``: starts at 19 and widens to 38 at step ``S`` (the rule with a tolerance no
   fall reaches: it fires at its first check with history);
+* ``widen@S-rescale``: the same with ``widen_norms = "rescale"`` (the widened cell is a
+  plain 38-channel cell: the norm gains are rescaled instead of the norms' width kept);
 * ``widen-plateau``: starts at 19; the rule's own plateau test decides (defaults, bounded by
   ``max_fraction``).
 
@@ -49,6 +51,8 @@ def rows(at: list[int], steps: int) -> dict[str, dict[str, Any]]:
         rule = {"to": 38, "tolerance": 1e9, "patience": 1, "max_fraction": s / steps}
         growth = {"rules": ["widen"], "start": s - INTERVAL, "interval": INTERVAL, "widen": rule}
         out[f"widen@{s}"] = {**narrow, "growth": growth}
+        rescaled = {"d_cell": 19, "n_heads": 1, "cell_options": {"widen_norms": "rescale"}}
+        out[f"widen@{s}-rescale"] = {"network": rescaled, "growth": growth}
     plateau = {"rules": ["widen"], "start": 50, "interval": INTERVAL, "widen": {"to": 38}}
     out["widen-plateau"] = {**narrow, "growth": plateau}
     return out

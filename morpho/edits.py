@@ -22,6 +22,7 @@ network config changes with them (the cell type's :meth:`~morpho.cells.CellType.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -442,7 +443,8 @@ def widen_edit(net: Network, d_cell: int, generator: torch.Generator | None = No
             )
         cmap = _channel_map(name, tuple(bank.shape[1:]), specs[name], bank.shape[0], gen)
         if cmap is not None:
-            channels[name] = cmap
+            scale = (d_cell / d) ** specs[name].widen_power
+            channels[name] = dataclasses.replace(cmap, scale=scale)
     t = net.tissue
     n, e = t.num_nodes, t.edge_index.shape[1]
     tissue = _remap_tissue(t, torch.arange(n), torch.arange(e), t.edge_index.clone())
