@@ -419,7 +419,9 @@ def widen_edit(net: Network, d_cell: int, generator: torch.Generator | None = No
     axis says ``"zero"``: the cell type declares its zeros so that the new channels
     contribute nothing at birth (``morpho.cells_wide``: the network function, and the
     gradient of every old entry, are unchanged). Applying it carries the optimizer state:
-    old entries keep theirs, new entries start at zero.
+    old entries keep theirs, new entries start at zero. A bank declared with a
+    ``widen_power`` ``p`` has its old entries scaled by ``(d_cell/d) ** p``, their moments
+    like its gradient (:func:`~morpho.surgery.widen_optimizer_state`).
 
     Raises:
         ValueError: ``d_cell`` is not above the current width; the cell type cannot widen
