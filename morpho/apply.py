@@ -85,9 +85,10 @@ def _apply_widen(
     assert edit.network is not None  # set by widen_edit
     for name, cmap in edit.channels.items():
         old = net.banks[name]
-        new = nn.Parameter(widen_rows(old.detach(), cmap, cmap.fill.to(old)), old.requires_grad)
+        value = widen_rows(old.detach(), cmap, cmap.fill.to(old), power=1)
+        new = nn.Parameter(value, old.requires_grad)
         if old.grad is not None:
-            new.grad = widen_rows(old.grad, cmap)
+            new.grad = widen_rows(old.grad, cmap, power=-1)
         if optimizer is not None:
             widen_optimizer_state(optimizer, old, new, cmap)
         net.banks[name] = new

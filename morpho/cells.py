@@ -99,6 +99,8 @@ class Bank:
         channels: the row axes that grow with ``d`` when the network widens, and what their
             new entries get (:class:`ChannelAxis`); a bank whose shape changes with ``d``
             on an axis not named here cannot be widened.
+        widen_power: widening ``d → d'`` multiplies the old entries of a bank that grows
+            by ``(d'/d) ** p`` (0: kept): the gain after a norm whose channel count grows.
     """
 
     shape: tuple[int, ...]
@@ -106,6 +108,7 @@ class Bank:
     series: str = "copy"
     split: str = "copy"
     channels: tuple[ChannelAxis, ...] = ()
+    widen_power: float = 0.0
 
     def __post_init__(self) -> None:
         if self.series not in BIRTHS_IN_SERIES:

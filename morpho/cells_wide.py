@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from morpho.network import NetworkConfig
 
 RECURRENCES = ("lti", "selective")
+WIDEN_NORMS = ("keep", "rescale")
 # floor of a selective decay's log: a_t >= e^-6 (a state kept 1/400 per step is gone anyway);
 # keeps exp(±L) of a chunk of SELECTIVE_CHUNK tokens inside float32 (|L| <= 48 < 88)
 LOG_DECAY_FLOOR = -6.0
@@ -132,6 +133,10 @@ class WideCellConfig:
     # channels the norms over d average over (None: d_cell); a widened cell keeps its width
     # before widening here, so that its new channels, zero at birth, leave the norms unchanged
     norm_width: int | None = None
+    # how widening keeps the norms over d: "keep" their width (norm_width, above), or
+    # "rescale" the gains they feed (the MLP's norm gain, the predictor), so that the widened
+    # cell is a plain cell of the new width
+    widen_norms: str = "keep"
 
     def __post_init__(self) -> None:
         if self.recurrence not in RECURRENCES:
@@ -142,6 +147,11 @@ class WideCellConfig:
             raise ValueError(
                 f"n_heads must be >= 1, mlp_ratio and conv_taps >= 0; got {self.n_heads}, "
                 f"{self.mlp_ratio}, {self.conv_taps}"
+            )
+        if self.widen_norms not in WIDEN_NORMS:
+            raise ValueError(
+                f"unknown widen_norms {self.widen_norms!r}; expected one of: "
+                f"{', '.join(WIDEN_NORMS)}"
             )
         if self.norm_width is not None and self.norm_width < 1:
             raise ValueError(f"norm_width must be >= 1 (or unset); got {self.norm_width}")
@@ -188,6 +198,10 @@ class WideCell(CellType):
         def b_select(n: int, gen: torch.Generator) -> Tensor:
             return torch.cat([torch.zeros(n, d), torch.full((n, d), 2.0)], dim=1)
 
+        # widen_norms="rescale": d -> d' with the new channels zero scales a norm over d by
+        # sqrt(d'/d); the MLP's norm gain takes sqrt(d/d'), the predictor of the normalised
+        # read sqrt(d'/d) (its error, a mean over d of squares, is then unchanged)
+        rescale = 0.5 if cfg.widen_norms == "rescale" and cfg.norm_width is None else 0.0
         fresh, zero = ChannelAxis(0), ChannelAxis(0, new="zero")
         fresh1, zero1 = ChannelAxis(1), ChannelAxis(1, new="zero")
         banks = {
@@ -197,7 +211,9 @@ class WideCell(CellType):
             "decay": Bank((d,), decay, channels=(fresh,)),  # logit of the base decay a
             "w_in": Bank((d,), const_rows((d,), 1.0), channels=(fresh,)),  # input scale b
             # next-read predictor from h_{t-1}
-            "w_pred": Bank((d, d), const_rows((d, d), 0.0), channels=(fresh, zero1)),
+            "w_pred": Bank(
+                (d, d), const_rows((d, d), 0.0), channels=(fresh, zero1), widen_power=rescale
+            ),
             "w_inert": Bank(
                 (d, d), normal_rows((d, d), 0.5 / math.sqrt(d)), channels=(fresh, zero1)
             ),
@@ -229,7 +245,9 @@ class WideCell(CellType):
             if cfg.gate:  # [slope on log-surprise, bias]
                 banks["gate"] = Bank((2,), lambda n, gen: torch.tensor([1.0, 0.0]).repeat(n, 1))
         if m:
-            banks["mlp_norm"] = Bank((d,), const_rows((d,), 1.0), channels=(fresh,))
+            banks["mlp_norm"] = Bank(
+                (d,), const_rows((d,), 1.0), channels=(fresh,), widen_power=-rescale
+            )
             banks["w_mlp1"] = Bank(
                 (d, m), normal_rows((d, m), 1 / math.sqrt(d)), channels=(fresh, fresh1)
             )
@@ -256,7 +274,9 @@ class WideCell(CellType):
                     f"expected a multiple of {head}; got d_cell={d_cell}"
                 )
             heads = d_cell // head
-        options = {**network.cell_options, "norm_width": cfg.norm_width or d}
+        options = dict(network.cell_options)
+        if cfg.widen_norms == "keep" or cfg.norm_width:
+            options["norm_width"] = cfg.norm_width or d
         return replace(network, d_cell=d_cell, d_stream=self.D, n_heads=heads, cell_options=options)
 
     def forward_level(

@@ -22,6 +22,7 @@ network config changes with them (the cell type's :meth:`~morpho.cells.CellType.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -418,7 +419,9 @@ def widen_edit(net: Network, d_cell: int, generator: torch.Generator | None = No
     axis says ``"zero"``: the cell type declares its zeros so that the new channels
     contribute nothing at birth (``morpho.cells_wide``: the network function, and the
     gradient of every old entry, are unchanged). Applying it carries the optimizer state:
-    old entries keep theirs, new entries start at zero.
+    old entries keep theirs, new entries start at zero. A bank declared with a
+    ``widen_power`` ``p`` has its old entries scaled by ``(d_cell/d) ** p``, their moments
+    like its gradient (:func:`~morpho.surgery.widen_optimizer_state`).
 
     Raises:
         ValueError: ``d_cell`` is not above the current width; the cell type cannot widen
@@ -442,7 +445,8 @@ def widen_edit(net: Network, d_cell: int, generator: torch.Generator | None = No
             )
         cmap = _channel_map(name, tuple(bank.shape[1:]), specs[name], bank.shape[0], gen)
         if cmap is not None:
-            channels[name] = cmap
+            scale = (d_cell / d) ** specs[name].widen_power
+            channels[name] = dataclasses.replace(cmap, scale=scale)
     t = net.tissue
     n, e = t.num_nodes, t.edge_index.shape[1]
     tissue = _remap_tissue(t, torch.arange(n), torch.arange(e), t.edge_index.clone())

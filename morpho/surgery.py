@@ -27,8 +27,11 @@ param group: a tensor whose shape changed cannot keep its autograd identity whil
 graph still references it.
 
 Widening (a :class:`ChannelMap`: the rows keep their cells, each row grows) carries state
-the same way: every old entry keeps its value in every state, unscaled; new entries get
-0 (Adagrad's ``sum``: ``initial_accumulator_value``); ``step`` is kept.
+the same way: every old entry keeps its value in every state; new entries get 0
+(Adagrad's ``sum``: ``initial_accumulator_value``); ``step`` is kept. A bank whose old
+entries are rescaled by ``s`` (a norm's gain when the norm's channel count grows) has a
+gradient scaled by ``1/s``: its moments are scaled like the gradient, ``s ** -order``, so
+that the running statistics stay those of the gradient the bank now gets.
 """
 
 from __future__ import annotations
@@ -204,6 +207,8 @@ class ChannelMap:
     """A widened bank: ``new[:, index[0][i], index[1][j], …] ← old[:, i, j, …]``; every
     other entry (a new channel) ← ``fill``.
 
+    Old entries are multiplied by ``scale`` (1: kept as they are).
+
     Shapes:
         index: one (old size,) long tensor per row axis, ascending; fill: (M, *new row),
         the new entries' values (what sits at the old positions is overwritten).
@@ -211,6 +216,7 @@ class ChannelMap:
 
     index: tuple[Tensor, ...]
     fill: Tensor
+    scale: float = 1.0
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -218,13 +224,15 @@ class ChannelMap:
         return tuple(self.fill.shape[1:])
 
 
-def widen_rows(x: Tensor, cmap: ChannelMap, fill: float | Tensor = 0.0) -> Tensor:
-    """``x`` (M, *old row) grown to (M, *new row): old entries in place, new ones ``fill``
-    (a scalar, or a tensor of the new shape)."""
+def widen_rows(
+    x: Tensor, cmap: ChannelMap, fill: float | Tensor = 0.0, power: float = 0.0
+) -> Tensor:
+    """``x`` (M, *old row) grown to (M, *new row): old entries in place, times
+    ``cmap.scale ** power``; new ones ``fill`` (a scalar, or a tensor of the new shape)."""
     value = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
     out = value.expand(x.shape[0], *cmap.shape).clone()
     where: tuple[slice | Tensor, ...] = (slice(None), *channel_grid(cmap.index, x.device))
-    out[where] = x
+    out[where] = x if cmap.scale == 1 or not power else x * cmap.scale**power
     return out
 
 
@@ -241,9 +249,12 @@ def widen_optimizer_state(
     optimizer: torch.optim.Optimizer, old: Tensor, new: Tensor, cmap: ChannelMap
 ) -> None:
     """:func:`migrate_optimizer_state` for a widened bank: old entries keep every state
-    value, new entries get zero (Adagrad's ``sum``: its initial value).
+    value (times ``cmap.scale ** -order``: moments follow the gradient), new entries get
+    zero (Adagrad's ``sum``: its initial value).
 
     Raises:
         ValueError: a state tensor shaped like ``old`` with no known moment order.
     """
-    _carry_state(optimizer, old, new, lambda v, order, fill: widen_rows(v, cmap, fill))
+    _carry_state(
+        optimizer, old, new, lambda v, order, fill: widen_rows(v, cmap, fill, power=-order)
+    )

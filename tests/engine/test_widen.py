@@ -35,7 +35,7 @@ import morpho
 from morpho.checkpoint import load_network, save_checkpoint
 from morpho.flops import FlopCounter
 from morpho.network import Network
-from morpho.surgery import ChannelMap, channel_grid, widen_rows
+from morpho.surgery import MOMENT_ORDER, ChannelMap, channel_grid, widen_rows
 
 D_OLD, D_NEW = 8, 12  # 2 heads of 4 -> 3 heads of 4
 VARIANTS = {
@@ -44,7 +44,9 @@ VARIANTS = {
     "no-attention": {"attention": False},
     "no-gate": {"gate": False},
     "plain": {"conv_taps": 0, "out_gate": False},
+    "rescale": {"widen_norms": "rescale"},  # norm gains rescaled instead of norm_width kept
 }
+RESCALED = {"w_pred": 0.5, "mlp_norm": -0.5}  # widen_norms="rescale": (d'/d) ** p
 
 
 def trained_wide(steps: int = 6, opt_name: str = "adam", **options: object):
@@ -82,6 +84,8 @@ def test_widening_a_trained_network_preserves_its_function(variant: str) -> None
     edit = morpho.widen(net, D_NEW, optimizer=opt)
     after = run_stats(net, x)
     assert net.cfg.d_cell == D_NEW and edit.info["new_width"] == D_NEW
+    rescaled = VARIANTS[variant].get("widen_norms") == "rescale"  # a plain cell of width 12
+    assert ("norm_width" in net.cfg.cell_options) is not rescaled
     for key, value in before.items():
         torch.testing.assert_close(after[key], value, rtol=1e-5, atol=1e-6, msg=key)
     assert_invariants(net, opt)
@@ -121,9 +125,10 @@ def test_a_widened_network_is_the_network_its_config_describes(tmp_path) -> None
 
 
 # ------------------------------------------------------------- optimizer state
+@pytest.mark.parametrize("norms", ["keep", "rescale"])
 @pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
-def test_optimizer_state_equals_a_reference_built_by_hand(opt_name: str) -> None:
-    net, opt = trained_wide(opt_name=opt_name)
+def test_optimizer_state_equals_a_reference_built_by_hand(opt_name: str, norms: str) -> None:
+    net, opt = trained_wide(opt_name=opt_name, widen_norms=norms)
     old = {k: v for k, v in net.banks.items()}
     old_state = {k: {s: copy.deepcopy(t) for s, t in opt.state[v].items()} for k, v in old.items()}
     n_groups = [len(g["params"]) for g in opt.param_groups]
@@ -138,7 +143,9 @@ def test_optimizer_state_equals_a_reference_built_by_hand(opt_name: str) -> None
                 continue
             fill = init if key == "sum" else 0.0
             reference = torch.full(p.shape, fill)  # new entries: a fresh optimizer's value
-            reference[(slice(None), *channel_grid(edit.channels[name].index))] = value
+            s = (D_NEW / D_OLD) ** RESCALED.get(name, 0.0) if norms == "rescale" else 1.0
+            order = MOMENT_ORDER[key]  # a rescaled gain's moments follow its gradient, s^-1
+            reference[(slice(None), *channel_grid(edit.channels[name].index))] = value * s**-order
             assert torch.equal(got, reference), (name, key)
 
 
@@ -154,8 +161,11 @@ def test_new_channels_sit_at_the_end_of_every_block() -> None:
     assert torch.equal(net.banks["b_select"][:, D_NEW : D_NEW + D_OLD], b_sel[:, D_OLD:])
 
 
-def test_the_first_step_after_widening_moves_old_entries_as_without_it() -> None:
-    net, opt = trained_wide(opt_name="adamw")
+@pytest.mark.parametrize("norms", ["keep", "rescale"])
+def test_the_first_step_after_widening_moves_old_entries_as_without_it(norms: str) -> None:
+    """With ``keep`` every old entry's gradient and step are unchanged; with ``rescale`` the
+    rescaled gains (old entries ``s·w``) get the gradient ``g/s`` and the same step."""
+    net, opt = trained_wide(opt_name="adamw", widen_norms=norms)
     ref = copy.deepcopy(net)
     ref_opt = make_optimizer("adamw", ref)
     ref_opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # (it would share the moments)
@@ -164,14 +174,26 @@ def test_the_first_step_after_widening_moves_old_entries_as_without_it() -> None
     for model, o in ((net, opt), (ref, ref_opt)):
         o.zero_grad(set_to_none=True)
         loss_of(model, x).backward()
+    scale = {k: edit.channels[k].scale for k in edit.channels}
+    before = {
+        name: old_entries(q, edit, name).detach().clone() for name, q in net.named_parameters()
+    }
+    ref_before = {name: p.detach().clone() for name, p in ref.named_parameters()}
     for name, p in ref.named_parameters():
-        q = dict(net.named_parameters())[name]
-        torch.testing.assert_close(old_entries(q.grad, edit, name), p.grad, rtol=1e-5, atol=1e-7)
+        q, s = dict(net.named_parameters())[name], scale.get(name.removeprefix("banks."), 1.0)
+        torch.testing.assert_close(
+            old_entries(q.grad, edit, name) * s, p.grad, rtol=1e-5, atol=1e-7
+        )
     opt.step()
     ref_opt.step()
     for name, p in ref.named_parameters():
-        q = dict(net.named_parameters())[name]
-        torch.testing.assert_close(old_entries(q, edit, name), p, rtol=1e-5, atol=1e-7, msg=name)
+        q, s = dict(net.named_parameters())[name], scale.get(name.removeprefix("banks."), 1.0)
+        if s == 1.0:
+            torch.testing.assert_close(old_entries(q, edit, name), p, rtol=1e-5, atol=1e-7)
+        else:  # Adam's step is the same size; weight decay acts on the rescaled value
+            step = old_entries(q, edit, name) - before[name]
+            torch.testing.assert_close(step, p - ref_before[name], rtol=1e-3, atol=1e-6)
+    assert set(scale.values()) == ({1.0} if norms == "keep" else {1.0, 1.5**0.5, 1.5**-0.5})
 
 
 def test_the_new_channels_learn() -> None:

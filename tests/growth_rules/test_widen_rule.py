@@ -17,7 +17,8 @@ from morpho.config import RunConfig
 from morpho.grow import grow, resume
 from morpho.growth.config import DEFAULT_RULES, GrowthConfig
 from morpho.growth_rules.widen import Widen
-from morpho.rundir import read_jsonl
+from morpho.rundir import read_jsonl, snapshot_paths
+from morpho.tissue import load_snapshot
 from morpho.trainer import Callback
 
 
@@ -110,6 +111,8 @@ def test_a_run_that_widens_logs_it_and_resumes_plots_and_renders_it(tmp_path) ->
     net = network_from_payload(payload)
     assert net.cfg.d_cell == 12 and net.cfg.n_heads == 3
     assert "[growth.widen]" in (run / "config.toml").read_text()
+    sizes = [load_snapshot(p)[0].n_params for p in snapshot_paths(run)]  # what render sizes by
+    assert bool((sizes[-1] > 2 * sizes[0]).all())  # every cell is drawn bigger once widened
     pytest.importorskip("pyvista")
     from typer.testing import CliRunner
 
