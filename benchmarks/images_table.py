@@ -2,11 +2,12 @@
 
     python benchmarks/images_table.py runs/bench-digits-s0 runs/bench-digits-s1 ...
 
-Reads each bench's ``bench.json`` only (rows and ``reach``) and prints: one table of the
-rows (parameters, validation and test accuracy per seed, training FLOPs), then the three
-goals per seed — FLOPs to 99 % of the reference's final validation accuracy (morpho
-against ``morpho-fixed``, GroMo against ``mlp``), final test accuracy at equal parameters,
-and morpho carrying its optimizer state against ``morpho-reset``.
+Reads each bench's ``bench.json`` (rows and ``reach``; a bench still running: the
+``summary.json`` of the rows it finished, ``reach`` recomputed from their metrics) and
+prints: one table of the rows (parameters, validation and test accuracy per seed, training
+FLOPs), then the three goals per seed — FLOPs to 99 % of the reference's final validation
+accuracy (morpho against ``morpho-fixed``, GroMo against ``mlp``), final test accuracy at
+equal parameters, and morpho carrying its optimizer state against ``morpho-reset``.
 """
 
 from __future__ import annotations
@@ -17,13 +18,46 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+import tomllib
+
+ORDER = (
+    "morpho",
+    "morpho-fixed",
+    "morpho-no-mitosis",
+    "morpho-no-apoptosis",
+    "morpho-no-dendrite",
+    "morpho-no-prune",
+    "morpho-reset",
+    "mlp",
+    "gromo",
+)
+
 
 def load(paths: list[str]) -> list[dict[str, Any]]:
     benches = []
     for p in paths:
-        bench = json.loads((Path(p) / "bench.json").read_text())
-        benches.append({**bench, "path": Path(p)})
+        path = Path(p)
+        if (path / "bench.json").is_file():
+            bench = json.loads((path / "bench.json").read_text())
+        else:
+            bench = partial_bench(path)
+        benches.append({**bench, "path": path})
     return benches
+
+
+def partial_bench(path: Path) -> dict[str, Any]:
+    """The finished rows of a bench without ``bench.json`` (its rows' summaries)."""
+    from morpho.sims.bench import _metric_keys, reach_table
+
+    rows = []
+    for name in ORDER:
+        summary = path / name / "summary.json"
+        if summary.is_file():
+            s = json.loads(summary.read_text())
+            keep = ("params", "dense_train_flops")
+            rows.append({"name": name, **{k: s[k] for k in keep}, **_metric_keys(s)})
+    config = tomllib.loads((path / "morpho" / "config.toml").read_text())
+    return {"rows": rows, "reach": reach_table(path, rows), "config": config}
 
 
 def curve(bench: dict[str, Any], name: str) -> list[tuple[float, float]]:
@@ -72,6 +106,8 @@ def goals_table(benches: list[dict[str, Any]]) -> list[str]:
     ]
     for b in benches:
         reach = b["reach"]
+        if "morpho-fixed" not in reach:
+            continue  # a bench still on its first rows
         acc = {r["name"]: r["test_acc"] for r in b["rows"]}
         grown, fixed = reach["morpho"]["flops"], reach["morpho-fixed"]["flops"]
         saving = "-" if grown is None or not fixed else f"{1 - grown / fixed:.0%}"
