@@ -113,12 +113,15 @@ def goals_table(benches: list[dict[str, Any]]) -> list[str]:
         saving = "-" if grown is None or not fixed else f"{1 - grown / fixed:.0%}"
         gromo = fmt_flops(reach["gromo"]["flops"]) if "gromo" in reach else "(not run)"
         peers = " / ".join(f"{acc[n]:.3f}" if n in acc else "-" for n in ("morpho", "mlp", "gromo"))
-        reset = acc["morpho"] - acc["morpho-reset"] if "morpho-reset" in acc else float("nan")
-        budget, carried, fresh = at_equal_flops(b, "morpho", "morpho-reset")
-        equal = f"{carried - fresh:+.3f} ({carried:.3f} vs {fresh:.3f} at {budget:.2e})"
+        equal = "(not run)"
+        if "morpho-reset" in acc:
+            budget, carried, fresh = at_equal_flops(b, "morpho", "morpho-reset")
+            test = acc["morpho"] - acc["morpho-reset"]
+            at = f"({carried:.3f} vs {fresh:.3f} at {budget:.2e})"
+            equal = f"{test:+.3f}; {carried - fresh:+.3f} {at}"
         out.append(
             f"| {b['config']['train']['seed']} | {fmt_flops(grown)} | {fmt_flops(fixed)} | "
-            f"{saving} | {gromo} | {peers} | {reset:+.3f}; {equal} |"
+            f"{saving} | {gromo} | {peers} | {equal} |"
         )
     return out
 
