@@ -175,6 +175,19 @@ class RunConfig:
         return _to_plain(plain)
 
 
+IMAGE_NETWORK: dict[str, Any] = {
+    "cell_type": "wide",
+    "d_cell": 16,
+    "d_stream": 32,
+    "level_sizes": [1, 1, 1, 1],
+}
+IMAGE_GROWTH: dict[str, Any] = {
+    "max_cells": 14,
+    "interval": 20,
+    "start": 40,
+    "mitosis": {"patience": 2, "max_splits": 2},
+    "apoptosis": {"epsilon": 0.1},
+}
 PRESETS: dict[str, dict[str, Any]] = {
     # about a minute on 2 CPU cores
     "small": {
@@ -203,14 +216,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "train": {"steps": 600, "batch_size": 16, "seq_len": 64, "eval_every": 100, "lr": 1.5e-2},
     },
-    # the image tasks (benchmarks/images.md); an image's own shape fixes train.seq_len
+    # the image tasks (benchmarks/images.md): a 4-cell seed of wide-stream cells (16 channels
+    # on a 32-wide stream) that may grow to 14 cells, two splits a check, apoptosis only of
+    # cells whose gate stays below 0.1; an image's own shape fixes train.seq_len
     "digits": {
-        "network": {"d_cell": 32, "level_sizes": [2, 4, 4, 2]},
-        "train": {"steps": 600, "batch_size": 32, "eval_every": 50},
+        "network": IMAGE_NETWORK,
+        "train": {"steps": 600, "batch_size": 32, "eval_every": 25},
+        "growth": IMAGE_GROWTH,
     },
     "mnist": {
-        "network": {"d_cell": 32, "level_sizes": [2, 4, 4, 2]},
-        "train": {"steps": 1000, "batch_size": 32, "eval_every": 50},
+        "network": IMAGE_NETWORK,
+        "train": {"steps": 1500, "batch_size": 32, "eval_every": 50},
+        "growth": {**IMAGE_GROWTH, "interval": 40, "start": 100},
     },
 }
 

@@ -96,7 +96,8 @@ def bench(
     ] = None,
 ) -> None:
     """Train morpho, morpho-fixed, each rule ablated, a Transformer and a GRU, count an
-    n-gram (lang); print a table. --preset also takes a bench preset: cpu (lang).
+    n-gram (lang); print a table. --preset also takes a bench preset: cpu (lang). On
+    digits and mnist: morpho-reset, an MLP and (with gromo installed) GroMo instead.
 
     With --mechanisms, one more row per mechanism of the thermodynamic picture (on), to
     compare with the morpho row (all off)."""

@@ -119,3 +119,13 @@ def test_cli_grows_digits_and_refuses_a_language_option(tmp_path) -> None:
     )
     assert result.exit_code == 2 and "bad options for task 'digits'" in result.output
     assert not bad.exists()
+
+
+def test_mnist_rows_and_patches_cover_every_pixel() -> None:
+    from morpho.sims.images import MnistTask
+
+    rows, patches = MnistTask(), MnistTask("patches", 7)
+    assert (rows.seq_len, rows.input_dim) == (28, 28)
+    assert (patches.seq_len, patches.input_dim) == (16, 49)
+    x_rows, x_patches = rows.splits["test"][0], patches.splits["test"][0]
+    assert torch.equal(x_rows.flatten(1).sort(1).values, x_patches.flatten(1).sort(1).values)
