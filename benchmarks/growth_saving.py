@@ -13,7 +13,8 @@ final-size model trained from scratch on the same batches. For each seed this tr
   ``norm_width``); the stronger of the two scratch rows is the target;
 * ``scratch@flops``— ``scratch`` with its steps (and so its schedule) cut to ``grown``'s FLOPs;
 * ``transformer`` / ``transformer-stack`` (``--stack``) — the static Transformer at the final
-  parameter count, and the one grown by G_stack depth stacking at a quarter of the steps.
+  parameter count, and the one grown by G_stack depth stacking at a quarter of the steps;
+* ``gru`` (when ``--lr gru=…`` is given) — a GRU at the final parameter count.
 
 and reports, with per-seed paired differences (:mod:`morpho.sims.saving`): the saving
 ``1 − F_grown / F_scratch`` in FLOPs to the scratch run's best val bpc, the end-of-run gap,
@@ -47,7 +48,15 @@ from morpho.sims.baselines import StackAt, build_baseline, build_stack_peer
 from morpho.sims.bench import _morpho_row, _train_row, bench_config, machine, with_eval_points
 from morpho.sims.saving import loss_at, paired, read_curve, saving
 
-ROWS = ("grown", "scratch", "scratch-plain", "scratch@flops", "transformer", "transformer-stack")
+ROWS = (
+    "grown",
+    "scratch",
+    "scratch-plain",
+    "scratch@flops",
+    "transformer",
+    "transformer-stack",
+    "gru",
+)
 # what a cell type records only because a network was edited (a widened wide cell's norms
 # average over its width before widening): ``scratch-plain`` is the final network without it
 EDIT_ONLY_OPTIONS = ("norm_width",)
@@ -122,6 +131,9 @@ def run_seed(
             True,
             [at],
         )
+    if "gru" in rows and lrs.get("gru") is not None:  # the other static peer, when given a rate
+        model = build_baseline("gru", task.vocab_size, grown["params"], seed=seed)
+        done["gru"] = _train_row("gru", model, row_cfg(cfg, lrs["gru"]), task, out / "gru", True)
     write_bench(out, done, cfg)
     return done
 
@@ -163,6 +175,8 @@ def figures(out: Path, seeds: list[int], stack: bool) -> dict[str, Any]:
                 "stack_best": st.best,
                 "transformer_flops": t.total,
             }
+        if (d / "gru" / "metrics.jsonl").exists():
+            rec["gru_best"] = read_curve(d / "gru").best
         per_seed.append(rec)
     col = lambda k: [r[k] for r in per_seed]  # noqa: E731
     summary: dict[str, Any] = {
