@@ -83,7 +83,13 @@ def saving(work: Path) -> None:
     plots(out / "0", {"bpc_vs_flops": "growth_vs_scratch.png"})
 
 
-SAVING_LRS = ["grown=1.5e-2", "scratch=1.5e-2", "transformer=1.2e-2", "transformer-stack=1.2e-2"]
+SAVING_LRS = [
+    "grown=1.5e-2",
+    "scratch=1.5e-2",
+    "scratch-plain=1.5e-2",
+    "transformer=1.2e-2",
+    "transformer-stack=1.2e-2",
+]
 
 
 def lang(work: Path) -> None:
