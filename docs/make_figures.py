@@ -16,7 +16,13 @@ minutes on 2 CPU cores: four small runs and a two-row bench):
     docs/growth_vs_scratch.png benchmarks/growth_saving.py (width growth against scratch and
                               the G_stack Transformer, seed 0), then morpho plot OUT/0
 
-``--only NAME …`` regenerates a subset: ``lang`` (the first five), ``saving``.
+    docs/images_digits.png    morpho bench --task digits --preset digits --seed 0, then
+                              morpho plot BENCH (accuracy against FLOPs)
+    docs/images_mnist.png     morpho bench --task mnist --preset mnist --seed 0 --rows
+                              morpho,morpho-fixed,morpho-reset,mlp,gromo (gromo if installed)
+
+``--only NAME …`` regenerates a subset: ``lang`` (the first five), ``saving``, ``images``
+(an hour on 2 cores: the MNIST bench).
 
 The runs' one-line summaries are printed, so the README's captions can be checked.
 """
@@ -116,7 +122,33 @@ def lang(work: Path) -> None:
     still(bench / "morpho+series", 425, "level", "series_frame.png")
 
 
-GROUPS = {"lang": lang, "saving": saving}
+def images(work: Path) -> None:
+    """The image benches' accuracy-against-FLOPs curves (seed 0)."""
+    import importlib.util
+
+    mnist_rows = "morpho,morpho-fixed,morpho-reset,mlp"
+    if importlib.util.find_spec("gromo") is not None:  # the optional peer
+        mnist_rows += ",gromo"
+    rows = {"digits": [], "mnist": ["--rows", mnist_rows]}
+    for task, extra in rows.items():
+        bench = work / f"{task}-s0"
+        morpho(
+            "bench",
+            "--task",
+            task,
+            "--preset",
+            task,
+            "--seed",
+            "0",
+            *extra,
+            "--out",
+            bench,
+            "--overwrite",
+        )
+        plots(bench, {"accuracy_vs_flops": f"images_{task}.png"})
+
+
+GROUPS = {"lang": lang, "saving": saving, "images": images}
 
 
 if __name__ == "__main__":
