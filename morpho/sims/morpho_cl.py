@@ -7,10 +7,14 @@ Four parts, each switchable (``--methods morpho-no-growth``, ``-no-viscosity``,
 * **Neurogenesis.** The learner keeps running means of the batch loss and of every cell's
   surprise (``tissue.surprise_ema``). When the loss jumps by more than ``jump_nats`` and by
   a factor ``jump_ratio`` over its mean — a new task has begun; the learner is not told —
-  the most surprised cell of each level divides (:func:`morpho.split`, daughters tagged
-  with the current task for movies). Division is *asymmetric*, like a stem cell's: daughter
-  A keeps the mother's viscosity and all her outgoing strength, daughter B starts fluid
-  with outgoing strength 0 — still function-preserving, so the split itself forgets nothing.
+  the most surprised cell of each level divides (:func:`morpho.apply.split_unequal`,
+  daughters tagged with the current task for movies). Division is *asymmetric*, like a stem
+  cell's: daughter A keeps the mother's viscosity and all her outgoing strength (share 1),
+  daughter B starts fluid with outgoing strength 0 — one engine edit, so parameters, Adam
+  moments and tissue fields move together and the split itself forgets nothing. Events are
+  logged in ``morpho grow``'s schema (``rule: task-change``), with a train record of the
+  loss every few steps in ``metrics.jsonl``, so ``morpho plot`` and ``morpho render --color
+  task`` read these runs like any run.
 * **Viscosity (metaplasticity).** Each cell carries ``tissue.viscosity`` ≥ 0 (0 = fluid);
   its bank rows move by ``1 / (1 + viscosity)`` of the optimizer's update, an edge by the
   larger scale of its two ends. During a task each cell accumulates its share of the loss
@@ -39,13 +43,16 @@ learner grows on a jump between tasks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from morpho.apply import split
+from morpho.apply import split_unequal
+from morpho.growth.dispatch import cell_stats, event_record
+from morpho.growth.rule import Event
 from morpho.network import EDGE_BANKS
 from morpho.output import Output
 from morpho.rundir import RunDir
@@ -69,6 +76,7 @@ class MorphoCLConfig:
     consolidation: float = 3.0  # viscosity added at a task's end to its most used cell
     prototypes: int = 5  # k-means prototypes stored per class for sleep
     sleep_steps: int = 16  # steps of a sleep phase (batches drawn from the prototypes)
+    log_every: int = 5  # steps between train records in each run's metrics.jsonl
 
 
 ABLATIONS = {
@@ -94,6 +102,7 @@ class MorphoLearner(Learner):
         t.route = torch.zeros(t.num_nodes, dtype=torch.long)
         self.adapter_viscosity = 0.0
         self.loss_ema: float | None = None
+        self._jump = 0.0  # the latest batch loss minus its running mean (nats)
         self.last_growth = -(10**9)
         self.task = 0
         self.prototypes: list[tuple[Tensor, Tensor, Tensor]] = []
@@ -125,6 +134,7 @@ class MorphoLearner(Learner):
             self.grow(t)
             loss = self.loss(t, x, y, h)
         self._update_surprise()
+        self._log_metrics(t)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         before = {k: p.detach().clone() for k, p in self._viscous_params().items()}
@@ -164,7 +174,7 @@ class MorphoLearner(Learner):
         if self.loss_ema is None:
             self.loss_ema = ce
             return False
-        jump = ce - self.loss_ema
+        jump = self._jump = ce - self.loss_ema
         changed = (
             self.step - self.last_growth >= self.cl.cooldown
             and jump > self.cl.jump_nats
@@ -190,40 +200,35 @@ class MorphoLearner(Learner):
         for level in tissue.level.unique().tolist():
             rows = (tissue.level == level).nonzero()[:, 0]
             top = rows[ratio[rows].argsort(descending=True)[: self.cl.cells_per_level]]
-            mothers += tissue.cell_id[top].tolist()
-        for mother in mothers:
-            edit = split(self.net, mother, optimizer=self.optimizer, noise=0.0, task=t)
-            a_id, b_id = edit.info["new_cells"]
-            self._asymmetric(a_id, b_id, t)
-            if self.run is not None:
-                self.run.log_event(
-                    {
-                        "step": self.step,
-                        "kind": "split",
-                        "cells": [mother],
-                        "new_cells": edit.info["new_cells"],
-                        "task": t,
-                        "reason": "task-change surprise",
-                        "loss_ema": self.loss_ema,
-                    }
-                )
+            mothers += [(int(tissue.cell_id[r]), float(ratio[r])) for r in top]
+        records = [self._divide(mother, score, t) for mother, score in mothers]
         self.last_growth = self.step
-        self._snapshot("growth", fresh=True, task=t)
+        snap = self._snapshot("growth", fresh=True, task=t)
+        if self.run is not None and snap is not None:
+            for record in records:
+                self.run.log_event({**record, "snapshot": snap.name})
 
-    @torch.no_grad()
-    def _asymmetric(self, a_id: int, b_id: int, t: int) -> None:
-        """A takes all of the mother's outgoing strength and readout, B none (function kept)."""
-        a, b = self.net.row_of(a_id), self.net.row_of(b_id)
-        src = self.net.tissue.edge_index[0].to(self.device)
-        strength, readout = self.net.banks["strength"], self.net.banks["readout"]
-        strength[src == a] *= 2.0
-        strength[src == b] = 0.0
-        readout[a] *= 2.0
-        readout[b] = 0.0
-        tissue = self.net.tissue
-        tissue.viscosity[b] = 0.0
-        tissue.usage[b] = 0.0
-        tissue.route[b] = t
+    def _divide(self, mother: int, score: float, t: int) -> dict[str, object]:
+        """One asymmetric mitosis through the engine: daughter A keeps the mother's outputs
+        and viscosity, B starts silent (share 0), fluid, unused and routed to task ``t``;
+        parameters, optimizer moments and tissue fields move together. Returns the event's
+        ``events.jsonl`` record (the growth schema of ``morpho grow``)."""
+        before = {str(mother): cell_stats(self.net, mother)}
+        fields = {"viscosity": 0.0, "usage": 0.0, "route": float(t)}
+        edit = split_unequal(
+            self.net, mother, optimizer=self.optimizer, share=1.0, task=t, fields=fields
+        )
+        stats = {"loss_jump": self._jump, "loss_ema": float(self.loss_ema or 0.0)}
+        stats["surprise_ratio"] = score
+        event = Event(
+            "split",
+            (mother,),
+            score,
+            f"task-change surprise: loss {self._jump:+.2f} nats over its mean",
+            rule="task-change",
+            stats=stats,
+        )
+        return {**event_record(self.net, event, edit, self.step, before, {}), "task": t}
 
     # ------------------------------------------------------------------ viscosity
     def _viscous_params(self) -> dict[str, Tensor]:
@@ -305,13 +310,20 @@ class MorphoLearner(Learner):
         self.asleep = False
 
     # ------------------------------------------------------------------ recording
-    def _snapshot(self, kind: str, fresh: bool = False, **meta: object) -> None:
+    def _log_metrics(self, t: int) -> None:
+        """A ``metrics.jsonl`` train record every ``log_every`` steps (loss in nats)."""
+        if self.run is None or self.step % self.cl.log_every:
+            return
+        loss = float(self._ce.detach())
+        self.run.log_metrics({"step": self.step, "kind": "train", "loss": loss, "task": t})
+
+    def _snapshot(self, kind: str, fresh: bool = False, **meta: object) -> Path | None:
         """A movie frame, named by step (bumped by one when two events share a step), with
         the latest forward's statistics unless the topology is ``fresh`` from an edit."""
         if self.run is None:
-            return
+            return None
         self.last_snapshot = max(self.step, self.last_snapshot + 1)
-        self.run.save_snapshot(
+        return self.run.save_snapshot(
             self.net.snapshot(None if self._out is None or fresh else self._out.stats),
             self.last_snapshot,
             {"kind": kind, "train_step": self.step, **meta},
