@@ -37,8 +37,9 @@ Every part is switchable (``--methods morpho-no-growth``, ``-no-viscosity``, ``-
   et al. 2023); a sleep phase of ``sleep_steps`` steps, taken from the task's budget,
   trains the heads on a class-balanced draw of every class seen. Without a task id only.
 * **Distillation.** The model as it was at the task's start answers each new batch; its
-  outputs on the old classes are distilled into the learner (LwF, Li & Hoiem 2017), which
-  keeps the features that the stored Gaussians describe from drifting. Without a task id.
+  outputs on the old classes are distilled into the learner (LwF, Li & Hoiem 2017) and the
+  squared drift of its features is penalised (``feature_distill``), which keeps the
+  features that the stored Gaussians describe from moving. Without a task id.
 * **Head correction.** Weight aligning (Zhao et al. 2020, "Maintaining discrimination and
   fairness in class incremental learning"): after each class-incremental task, the head rows
   of the new classes are rescaled so their mean norm equals the old classes'; their
@@ -95,7 +96,7 @@ class MorphoCLConfig:
     shrinkage: float = 0.1  # covariance shrinkage towards its diagonal
     distill_alpha: float = 1.0  # weight of the distillation term
     distill_temperature: float = 2.0  # its softmax temperature
-    feature_distill: float = 1.0  # weight of the features' squared drift on new inputs
+    feature_distill: float = 0.1  # weight of the features' squared drift on new inputs
     log_every: int = 5  # steps between train records in each run's metrics.jsonl
 
 

@@ -77,7 +77,11 @@ GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
     "replay-floats": {"learn.lr": LRS},
     "joint": {"learn.lr": LRS},
     "separate": {"learn.lr": LRS},
-    **{name: {"morpho.consolidation": (0.3, 1.0, 3.0, 10.0)} for name in ABLATIONS},
+    # morpho's ablations take morpho's choice when morpho is tuned in the same run
+    **{
+        n: {"morpho.consolidation": (1.0, 3.0), "morpho.feature_distill": (0.1, 1.0)}
+        for n in ABLATIONS
+    },
 }
 
 
@@ -255,6 +259,8 @@ def run_stream(
     }
     for name in cfg.methods:
         chosen, trials = tune_method(cfg, name, val, echo) if cfg.tune else ({}, [])
+        if cfg.tune and name in ABLATIONS and name != "morpho" and "morpho" in cfg.methods:
+            chosen, trials = _tuned_morpho(cfg, val, results, echo), []
         learn, cl = with_overrides(cfg.resolved_learn, cfg.morpho, chosen)
         per_seed = []
         for seed in range(cfg.seeds):
@@ -304,6 +310,17 @@ def tune_method(
     best = max(trials, key=lambda tr: sign * tr["val_avg"])
     echo(f"  {name}: chose {best['point']} on validation (avg {best['val_avg']:.2f})")
     return best["point"], trials
+
+
+def _tuned_morpho(
+    cfg: StreamConfig, val: Stream, results: dict[str, Any], echo: Callable[[str], None]
+) -> dict[str, Any]:
+    """morpho's chosen point (tuned now if morpho comes later in ``cfg.methods``): an
+    ablation removes one part of the tuned method."""
+    done = results["methods"].get("morpho")
+    if done is not None:
+        return dict(done["hyperparameters"]["chosen"])
+    return tune_method(cfg, "morpho", val, echo)[0]
 
 
 def add_paired_differences(methods: dict[str, dict[str, Any]], higher_is_better: bool) -> None:
