@@ -425,7 +425,12 @@ class MorphoLearner(Learner):
             loss.backward()
             self.optimizer.step()
             if self.run is not None and self.step % self.cl.log_every == 0:
-                record = {"step": self.step, "kind": "train", "loss": float(loss), "task": t}
+                record = {
+                    "step": self.step,
+                    "kind": "train",
+                    "loss": float(loss.detach()),
+                    "task": t,
+                }
                 self.run.log_metrics({**record, "sleep": True})
             self.step += 1
 

@@ -258,9 +258,13 @@ def run_stream(
         "methods": {},
     }
     for name in cfg.methods:
-        chosen, trials = tune_method(cfg, name, val, echo) if cfg.tune else ({}, [])
-        if cfg.tune and name in ABLATIONS and name != "morpho" and "morpho" in cfg.methods:
-            chosen, trials = _tuned_morpho(cfg, val, results, echo), []
+        trials: list[dict[str, Any]] = []
+        if not cfg.tune:
+            chosen = {}
+        elif name in ABLATIONS and name != "morpho" and "morpho" in cfg.methods:
+            chosen = _tuned_morpho(cfg, val, results, echo)
+        else:
+            chosen, trials = tune_method(cfg, name, val, echo)
         learn, cl = with_overrides(cfg.resolved_learn, cfg.morpho, chosen)
         per_seed = []
         for seed in range(cfg.seeds):

@@ -27,6 +27,7 @@ from morpho.sims.stream_run import (
     equal_float_memory,
     make_learner,
     run_method,
+    run_stream,
     tune_method,
     validation_split,
 )
@@ -213,3 +214,18 @@ def test_config_round_trips_and_flags_override_the_file(tmp_path) -> None:
     written = stream_config(out / "config.toml", {"learn": {}})
     assert written == stream_config(cfg_file, {"seeds": 2, "learn": {}})
     assert load_toml(out / "config.toml")["learn"]["epochs"] == 1
+
+
+def test_ablations_take_morphos_tuned_point(tmp_path) -> None:
+    cfg = StreamConfig(
+        stream="permuted-digits",
+        tasks=2,
+        methods=("morpho-no-growth", "morpho"),
+        max_train=24,
+        tune=True,
+        learn=replace(TINY, steps=2),
+    )
+    res = run_stream(cfg, tmp_path / "s", echo=lambda _: None)["methods"]
+    morpho, ablation = res["morpho"]["hyperparameters"], res["morpho-no-growth"]["hyperparameters"]
+    assert len(morpho["trials"]) == 4 and ablation["trials"] == []
+    assert ablation["chosen"] == morpho["chosen"] and set(morpho["chosen"]) == set(GRIDS["morpho"])
