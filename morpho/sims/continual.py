@@ -1,11 +1,12 @@
 """Continual learners on a task stream: the model they share, naive fine-tuning and baselines.
 
 Every learner trains the same backbone — a morpho :class:`~morpho.network.Network` with
-growth off — for the same epochs with the same optimizer, so a comparison isolates the
-method. Digit pixels enter the tissue through a :class:`PixelAdapter` (eight rows of eight
-pixels → T = 8 tokens of ``d_cell`` channels, plus a learned position embedding); the
-readout state at the last position feeds a linear head per task (task-incremental) or one
-shared head. Language windows use the network's own embedding and next-character head.
+growth off — for the same optimizer steps a task, each on ``batch_size`` examples (rehearsed
+ones included), with the same optimizer, so a comparison isolates the method. Digit pixels
+enter the tissue through a :class:`PixelAdapter` (eight rows of eight pixels → T = 8 tokens
+of ``d_cell`` channels, plus a learned position embedding); the readout state at the last
+position feeds a linear head per task (task-incremental) or one shared head. Language
+windows use the network's own embedding and next-character head.
 
 Baselines (names for ``--methods``):
     ``naive``    fine-tuning, the lower bound;
@@ -15,7 +16,8 @@ Baselines (names for ``--methods``):
     ``lwf``      learning without forgetting (Li & Hoiem 2017), distilling the previous
                  model's outputs on the new task's inputs;
     ``replay``   experience replay from a memory of ``memory`` examples per class
-                 (Chaudhry et al. 2019, "On tiny episodic memories");
+                 (Chaudhry et al. 2019, "On tiny episodic memories"), filling
+                 ``rehearsal_share`` of each batch;
     ``joint``    one network trained once on every task together (the upper bound;
                  Avalanche's JointTraining), so every row of its matrix is the same model;
     ``separate`` one network per task, each narrower so that together they hold about the
