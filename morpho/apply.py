@@ -7,6 +7,8 @@ level plan. The public one-liners build an edit (:mod:`morpho.edits`), apply it 
 it:
 
     edit = morpho.split(net, cell_id, optimizer=opt, noise=0.0)   # function-preserving
+    morpho.split_unequal(net, cell_id, optimizer=opt, share=1.0,  # A keeps all outputs,
+                         fields={"viscosity": 0.0})               # B starts fluid
     morpho.insert(net, cell_id, optimizer=opt)                    # in series, identity
     morpho.remove(net, cell_id, optimizer=opt, bridge=False)
     morpho.connect(net, src_id, dst_id, optimizer=opt)            # new edge at strength 0
@@ -15,6 +17,8 @@ it:
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -28,6 +32,7 @@ from morpho.edits import (
     insert_edit,
     remove_edit,
     split_edit,
+    unequal_split_edit,
     widen_edit,
 )
 from morpho.network import READOUT, Network
@@ -109,6 +114,19 @@ def split(
 ) -> Edit:
     """Split a cell into two daughters (see :func:`split_edit`) and apply it."""
     return apply_edit(net, split_edit(net, cell_id, noise=noise, task=task), optimizer)
+
+
+def split_unequal(
+    net: Network,
+    cell_id: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    share: float = 1.0,
+    task: int | None = None,
+    fields: Mapping[str, float] | None = None,
+) -> Edit:
+    """Split a cell into daughters with unequal shares (see :func:`unequal_split_edit`)."""
+    edit = unequal_split_edit(net, cell_id, share=share, task=task, fields=fields)
+    return apply_edit(net, edit, optimizer)
 
 
 def insert(

@@ -1,8 +1,9 @@
 """Topology edits: pure descriptions of one change.
 
 An :class:`Edit` carries a :class:`~morpho.surgery.RowMap` for every bank and the tissue
-after the change. Builders (``split_edit``, ``insert_edit``, ``remove_edit``,
-``connect_edit``, ``disconnect_edit``, ``identity_edit``, ``widen_edit``) only read the network;
+after the change. Builders (``split_edit``, ``unequal_split_edit``, ``insert_edit``,
+``remove_edit``, ``connect_edit``, ``disconnect_edit``, ``identity_edit``, ``widen_edit``) only
+read the network;
 :func:`morpho.apply.apply_edit` applies one (parameters, optimizer state, tissue), and
 :mod:`morpho.apply` has the one-call edits (``morpho.split(net, cell_id, optimizer=opt)``).
 
@@ -23,8 +24,8 @@ network config changes with them (the cell type's :meth:`~morpho.cells.CellType.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -192,6 +193,55 @@ def split_edit(
         "dead_edges": [],
     }
     return Edit("split", _maps(net, cell_map, edge_map, "split", share=shared), tissue, info)
+
+
+def unequal_split_edit(
+    net: Network,
+    cell_id: int,
+    share: float = 1.0,
+    noise: float = 0.0,
+    task: int | None = None,
+    fields: Mapping[str, float] | None = None,
+    generator: torch.Generator | None = None,
+) -> Edit:
+    """Asymmetric mitosis: a :func:`split_edit` whose daughters inherit unequal shares.
+
+    Daughter A takes ``share`` of every outgoing strength and of the rows of the banks
+    declared ``split="share"`` (the readout), daughter B the rest, ``1 - share``; the sum
+    downstream is the mother's, so with ``noise == 0`` the function is preserved for any
+    share. The optimizer state follows the row map's scale like any edit's (first moments
+    by ``share``, second by ``share ** 2``): with ``share=1``, B's outgoing rows start at
+    zero with zero moments, like fresh rows, and A continues the mother's exactly.
+    ``fields`` set per-cell tissue fields of daughter B (a stem cell's fresh plasticity:
+    ``{"viscosity": 0.0}``), carried by the edit like every other field.
+
+    Raises:
+        ValueError: ``share`` outside [0, 1], or a field the tissue has no per-cell entry for.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must be in [0, 1]; got {share}")
+    edit = split_edit(net, cell_id, noise=noise, task=task, generator=generator)
+    a = net.row_of(cell_id)  # daughter A's row; B's is the next
+    t = edit.tissue
+    n = t.num_nodes
+    cells = [k for k, v in t.items() if torch.is_tensor(v) and v.dim() and v.shape[0] == n]
+    for key, value in (fields or {}).items():
+        if key not in cells or key.startswith("edge_"):
+            raise ValueError(f"unknown cell field {key!r}; expected one of: {', '.join(cells)}")
+        t[key][a + 1] = value
+    shares = lambda rows: torch.where(  # noqa: E731
+        rows == a, share, torch.where(rows == a + 1, 1.0 - share, 1.0)
+    )
+    out_share, cell_share = shares(t.edge_index[0]), shares(torch.arange(n))
+    maps = {}
+    for name, rmap in edit.maps.items():
+        if name in EDGE_BANKS:
+            maps[name] = replace(rmap, scale=out_share)
+        elif net.bank_specs[name].split == "share":
+            maps[name] = replace(rmap, scale=cell_share)
+        else:
+            maps[name] = rmap
+    return Edit("split", maps, t, {**edit.info, "share": share})
 
 
 def insert_edit(

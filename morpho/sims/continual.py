@@ -1,11 +1,12 @@
 """Continual learners on a task stream: the model they share, naive fine-tuning and baselines.
 
 Every learner trains the same backbone — a morpho :class:`~morpho.network.Network` with
-growth off — for the same epochs with the same optimizer, so a comparison isolates the
-method. Digit pixels enter the tissue through a :class:`PixelAdapter` (eight rows of eight
-pixels → T = 8 tokens of ``d_cell`` channels, plus a learned position embedding); the
-readout state at the last position feeds a linear head per task (task-incremental) or one
-shared head. Language windows use the network's own embedding and next-character head.
+growth off — for the same optimizer steps a task, each on ``batch_size`` examples (rehearsed
+ones included), with the same optimizer, so a comparison isolates the method. Images
+enter the tissue through a :class:`PixelAdapter` (an H × W image as T = H tokens of its
+pixel rows, each projected to ``d_cell`` channels, plus a learned position embedding); the readout state at the last
+position feeds a linear head per task (task-incremental) or one shared head. Language
+windows use the network's own embedding and next-character head.
 
 Baselines (names for ``--methods``):
     ``naive``    fine-tuning, the lower bound;
@@ -15,7 +16,8 @@ Baselines (names for ``--methods``):
     ``lwf``      learning without forgetting (Li & Hoiem 2017), distilling the previous
                  model's outputs on the new task's inputs;
     ``replay``   experience replay from a memory of ``memory`` examples per class
-                 (Chaudhry et al. 2019, "On tiny episodic memories");
+                 (Chaudhry et al. 2019, "On tiny episodic memories"), filling
+                 ``rehearsal_share`` of each batch;
     ``joint``    one network trained once on every task together (the upper bound;
                  Avalanche's JointTraining), so every row of its matrix is the same model;
     ``separate`` one network per task, each narrower so that together they hold about the
@@ -48,8 +50,10 @@ LN2 = 0.6931471805599453
 class LearnConfig:
     """Training budget and the baselines' hyperparameters (the same for every method)."""
 
-    epochs: int = 4  # passes over each task's training split
-    batch_size: int = 32  # examples per step
+    epochs: int = 4  # passes over each task's training split (when ``steps`` is 0)
+    steps: int = 0  # optimizer steps per task, the same for every method (0: ``epochs``)
+    batch_size: int = 32  # examples per step, rehearsed ones included, for every method
+    rehearsal_share: float = 0.5  # share of a batch rehearsed once a method has a memory
     lr: float = 2e-3  # Adam learning rate (one optimizer for the whole stream)
     aux_weight: float = 0.1  # weight of the cells' local next-input prediction loss
     d_cell: int = 16  # channels per cell (≈ 27k parameters: the anchors' 2×100 MLP is ≈ 17k)
@@ -65,7 +69,7 @@ class LearnConfig:
 
 
 class PixelAdapter(nn.Module):
-    """(B, 8, 8) pixel rows → (B, 8, d) tokens: a linear embedding plus a learned position."""
+    """(B, H, W) pixel rows → (B, H, d) tokens: a linear embedding plus a learned position."""
 
     def __init__(self, d: int, width: int = 8, length: int = 8) -> None:
         super().__init__()
@@ -86,7 +90,8 @@ class StreamModel(nn.Module):
         self.net = Network(net_cfg)
         if self.kind == "classify":
             d = net_cfg.d_cell
-            self.adapter = PixelAdapter(d)
+            length, width = stream.input_shape  # rows of pixels
+            self.adapter = PixelAdapter(d, width=width, length=length)
             self.heads = nn.Linear(d, self.n_heads * self.head_size)
 
     @staticmethod
@@ -109,9 +114,18 @@ class StreamModel(nn.Module):
             out = self.net.run(x[:, :-1])
             assert out.logits is not None
             return out.logits, out
+        features, out = self.features(x)
+        return self.head_logits(features), out
+
+    def features(self, x: Tensor) -> tuple[Tensor, Output]:
+        """Digits: the heads' input, the normalised readout state at the last position
+        (B, d), and the network's forward record."""
         out = self.net.run_tissue(self.adapter(x))
-        state = out.state[:, -1]  # (B, d)
-        return self.heads(rms_norm(state)).view(len(x), self.n_heads, self.head_size), out
+        return rms_norm(out.state[:, -1]), out
+
+    def head_logits(self, features: Tensor) -> Tensor:
+        """(B, d) features → every head's logits (B, H, C)."""
+        return self.heads(features).view(len(features), self.n_heads, self.head_size)
 
     def forward(
         self, x: Tensor, head: Tensor, with_record: bool = False
@@ -146,8 +160,10 @@ def distill(old: Tensor, new: Tensor, temperature: float) -> Tensor:
 class Learner:
     """Naive fine-tuning; the base that the other methods override at a few hooks.
 
-    Hooks: :meth:`begin_task`, :meth:`loss` (add a penalty), :meth:`extra_batch` (replay),
-    :meth:`after_update`, :meth:`end_task`.
+    Hooks: :meth:`begin_task`, :meth:`loss` (add a penalty), :meth:`extra_batch` (replay,
+    with :meth:`rehearsed`), :meth:`after_update`, :meth:`end_task` (with
+    :meth:`reserved_steps` when it trains). Every method takes :meth:`task_steps` optimizer
+    steps of ``batch_size`` examples per task.
     """
 
     def __init__(self, stream: Stream, cfg: LearnConfig) -> None:
@@ -160,27 +176,58 @@ class Learner:
         self.step = 0
 
     # ------------------------------------------------------------------ training
+    def task_steps(self, task: StreamTask) -> int:
+        """Optimizer steps a task gets: ``cfg.steps``, or ``cfg.epochs`` passes over its
+        training split in batches of ``cfg.batch_size`` (the same for every method)."""
+        n_batches = len(range(0, len(task.x_train) - 1, self.cfg.batch_size))
+        return self.cfg.steps or self.cfg.epochs * n_batches
+
+    def reserved_steps(self, t: int, task: StreamTask) -> int:
+        """Steps of the task's budget that :meth:`end_task` takes (a sleep phase); 0 here."""
+        return 0
+
+    def rehearsed(self) -> int:
+        """Examples of each batch :meth:`extra_batch` supplies (0: none, a plain batch)."""
+        return 0
+
     def fit_task(self, t: int, task: StreamTask) -> None:
+        """``task_steps`` optimizer steps, each on ``batch_size`` examples: new ones and, for
+        a rehearsing method, ``rehearsed()`` from its memory; ``end_task`` takes the rest."""
         self.begin_task(t, task)
-        for x, y, h in self.batches(task.x_train, task.y_train, task.head):
-            extra = self.extra_batch()
+        awake = self.task_steps(task) - self.reserved_steps(t, task)
+        size = self.cfg.batch_size - self.rehearsed()
+        for x, y, h in self.batches(task.x_train, task.y_train, task.head, steps=awake, size=size):
+            extra = self.extra_batch(self.cfg.batch_size - len(x))
             if extra is not None:
                 x, y, h = (torch.cat([a, b]) for a, b in zip((x, y, h), extra, strict=True))
             self.train_step(t, x, y, h)
         self.end_task(t, task)
 
     def batches(
-        self, x: Tensor, y: Tensor, head: Tensor | int, epochs: int | None = None
+        self,
+        x: Tensor,
+        y: Tensor,
+        head: Tensor | int,
+        epochs: int | None = None,
+        steps: int | None = None,
+        size: int | None = None,
     ) -> Iterator[tuple[Tensor, ...]]:
-        """Shuffled mini-batches ``(x, y, head)`` on the device, ``epochs`` passes (default
-        ``cfg.epochs``); ``head`` is one head for all examples or (n,) heads."""
-        n, bs = len(x), self.cfg.batch_size
+        """Shuffled mini-batches ``(x, y, head)`` of ``size`` (default ``cfg.batch_size``) on
+        the device: ``epochs`` passes (default ``cfg.epochs``), or exactly ``steps`` batches
+        over as many passes as they need; ``head`` is one head for all examples or (n,)."""
+        n, bs = len(x), size or self.cfg.batch_size
         heads = torch.full((n,), head) if isinstance(head, int) else head
-        for _ in range(self.cfg.epochs if epochs is None else epochs):
+        passes = self.cfg.epochs if epochs is None else epochs
+        done, epoch = 0, 0
+        while (epoch < passes) if steps is None else (done < steps):
             order = torch.randperm(n, generator=self.generator)
             for i in range(0, n - 1, bs):
+                if steps is not None and done == steps:
+                    return
                 idx = order[i : i + bs]
+                done += 1
                 yield tuple(a[idx].to(self.device) for a in (x, y, heads))
+            epoch += 1
 
     def train_step(self, t: int, x: Tensor, y: Tensor, h: Tensor) -> Tensor:
         self.model.net.step = self.step
@@ -199,7 +246,8 @@ class Learner:
 
     def begin_task(self, t: int, task: StreamTask) -> None: ...
 
-    def extra_batch(self) -> tuple[Tensor, Tensor, Tensor] | None:
+    def extra_batch(self, n: int) -> tuple[Tensor, Tensor, Tensor] | None:
+        """``n`` rehearsed examples ``(x, y, head)`` to join the batch (None: none)."""
         return None
 
     def after_update(self) -> None: ...
@@ -232,6 +280,15 @@ class Learner:
 
     def n_cells(self) -> int:
         return int(self.model.net.tissue.num_nodes)
+
+    def memory_floats(self) -> int:
+        """Floats of stored data or data statistics (replay's examples, morpho's Gaussians):
+        the memory that replay at equal floats equalises."""
+        return 0
+
+    def state_floats(self) -> int:
+        """Other floats kept besides the model that answers (old models, importances)."""
+        return 0
 
 
 # ----------------------------------------------------------------- regularisers
@@ -267,6 +324,11 @@ class EWC(Learner):
         for k, f in fisher.items():
             self.fisher[k] = self.fisher.get(k, 0) + f / max(n, 1)
         self.anchor = {k: p.detach().clone() for k, p in self.model.named_parameters()}
+
+    def state_floats(self) -> int:
+        return sum(f.numel() for f in self.fisher.values()) + sum(
+            a.numel() for a in self.anchor.values()
+        )
 
 
 class SI(Learner):
@@ -308,6 +370,11 @@ class SI(Learner):
             self.path[k].zero_()
         self.anchor = now
 
+    def state_floats(self) -> int:  # importances, anchor and path integral
+        return sum(w.numel() for w in self.omega.values()) + 2 * sum(
+            a.numel() for a in self.anchor.values()
+        )
+
 
 class LwF(Learner):
     """Learning without forgetting: distil the previous model's old outputs on new inputs."""
@@ -336,22 +403,31 @@ class LwF(Learner):
                 old, new = old[:, 0, self.old_classes], new[:, 0, self.old_classes]
         return loss + self.cfg.lwf_alpha * distill(old, new, self.cfg.lwf_temperature)
 
+    def state_floats(self) -> int:  # the previous model
+        return 0 if self.old is None else sum(p.numel() for p in self.old.parameters())
+
 
 # ------------------------------------------------------------ rehearsal, bounds
 class Replay(Learner):
-    """Experience replay: every batch is joined by as many examples from a class-balanced
-    memory of ``memory`` examples per class of the tasks seen so far."""
+    """Experience replay: once the class-balanced memory of ``memory`` examples per class of
+    the tasks seen so far holds any, ``rehearsal_share`` of every batch is drawn from it."""
 
     def __init__(self, stream: Stream, cfg: LearnConfig) -> None:
         super().__init__(stream, cfg)
         self.memory: list[tuple[Tensor, Tensor, Tensor]] = []
 
-    def extra_batch(self) -> tuple[Tensor, Tensor, Tensor] | None:
-        if not self.memory:
+    def rehearsed(self) -> int:
+        return round(self.cfg.rehearsal_share * self.cfg.batch_size) if self.memory else 0
+
+    def extra_batch(self, n: int) -> tuple[Tensor, Tensor, Tensor] | None:
+        if not (self.memory and n):
             return None
         x, y, h = (torch.cat(parts) for parts in zip(*self.memory, strict=True))
-        idx = torch.randint(0, len(x), (self.cfg.batch_size,), generator=self.generator)
+        idx = torch.randint(0, len(x), (n,), generator=self.generator)
         return x[idx].to(self.device), y[idx].to(self.device), h[idx].to(self.device)
+
+    def memory_floats(self) -> int:
+        return sum(x.numel() for x, _, _ in self.memory)
 
     def end_task(self, t: int, task: StreamTask) -> None:
         lm = self.stream.kind == "lm"
@@ -364,7 +440,8 @@ class Replay(Learner):
 
 
 class Joint(Learner):
-    """Trained once on all tasks together (called at the last task; earlier rows repeat it)."""
+    """Trained once on all tasks together, for the steps of the whole stream (called at the
+    last task; earlier rows repeat it)."""
 
     def fit_task(self, t: int, task: StreamTask) -> None:
         if t < len(self.stream.tasks) - 1:
@@ -372,7 +449,8 @@ class Joint(Learner):
         tasks = self.stream.tasks
         x, y = torch.cat([k.x_train for k in tasks]), torch.cat([k.y_train for k in tasks])
         heads = torch.cat([torch.full((len(k.x_train),), k.head) for k in tasks])
-        for batch in self.batches(x, y, heads):
+        steps = sum(self.task_steps(k) for k in tasks)  # the stream's whole budget
+        for batch in self.batches(x, y, heads, steps=steps):
             self.train_step(t, *batch)
 
 

@@ -1,56 +1,78 @@
-"""morpho's own continual learner: neurogenesis on task-change surprise, viscous old cells,
-task routing through the cells born for a task, and an optional sleep phase.
+"""morpho's own continual learner: neurogenesis on task-change surprise, viscous old cells
+with a floor on plasticity, task routing, generative sleep in the tissue's feature space,
+distillation of old outputs and an exemplar-free correction of the head's bias.
 
-Four parts, each switchable (``--methods morpho-no-growth``, ``-no-viscosity``,
-``-no-routing``, ``-no-sleep``):
+Every part is switchable (``--methods morpho-no-growth``, ``-no-viscosity``, ``-no-floor``,
+``-no-routing``, ``-no-sleep``, ``-no-distill``, ``-no-head-correction``):
 
 * **Neurogenesis.** The learner keeps running means of the batch loss and of every cell's
   surprise (``tissue.surprise_ema``). When the loss jumps by more than ``jump_nats`` and by
   a factor ``jump_ratio`` over its mean — a new task has begun; the learner is not told —
-  the most surprised cell of each level divides (:func:`morpho.split`, daughters tagged
-  with the current task for movies). Division is *asymmetric*, like a stem cell's: daughter
-  A keeps the mother's viscosity and all her outgoing strength, daughter B starts fluid
-  with outgoing strength 0 — still function-preserving, so the split itself forgets nothing.
-* **Viscosity (metaplasticity).** Each cell carries ``tissue.viscosity`` ≥ 0 (0 = fluid);
-  its bank rows move by ``1 / (1 + viscosity)`` of the optimizer's update, an edge by the
-  larger scale of its two ends. During a task each cell accumulates its share of the loss
-  decrease, the path integral ``Σ −g · Δθ`` of synaptic intelligence (Zenke et al. 2017),
-  in ``tissue.usage``; at the task's end ``viscosity += consolidation · usage / max usage``
-  (cascade-like metaplasticity, Benna & Fusi 2016). The scale multiplies the *update*, not
-  the gradient: Adam divides a row's gradient by its own running magnitude, so a constant
-  gradient scale would cancel out. Both fields are tissue fields, carried through every edit.
+  the most surprised cell of each level divides (:func:`morpho.apply.split_unequal`,
+  daughters tagged with the current task for movies). Division is *asymmetric*, like a stem
+  cell's: daughter A keeps the mother's viscosity and all her outgoing strength (share 1),
+  daughter B starts fluid with outgoing strength 0 — one engine edit, so parameters, Adam
+  moments and tissue fields move together and the split itself forgets nothing. Events are
+  logged in ``morpho grow``'s schema (``rule: task-change``), with a train record of the
+  loss every few steps in ``metrics.jsonl``, so ``morpho plot`` and ``morpho render --color
+  task`` read these runs like any run.
+* **Metaplasticity (viscosity).** Each cell carries ``tissue.viscosity`` ≥ 0 (0 = fluid);
+  its bank rows move by ``max(1 / (1 + viscosity), plasticity_floor)`` of the optimizer's
+  update, an edge by the larger scale of its two ends, the input adapter likewise. During a
+  task each cell accumulates its share of the loss decrease, the path integral
+  ``Σ −g · Δθ`` of synaptic intelligence (Zenke et al. 2017), in ``tissue.usage``; at the
+  task's end ``viscosity += consolidation · usage / max usage`` (cascade-like
+  metaplasticity, Benna & Fusi 2016). The floor keeps every row learning: without it the
+  adapter moved at 1/13 of its rate by the fifth task. The scale multiplies the *update*,
+  not the gradient: Adam divides a row's gradient by its own running magnitude.
 * **Routing.** With the task id (task-incremental), task ``j`` runs through the cells
   whose ``tissue.route`` ≤ ``j`` (``route`` = the task a fluid daughter was born for;
   daughter A inherits her mother's): edges and readouts of later cells are masked, as in
   Progressive Networks (Rusu et al. 2016). Without a task id every cell is used.
-* **Sleep.** After each task the learner stores ``prototypes`` k-means centroids per class
-  (averages of ≈ 25 inputs — no raw example is stored) and, in a sleep phase, rehearses the
-  prototypes of every class seen so far for ``sleep_steps`` steps (viscosity on); awake,
-  every batch of the next tasks is joined by as many prototypes (like experience replay,
-  but of centroids). Digits only, and only without routing (with the task id, routing and
-  separate heads do that job). The stored set is reported as ``prototypes`` per class.
+* **Generative sleep.** No raw example and no pixel prototype is stored: at a task's end
+  the learner fits one Gaussian per class to the heads' input features (the normalised
+  readout state, ``d_cell`` numbers; mean and shrunk covariance, ``d + d(d+1)/2`` floats a
+  class). In later tasks ``rehearsal_share`` of every batch is drawn from these Gaussians
+  and passed through the heads (generative feature replay: Liu et al. 2020; FeTrIL, Petit
+  et al. 2023); a sleep phase of ``sleep_steps`` steps, taken from the task's budget,
+  trains the heads on a class-balanced draw of every class seen. Without a task id only.
+* **Distillation.** The model as it was at the task's start answers each new batch; its
+  outputs on the old classes are distilled into the learner (LwF, Li & Hoiem 2017) and the
+  squared drift of its features is penalised (``feature_distill``), which keeps the
+  features that the stored Gaussians describe from moving. Without a task id.
+* **Head correction.** Weight aligning (Zhao et al. 2020, "Maintaining discrimination and
+  fairness in class incremental learning"): after each class-incremental task, the head rows
+  of the new classes are rescaled so their mean norm equals the old classes'; their
+  optimizer moments are rescaled with them (:mod:`morpho.surgery`). Uses no example.
 
-Task boundaries are never read: growth follows the loss; the task index only tags daughters
-(``tissue.task``, for movies) and names the routing of fluid daughters. The growth scheduler
-(``morpho.growth``) is not used: its rules answer free energy during one task, while this
-learner grows on a jump between tasks.
+Task boundaries are never read by growth: it follows the loss; the task index only tags
+daughters (``tissue.task``, for movies) and names the routing of fluid daughters. Sleep,
+distillation and head correction act at the task's end, as every baseline's end-of-task
+hook does.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 from torch.func import functional_call
 
-from morpho.apply import split
+from morpho.apply import split_unequal
+from morpho.cells import rms_norm
+from morpho.growth.dispatch import cell_stats, event_record
+from morpho.growth.rule import Event
 from morpho.network import EDGE_BANKS
 from morpho.output import Output
 from morpho.rundir import RunDir
-from morpho.sims.continual import LearnConfig, Learner, task_loss
+from morpho.sims.continual import LearnConfig, Learner, StreamModel, distill, task_loss
 from morpho.sims.streams import Stream, StreamTask
+from morpho.surgery import RowMap, migrate_optimizer_state, remap_parameter, remap_rows
 
 
 @dataclass(frozen=True)
@@ -58,26 +80,68 @@ class MorphoCLConfig:
     """The parts of morpho's continual learner and their settings."""
 
     growth: bool = True  # task-change surprise → mitosis (neurogenesis)
-    viscosity: bool = True  # consolidated cells lose plasticity
+    viscosity: bool = True  # consolidated cells lose plasticity, down to the floor
     routing: bool = True  # with a task id, task j uses only cells routed to tasks <= j
-    sleep: bool = True  # rehearse stored class prototypes between tasks
+    sleep: bool = True  # generative sleep on class-conditional Gaussians of the features
+    distill: bool = True  # distil the task-start model's old-class outputs on new inputs
+    head_correction: bool = True  # weight aligning of new against old class rows
     jump_nats: float = 0.2  # loss rise over its running mean that signals a new task (nats)
     jump_ratio: float = 2.0  # … and the factor over the running mean it must reach
     momentum: float = 0.9  # running means of the batch loss and the cells' surprise
     cooldown: int = 20  # steps between growth events
     cells_per_level: int = 1  # cells that divide in each level per growth event
     consolidation: float = 3.0  # viscosity added at a task's end to its most used cell
-    prototypes: int = 5  # k-means prototypes stored per class for sleep
-    sleep_steps: int = 16  # steps of a sleep phase (batches drawn from the prototypes)
+    plasticity_floor: float = 0.25  # least share of the optimizer's update a row keeps
+    sleep_steps: int = 4  # steps of a sleep phase, taken from the task's step budget
+    shrinkage: float = 0.1  # covariance shrinkage towards its diagonal
+    distill_alpha: float = 1.0  # weight of the distillation term
+    distill_temperature: float = 2.0  # its softmax temperature
+    feature_distill: float = 0.1  # weight of the features' squared drift on new inputs
+    log_every: int = 5  # steps between train records in each run's metrics.jsonl
 
 
-ABLATIONS = {
+ABLATIONS: dict[str, dict[str, Any]] = {
     "morpho": {},
     "morpho-no-growth": {"growth": False},
     "morpho-no-viscosity": {"viscosity": False},
+    "morpho-no-floor": {"plasticity_floor": 0.0},
     "morpho-no-routing": {"routing": False},
     "morpho-no-sleep": {"sleep": False},
+    "morpho-no-distill": {"distill": False},
+    "morpho-no-head-correction": {"head_correction": False},
 }
+
+
+@dataclass(frozen=True)
+class ClassGaussian:
+    """One class's Gaussian over the heads' input features (no example is kept).
+
+    Shapes:
+        mean: (d,); chol: (d, d) lower Cholesky factor of the shrunk covariance.
+    """
+
+    mean: Tensor
+    chol: Tensor
+    label: int
+    head: int
+
+    def floats(self) -> int:
+        """Stored floats: the mean and the covariance's lower triangle."""
+        d = self.mean.numel()
+        return d + d * (d + 1) // 2
+
+
+def fit_gaussian(features: Tensor, shrinkage: float) -> tuple[Tensor, Tensor]:
+    """Mean (d,) and lower Cholesky factor (d, d) of ``features`` (n, d), the covariance
+    shrunk by ``shrinkage`` towards its diagonal (Ledoit & Wolf 2004) plus a small ridge."""
+    mean = features.mean(0)
+    d = features.shape[1]
+    if len(features) < 2:
+        return mean, 0.1 * torch.eye(d)
+    centred = features - mean
+    cov = centred.T @ centred / (len(features) - 1)
+    cov = (1 - shrinkage) * cov + shrinkage * torch.diag(torch.diag(cov))
+    return mean, torch.linalg.cholesky(cov + 1e-4 * torch.eye(d))
 
 
 class MorphoLearner(Learner):
@@ -94,10 +158,13 @@ class MorphoLearner(Learner):
         t.route = torch.zeros(t.num_nodes, dtype=torch.long)
         self.adapter_viscosity = 0.0
         self.loss_ema: float | None = None
+        self._jump = 0.0  # the latest batch loss minus its running mean (nats)
         self.last_growth = -(10**9)
         self.task = 0
-        self.prototypes: list[tuple[Tensor, Tensor, Tensor]] = []
-        self.asleep = False
+        self.gaussians: list[ClassGaussian] = []
+        self.old: StreamModel | None = None  # the model at the task's start (distillation)
+        self.old_classes: list[int] = []
+        self.sleep_budget = 0
         self.last_snapshot = -1
         self._out: Output | None = None  # the record of the latest training forward
         self._snapshot("start")
@@ -106,25 +173,45 @@ class MorphoLearner(Learner):
     def net(self):  # type: ignore[no-untyped-def]
         return self.model.net
 
+    @property
+    def routed(self) -> bool:
+        """Routing applies: it is on and the stream gives the task id."""
+        return self.cl.routing and self.stream.task_id_given
+
+    @property
+    def dreams(self) -> bool:
+        """Generative sleep applies: on, digits, and no task id (routing isolates then)."""
+        return self.cl.sleep and self.stream.kind == "classify" and not self.routed
+
     # ------------------------------------------------------------------ one step
     def begin_task(self, t: int, task: StreamTask) -> None:
         self.task = t
+        if not (self.cl.distill and t > 0 and self.stream.kind == "classify" and not self.routed):
+            return
+        self.old = copy.deepcopy(self.model).eval()
+        for p in self.old.parameters():
+            p.requires_grad_(False)
+        self.old_classes = sorted({c for k in self.stream.tasks[:t] for c in k.classes})
 
-    def extra_batch(self) -> tuple[Tensor, Tensor, Tensor] | None:
-        """Awake, each batch is joined by stored prototypes of earlier classes (with sleep on)."""
-        if not (self.cl.sleep and self.prototypes) or self.asleep:
-            return None
-        x, y, h = (torch.cat(parts) for parts in zip(*self.prototypes, strict=True))
-        idx = torch.randint(0, len(x), (self.cfg.batch_size,), generator=self.generator)
-        return x[idx].to(self.device), y[idx].to(self.device), h[idx].to(self.device)
+    def reserved_steps(self, t: int, task: StreamTask) -> int:
+        """The sleep phase's steps (at most a quarter of the task's budget)."""
+        self.sleep_budget = min(self.cl.sleep_steps, self.task_steps(task) // 4)
+        return self.sleep_budget if self.dreams else 0
+
+    def rehearsed(self) -> int:
+        return round(self.cfg.rehearsal_share * self.cfg.batch_size) if self._dreaming() else 0
+
+    def _dreaming(self) -> bool:
+        return self.dreams and bool(self.gaussians)
 
     def train_step(self, t: int, x: Tensor, y: Tensor, h: Tensor) -> Tensor:
         self.net.step = self.step
         loss = self.loss(t, x, y, h)
-        if self.cl.growth and not self.asleep and self._task_changed():
+        if self.cl.growth and self._task_changed():
             self.grow(t)
             loss = self.loss(t, x, y, h)
         self._update_surprise()
+        self._log_metrics(t)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         before = {k: p.detach().clone() for k, p in self._viscous_params().items()}
@@ -134,9 +221,31 @@ class MorphoLearner(Learner):
         return loss.detach()
 
     def loss(self, t: int, x: Tensor, y: Tensor, h: Tensor) -> Tensor:
-        logits, self._out = self.predict_record(x, h)
-        self._ce = task_loss(self.model.kind, logits, x, y)
-        return self._ce + self.cfg.aux_weight * self._out.aux_loss
+        """Cross-entropy on the new batch (``self._ce``, which growth watches) and, once
+        there are Gaussians, on dreamt features filling the batch; plus distillation."""
+        if self.stream.kind != "classify" or self.routed:
+            logits, self._out = self.predict_record(x, h)
+            self._ce = task_loss(self.model.kind, logits, x, y)
+            return self._ce + self.cfg.aux_weight * self._out.aux_loss
+        features, self._out = self.model.features(x)
+        every = self.model.head_logits(features)  # (B, H, C)
+        self._ce = F.cross_entropy(every[torch.arange(len(x)), h], y)
+        ce = self._ce
+        n_dream = self.cfg.batch_size - len(x) if self._dreaming() else 0
+        if n_dream > 0:
+            ce = (len(x) * ce + n_dream * self._dream_loss(n_dream)) / (len(x) + n_dream)
+        loss = ce + self.cfg.aux_weight * self._out.aux_loss
+        if self.old is not None:
+            with torch.no_grad():
+                old_features = self.old.features(x)[0]
+                old = self.old.head_logits(old_features)
+            pick = self.old_classes if self.stream.scenario == "class" else slice(None)
+            loss = loss + self.cl.distill_alpha * distill(
+                old[:, 0, pick], every[:, 0, pick], self.cl.distill_temperature
+            )
+            drift = (features - old_features).pow(2).sum(-1).mean()
+            loss = loss + self.cl.feature_distill * drift
+        return loss
 
     def predict(self, x: Tensor, head: Tensor) -> Tensor:
         return self.predict_record(x, head)[0]
@@ -144,7 +253,7 @@ class MorphoLearner(Learner):
     def predict_record(self, x: Tensor, head: Tensor) -> tuple[Tensor, Output]:
         """Logits and the forward record; with routing and a task id, only the cells routed
         to that task run."""
-        if not (self.cl.routing and self.stream.task_id_given):
+        if not self.routed:
             return self.model(x, head, with_record=True)
         task = int(head[0])
         visible = (self.net.tissue.route <= task).float().to(self.device)  # (N,)
@@ -164,7 +273,7 @@ class MorphoLearner(Learner):
         if self.loss_ema is None:
             self.loss_ema = ce
             return False
-        jump = ce - self.loss_ema
+        jump = self._jump = ce - self.loss_ema
         changed = (
             self.step - self.last_growth >= self.cl.cooldown
             and jump > self.cl.jump_nats
@@ -190,40 +299,35 @@ class MorphoLearner(Learner):
         for level in tissue.level.unique().tolist():
             rows = (tissue.level == level).nonzero()[:, 0]
             top = rows[ratio[rows].argsort(descending=True)[: self.cl.cells_per_level]]
-            mothers += tissue.cell_id[top].tolist()
-        for mother in mothers:
-            edit = split(self.net, mother, optimizer=self.optimizer, noise=0.0, task=t)
-            a_id, b_id = edit.info["new_cells"]
-            self._asymmetric(a_id, b_id, t)
-            if self.run is not None:
-                self.run.log_event(
-                    {
-                        "step": self.step,
-                        "kind": "split",
-                        "cells": [mother],
-                        "new_cells": edit.info["new_cells"],
-                        "task": t,
-                        "reason": "task-change surprise",
-                        "loss_ema": self.loss_ema,
-                    }
-                )
+            mothers += [(int(tissue.cell_id[r]), float(ratio[r])) for r in top]
+        records = [self._divide(mother, score, t) for mother, score in mothers]
         self.last_growth = self.step
-        self._snapshot("growth", fresh=True, task=t)
+        snap = self._snapshot("growth", fresh=True, task=t)
+        if self.run is not None and snap is not None:
+            for record in records:
+                self.run.log_event({**record, "snapshot": snap.name})
 
-    @torch.no_grad()
-    def _asymmetric(self, a_id: int, b_id: int, t: int) -> None:
-        """A takes all of the mother's outgoing strength and readout, B none (function kept)."""
-        a, b = self.net.row_of(a_id), self.net.row_of(b_id)
-        src = self.net.tissue.edge_index[0].to(self.device)
-        strength, readout = self.net.banks["strength"], self.net.banks["readout"]
-        strength[src == a] *= 2.0
-        strength[src == b] = 0.0
-        readout[a] *= 2.0
-        readout[b] = 0.0
-        tissue = self.net.tissue
-        tissue.viscosity[b] = 0.0
-        tissue.usage[b] = 0.0
-        tissue.route[b] = t
+    def _divide(self, mother: int, score: float, t: int) -> dict[str, object]:
+        """One asymmetric mitosis through the engine: daughter A keeps the mother's outputs
+        and viscosity, B starts silent (share 0), fluid, unused and routed to task ``t``;
+        parameters, optimizer moments and tissue fields move together. Returns the event's
+        ``events.jsonl`` record (the growth schema of ``morpho grow``)."""
+        before = {str(mother): cell_stats(self.net, mother)}
+        fields = {"viscosity": 0.0, "usage": 0.0, "route": float(t)}
+        edit = split_unequal(
+            self.net, mother, optimizer=self.optimizer, share=1.0, task=t, fields=fields
+        )
+        stats = {"loss_jump": self._jump, "loss_ema": float(self.loss_ema or 0.0)}
+        stats["surprise_ratio"] = score
+        event = Event(
+            "split",
+            (mother,),
+            score,
+            f"task-change surprise: loss {self._jump:+.2f} nats over its mean",
+            rule="task-change",
+            stats=stats,
+        )
+        return {**event_record(self.net, event, edit, self.step, before, {}), "task": t}
 
     # ------------------------------------------------------------------ viscosity
     def _viscous_params(self) -> dict[str, Tensor]:
@@ -233,16 +337,19 @@ class MorphoLearner(Learner):
             params.update({f"adapter.{k}": p for k, p in self.model.adapter.named_parameters()})
         return params
 
-    def _row_scales(self) -> tuple[Tensor, Tensor]:
-        """Per-cell and per-edge learning-rate scales ``1 / (1 + viscosity)``."""
-        cell = 1.0 / (1.0 + self.net.tissue.viscosity.to(self.device))  # (N,)
+    def _row_scales(self) -> tuple[Tensor, Tensor, float]:
+        """Per-cell, per-edge and adapter shares of the update, ``1 / (1 + viscosity)``
+        each, never below ``plasticity_floor``."""
+        floor = self.cl.plasticity_floor
+        cell = (1.0 / (1.0 + self.net.tissue.viscosity.to(self.device))).clamp(min=floor)
         src, dst = self.net.tissue.edge_index.to(self.device)
-        return cell, torch.maximum(cell[src], cell[dst])  # (N,), (E,)
+        adapter = max(1.0 / (1.0 + self.adapter_viscosity), floor)
+        return cell, torch.maximum(cell[src], cell[dst]), adapter  # (N,), (E,), ()
 
     @torch.no_grad()
     def _apply_viscosity(self, before: dict[str, Tensor]) -> None:
-        """Scale each row's update by its scale; accumulate each cell's SI usage."""
-        cell, edge = self._row_scales()
+        """Scale each row's update by its share; accumulate each cell's SI usage."""
+        cell, edge, adapter = self._row_scales()
         usage = torch.zeros_like(cell)
         dst = self.net.tissue.edge_index[1].to(self.device)
         for k, p in self._viscous_params().items():
@@ -252,7 +359,7 @@ class MorphoLearner(Learner):
                     s = edge if k[6:] in EDGE_BANKS else cell
                     delta = delta * s.view(-1, *[1] * (p.dim() - 1))
                 else:
-                    delta = delta / (1.0 + self.adapter_viscosity)
+                    delta = delta * adapter
                 p.copy_(before[k] + delta)
             if p.grad is None or not k.startswith("banks."):
                 continue
@@ -269,49 +376,105 @@ class MorphoLearner(Learner):
             share = tissue.usage / tissue.usage.max().clamp(min=1e-12)
             tissue.viscosity += self.cl.consolidation * share
             self.adapter_viscosity += self.cl.consolidation
-        if (
-            self.cl.sleep
-            and self.stream.kind == "classify"
-            and not (self.cl.routing and self.stream.task_id_given)
-        ):
-            self._store_prototypes(task)
+        if self.dreams:
+            self._store_gaussians(task)
             self._sleep(t)
+        if self.cl.head_correction and self.stream.scenario == "class" and t > 0:
+            self._align_head(t, task)
         tissue.usage.zero_()
+        self.old = None
         self._snapshot("task_end", task=t)
 
     # ---------------------------------------------------------------------- sleep
-    def _store_prototypes(self, task: StreamTask) -> None:
-        """k-means centroids of each class's training inputs (averages, not raw examples)."""
-        from sklearn.cluster import KMeans
-
+    @torch.no_grad()
+    def _store_gaussians(self, task: StreamTask) -> None:
+        """One Gaussian per class of the task over its training inputs' features."""
+        self.model.eval()
+        feats = torch.cat(
+            [self.model.features(x.to(self.device))[0] for x in task.x_train.split(256)]
+        ).cpu()
+        self.model.train()
         for c in task.classes:
-            x = task.x_train[task.y_train == c]
-            if not len(x):
-                continue  # a class absent from a cut-down split (--max-train) has none
-            k = min(self.cl.prototypes, len(x))
-            km = KMeans(n_clusters=k, n_init=3, random_state=self.cfg.seed)
-            km.fit(x.flatten(1).numpy())
-            centers = torch.tensor(np.asarray(km.cluster_centers_), dtype=torch.float32)
-            self.prototypes.append(
-                (centers.view(k, *x.shape[1:]), torch.full((k,), c), torch.full((k,), task.head))
-            )
+            f = feats[task.y_train == c]
+            if len(f):  # a class absent from a cut-down split (--max-train) has none
+                mean, chol = fit_gaussian(f, self.cl.shrinkage)
+                self.gaussians.append(ClassGaussian(mean, chol, c, task.head))
+
+    def _dream(self, n: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``n`` features drawn class-balanced from the stored Gaussians, on the feature
+        sphere the heads read: (n, d) features, (n,) labels, (n,) heads."""
+        pick = torch.randint(0, len(self.gaussians), (n,), generator=self.generator)
+        means = torch.stack([g.mean for g in self.gaussians])[pick]  # (n, d)
+        chols = torch.stack([g.chol for g in self.gaussians])[pick]  # (n, d, d)
+        z = torch.randn(means.shape, generator=self.generator)
+        feats = rms_norm(means + torch.einsum("nij,nj->ni", chols, z))
+        labels = torch.tensor([self.gaussians[i].label for i in pick.tolist()])
+        heads = torch.tensor([self.gaussians[i].head for i in pick.tolist()])
+        return feats.to(self.device), labels.to(self.device), heads.to(self.device)
+
+    def _dream_loss(self, n: int) -> Tensor:
+        feats, labels, heads = self._dream(n)
+        logits = self.model.head_logits(feats)[torch.arange(n), heads]
+        return F.cross_entropy(logits, labels)
 
     def _sleep(self, t: int) -> None:
-        self.asleep = False
-        batches = [self.extra_batch() for _ in range(self.cl.sleep_steps)]
-        self.asleep = True
-        for batch in batches:
-            self.train_step(t, *batch)  # type: ignore[misc]
-        self.asleep = False
+        """``sleep_budget`` optimizer steps of the heads on dreamt features alone."""
+        for _ in range(self.sleep_budget):
+            loss = self._dream_loss(self.cfg.batch_size)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            if self.run is not None and self.step % self.cl.log_every == 0:
+                record = {
+                    "step": self.step,
+                    "kind": "train",
+                    "loss": float(loss.detach()),
+                    "task": t,
+                }
+                self.run.log_metrics({**record, "sleep": True})
+            self.step += 1
+
+    # ------------------------------------------------------------- head correction
+    @torch.no_grad()
+    def _align_head(self, t: int, task: StreamTask) -> None:
+        """Weight aligning: the new classes' head rows rescaled to the old rows' mean norm,
+        their optimizer moments with them (one row map through the optimizer surgery)."""
+        old_w = self.model.heads.weight
+        new = torch.zeros(old_w.shape[0], dtype=torch.bool)
+        new[list(task.classes)] = True
+        seen = torch.zeros_like(new)
+        seen[sorted({c for k in self.stream.tasks[:t] for c in k.classes})] = True
+        norms = old_w.detach().norm(dim=1).cpu()
+        gamma = float(norms[seen].mean() / norms[new].mean().clamp(min=1e-12))
+        rmap = RowMap.build(torch.arange(len(new)), scale=torch.where(new, gamma, 1.0))
+        w = nn.Parameter(remap_parameter(old_w.detach(), rmap))
+        if old_w.grad is not None:
+            w.grad = remap_rows(old_w.grad, rmap)
+        migrate_optimizer_state(self.optimizer, old_w, w, rmap)
+        self.model.heads.weight = w
+
+    # ------------------------------------------------------------------- memory
+    def memory_floats(self) -> int:
+        return sum(g.floats() for g in self.gaussians)
+
+    def state_floats(self) -> int:  # the task-start model, held during a task
+        return sum(p.numel() for p in self.model.parameters()) if self.cl.distill else 0
 
     # ------------------------------------------------------------------ recording
-    def _snapshot(self, kind: str, fresh: bool = False, **meta: object) -> None:
+    def _log_metrics(self, t: int) -> None:
+        """A ``metrics.jsonl`` train record every ``log_every`` steps (loss in nats)."""
+        if self.run is None or self.step % self.cl.log_every:
+            return
+        loss = float(self._ce.detach())
+        self.run.log_metrics({"step": self.step, "kind": "train", "loss": loss, "task": t})
+
+    def _snapshot(self, kind: str, fresh: bool = False, **meta: object) -> Path | None:
         """A movie frame, named by step (bumped by one when two events share a step), with
         the latest forward's statistics unless the topology is ``fresh`` from an edit."""
         if self.run is None:
-            return
+            return None
         self.last_snapshot = max(self.step, self.last_snapshot + 1)
-        self.run.save_snapshot(
+        return self.run.save_snapshot(
             self.net.snapshot(None if self._out is None or fresh else self._out.stats),
             self.last_snapshot,
             {"kind": kind, "train_step": self.step, **meta},

@@ -1,7 +1,8 @@
 """CLI command ``morpho stream``: continual-learning task streams (see morpho/sims/streams.py).
 
     morpho stream --stream split-digits --scenario class \\
-        --methods morpho,naive,ewc,si,lwf,replay,joint --seeds 3
+        --methods morpho,naive,ewc,si,lwf,replay,joint --seeds 3 --budget converged --tune
+    morpho stream --config my_stream.toml --seeds 5        # flags override the file
 
 prints the mean ± std table and writes ``results.json``, heatmaps and morpho's run
 directories under ``--out`` (see :mod:`morpho.sims.stream_run`).
@@ -10,9 +11,12 @@ directories under ``--out`` (see :mod:`morpho.sims.stream_run`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from morpho.sims.stream_run import StreamConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -22,8 +26,9 @@ def register(app: typer.Typer) -> None:
 
 def stream(
     stream: Annotated[
-        str, typer.Option(help="split-digits | permuted-digits | lang-domains.")
-    ] = "split-digits",
+        Optional[str],
+        typer.Option(help="split-digits | permuted-digits | split-mnist | lang-domains."),
+    ] = None,
     scenario: Annotated[
         Optional[str],
         typer.Option(
@@ -31,25 +36,57 @@ def stream(
             "streams, domain for lang-domains."
         ),
     ] = None,
-    tasks: Annotated[int, typer.Option(help="permuted-digits: permutations (0: 10).")] = 0,
+    tasks: Annotated[
+        Optional[int], typer.Option(help="permuted-digits: permutations (0: 10).")
+    ] = None,
     methods: Annotated[
-        str,
+        Optional[str],
         typer.Option(
-            help="Comma-separated methods: morpho, its ablations "
-            "morpho-no-growth/-viscosity/-routing/-sleep, naive, ewc, "
-            "si, lwf, replay, joint, separate."
+            help="Comma-separated methods (default morpho,naive): morpho, its ablations "
+            "morpho-no-growth/-viscosity/-floor/-routing/-sleep/-distill/-head-correction, "
+            "naive, ewc, si, lwf, replay, replay-floats (replay in morpho's floats), joint, "
+            "separate."
         ),
-    ] = "morpho,naive",
-    seeds: Annotated[int, typer.Option(help="Seeds per method; the table shows mean ± std.")] = 1,
-    epochs: Annotated[int, typer.Option(help="Passes over each task's training split.")] = 4,
-    memory: Annotated[int, typer.Option(help="replay: stored examples per class.")] = 10,
+    ] = None,
+    seeds: Annotated[
+        Optional[int], typer.Option(help="Seeds per method (default 1); mean ± std.")
+    ] = None,
+    budget: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Optimizer steps a task, the same for every method: short (--epochs "
+            "passes over the task, default) or converged (500 steps)."
+        ),
+    ] = None,
+    epochs: Annotated[
+        Optional[int], typer.Option(help="short budget: passes over each task (default 4).")
+    ] = None,
+    memory: Annotated[
+        Optional[int], typer.Option(help="replay: stored examples per class (default 10).")
+    ] = None,
+    tune: Annotated[
+        Optional[bool],
+        typer.Option(
+            help="Choose each method's hyperparameters on the validation split carved from "
+            "the training data (seed 0; the grids are recorded in results.json)."
+        ),
+    ] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="TOML file: the keys of StreamConfig, [learn] and [morpho] tables; flags "
+            "override it."
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/stream"),
     data: Annotated[
         Optional[list[Path]],
         typer.Option(help="lang-domains: extra text file (a domain each; repeatable)."),
     ] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N.")] = "cpu",
-    max_train: Annotated[int, typer.Option(help="Training examples kept per task (0: all).")] = 0,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N.")] = None,
+    max_train: Annotated[
+        Optional[int], typer.Option(help="Training examples kept per task (0: all).")
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option(help="Replace a non-empty output folder (the whole folder).")
     ] = False,
@@ -57,29 +94,28 @@ def stream(
     """Learn a stream of tasks one after another; print and save the continual-learning metrics."""
     from morpho.cli import fail
     from morpho.rundir import RunDir
-    from morpho.sims.continual import LearnConfig
-    from morpho.sims.stream_run import StreamConfig, run_stream
+    from morpho.sims.stream_run import run_stream
     from morpho.sims.streams import build_stream
 
     from .commands import comma_list
 
-    scenario = scenario or ("domain" if stream == "lang-domains" else "class")
+    flags = {
+        "stream": stream,
+        "scenario": scenario,
+        "tasks": tasks,
+        "methods": None if methods is None else comma_list(methods),
+        "seeds": seeds,
+        "budget": budget,
+        "tune": tune,
+        "data": None if data is None else [str(p) for p in data],
+        "max_train": max_train,
+        "learn": {"epochs": epochs, "memory": memory, "device": device},
+    }
     try:
-        check_device(device)
-        check_data(stream, data or [])
-        names = tuple(comma_list(methods))
-        learn = LearnConfig(epochs=epochs, memory=memory, device=device)
-        cfg = StreamConfig(
-            stream=stream,
-            scenario=scenario,
-            tasks=tasks,
-            methods=names,
-            seeds=seeds,
-            data=tuple(str(p) for p in data or ()),
-            max_train=max_train,
-            learn=learn,
-        )
-        built = build_stream(cfg.stream, cfg.scenario, cfg.tasks, cfg.data, max_train=max_train)
+        cfg = stream_config(config, flags)
+        check_device(cfg.learn.device)
+        check_data(cfg.stream, [Path(p) for p in cfg.data])
+        built = build_stream(cfg.stream, cfg.scenario, cfg.tasks, cfg.data, max_train=cfg.max_train)
         owner = RunDir(out, overwrite=overwrite)  # held until the command returns
         owner.claim()
     except ValueError as e:
@@ -89,10 +125,28 @@ def stream(
         fail(f"{e.strerror or e} ({e.filename}); expected a writable output folder")
         return
     typer.echo(
-        f"stream {stream} ({scenario}-incremental), methods {', '.join(names)}, "
-        f"{seeds} seed(s), {epochs} epochs per task → {out}"
+        f"stream {cfg.stream} ({cfg.scenario}-incremental), methods {', '.join(cfg.methods)}, "
+        f"{cfg.seeds} seed(s), {cfg.budget} budget"
+        f"{' (tuned on validation)' if cfg.tune else ''} → {out}"
     )
     run_stream(cfg, out, echo=typer.echo, stream=built)
+
+
+def stream_config(path: Path | None, flags: dict[str, Any]) -> StreamConfig:
+    """The :class:`~morpho.sims.stream_run.StreamConfig` of a TOML file (if any) with the
+    flags that were given over it, through ``morpho grow``'s loader and coercer: unknown
+    keys and wrong types raise ``ValueError`` naming what was expected."""
+    from morpho.config import _deep_merge, from_dict, load_toml
+    from morpho.sims.stream_run import StreamConfig  # noqa: F811
+
+    data = load_toml(path) if path is not None else {}
+    given = {k: v for k, v in flags.items() if v is not None and k != "learn"}
+    learn = {k: v for k, v in flags["learn"].items() if v is not None}
+    merged = _deep_merge(_deep_merge(data, given), {"learn": learn} if learn else {})
+    merged.setdefault("methods", ["morpho", "naive"])
+    lang = merged.get("stream") == "lang-domains"
+    merged.setdefault("scenario", "domain" if lang else "class")
+    return from_dict(StreamConfig, merged, "")
 
 
 def check_device(device: str) -> None:

@@ -153,7 +153,7 @@ def test_routing_hides_cells_born_for_later_tasks_from_earlier_ones() -> None:
 
 
 def test_a_viscous_cell_barely_moves_while_a_fluid_one_learns() -> None:
-    learner = _learner(growth=False)
+    learner = _learner(growth=False, plasticity_floor=0.0)
     t = learner.net.tissue
     t.viscosity = torch.full((t.num_nodes,), 1e6)
     t.viscosity[0] = 0.0
