@@ -2,11 +2,11 @@
 
 Every learner trains the same backbone — a morpho :class:`~morpho.network.Network` with
 growth off — for the same optimizer steps a task, each on ``batch_size`` examples (rehearsed
-ones included), with the same optimizer, so a comparison isolates the method. Images
-enter the tissue through a :class:`PixelAdapter` (an H × W image as T = H tokens of its
-pixel rows, each projected to ``d_cell`` channels, plus a learned position embedding); the readout state at the last
-position feeds a linear head per task (task-incremental) or one shared head. Language
-windows use the network's own embedding and next-character head.
+ones included), with the same optimizer, so a comparison isolates the method. Images enter
+the tissue through a :class:`PixelAdapter` (an H × W image as T = H tokens of its pixel rows,
+each projected to ``d_cell`` channels, plus a learned position embedding); the readout
+state at the last position feeds a linear head per task (task-incremental) or one shared
+head. Language windows use the network's own embedding and next-character head.
 
 Baselines (names for ``--methods``):
     ``naive``    fine-tuning, the lower bound;
