@@ -229,3 +229,17 @@ def test_ablations_take_morphos_tuned_point(tmp_path) -> None:
     morpho, ablation = res["morpho"]["hyperparameters"], res["morpho-no-growth"]["hyperparameters"]
     assert len(morpho["trials"]) == 4 and ablation["trials"] == []
     assert ablation["chosen"] == morpho["chosen"] and set(morpho["chosen"]) == set(GRIDS["morpho"])
+
+
+@pytest.mark.parametrize("method", ["naive", "morpho"])
+def test_a_28_by_28_stream_reads_its_rows_through_the_adapter(method: str) -> None:
+    """split-mnist's images are 28 rows of 28 pixels: the adapter is sized from the stream."""
+    stream = build_stream("split-mnist", "class", max_train=16)
+    stream = replace(stream, tasks=stream.tasks[:2])
+    learner = make_learner(method, stream, replace(TINY, steps=2), MorphoCLConfig(sleep_steps=1))
+    result = run_method(learner, stream)
+    assert learner.model.adapter.proj.in_features == 28
+    assert learner.model.adapter.pos.shape[0] == 28
+    matrix = result["matrix"]
+    assert len(matrix) == 2 and all(len(row) == 2 for row in matrix)
+    assert all(0.0 <= a <= 100.0 for row in matrix for a in row)
