@@ -36,7 +36,7 @@ TINY = NetworkConfig(
 )
 
 
-# docs/mechanisms.toml (every issue-8 mechanism on), fitted to 16-token test runs and with a
+# docs/mechanisms.toml (every optional mechanism on), fitted to 16-token test runs and with a
 # Lyapunov target the tissue exceeds, so the regulariser is active
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 ALL_ON: dict[str, Any] = load_toml(DOCS / "mechanisms.toml")

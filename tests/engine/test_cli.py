@@ -52,7 +52,7 @@ def _check_run(out: Path, steps: int) -> None:
 
 def test_grow_writes_a_run_directory_and_learns(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = _grow(out, 40)  # a short run; the 200-step run of the issue is marked slow
+    result = _grow(out, 40)  # a short run; the 200-step run is marked slow
     assert result.exit_code == 0, result.output
     assert "val_bpc" in result.output
     _check_run(out, 40)

@@ -318,7 +318,7 @@ def test_grow_runs_the_scheduler_and_records_the_resolved_growth_table(tmp_path)
 
 @pytest.mark.slow
 def test_small_lang_run_divides_dies_and_grows_edges(tmp_path) -> None:
-    """The issue's check: ``morpho grow --task lang --preset small --seed 0``."""
+    """The reference check: ``morpho grow --task lang --preset small --seed 0``."""
     summary = grow(RunConfig.preset("small").merged({"train": {"seed": 0}}), tmp_path / "run")
     kinds = {e["kind"] for e in read_jsonl(tmp_path / "run" / "events.jsonl")}
     assert {"split", "remove", "connect"} <= kinds

@@ -62,7 +62,7 @@ def test_plot_works_without_events(run_dir: Path, tmp_path: Path) -> None:
 
 
 def with_mechanisms(run_dir: Path, out: Path, fields: tuple[str, ...]) -> Path:
-    """A copy of ``run_dir`` whose train records carry ``fields`` (issue-8 monitors) and whose
+    """A copy of ``run_dir`` whose train records carry ``fields`` (monitors) and whose
     events add two inserts (mitosis in series) and wormhole connects."""
     shutil.copytree(run_dir, out)
     lines = []
