@@ -22,10 +22,9 @@ from conftest import (
     tokens,
     train,
 )
-from test_surgery import LAW_OPTIMIZERS, Key, _expected, _keys, _state_by_id
+from test_surgery import LAW_OPTIMIZERS, Key, reference_law
 
 from morpho.apply import split_unequal
-from morpho.network import Network
 from morpho.tissue import HIDDEN, INPUT, OUTPUT
 
 
@@ -68,36 +67,7 @@ def _unequal(net, opt, share: float):
 def test_unequal_split_state_equals_a_fresh_optimizer_given_the_same_numbers(
     opt_name: str, share: float, cell_type: str
 ) -> None:
-    net = tiny_net(cell_type=cell_type)
-    opt = make_optimizer(opt_name, net)
-    train(net, opt, 3)
-    before = _state_by_id(net, opt)
-    others = {n: dict(opt.state[p]) for n, p in net.named_parameters() if "banks." not in n}
-    expected = _expected(net, opt, before, _unequal(net, opt, share))
-    after = _state_by_id(net, opt)
-    for name, (rows, scalars) in after.items():
-        for key, moments in rows.items():
-            for m, value in moments.items():
-                assert torch.equal(value, expected[name][key][m]), f"{name}[{key}].{m}"
-        assert all(torch.equal(v, before[name][1][k]) for k, v in scalars.items()), name
-
-    ref = Network(net.cfg, tissue=net.tissue.clone())
-    ref.load_state_dict(net.state_dict())
-    ref_opt = make_optimizer(opt_name, ref)
-    for name, p in ref.named_parameters():
-        bank = name.removeprefix("banks.")
-        if bank in after:
-            rows = [expected[bank][k] for k in _keys(ref, bank)]
-            state = {m: torch.stack([r[m] for r in rows]) for m in rows[0]}
-            state.update({k: v.clone() for k, v in after[bank][1].items()})
-        else:
-            state = {k: v.clone() for k, v in others[name].items()}
-        ref_opt.state[p] = state
-    train(net, opt, 4, seed=20)
-    train(ref, ref_opt, 4, seed=20)
-    for (name, p), q in zip(net.named_parameters(), ref.parameters(), strict=True):
-        assert torch.equal(p, q), f"parameter {name} differs from the reference optimizer"
-    assert_invariants(net, opt)
+    reference_law(cell_type, opt_name, lambda net, opt: _unequal(net, opt, share))
 
 
 def test_full_share_leaves_b_silent_with_zero_moments() -> None:
