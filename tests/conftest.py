@@ -255,6 +255,26 @@ class Host:
         return edit
 
 
+# the fields of every line of a run's events.jsonl (growth events of grow and stream runs)
+GROWTH_EVENT_KEYS = frozenset(
+    {
+        "step",
+        "kind",
+        "rule",
+        "cells",
+        "new_cells",
+        "dead_cells",
+        "new_edges",
+        "dead_edges",
+        "reason",
+        "score",
+        "stats",
+        "free_energy",
+        "snapshot",
+    }
+)
+
+
 K = 4  # checks of history in the crafted views
 
 

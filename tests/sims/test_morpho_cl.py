@@ -5,6 +5,7 @@ schema of ``morpho grow``, and its run directories read like any run."""
 from __future__ import annotations
 
 import torch
+from conftest import GROWTH_EVENT_KEYS
 
 from morpho.rundir import RunDir, read_jsonl
 from morpho.sims.continual import LearnConfig
@@ -12,25 +13,8 @@ from morpho.sims.morpho_cl import MorphoCLConfig, MorphoLearner
 from morpho.sims.streams import build_stream
 
 TINY = LearnConfig(epochs=1, batch_size=8, d_cell=8, level_sizes=(2, 2, 2))
-GROWTH_SCHEMA = {
-    "step",
-    "kind",
-    "rule",
-    "cells",
-    "new_cells",
-    "dead_cells",
-    "new_edges",
-    "dead_edges",
-    "reason",
-    "score",
-    "stats",
-    "cell_stats",
-    "free_energy",
-    "n_cells",
-    "n_edges",
-    "n_params",
-    "snapshot",
-}
+# stream events carry the growth schema, and the stream learner's own statistics
+GROWTH_SCHEMA = GROWTH_EVENT_KEYS | {"cell_stats", "n_cells", "n_edges", "n_params"}
 
 
 def _trained_learner(run: RunDir | None = None) -> MorphoLearner:
