@@ -104,6 +104,18 @@ def propose_all(rules: Mapping[str, Rule], view: GrowthView) -> list[Event]:
     return out
 
 
+def mean_fe_fall(view: GrowthView, patience: int) -> tuple[float, float, float] | None:
+    """``(then, now, fall)``: the mean F EMA over the cells alive for the last ``patience``
+    checks, ``patience`` checks ago and now, and its relative fall ``(then − now) / |then|``
+    (a plateau test that holds at any scale of F); ``None`` before enough checks."""
+    fe = view.cell_history["fe_ema"][:, -(patience + 1) :]  # (N, ≤ p + 1)
+    seen = ~fe.isnan().any(1)
+    if fe.shape[1] <= patience or not bool(seen.any()):
+        return None
+    then, now = (float(fe[seen, j].mean()) for j in (0, -1))
+    return then, now, (then - now) / max(abs(then), 1e-12)
+
+
 def require(ok: bool, where: str, expected: str, got: Any) -> None:
     """``ValueError`` naming a rule parameter out of range: ``growth.mitosis.patience``."""
     if not ok:

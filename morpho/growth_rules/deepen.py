@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from morpho.growth.rule import Event, GrowthView, Rule, require
+from morpho.growth.rule import Event, GrowthView, Rule, mean_fe_fall, require
 from morpho.tissue import OUTPUT
 
 
@@ -45,18 +45,14 @@ class Deepen(Rule):
         room = self.depth - (int(t.level.max()) + 1)
         if room <= 0:
             return []
-        fe = view.cell_history["fe_ema"][:, -(self.patience + 1) :]  # (N, ≤ p + 1)
-        whole = ~fe.isnan().any(1)  # cells alive over the whole window
-        fall = math.nan  # relative fall of the mean F EMA over the window (NaN: too short)
-        if fe.shape[1] == self.patience + 1 and bool(whole.any()):
-            mean = fe[whole].mean(0)
-            fall = float((mean[0] - mean[-1]) / mean[0].abs().clamp(min=1e-12))
+        trend = mean_fe_fall(view, self.patience)
+        fall = math.nan if trend is None else trend[2]  # NaN: too few checks, no plateau
         due = self.by > 0 and view.step >= self.by
         if not (fall < self.plateau or due):  # a NaN fall is no plateau
             return []
         feeds = torch.zeros(len(t.role), dtype=torch.bool)
         feeds[t.edge_index[0]] = True
-        now = fe[:, -1]
+        now = view.cell_history["fe_ema"][:, -1]
         rows = (feeds & (t.role != OUTPUT) & ~now.isnan()).nonzero().flatten().tolist()
         rows = sorted(rows, key=lambda r: -float(now[r]))[: min(self.per_round, room)]
         top = max((float(now[r]) for r in rows), default=1.0) or 1.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from morpho.growth.rule import Event, GrowthView, Rule, require
+from morpho.growth.rule import Event, GrowthView, Rule, mean_fe_fall, require
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,10 @@ class Widen(Rule):
         late = view.total_steps and view.step > self.max_fraction * view.total_steps
         if not d or width <= d or late:
             return []
-        fe = view.cell_history["fe_ema"][:, -(self.patience + 1) :]  # (N, p + 1)
-        seen = ~fe.isnan().any(1)
-        if fe.shape[1] <= self.patience or not bool(seen.any()):
+        trend = mean_fe_fall(view, self.patience)
+        if trend is None:
             return []  # not enough checks yet
-        then, now = (float(fe[seen, j].mean()) for j in (0, -1))
-        fall = (then - now) / max(abs(then), 1e-12)
+        then, now, fall = trend
         if fall >= self.tolerance:
             return []
         return [
