@@ -19,8 +19,8 @@ final-size model trained from scratch on the same batches. For each seed this tr
 and reports, with per-seed paired differences (:mod:`morpho.sims.saving`): the saving
 ``1 − F_grown / F_scratch`` in FLOPs to the scratch run's best val bpc, the end-of-run gap,
 the gap to ``scratch@flops``, and the stacked Transformer's saving against its own scratch.
-Each row's learning rate comes from ``--lr ROW=VALUE`` (a sweep: ``--sweep ROW=a,b,c``
-runs seed 0 at each value and keeps the best val bpc, recorded in the output).
+Each row's learning rate comes from ``--lr ROW=VALUE``, chosen by
+``benchmarks/lr_sweep.py`` (seed 0, best val bpc) and recorded in the output.
 
     python benchmarks/growth_saving.py --preset wide --grow benchmarks/grow_depth.toml \\
         --corpus pydoc --seeds 0 1 2 --stack --out runs/saving-pydoc
@@ -195,41 +195,15 @@ def figures(out: Path, seeds: list[int], stack: bool) -> dict[str, Any]:
     return {"per_seed": per_seed, "summary": summary}
 
 
-def sweep(
-    cfgs: tuple[RunConfig, RunConfig],
-    out: Path,
-    grid: dict[str, list[float]],
-    lrs: dict[str, float],
-    stack: bool,
-) -> dict[str, dict[float, float]]:
-    """Seed 0 at every value of ``grid`` per row, the others at ``lrs``; best val bpc each.
-
-    ``grown`` is swept first (alone); ``scratch`` then trains on the final topology of the
-    grown run at its chosen rate; the Transformer rows need ``stack``."""
-    table: dict[str, dict[float, float]] = {}
-    for row in sorted(grid, key=ROWS.index):
-        if row.startswith("transformer") and not stack:
-            raise SystemExit(f"error: sweeping {row} needs --stack")
-        table[row] = {}
-        for v in grid[row]:
-            d = out / "sweep" / f"{row}-{v:g}"
-            trial = {**lrs, row: v}
-            rows = {"grown": ("grown",), "scratch": ("grown", "scratch")}.get(row, ("grown",))
-            done = run_seed(cfgs, d, 0, trial, row.startswith("transformer"), rows)
-            table[row][v] = float(done[row]["best_val_bpc"])
-        lrs[row] = min(table[row], key=table[row].__getitem__)
-    return table
-
-
-def parse_pairs(items: list[str], many: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def parse_pairs(items: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
     for item in items:
         name, _, value = item.partition("=")
         if name not in ROWS or not value:
             raise SystemExit(
                 f"error: expected ROW=VALUE with ROW one of {', '.join(ROWS)}; got {item!r}"
             )
-        out[name] = [float(v) for v in value.split(",")] if many else float(value)
+        out[name] = float(value)
     return out
 
 
@@ -242,7 +216,6 @@ def main() -> None:
     ap.add_argument("--grown-steps", type=int, help="the grown run's steps (default: --steps)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--lr", nargs="*", default=[], help="ROW=VALUE learning rates")
-    ap.add_argument("--sweep", nargs="*", default=[], help="ROW=a,b,c: sweep on seed 0 first")
     ap.add_argument(
         "--stack", action="store_true", help="also the Transformer and its G_stack peer"
     )
@@ -256,17 +229,14 @@ def main() -> None:
     if a.grown_steps:
         grow_cfg = grow_cfg.merged({"train": {"steps": a.grown_steps}})
     cfgs = (with_eval_points(grow_cfg, 24), with_eval_points(cfg, 24))
-    lrs = parse_pairs(a.lr, many=False)
-    grid = parse_pairs(a.sweep, many=True)
+    lrs = parse_pairs(a.lr)
     rows = tuple(r for r in ROWS if not (a.no_scratch_at_flops and r == "scratch@flops"))
-    swept = sweep(cfgs, a.out, grid, lrs, a.stack) if grid else {}
     rows_by_seed = {s: run_seed(cfgs, a.out / str(s), s, lrs, a.stack, rows) for s in a.seeds}
     result = {
         "config": cfgs[1].to_dict(),
         "grown_config": cfgs[0].to_dict(),
         "grow_overrides": load_toml(a.grow) if a.grow else {},
         "lrs": lrs,
-        "sweep": {k: {str(v): b for v, b in t.items()} for k, t in swept.items()},
         "rows": {str(s): r for s, r in rows_by_seed.items()},
         **figures(a.out, a.seeds, a.stack),
         "machine": machine(),
