@@ -42,7 +42,9 @@ def stream(
     methods: Annotated[
         Optional[str],
         typer.Option(
-            help="Comma-separated methods (default morpho,naive): morpho, its ablations "
+            help="Comma-separated methods (default morpho,naive): morpho (analytic heads "
+            "over every cell's state), morpho-no-cell-readout (over the pooled readout), "
+            "morpho-no-analytic (the gradient learner) and its ablations "
             "morpho-no-growth/-viscosity/-floor/-routing/-sleep/-distill/-head-correction, "
             "naive, ewc, si, lwf, replay, replay-floats (replay in morpho's floats), joint, "
             "separate."

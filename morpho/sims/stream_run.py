@@ -6,10 +6,12 @@
 The protocol is the same for every method: each task gets the same number of optimizer
 steps (``budget``: ``short`` = ``epochs`` passes over the task, ``converged`` = 500 steps),
 each step the same number of examples (rehearsed ones and morpho's sleep count inside the
-budget), and a validation split carved from every task's training split (``val_fraction``,
-stratified, fixed) is where hyperparameters are chosen with ``tune`` (the grid of each
-method, :data:`GRIDS`, on seed 0); the test split is only scored. ``replay-floats`` is
-replay with as many examples a class as fit in the floats morpho's Gaussians take a class.
+budget; morpho's analytic heads take no optimizer step at all, only one forward pass over
+each task's training split), and a validation split carved from every task's training
+split (``val_fraction``, stratified, fixed) is where hyperparameters are chosen with
+``tune`` (the grid of each method, :data:`GRIDS`, on seed 0); the test split is only
+scored. ``replay-floats`` is replay with as many examples a class as fit in the floats
+morpho keeps a class (its heads' running sums, or the gradient learner's Gaussians).
 
 The output folder holds ``config.toml`` (the resolved config: ``morpho stream --config
 DIR/config.toml`` runs it again), ``results.json`` (``{"methods": {name: {"avg_accuracy", "bwt",
@@ -50,7 +52,13 @@ from morpho.sims.continual import (
     Replay,
     Separate,
 )
-from morpho.sims.morpho_cl import ABLATIONS, ClassGaussian, MorphoCLConfig, MorphoLearner
+from morpho.sims.morpho_cl import (
+    ABLATIONS,
+    ClassGaussian,
+    MorphoCLConfig,
+    MorphoLearner,
+    parent_method,
+)
 from morpho.sims.streams import Stream, StreamTask, build_stream
 from morpho.tissue import _atomic_write, atomic_path
 
@@ -67,6 +75,7 @@ BASELINES: dict[str, type[Learner]] = {
 METHODS = (*ABLATIONS, *BASELINES)
 BUDGET_STEPS = {"short": 0, "converged": 500}  # optimizer steps a task (0: ``epochs`` passes)
 LRS = (1e-3, 2e-3, 4e-3)
+RIDGES = (1e-4, 1e-3, 1e-2)  # morpho's analytic heads: ridge relative to the Gram's diagonal
 # each method's hyperparameter grid for ``tune``, as {"section.field": values}
 GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
     "naive": {"learn.lr": LRS},
@@ -77,9 +86,13 @@ GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
     "replay-floats": {"learn.lr": LRS},
     "joint": {"learn.lr": LRS},
     "separate": {"learn.lr": LRS},
-    # morpho's ablations take morpho's choice when morpho is tuned in the same run
+    # an ablation takes its parent's choice when the parent is tuned in the same run
     **{
-        n: {"morpho.consolidation": (1.0, 3.0), "morpho.feature_distill": (0.1, 1.0)}
+        n: (
+            {"morpho.consolidation": (1.0, 3.0), "morpho.feature_distill": (0.1, 1.0)}
+            if parent_method(n) == "morpho-no-analytic"
+            else {"morpho.ridge": RIDGES}
+        )
         for n in ABLATIONS
     },
 }
@@ -142,16 +155,22 @@ def make_learner(
     if name in ABLATIONS:
         return MorphoLearner(stream, learn, replace(cl, **ABLATIONS[name]), run)
     if name == "replay-floats":
-        return Replay(stream, replace(learn, memory=equal_float_memory(stream, learn)))
+        return Replay(stream, replace(learn, memory=equal_float_memory(stream, learn, cl)))
     if name in BASELINES:
         return BASELINES[name](stream, learn)
     raise ValueError(f"unknown method {name!r}; expected one of: {', '.join(METHODS)}")
 
 
-def equal_float_memory(stream: Stream, learn: LearnConfig) -> int:
-    """Examples a class that fit in the floats morpho's Gaussian of one class takes."""
-    d = learn.d_cell
-    per_class = ClassGaussian(torch.zeros(d), torch.zeros(d, d), 0, 0).floats()
+def equal_float_memory(stream: Stream, learn: LearnConfig, cl: MorphoCLConfig) -> int:
+    """Examples a class that fit in the floats morpho keeps a class: a share of the analytic
+    heads' running sums, or the gradient learner's Gaussian of one class."""
+    if cl.analytic and stream.kind == "classify":
+        floats = MorphoLearner(stream, learn, cl).memory_floats()
+        n_classes = len({(k.head, c) for k in stream.tasks for c in k.classes})
+        per_class = floats // n_classes
+    else:
+        d = learn.d_cell
+        per_class = ClassGaussian(torch.zeros(d), torch.zeros(d, d), 0, 0).floats()
     return max(1, per_class // stream.tasks[0].x_train[0].numel())
 
 
@@ -261,8 +280,10 @@ def run_stream(
         trials: list[dict[str, Any]] = []
         if not cfg.tune:
             chosen = {}
-        elif name in ABLATIONS and name != "morpho" and "morpho" in cfg.methods:
-            chosen = _tuned_morpho(cfg, val, results, echo)
+        elif (
+            name in ABLATIONS and (parent := parent_method(name)) != name and parent in cfg.methods
+        ):
+            chosen = _tuned_parent(cfg, parent, val, results, echo)
         else:
             chosen, trials = tune_method(cfg, name, val, echo)
         learn, cl = with_overrides(cfg.resolved_learn, cfg.morpho, chosen)
@@ -316,15 +337,19 @@ def tune_method(
     return best["point"], trials
 
 
-def _tuned_morpho(
-    cfg: StreamConfig, val: Stream, results: dict[str, Any], echo: Callable[[str], None]
+def _tuned_parent(
+    cfg: StreamConfig,
+    parent: str,
+    val: Stream,
+    results: dict[str, Any],
+    echo: Callable[[str], None],
 ) -> dict[str, Any]:
-    """morpho's chosen point (tuned now if morpho comes later in ``cfg.methods``): an
-    ablation removes one part of the tuned method."""
-    done = results["methods"].get("morpho")
+    """The ``parent`` method's chosen point (tuned now if it comes later in
+    ``cfg.methods``): an ablation removes one part of the tuned method."""
+    done = results["methods"].get(parent)
     if done is not None:
         return dict(done["hyperparameters"]["chosen"])
-    return tune_method(cfg, "morpho", val, echo)[0]
+    return tune_method(cfg, parent, val, echo)[0]
 
 
 def add_paired_differences(methods: dict[str, dict[str, Any]], higher_is_better: bool) -> None:

@@ -43,12 +43,14 @@ def _stream(scenario: str = "class"):
 @pytest.mark.parametrize("scenario", ["class", "task"])
 def test_every_method_takes_the_same_steps_of_the_same_batch_size(scenario: str) -> None:
     """Optimizer steps counted by a global hook (morpho's sleep, EWC's Fisher pass and
-    joint's single pass included); every training step sees ``batch_size`` examples."""
+    joint's single pass included); every training step sees ``batch_size`` examples.
+    morpho's analytic heads take no optimizer step at all."""
     stream = _stream(scenario)
     stream = replace(stream, tasks=stream.tasks[:3])
     learn = replace(TINY, steps=4)
     counts: dict[str, int] = {}
     sizes: dict[str, set[int]] = {}
+    analytic: dict[str, bool] = {}
     for name in METHODS:
         learner = make_learner(name, stream, learn, MorphoCLConfig(sleep_steps=2))
         calls = [0]
@@ -72,7 +74,10 @@ def test_every_method_takes_the_same_steps_of_the_same_batch_size(scenario: str)
         finally:
             hook.remove()
         counts[name], sizes[name] = calls[0], seen
-    assert set(counts.values()) == {4 * len(stream.tasks)}, counts
+        analytic[name] = isinstance(learner, MorphoLearner) and learner.analytic
+    assert {k for k, a in analytic.items() if a} == {"morpho", "morpho-no-cell-readout"}
+    assert {counts[k] for k, a in analytic.items() if not a} == {4 * len(stream.tasks)}, counts
+    assert {counts[k] for k, a in analytic.items() if a} == {0}, counts
     wrong = {k: s for k, s in sizes.items() if not s <= {learn.batch_size}}
     assert not wrong, wrong
 
@@ -127,12 +132,31 @@ def test_paired_differences_against_replay_are_per_seed() -> None:
     assert methods["replay"]["vs_replay"] is None
 
 
+def test_replay_at_equal_floats_fits_in_the_analytic_heads_sums() -> None:
+    """The sums are the Gram triangle and the cross moments of cells × rows × d features."""
+    stream = _stream()
+    dim = sum(TINY.level_sizes) * 8 * TINY.d_cell  # every cell at every one of 8 rows
+    floats = dim * (dim + 1) // 2 + dim * 10
+    cl = MorphoCLConfig()
+    assert equal_float_memory(stream, TINY, cl) == floats // 10 // 64
+    learner = MorphoLearner(stream, TINY, cl)
+    run_method(learner, stream)
+    assert learner.memory_floats() == floats and learner.step == 0
+    assert learner.ridge_stats is not None and learner.ridge_stats.count == sum(
+        len(k.x_train) for k in stream.tasks
+    )
+    task_il = MorphoLearner(_stream("task"), TINY, cl)
+    run_method(task_il, _stream("task"))
+    assert task_il.memory_floats() == 0 and task_il.ridge_stats is None  # nothing kept
+
+
 def test_replay_at_equal_floats_fits_in_morphos_gaussians() -> None:
     stream = _stream()
     d = TINY.d_cell
     per_class = d + d * (d + 1) // 2  # a Gaussian's mean and covariance triangle
-    assert equal_float_memory(stream, TINY) == max(1, per_class // 64)
-    learner = MorphoLearner(stream, replace(TINY, steps=4), MorphoCLConfig())
+    cl = MorphoCLConfig(analytic=False)
+    assert equal_float_memory(stream, TINY, cl) == max(1, per_class // 64)
+    learner = MorphoLearner(stream, replace(TINY, steps=4), cl)
     run_method(learner, stream)
     assert learner.memory_floats() == per_class * 10
     for g in learner.gaussians:  # feature statistics, nothing shaped like an input
@@ -146,7 +170,9 @@ def test_the_plasticity_floor_keeps_a_consolidated_row_learning() -> None:
     x, y, h = task.x_train[:8], task.y_train[:8], torch.zeros(8, dtype=torch.long)
     moved = {}
     for floor, viscosity in ((0.25, 1e9), (0.25, 0.0)):
-        learner = MorphoLearner(stream, TINY, MorphoCLConfig(growth=False, plasticity_floor=floor))
+        learner = MorphoLearner(
+            stream, TINY, MorphoCLConfig(analytic=False, growth=False, plasticity_floor=floor)
+        )
         learner.net.tissue.viscosity.fill_(viscosity)
         w0 = learner.net.banks["w_mlp1"].detach().clone()
         learner.train_step(0, x, y, h)
@@ -157,7 +183,9 @@ def test_the_plasticity_floor_keeps_a_consolidated_row_learning() -> None:
 
 def test_head_correction_rescales_new_rows_and_their_moments() -> None:
     stream = _stream()
-    learner = MorphoLearner(stream, replace(TINY, steps=4), MorphoCLConfig(sleep=False))
+    learner = MorphoLearner(
+        stream, replace(TINY, steps=4), MorphoCLConfig(analytic=False, sleep=False)
+    )
     for t in range(2):
         learner.begin_task(t, stream.tasks[t])
         learner.fit_task(t, stream.tasks[t]) if t == 0 else None
@@ -216,19 +244,25 @@ def test_config_round_trips_and_flags_override_the_file(tmp_path) -> None:
     assert load_toml(out / "config.toml")["learn"]["epochs"] == 1
 
 
-def test_ablations_take_morphos_tuned_point(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("ablation", "parent", "trials"),
+    [("morpho-no-growth", "morpho-no-analytic", 4), ("morpho-no-cell-readout", "morpho", 3)],
+)
+def test_ablations_take_their_parents_tuned_point(
+    tmp_path, ablation: str, parent: str, trials: int
+) -> None:
     cfg = StreamConfig(
         stream="permuted-digits",
         tasks=2,
-        methods=("morpho-no-growth", "morpho"),
+        methods=(ablation, parent),
         max_train=24,
         tune=True,
         learn=replace(TINY, steps=2),
     )
     res = run_stream(cfg, tmp_path / "s", echo=lambda _: None)["methods"]
-    morpho, ablation = res["morpho"]["hyperparameters"], res["morpho-no-growth"]["hyperparameters"]
-    assert len(morpho["trials"]) == 4 and ablation["trials"] == []
-    assert ablation["chosen"] == morpho["chosen"] and set(morpho["chosen"]) == set(GRIDS["morpho"])
+    tuned, taken = res[parent]["hyperparameters"], res[ablation]["hyperparameters"]
+    assert len(tuned["trials"]) == trials and taken["trials"] == []
+    assert taken["chosen"] == tuned["chosen"] and set(tuned["chosen"]) == set(GRIDS[parent])
 
 
 @pytest.mark.parametrize("method", ["naive", "morpho"])

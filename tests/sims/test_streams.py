@@ -94,7 +94,7 @@ def test_unknown_names_list_the_choices() -> None:
 
 def _learner(**cl: object) -> MorphoLearner:
     stream = build_stream("split-digits", "task", max_train=16)
-    return MorphoLearner(stream, TINY, MorphoCLConfig(**cl))
+    return MorphoLearner(stream, TINY, MorphoCLConfig(analytic=False, **cl))  # the gradient learner
 
 
 def test_viscosity_usage_and_route_travel_with_their_cells_through_split_and_remove() -> None:

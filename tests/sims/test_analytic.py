@@ -1,0 +1,115 @@
+"""Laws of morpho's analytic consolidation: the running sums are additive and their solve is
+the closed-form ridge fit on all data seen, in any task order; with a task id an old task's
+answers never change; the tissue is never modified and no example is kept."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from morpho.sims.analytic import RandomExpansion, RidgeStats
+from morpho.sims.continual import LearnConfig
+from morpho.sims.morpho_cl import MorphoCLConfig, MorphoLearner
+from morpho.sims.stream_run import run_method
+from morpho.sims.streams import build_stream
+
+TINY = LearnConfig(epochs=1, batch_size=8, d_cell=8, level_sizes=(2, 2, 2))
+
+
+def _data(n: int = 40, d: int = 6, k: int = 3, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    y = F.one_hot(torch.randint(0, k, (n,), generator=gen), k).double()
+    return x, y
+
+
+def test_sums_are_additive_and_solve_is_the_closed_form_ridge() -> None:
+    x, y = _data()
+    whole, parts = RidgeStats(6, 3), RidgeStats(6, 3)
+    whole.add(x, y)
+    for a, b in zip(x.split(7), y.split(7), strict=True):
+        parts.add(a, b)
+    torch.testing.assert_close(parts.gram, whole.gram)
+    torch.testing.assert_close(parts.cross, whole.cross)
+    assert parts.count == whole.count == 40
+    lam = 0.1 * float((x * x).sum(0).mean())
+    expected = torch.linalg.solve(x.T @ x + lam * torch.eye(6, dtype=torch.float64), x.T @ y)
+    torch.testing.assert_close(whole.solve(0.1), expected)
+
+
+def test_relative_ridge_makes_predictions_independent_of_the_feature_scale() -> None:
+    x, y = _data()
+    a, b = RidgeStats(6, 3), RidgeStats(6, 3)
+    a.add(x, y)
+    b.add(1000.0 * x, y)
+    torch.testing.assert_close(x @ a.solve(0.01), 1000.0 * x @ b.solve(0.01))
+
+
+def test_bad_shapes_and_ridges_fail_in_one_line() -> None:
+    stats = RidgeStats(6, 3)
+    with pytest.raises(ValueError, match=r"expected features of shape \(n, 6\)"):
+        stats.add(torch.zeros(4, 5), torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="expected ridge > 0"):
+        stats.solve(0.0)
+    with pytest.raises(ValueError, match="expected an expansion width > 0"):
+        RandomExpansion(6, 0, seed=0)
+
+
+def _class_stream(order: list[int] | None = None):
+    stream = build_stream("split-digits", "class", max_train=30)
+    stream = replace(stream, tasks=stream.tasks[:3])
+    if order is not None:
+        stream = replace(stream, tasks=tuple(stream.tasks[i] for i in order))
+    return stream
+
+
+@pytest.mark.parametrize("expand", [0, 64])
+def test_the_head_after_the_stream_is_the_joint_fit_in_any_task_order(expand: int) -> None:
+    cl = MorphoCLConfig(expand=expand)
+    forward = MorphoLearner(_class_stream(), TINY, cl)
+    backward = MorphoLearner(_class_stream([2, 0, 1]), TINY, cl)
+    for learner in (forward, backward):
+        for t, task in enumerate(learner.stream.tasks):
+            learner.fit_task(t, task)
+    torch.testing.assert_close(forward.ridge_weight, backward.ridge_weight)
+    # the same head from one fit on every task's data at once
+    stream = _class_stream()
+    x = torch.cat([k.x_train for k in stream.tasks])
+    y = torch.cat([k.y_train for k in stream.tasks])
+    joint = RidgeStats(*forward.ridge_weight.shape)
+    joint.add(forward.analytic_features(x), F.one_hot(y, 10))
+    torch.testing.assert_close(forward.ridge_weight, joint.solve(cl.ridge))
+
+
+def test_the_tissue_is_never_modified_and_no_example_is_kept() -> None:
+    stream = _class_stream()
+    learner = MorphoLearner(stream, TINY, MorphoCLConfig())
+    before = {k: v.detach().clone() for k, v in learner.model.state_dict().items()}
+    result = run_method(learner, stream)
+    after = learner.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert result["steps"] == 0 and learner.optimizer.state == {}
+    pixels = stream.tasks[0].x_train.shape[1:]
+    kept = [learner.ridge_stats.gram, learner.ridge_stats.cross, learner.ridge_weight]
+    assert all(t.shape[-2:] != pixels for t in kept)
+
+
+def test_with_a_task_id_old_answers_never_change() -> None:
+    stream = build_stream("split-digits", "task", max_train=30)
+    learner = MorphoLearner(stream, TINY, MorphoCLConfig())
+    result = run_method(learner, stream)
+    matrix = result["matrix"]
+    for j in range(len(stream.tasks)):
+        assert len({round(row[j], 9) for row in matrix[j:]}) == 1, j
+    assert result["bwt"] == 0.0 and learner.memory_floats() == 0
+
+
+def test_pooled_readout_solves_over_d_cell_features() -> None:
+    stream = _class_stream()
+    learner = MorphoLearner(stream, TINY, MorphoCLConfig(cell_readout=False))
+    assert learner.ridge_weight.shape == (TINY.d_cell, 10)
+    cells = MorphoLearner(stream, TINY, MorphoCLConfig())
+    assert cells.ridge_weight.shape == (sum(TINY.level_sizes) * 8 * TINY.d_cell, 10)
