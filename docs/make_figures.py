@@ -21,8 +21,12 @@ minutes on 2 CPU cores: four small runs and a two-row bench):
     docs/images_mnist.png     morpho bench --task mnist --preset mnist --seed 0 --rows
                               morpho,morpho-fixed,morpho-reset,mlp,gromo (gromo if installed)
 
+    docs/stream_heatmap_morpho.png  morpho stream --stream split-digits --scenario class
+    docs/stream_heatmap_replay.png  --methods morpho,replay,naive (seed 0, short budget, the
+    docs/stream_tasks.png           defaults): two heatmaps and accuracy_per_task.png
+
 ``--only NAME …`` regenerates a subset: ``lang`` (the first five), ``saving``, ``images``
-(an hour on 2 cores: the MNIST bench).
+(an hour on 2 cores: the MNIST bench), ``stream`` (a minute).
 
 The runs' one-line summaries are printed, so the README's captions can be checked.
 """
@@ -122,6 +126,27 @@ def lang(work: Path) -> None:
     still(bench / "morpho+series", 425, "level", "series_frame.png")
 
 
+def stream(work: Path) -> None:
+    """A class-incremental stream: morpho's and replay's accuracy matrices, every task's
+    accuracy over the stream."""
+    out = work / "stream"
+    morpho(
+        "stream",
+        "--stream",
+        "split-digits",
+        "--scenario",
+        "class",
+        "--methods",
+        "morpho,replay,naive",
+        "--out",
+        out,
+        "--overwrite",
+    )
+    for name in ("morpho", "replay"):
+        shutil.copyfile(out / f"heatmap_{name}.png", DOCS / f"stream_heatmap_{name}.png")
+    shutil.copyfile(out / "accuracy_per_task.png", DOCS / "stream_tasks.png")
+
+
 def images(work: Path) -> None:
     """The image benches' accuracy-against-FLOPs curves (seed 0)."""
     import importlib.util
@@ -148,7 +173,7 @@ def images(work: Path) -> None:
         plots(bench, {"accuracy_vs_flops": f"images_{task}.png"})
 
 
-GROUPS = {"lang": lang, "saving": saving, "images": images}
+GROUPS = {"lang": lang, "saving": saving, "images": images, "stream": stream}
 
 
 if __name__ == "__main__":

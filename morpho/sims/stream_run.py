@@ -59,8 +59,9 @@ from morpho.sims.morpho_cl import (
     MorphoLearner,
     parent_method,
 )
+from morpho.sims.stream_plots import plot_matrix, plot_task_curves
 from morpho.sims.streams import Stream, StreamTask, build_stream
-from morpho.tissue import _atomic_write, atomic_path
+from morpho.tissue import _atomic_write
 
 BASELINES: dict[str, type[Learner]] = {
     "naive": Learner,
@@ -302,6 +303,7 @@ def run_stream(
         results["methods"][name] = summary
         plot_matrix(summary["matrix"], stream, name, out / f"heatmap_{name}.png")
     add_paired_differences(results["methods"], stream.higher_is_better)
+    plot_task_curves(results, stream, out / "accuracy_per_task.png")
     text = json.dumps(results, indent=2) + "\n"
     _atomic_write(out / "results.json", lambda f: f.write(text.encode()))
     echo(format_table(results))
@@ -412,34 +414,3 @@ def format_table(results: dict[str, Any]) -> str:
             f"| {r['memory_floats']:.0f} | {r['seconds']:.1f} |"
         )
     return "\n".join(rows)
-
-
-def plot_matrix(matrix: list[list[float]], stream: Stream, name: str, path: Path) -> None:
-    """Heatmap of R[i, j] (after task i, on task j) with the values written in."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    m = np.asarray(matrix)
-    T = len(m)
-    fig, ax = plt.subplots(figsize=(1.4 + 0.6 * T, 0.8 + 0.6 * T))
-    im = ax.imshow(m, cmap="viridis" if stream.higher_is_better else "viridis_r")
-    labels = [k.name for k in stream.tasks]
-    ax.set_xticks(range(T), labels, rotation=45, fontsize=7)
-    ax.set_yticks(range(T), labels, fontsize=7)
-    ax.set_xlabel("evaluated on task j")
-    ax.set_ylabel("after training task i")
-    for i in range(T):
-        for j in range(T):
-            r, g, b, _ = im.cmap(im.norm(m[i, j]))
-            ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"  # luminance
-            text = f"{m[i, j]:.0f}" if stream.higher_is_better else f"{m[i, j]:.2f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=ink)
-    ax.set_title(f"{name}: {stream.name} ({stream.scenario})", fontsize=8)
-    bar = fig.colorbar(im, ax=ax, shrink=0.8)
-    bar.set_label("accuracy %" if stream.higher_is_better else "bits per character", fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)

@@ -93,6 +93,7 @@ def test_stream_refuses_a_non_empty_folder_and_overwrite_replaces_it_whole(tmp_p
     result = CliRunner().invoke(app, [str(a) for a in [*base, "--overwrite"]])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == [
+        "accuracy_per_task.png",
         "config.toml",
         "heatmap_naive.png",
         "results.json",
