@@ -19,6 +19,10 @@ class-incremental, with:
   (``build_stream(..., validation=True)``: the training split less its validation part,
   scored on that part; the test split is never read for the choice).
 
+Beside them (``--morpho``, default ``morpho,replay``) the same script runs methods of
+``morpho stream`` (:func:`morpho.sims.stream_run.make_learner`) on the very same stream
+object, seeds and budget, so both libraries' rows come from one run on one split.
+
 Scores use morpho's metric definitions (:func:`morpho.sims.cl_metrics.cl_summary`) on
 the accuracy matrix R[i, j] that Avalanche's own ``accuracy_metrics`` report; the table
 is morpho's (:func:`morpho.sims.stream_run.format_table`), mean ± std over seeds.
@@ -55,7 +59,15 @@ from torch import nn
 
 from morpho.sims.cl_metrics import cl_summary
 from morpho.sims.continual import LearnConfig, StreamModel
-from morpho.sims.stream_run import aggregate, format_table, machine
+from morpho.sims.morpho_cl import MorphoCLConfig
+from morpho.sims.stream_run import (
+    METHODS,
+    aggregate,
+    format_table,
+    machine,
+    make_learner,
+    run_method,
+)
 from morpho.sims.streams import Stream, build_stream
 
 STRATEGIES = (
@@ -378,6 +390,17 @@ def run_seeds(
     return aggregate(per_seed)
 
 
+def run_morpho_seeds(name: str, stream: Stream, seeds: int, cfg: LearnConfig, echo: Callable):
+    """``morpho stream``'s method ``name`` on the same stream, seeds and budget: aggregated."""
+    per_seed = []
+    for seed in range(seeds):
+        learner = make_learner(name, stream, replace(cfg, seed=seed), MorphoCLConfig())
+        per_seed.append(run_method(learner, stream))
+        r = per_seed[-1]
+        echo(f"  morpho stream: {name} seed {seed}: avg {r['avg_accuracy']:.2f}")
+    return aggregate(per_seed)
+
+
 def run_all(
     streams: list[str],
     strategies: list[str],
@@ -385,6 +408,7 @@ def run_all(
     budget: int,
     tune_seeds: int = 0,
     echo: Callable = print,
+    morpho_methods: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Every strategy × seed on every (class-incremental) stream; with ``tune_seeds``, the
     regularisers of :data:`GRIDS` once more at their validation-chosen hyperparameter."""
@@ -410,6 +434,10 @@ def run_all(
             "methods": {},
         }
         res["tuned"] = {}
+        for name in morpho_methods:
+            res["methods"][f"morpho stream: {name}"] = run_morpho_seeds(
+                name, stream, seeds, cfg, echo
+            )
         for name in strategies:
             res["methods"][f"avalanche-{name}"] = run_seeds(name, stream, h, seeds, cfg, echo)
             if tune_seeds and name in GRIDS:
@@ -443,9 +471,15 @@ def main() -> None:
     p.add_argument(
         "--tune-seeds", type=int, default=2, help="seeds per grid point of --tune (0: no tuning)"
     )
+    p.add_argument(
+        "--morpho", default="morpho,replay", help="morpho stream methods run beside (may be empty)"
+    )
     p.add_argument("--out", default="benchmarks/avalanche_peers.json")
     a = p.parse_args()
     strategies = [s for s in a.strategies.split(",") if s]
+    morpho_methods = tuple(m for m in a.morpho.split(",") if m)
+    if unknown_m := [m for m in morpho_methods if m not in METHODS]:
+        p.error(f"unknown morpho method {unknown_m[0]!r}; expected some of: {', '.join(METHODS)}")
     bad = [s for s in strategies if s not in STRATEGIES]
     if bad or a.seeds < 1:
         p.error(
@@ -458,7 +492,9 @@ def main() -> None:
     unknown = [s for s in streams if s not in image]
     if unknown or not streams:
         p.error(f"unknown stream {(unknown or [''])[0]!r}; expected some of: {', '.join(image)}")
-    results = run_all(streams, strategies, a.seeds, a.params, a.tune_seeds)
+    results = run_all(
+        streams, strategies, a.seeds, a.params, a.tune_seeds, morpho_methods=morpho_methods
+    )
     with open(a.out, "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
