@@ -19,6 +19,7 @@ from morpho.edits import (
     insert_edit,
     remove_edit,
     split_edit,
+    unequal_split_edit,
     widen_edit,
 )
 from morpho.growth.resolve import Budget
@@ -27,7 +28,10 @@ from morpho.growth.stats import CELL_STATS
 from morpho.network import Network
 
 EDIT_BUILDERS: dict[str, Callable[..., Edit]] = {
-    "split": lambda net, ev, gen: split_edit(net, ev.cells[0], generator=gen, **ev.options),
+    # a ``share`` option asks for an asymmetric split (daughters with unequal shares)
+    "split": lambda net, ev, gen: (unequal_split_edit if "share" in ev.options else split_edit)(
+        net, ev.cells[0], generator=gen, **ev.options
+    ),
     "insert": lambda net, ev, gen: insert_edit(net, ev.cells[0], **ev.options),
     "remove": lambda net, ev, gen: remove_edit(net, ev.cells[0], **ev.options),
     "connect": lambda net, ev, gen: connect_edit(net, ev.cells[0], ev.cells[1]),
