@@ -62,11 +62,14 @@ from morpho.sims.continual import LearnConfig, StreamModel
 from morpho.sims.morpho_cl import MorphoCLConfig
 from morpho.sims.stream_run import (
     METHODS,
+    StreamConfig,
     aggregate,
     format_table,
     machine,
     make_learner,
     run_method,
+    tune_method,
+    with_overrides,
 )
 from morpho.sims.streams import Stream, build_stream
 
@@ -391,10 +394,14 @@ def run_seeds(
 
 
 def run_morpho_seeds(name: str, stream: Stream, seeds: int, cfg: LearnConfig, echo: Callable):
-    """``morpho stream``'s method ``name`` on the same stream, seeds and budget: aggregated."""
+    """``morpho stream``'s method ``name`` on the same stream, seeds and budget, at the point
+    of its grid (``morpho stream --tune``'s) that scores best on the validation stream."""
+    val = build_stream(stream.name, "class", validation=True)
+    chosen, _ = tune_method(StreamConfig(learn=cfg), name, val, echo)
+    learn, cl = with_overrides(cfg, MorphoCLConfig(), chosen)
     per_seed = []
     for seed in range(seeds):
-        learner = make_learner(name, stream, replace(cfg, seed=seed), MorphoCLConfig())
+        learner = make_learner(name, stream, replace(learn, seed=seed), cl)
         per_seed.append(run_method(learner, stream))
         r = per_seed[-1]
         echo(f"  morpho stream: {name} seed {seed}: avg {r['avg_accuracy']:.2f}")

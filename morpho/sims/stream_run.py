@@ -245,8 +245,9 @@ def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     for key in ("matrix", "params", "cells", "untrained"):
         out[key] = np.mean([r[key] for r in per_seed], axis=0).tolist()
-    for key in ("steps", "memory_floats", "state_floats"):
-        out[key] = float(np.mean([r[key] for r in per_seed]))
+    for key in ("steps", "memory_floats", "state_floats"):  # counted by morpho's runner
+        if all(key in r for r in per_seed):
+            out[key] = float(np.mean([r[key] for r in per_seed]))
     out["seeds"] = per_seed
     return out
 
@@ -408,9 +409,10 @@ def format_table(results: dict[str, Any]) -> str:
         vs = r.get("vs_replay")
         delta = "—" if vs is None else f"{vs['mean']:+.2f} ± {vs['std']:.2f}"
         params = " → ".join(f"{p / 1e3:.0f}k" for p in r["params"])
+        count = lambda k, r=r: f"{r[k]:.0f}" if k in r else "—"  # noqa: E731  # outside runners
         rows.append(
             f"| {name} | {pm('avg_accuracy')} | {delta} | {pm('bwt')} | {pm('fwt')} "
-            f"| {pm('forgetting')} | {params} | {r['cells'][-1]:.0f} | {r['steps']:.0f} "
-            f"| {r['memory_floats']:.0f} | {r['seconds']:.1f} |"
+            f"| {pm('forgetting')} | {params} | {r['cells'][-1]:.0f} | {count('steps')} "
+            f"| {count('memory_floats')} | {r['seconds']:.1f} |"
         )
     return "\n".join(rows)
