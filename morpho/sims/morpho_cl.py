@@ -92,7 +92,7 @@ class MorphoCLConfig:
 
     analytic: bool = True  # image streams: closed-form heads over the cells' own states
     cell_readout: bool = True  # analytic: every cell at every position read (else pooled)
-    ridge: float = 1e-2  # analytic: ridge, relative to the mean of the Gram's diagonal
+    ridge: float = 1e-4  # analytic: ridge, relative to the mean of the Gram's diagonal
     expand: int = 0  # analytic: width of a fixed random ReLU expansion (0: none)
     growth: bool = True  # task-change surprise → mitosis (neurogenesis)
     viscosity: bool = True  # consolidated cells lose plasticity, down to the floor
