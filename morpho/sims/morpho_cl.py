@@ -130,6 +130,31 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 
 
+MAX_ANALYTIC_FEATURES = 8192  # a Gram of 8192² float64 numbers is 0.5 GB
+
+
+def analytic_dim(stream: Stream, learn: LearnConfig, cl: MorphoCLConfig) -> int:
+    """Width of the analytic heads' input on ``stream``: every seed cell at every input row
+    (``cells × rows × d_cell``), the pooled ``d_cell``, or the expansion's width.
+
+    Raises:
+        ValueError: more than :data:`MAX_ANALYTIC_FEATURES` features, naming the way out.
+    """
+    if cl.expand:
+        dim = cl.expand
+    elif not cl.cell_readout:
+        dim = learn.d_cell
+    else:
+        dim = sum(learn.level_sizes) * stream.input_shape[0] * learn.d_cell
+    if dim > MAX_ANALYTIC_FEATURES:
+        raise ValueError(
+            f"morpho's analytic heads would read {dim} features (a {dim}×{dim} Gram); "
+            f"expected at most {MAX_ANALYTIC_FEATURES}: set [morpho] expand (e.g. 4096) "
+            "or use fewer cells or channels"
+        )
+    return dim
+
+
 def parent_method(name: str) -> str:
     """The method an ablation removes one part from (whose tuned point it takes)."""
     return "morpho-no-analytic" if ABLATIONS[name].get("analytic") is False else "morpho"
@@ -216,13 +241,14 @@ class MorphoLearner(Learner):
     # ------------------------------------------------------ analytic consolidation
     def _setup_analytic(self) -> None:
         """The head's weights (D, heads × classes), its running sums and the expansion."""
+        dim = analytic_dim(self.stream, self.cfg, self.cl)
         x = self.stream.tasks[0].x_train[:1].to(self.device)
         with torch.no_grad():
             raw = self._raw_features(x).shape[1]
         self.expansion = (
             RandomExpansion(raw, self.cl.expand, self.cfg.seed) if self.cl.expand else None
         )
-        dim = self.cl.expand or raw
+        assert self.cl.expand or raw == dim, (raw, dim)
         outputs = self.stream.n_heads * self.stream.head_size
         self.ridge_weight = torch.zeros(dim, outputs, dtype=torch.float64)
         # with a task id each task is solved from its own sums, then they are dropped

@@ -118,6 +118,7 @@ def stream(
         check_device(cfg.learn.device)
         check_data(cfg.stream, [Path(p) for p in cfg.data])
         built = build_stream(cfg.stream, cfg.scenario, cfg.tasks, cfg.data, max_train=cfg.max_train)
+        check_analytic(cfg, built)
         owner = RunDir(out, overwrite=overwrite)  # held until the command returns
         owner.claim()
     except ValueError as e:
@@ -149,6 +150,20 @@ def stream_config(path: Path | None, flags: dict[str, Any]) -> StreamConfig:
     lang = merged.get("stream") == "lang-domains"
     merged.setdefault("scenario", "domain" if lang else "class")
     return from_dict(StreamConfig, merged, "")
+
+
+def check_analytic(cfg: Any, stream: Any) -> None:
+    """``ValueError`` if a morpho method's analytic heads would read too many features."""
+    from dataclasses import replace
+
+    from morpho.sims.morpho_cl import ABLATIONS, analytic_dim
+
+    if stream.kind != "classify":
+        return
+    for name in cfg.methods:
+        cl = replace(cfg.morpho, **ABLATIONS.get(name, {"analytic": False}))
+        if cl.analytic:
+            analytic_dim(stream, cfg.learn, cl)
 
 
 def check_device(device: str) -> None:

@@ -107,3 +107,18 @@ def test_bench_bad_outputs_and_names_write_nothing(tmp_path) -> None:
     refused(tmp_path, "bench", "--rows", "nope", "--out", tmp_path / "b", fragments=("'nope'",))
     refused(tmp_path, "bench", "--mechanisms", "x", "--out", tmp_path / "b", fragments=("'x'",))
     refused(tmp_path, "bench", "--device", "tpu", "--out", tmp_path / "b", fragments=("'tpu'",))
+
+
+def test_stream_refuses_analytic_heads_too_wide_to_hold(tmp_path) -> None:
+    """split-MNIST with 64 channels: 10 cells × 28 rows × 64 = 17,920 features → refused."""
+    cfg = tmp_path / "wide.toml"
+    cfg.write_text('stream = "split-mnist"\nmethods = ["morpho"]\n[learn]\nd_cell = 64\n')
+    out = tmp_path / "s"
+    fragments = ("17920 features", "expected at most 8192", "[morpho] expand")
+    refused(tmp_path, "stream", "--config", cfg, "--out", out, fragments=fragments)
+    cfg.write_text(
+        'stream = "split-mnist"\nmethods = ["morpho"]\nmax_train = 8\n'
+        "[learn]\nd_cell = 64\nepochs = 1\n[morpho]\nexpand = 32\n"
+    )
+    result = CliRunner().invoke(app, ["stream", "--config", str(cfg), "--out", str(out)])
+    assert result.exit_code == 0, result.output  # the random expansion makes it fit
