@@ -76,8 +76,9 @@ BASELINES: dict[str, type[Learner]] = {
 METHODS = (*ABLATIONS, *BASELINES)
 BUDGET_STEPS = {"short": 0, "converged": 500}  # optimizer steps a task (0: ``epochs`` passes)
 LRS = (1e-3, 2e-3, 4e-3)
-# morpho's analytic heads: the ridge, relative to the Gram's diagonal
-RIDGES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+# morpho's analytic heads: the ridge, relative to the Gram's diagonal; strongest first, so
+# that a tie on validation goes to the more regularised head
+RIDGES = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 # each method's hyperparameter grid for ``tune``, as {"section.field": values}
 GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
     "naive": {"learn.lr": LRS},
