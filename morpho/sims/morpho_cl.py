@@ -64,6 +64,7 @@ hook does.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,13 @@ class MorphoCLConfig:
     distill_temperature: float = 2.0  # its softmax temperature
     feature_distill: float = 0.1  # weight of the features' squared drift on new inputs
     log_every: int = 5  # steps between train records in each run's metrics.jsonl
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.ridge) and self.ridge > 0) or self.expand < 0:
+            raise ValueError(
+                f"expected morpho.ridge > 0 (finite) and morpho.expand >= 0; got "
+                f"{self.ridge}, {self.expand}"
+            )
 
 
 GRADIENT = {"analytic": False}

@@ -122,3 +122,11 @@ def test_stream_refuses_analytic_heads_too_wide_to_hold(tmp_path) -> None:
     )
     result = CliRunner().invoke(app, ["stream", "--config", str(cfg), "--out", str(out)])
     assert result.exit_code == 0, result.output  # the random expansion makes it fit
+
+
+@pytest.mark.parametrize("line", ["ridge = 0.0", "ridge = -1e-3", "ridge = nan", "expand = -4"])
+def test_stream_refuses_a_bad_analytic_setting(tmp_path, line: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(f'methods = ["morpho"]\n[morpho]\n{line}\n')
+    fragments = ("expected morpho.ridge > 0 (finite) and morpho.expand >= 0",)
+    refused(tmp_path, "stream", "--config", cfg, "--out", tmp_path / "s", fragments=fragments)
