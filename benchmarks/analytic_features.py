@@ -14,9 +14,9 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from morpho.sims.analytic import RandomExpansion, RidgeStats
+from morpho.sims.analytic import AnalyticLearner, RandomExpansion, RidgeStats
 from morpho.sims.continual import LearnConfig, Learner
-from morpho.sims.morpho_cl import MorphoCLConfig, MorphoLearner
+from morpho.sims.morpho_cl import MorphoCLConfig
 from morpho.sims.streams import build_stream
 
 
@@ -37,13 +37,13 @@ def main() -> None:
     print(f"{a.stream}: test accuracy % of one ridge fit on all tasks; ridges {ridges}")
     for trained in (False, True):
         for cell_readout in (True, False):
-            learner = MorphoLearner(stream, learn, MorphoCLConfig(cell_readout=cell_readout))
+            learner = AnalyticLearner(stream, learn, MorphoCLConfig(cell_readout=cell_readout))
             if trained:  # the first task by gradient (naive), then frozen
                 naive = Learner(stream, learn)
                 with torch.enable_grad():
                     naive.fit_task(0, stream.tasks[0])
                 learner.model.load_state_dict(naive.model.state_dict())
-            feats = [learner._raw_features(x) for x in (x_tr, x_te)]
+            feats = [learner.raw_features(x) for x in (x_tr, x_te)]
             widths = (0, 1024, 2048) if cell_readout else (0,)
             for width in widths:
                 f_tr, f_te = feats

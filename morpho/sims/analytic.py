@@ -19,13 +19,28 @@ head is solved from that task's sums alone and the sums are then dropped: nothin
 and an old task's answers can never change (backward transfer exactly 0).
 
 Optionally the features are first expanded by a fixed random ReLU layer of ``width`` units
-(``expand``), which trades the size of ``G`` against accuracy.
+(``expand``), which trades the size of ``G`` against accuracy. For a squared loss the
+solve is also the limit of sleep on endlessly many dreamt features: any generative model
+of the features with these first and second moments trains a linear head to this ``W``.
+
+    learner = AnalyticLearner(stream, LearnConfig(), MorphoCLConfig())
+    for t, task in enumerate(stream.tasks):
+        learner.fit_task(t, task)         # one forward pass over the task, then the solve
+    learner.predict(x, head)              # (B, classes) logits of each example's head
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+from morpho.rundir import RunDir
+from morpho.sims.continual import LearnConfig, Learner
+from morpho.sims.morpho_cl import MorphoCLConfig, analytic_dim
+from morpho.sims.streams import Stream, StreamTask
 
 
 class RidgeStats:
@@ -77,3 +92,91 @@ class RandomExpansion:
     def __call__(self, f: Tensor) -> Tensor:
         w, b = self.weight.to(f.device), self.bias.to(f.device)
         return torch.relu(f @ w + b)
+
+
+class AnalyticLearner(Learner):
+    """morpho on image streams: closed-form heads over every cell's state (module docstring).
+
+    Attributes:
+        ridge_weight: (D, heads × classes) float64 head weights.
+        ridge_stats: the running sums, or None with a task id (each task solved alone).
+        expansion: the fixed random ReLU layer, or None.
+    """
+
+    def __init__(
+        self, stream: Stream, cfg: LearnConfig, cl: MorphoCLConfig, run: RunDir | None = None
+    ) -> None:
+        if stream.kind != "classify":
+            raise ValueError(f"analytic heads need an image stream; got a {stream.kind} stream")
+        super().__init__(stream, cfg)
+        self.cl, self.run = cl, run
+        dim = analytic_dim(stream, cfg, cl)
+        with torch.no_grad():
+            raw = self.raw_features(stream.tasks[0].x_train[:1].to(self.device)).shape[1]
+        self.expansion = RandomExpansion(raw, cl.expand, cfg.seed) if cl.expand else None
+        outputs = stream.n_heads * stream.head_size
+        self.ridge_weight = torch.zeros(dim, outputs, dtype=torch.float64)
+        self.ridge_stats = None if stream.task_id_given else RidgeStats(dim, outputs)
+        self.frame = -1
+        self._snapshot("start")
+
+    @property
+    def net(self):  # type: ignore[no-untyped-def]
+        return self.model.net
+
+    def raw_features(self, x: Tensor) -> Tensor:
+        """Every cell's output at every input position, (B, cells × positions × d); or,
+        without ``cell_readout``, the pooled, normalised readout state (B, d)."""
+        if not self.cl.cell_readout:
+            return self.model.features(x)[0]
+        out = self.net.run_tissue(self.model.adapter(x), capture=True)
+        states = torch.cat(list(out.captured[0].outputs))  # (N, B, T, d)
+        return states.transpose(0, 1).flatten(1)
+
+    @torch.no_grad()
+    def features(self, x: Tensor) -> Tensor:
+        """The heads' input for ``x`` (B, D)."""
+        f = self.raw_features(x)
+        return f if self.expansion is None else self.expansion(f)
+
+    @torch.no_grad()
+    def fit_task(self, t: int, task: StreamTask) -> None:
+        """One pass over the task's training split into the sums, then the solve."""
+        self.model.eval()
+        width = self.stream.head_size
+        own = self.ridge_stats is None  # a task id: this task's sums alone
+        stats = RidgeStats(*self.ridge_weight.shape) if own else self.ridge_stats
+        assert stats is not None
+        for x, y in zip(task.x_train.split(256), task.y_train.split(256), strict=True):
+            targets = F.one_hot(task.head * width + y, self.ridge_weight.shape[1])
+            stats.add(self.features(x.to(self.device)), targets)
+        solved = stats.solve(self.cl.ridge)
+        if own:  # only this task's head changes
+            cols = slice(task.head * width, (task.head + 1) * width)
+            self.ridge_weight[:, cols] = solved[:, cols]
+        else:
+            self.ridge_weight = solved
+        self._snapshot("task_end", task=t)
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, head: Tensor) -> Tensor:
+        w = self.ridge_weight.to(self.device)
+        logits = (self.features(x).to(w.dtype) @ w).float()
+        every = logits.view(len(x), self.stream.n_heads, self.stream.head_size)
+        return every[torch.arange(len(x)), head]
+
+    def memory_floats(self) -> int:
+        return self.ridge_stats.floats() if self.ridge_stats is not None else 0
+
+    def n_params(self) -> int:
+        """Parameters that answer: the tissue and adapter, and the solved heads."""
+        heads = sum(p.numel() for p in self.model.heads.parameters())
+        return self.model.n_params() - heads + self.ridge_weight.numel()
+
+    def _snapshot(self, kind: str, **meta: object) -> Path | None:
+        """A movie frame (numbered 0, 1, 2, …: no optimizer step is taken)."""
+        if self.run is None:
+            return None
+        self.frame += 1
+        meta = {"kind": kind, "train_step": self.step, **meta}
+        return self.run.save_snapshot(self.net.snapshot(None), self.frame, meta)

@@ -1,13 +1,14 @@
-"""morpho's own continual learner.
+"""morpho's continual learners: their settings and method names, and the gradient learner.
 
-On image streams it consolidates analytically (``analytic``, the default; see
-:mod:`morpho.sims.analytic`): the tissue is left as it was born, every cell at every input
-position gets readout capacity of its own, and the heads are solved in closed form from
-running second moments of those cell states — exact joint-fit heads after every task, no
-gradient step, no stored example. ``morpho-no-cell-readout`` solves the same heads over
-the pooled readout (``d_cell`` numbers) instead.
+On image streams ``morpho`` consolidates analytically (``analytic``, the default;
+:class:`morpho.sims.analytic.AnalyticLearner`): the tissue is left as it was born, every
+cell at every input position gets readout capacity of its own, and the heads are solved in
+closed form from running second moments of those cell states — exact joint-fit heads after
+every task, no gradient step, no stored example. ``morpho-no-cell-readout`` solves the same
+heads over the pooled readout (``d_cell`` numbers) instead.
 
-``morpho-no-analytic`` is the gradient learner, the path language streams always take:
+``morpho-no-analytic`` is the gradient learner of this module (:class:`MorphoLearner`),
+the path language streams always take:
 neurogenesis on task-change surprise, viscous old cells with a floor on plasticity, task
 routing, generative sleep in the tissue's feature space, distillation of old outputs and an
 exemplar-free correction of the head's bias. Each of its parts is switchable
@@ -81,7 +82,6 @@ from morpho.growth.rule import Event
 from morpho.network import EDGE_BANKS
 from morpho.output import Output
 from morpho.rundir import RunDir
-from morpho.sims.analytic import RandomExpansion, RidgeStats
 from morpho.sims.continual import LearnConfig, Learner, StreamModel, distill, task_loss
 from morpho.sims.streams import Stream, StreamTask
 from morpho.surgery import RowMap, migrate_optimizer_state, remap_parameter, remap_rows
@@ -223,8 +223,6 @@ class MorphoLearner(Learner):
         self.sleep_budget = 0
         self.last_snapshot = -1
         self._out: Output | None = None  # the record of the latest training forward
-        if self.analytic:
-            self._setup_analytic()
         self._snapshot("start")
 
     @property
@@ -237,70 +235,9 @@ class MorphoLearner(Learner):
         return self.cl.routing and self.stream.task_id_given
 
     @property
-    def analytic(self) -> bool:
-        """Analytic consolidation applies: it is on and the stream is an image stream."""
-        return self.cl.analytic and self.stream.kind == "classify"
-
-    @property
     def dreams(self) -> bool:
         """Generative sleep applies: on, digits, and no task id (routing isolates then)."""
         return self.cl.sleep and self.stream.kind == "classify" and not self.routed
-
-    # ------------------------------------------------------ analytic consolidation
-    def _setup_analytic(self) -> None:
-        """The head's weights (D, heads × classes), its running sums and the expansion."""
-        dim = analytic_dim(self.stream, self.cfg, self.cl)
-        x = self.stream.tasks[0].x_train[:1].to(self.device)
-        with torch.no_grad():
-            raw = self._raw_features(x).shape[1]
-        self.expansion = (
-            RandomExpansion(raw, self.cl.expand, self.cfg.seed) if self.cl.expand else None
-        )
-        assert self.cl.expand or raw == dim, (raw, dim)
-        outputs = self.stream.n_heads * self.stream.head_size
-        self.ridge_weight = torch.zeros(dim, outputs, dtype=torch.float64)
-        # with a task id each task is solved from its own sums, then they are dropped
-        self.ridge_stats = None if self.stream.task_id_given else RidgeStats(dim, outputs)
-
-    def _raw_features(self, x: Tensor) -> Tensor:
-        """Every cell's output at every input position, (B, cells × positions × d); or,
-        without ``cell_readout``, the pooled, normalised readout state (B, d)."""
-        if not self.cl.cell_readout:
-            return self.model.features(x)[0]
-        out = self.net.run_tissue(self.model.adapter(x), capture=True)
-        states = torch.cat(list(out.captured[0].outputs))  # (N, B, T, d)
-        return states.transpose(0, 1).flatten(1)
-
-    @torch.no_grad()
-    def analytic_features(self, x: Tensor) -> Tensor:
-        """The head's input for ``x`` (B, D)."""
-        f = self._raw_features(x)
-        return f if self.expansion is None else self.expansion(f)
-
-    @torch.no_grad()
-    def _consolidate(self, task: StreamTask) -> None:
-        """One pass over the task's training split into the head's sums, then the solve."""
-        self.model.eval()
-        width = self.stream.head_size
-        stats = self.ridge_stats or RidgeStats(*self.ridge_weight.shape)
-        for x, y in zip(task.x_train.split(256), task.y_train.split(256), strict=True):
-            targets = F.one_hot(task.head * width + y, self.ridge_weight.shape[1])
-            stats.add(self.analytic_features(x.to(self.device)), targets)
-        solved = stats.solve(self.cl.ridge)
-        if self.ridge_stats is None:  # a task id: only this task's head changes
-            cols = slice(task.head * width, (task.head + 1) * width)
-            self.ridge_weight[:, cols] = solved[:, cols]
-        else:
-            self.ridge_weight = solved
-        self.model.train()
-
-    def fit_task(self, t: int, task: StreamTask) -> None:
-        if not self.analytic:
-            super().fit_task(t, task)
-            return
-        self.task = t
-        self._consolidate(task)
-        self._snapshot("task_end", task=t)
 
     # ------------------------------------------------------------------ one step
     def begin_task(self, t: int, task: StreamTask) -> None:
@@ -367,11 +304,6 @@ class MorphoLearner(Learner):
         return loss
 
     def predict(self, x: Tensor, head: Tensor) -> Tensor:
-        if self.analytic:
-            w = self.ridge_weight.to(self.device)
-            logits = (self.analytic_features(x).to(w.dtype) @ w).float()
-            every = logits.view(len(x), self.stream.n_heads, self.stream.head_size)
-            return every[torch.arange(len(x)), head]
         return self.predict_record(x, head)[0]
 
     def predict_record(self, x: Tensor, head: Tensor) -> tuple[Tensor, Output]:
@@ -579,21 +511,10 @@ class MorphoLearner(Learner):
 
     # ------------------------------------------------------------------- memory
     def memory_floats(self) -> int:
-        if self.analytic:
-            return self.ridge_stats.floats() if self.ridge_stats is not None else 0
         return sum(g.floats() for g in self.gaussians)
 
     def state_floats(self) -> int:  # the task-start model, held during a task
-        if self.analytic:
-            return 0
         return sum(p.numel() for p in self.model.parameters()) if self.cl.distill else 0
-
-    def n_params(self) -> int:
-        """Parameters that answer: the analytic head replaces the gradient heads."""
-        if not self.analytic:
-            return self.model.n_params()
-        heads = sum(p.numel() for p in self.model.heads.parameters())
-        return self.model.n_params() - heads + self.ridge_weight.numel()
 
     # ------------------------------------------------------------------ recording
     def _log_metrics(self, t: int) -> None:

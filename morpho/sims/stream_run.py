@@ -41,6 +41,7 @@ import torch
 
 from morpho.config import dump_toml
 from morpho.rundir import RunDir
+from morpho.sims.analytic import AnalyticLearner
 from morpho.sims.cl_metrics import cl_summary
 from morpho.sims.continual import (
     EWC,
@@ -156,7 +157,10 @@ def make_learner(
 ) -> Learner:
     """The learner of a method name (``ValueError`` listing the names otherwise)."""
     if name in ABLATIONS:
-        return MorphoLearner(stream, learn, replace(cl, **ABLATIONS[name]), run)
+        cl = replace(cl, **ABLATIONS[name])
+        if cl.analytic and stream.kind == "classify":
+            return AnalyticLearner(stream, learn, cl, run)
+        return MorphoLearner(stream, learn, cl, run)
     if name == "replay-floats":
         return Replay(stream, replace(learn, memory=equal_float_memory(stream, learn, cl)))
     if name in BASELINES:
@@ -168,7 +172,7 @@ def equal_float_memory(stream: Stream, learn: LearnConfig, cl: MorphoCLConfig) -
     """Examples a class that fit in the floats morpho keeps a class: a share of the analytic
     heads' running sums, or the gradient learner's Gaussian of one class."""
     if cl.analytic and stream.kind == "classify":
-        floats = MorphoLearner(stream, learn, cl).memory_floats()
+        floats = AnalyticLearner(stream, learn, cl).memory_floats()
         n_classes = len({(k.head, c) for k in stream.tasks for c in k.classes})
         per_class = floats // n_classes
     else:

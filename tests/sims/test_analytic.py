@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from morpho.sims.analytic import RandomExpansion, RidgeStats
+from morpho.sims.analytic import AnalyticLearner, RandomExpansion, RidgeStats
 from morpho.sims.continual import LearnConfig
-from morpho.sims.morpho_cl import MorphoCLConfig, MorphoLearner
+from morpho.sims.morpho_cl import MorphoCLConfig
 from morpho.sims.stream_run import run_method
 from morpho.sims.streams import build_stream
 
@@ -69,8 +69,8 @@ def _class_stream(order: list[int] | None = None):
 @pytest.mark.parametrize("expand", [0, 64])
 def test_the_head_after_the_stream_is_the_joint_fit_in_any_task_order(expand: int) -> None:
     cl = MorphoCLConfig(expand=expand)
-    forward = MorphoLearner(_class_stream(), TINY, cl)
-    backward = MorphoLearner(_class_stream([2, 0, 1]), TINY, cl)
+    forward = AnalyticLearner(_class_stream(), TINY, cl)
+    backward = AnalyticLearner(_class_stream([2, 0, 1]), TINY, cl)
     for learner in (forward, backward):
         for t, task in enumerate(learner.stream.tasks):
             learner.fit_task(t, task)
@@ -80,13 +80,13 @@ def test_the_head_after_the_stream_is_the_joint_fit_in_any_task_order(expand: in
     x = torch.cat([k.x_train for k in stream.tasks])
     y = torch.cat([k.y_train for k in stream.tasks])
     joint = RidgeStats(*forward.ridge_weight.shape)
-    joint.add(forward.analytic_features(x), F.one_hot(y, 10))
+    joint.add(forward.features(x), F.one_hot(y, 10))
     torch.testing.assert_close(forward.ridge_weight, joint.solve(cl.ridge))
 
 
 def test_the_tissue_is_never_modified_and_no_example_is_kept() -> None:
     stream = _class_stream()
-    learner = MorphoLearner(stream, TINY, MorphoCLConfig())
+    learner = AnalyticLearner(stream, TINY, MorphoCLConfig())
     before = {k: v.detach().clone() for k, v in learner.model.state_dict().items()}
     result = run_method(learner, stream)
     after = learner.model.state_dict()
@@ -99,7 +99,7 @@ def test_the_tissue_is_never_modified_and_no_example_is_kept() -> None:
 
 def test_with_a_task_id_old_answers_never_change() -> None:
     stream = build_stream("split-digits", "task", max_train=30)
-    learner = MorphoLearner(stream, TINY, MorphoCLConfig())
+    learner = AnalyticLearner(stream, TINY, MorphoCLConfig())
     result = run_method(learner, stream)
     matrix = result["matrix"]
     for j in range(len(stream.tasks)):
@@ -109,7 +109,13 @@ def test_with_a_task_id_old_answers_never_change() -> None:
 
 def test_pooled_readout_solves_over_d_cell_features() -> None:
     stream = _class_stream()
-    learner = MorphoLearner(stream, TINY, MorphoCLConfig(cell_readout=False))
+    learner = AnalyticLearner(stream, TINY, MorphoCLConfig(cell_readout=False))
     assert learner.ridge_weight.shape == (TINY.d_cell, 10)
-    cells = MorphoLearner(stream, TINY, MorphoCLConfig())
+    cells = AnalyticLearner(stream, TINY, MorphoCLConfig())
     assert cells.ridge_weight.shape == (sum(TINY.level_sizes) * 8 * TINY.d_cell, 10)
+
+
+def test_a_language_stream_is_refused() -> None:
+    stream = build_stream("lang-domains", "domain", lang_chars=4000)
+    with pytest.raises(ValueError, match="analytic heads need an image stream; got a lm stream"):
+        AnalyticLearner(stream, TINY, MorphoCLConfig())

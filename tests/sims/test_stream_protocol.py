@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from morpho.cli import app
 from morpho.config import load_toml
+from morpho.sims.analytic import AnalyticLearner
 from morpho.sims.continual import LearnConfig, Replay
 from morpho.sims.morpho_cl import MorphoCLConfig, MorphoLearner
 from morpho.sims.stream_commands import stream_config
@@ -74,7 +75,7 @@ def test_every_method_takes_the_same_steps_of_the_same_batch_size(scenario: str)
         finally:
             hook.remove()
         counts[name], sizes[name] = calls[0], seen
-        analytic[name] = isinstance(learner, MorphoLearner) and learner.analytic
+        analytic[name] = isinstance(learner, AnalyticLearner)
     assert {k for k, a in analytic.items() if a} == {"morpho", "morpho-no-cell-readout"}
     assert {counts[k] for k, a in analytic.items() if not a} == {4 * len(stream.tasks)}, counts
     assert {counts[k] for k, a in analytic.items() if a} == {0}, counts
@@ -139,13 +140,13 @@ def test_replay_at_equal_floats_fits_in_the_analytic_heads_sums() -> None:
     floats = dim * (dim + 1) // 2 + dim * 10
     cl = MorphoCLConfig()
     assert equal_float_memory(stream, TINY, cl) == floats // 10 // 64
-    learner = MorphoLearner(stream, TINY, cl)
+    learner = AnalyticLearner(stream, TINY, cl)
     run_method(learner, stream)
     assert learner.memory_floats() == floats and learner.step == 0
     assert learner.ridge_stats is not None and learner.ridge_stats.count == sum(
         len(k.x_train) for k in stream.tasks
     )
-    task_il = MorphoLearner(_stream("task"), TINY, cl)
+    task_il = AnalyticLearner(_stream("task"), TINY, cl)
     run_method(task_il, _stream("task"))
     assert task_il.memory_floats() == 0 and task_il.ridge_stats is None  # nothing kept
 

@@ -197,7 +197,8 @@ def test_stream_command_runs_a_two_task_toy_stream(tmp_path) -> None:
     for name in ("morpho", "morpho-no-analytic"):
         snaps = sorted((out / "runs" / f"{name}-seed0" / "snapshots").glob("*.npz"))
         tissue, meta = load_snapshot(snaps[-1])
-        assert meta["kind"] == "task_end" and hasattr(tissue, "viscosity")
+        assert meta["kind"] == "task_end" and meta["task"] == 1
+    assert hasattr(tissue, "viscosity")  # the gradient learner's tissue fields
     events = (out / "runs" / "morpho-no-analytic-seed0" / "events.jsonl").read_text().splitlines()
     assert all(json.loads(e)["task"] == 1 for e in events), "growth only at the new task"
     assert set(tissue.task.tolist()) <= {0, 1}
