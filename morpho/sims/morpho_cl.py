@@ -7,12 +7,12 @@ closed form from running second moments of those cell states — exact joint-fit
 every task, no gradient step, no stored example. ``morpho-no-cell-readout`` solves the same
 heads over the pooled readout (``d_cell`` numbers) instead.
 
-``morpho-no-analytic`` is the gradient learner of this module (:class:`MorphoLearner`),
+``morpho-gradient`` is the gradient learner of this module (:class:`MorphoLearner`),
 the path language streams always take:
 neurogenesis on task-change surprise, viscous old cells with a floor on plasticity, task
 routing, generative sleep in the tissue's feature space, distillation of old outputs and an
 exemplar-free correction of the head's bias. Each of its parts is switchable
-(``--methods morpho-no-growth``, ``-no-viscosity``, ``-no-floor``, ``-no-routing``,
+(``--methods morpho-gradient-no-growth``, ``-no-viscosity``, ``-no-floor``, ``-no-routing``,
 ``-no-sleep``, ``-no-distill``, ``-no-head-correction``, every one of them a gradient
 learner):
 
@@ -127,14 +127,14 @@ GRADIENT = {"analytic": False}
 ABLATIONS: dict[str, dict[str, Any]] = {
     "morpho": {},
     "morpho-no-cell-readout": {"cell_readout": False},
-    "morpho-no-analytic": GRADIENT,
-    "morpho-no-growth": {**GRADIENT, "growth": False},
-    "morpho-no-viscosity": {**GRADIENT, "viscosity": False},
-    "morpho-no-floor": {**GRADIENT, "plasticity_floor": 0.0},
-    "morpho-no-routing": {**GRADIENT, "routing": False},
-    "morpho-no-sleep": {**GRADIENT, "sleep": False},
-    "morpho-no-distill": {**GRADIENT, "distill": False},
-    "morpho-no-head-correction": {**GRADIENT, "head_correction": False},
+    "morpho-gradient": GRADIENT,
+    "morpho-gradient-no-growth": {**GRADIENT, "growth": False},
+    "morpho-gradient-no-viscosity": {**GRADIENT, "viscosity": False},
+    "morpho-gradient-no-floor": {**GRADIENT, "plasticity_floor": 0.0},
+    "morpho-gradient-no-routing": {**GRADIENT, "routing": False},
+    "morpho-gradient-no-sleep": {**GRADIENT, "sleep": False},
+    "morpho-gradient-no-distill": {**GRADIENT, "distill": False},
+    "morpho-gradient-no-head-correction": {**GRADIENT, "head_correction": False},
 }
 
 
@@ -165,7 +165,7 @@ def analytic_dim(stream: Stream, learn: LearnConfig, cl: MorphoCLConfig) -> int:
 
 def parent_method(name: str) -> str:
     """The method an ablation removes one part from (whose tuned point it takes)."""
-    return "morpho-no-analytic" if ABLATIONS[name].get("analytic") is False else "morpho"
+    return "morpho-gradient" if ABLATIONS[name].get("analytic") is False else "morpho"
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,8 @@ def stream(
         typer.Option(
             help="Comma-separated methods (default morpho,naive): morpho (analytic heads "
             "over every cell's state), morpho-no-cell-readout (over the pooled readout), "
-            "morpho-no-analytic (the gradient learner) and its ablations "
-            "morpho-no-growth/-viscosity/-floor/-routing/-sleep/-distill/-head-correction, "
+            "morpho-gradient (the gradient learner) and its ablations morpho-gradient-no-"
+            "growth/-viscosity/-floor/-routing/-sleep/-distill/-head-correction, "
             "naive, ewc, si, lwf, replay, replay-floats (replay in morpho's floats), joint, "
             "separate."
         ),

@@ -94,7 +94,7 @@ GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
     **{
         n: (
             {"morpho.consolidation": (1.0, 3.0), "morpho.feature_distill": (0.1, 1.0)}
-            if parent_method(n) == "morpho-no-analytic"
+            if parent_method(n) == "morpho-gradient"
             else {"morpho.ridge": RIDGES}
         )
         for n in ABLATIONS

@@ -247,7 +247,7 @@ def test_config_round_trips_and_flags_override_the_file(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("ablation", "parent", "trials"),
-    [("morpho-no-growth", "morpho-no-analytic", 4), ("morpho-no-cell-readout", "morpho", 5)],
+    [("morpho-gradient-no-growth", "morpho-gradient", 4), ("morpho-no-cell-readout", "morpho", 5)],
 )
 def test_ablations_take_their_parents_tuned_point(
     tmp_path, ablation: str, parent: str, trials: int

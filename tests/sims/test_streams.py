@@ -176,7 +176,7 @@ def test_stream_command_runs_a_two_task_toy_stream(tmp_path) -> None:
         "--scenario",
         "class",
         "--methods",
-        "morpho,morpho-no-analytic,naive",
+        "morpho,morpho-gradient,naive",
         "--epochs",
         "2",
         "--max-train",
@@ -188,18 +188,18 @@ def test_stream_command_runs_a_two_task_toy_stream(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "| morpho |" in result.output and "| naive |" in result.output
     res = json.loads((out / "results.json").read_text())
-    for name in ("morpho", "morpho-no-analytic", "naive"):
+    for name in ("morpho", "morpho-gradient", "naive"):
         r = res["methods"][name]
         assert len(r["matrix"]) == 2 and len(r["params"]) == 2
         assert {"avg_accuracy", "bwt", "fwt", "forgetting", "cells"} <= set(r)
         assert (out / f"heatmap_{name}.png").stat().st_size > 0
     assert (out / "accuracy_per_task.png").stat().st_size > 0
-    for name in ("morpho", "morpho-no-analytic"):
+    for name in ("morpho", "morpho-gradient"):
         snaps = sorted((out / "runs" / f"{name}-seed0" / "snapshots").glob("*.npz"))
         tissue, meta = load_snapshot(snaps[-1])
         assert meta["kind"] == "task_end" and meta["task"] == 1
     assert hasattr(tissue, "viscosity")  # the gradient learner's tissue fields
-    events = (out / "runs" / "morpho-no-analytic-seed0" / "events.jsonl").read_text().splitlines()
+    events = (out / "runs" / "morpho-gradient-seed0" / "events.jsonl").read_text().splitlines()
     assert all(json.loads(e)["task"] == 1 for e in events), "growth only at the new task"
     assert set(tissue.task.tolist()) <= {0, 1}
 
