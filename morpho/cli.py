@@ -100,9 +100,10 @@ def run_config(preset: str, config: Optional[Path], overrides: dict[str, Any]) -
 def default_preset(task: str) -> str:
     """The preset ``morpho grow`` uses when none is given: the wide-stream cell on ``lang``
     (it measures better there, benchmarks/cell_design.md), an image task's own preset on
-    ``digits`` and ``mnist`` (benchmarks/images.md), the small preset elsewhere."""
-    if task in IMAGE_PRESETS:
-        return task
+    ``digits`` and ``mnist`` and their split streams (benchmarks/images.md), the small preset
+    elsewhere."""
+    if task.removeprefix("split-") in IMAGE_PRESETS:  # split-digits: the digits preset
+        return task.removeprefix("split-")
     return "wide" if task == "lang" else "small"
 
 

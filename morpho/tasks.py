@@ -16,6 +16,10 @@ Two kinds (``task.kind``; a task without the attribute is a language task):
   class at the last position and the trainer reports ``val_loss`` and ``val_acc``. Such a
   task fixes its own shape (``seq_len``, ``input_dim``); :func:`task_overrides` puts it
   into the run config.
+
+A task whose training data change over the run (a stream of tasks) may also define
+``at_step(step)``: the trainer calls it with the optimizer step before every training
+batch, so a resumed run draws from the same part of the stream as an uninterrupted one.
 """
 
 from __future__ import annotations

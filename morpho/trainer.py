@@ -166,6 +166,9 @@ class Trainer:
         return total + extra, ce, out
 
     def train_step(self) -> StepResult:
+        at_step = getattr(self.task, "at_step", None)  # a task whose data follow the step
+        if at_step is not None:
+            at_step(self.step)
         x, y = self.task.batch("train", self.cfg.batch_size, self.cfg.seq_len, self.generator)
         x, y = distributed.shard(x), distributed.shard(y)
         if self.device.type == "cuda":  # pinned, asynchronous: no wait on the device here

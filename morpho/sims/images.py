@@ -20,6 +20,13 @@ test split once at the end::
     task = ImageTask("digits")
     x, y = task.batch("train", 32, task.seq_len, torch.Generator().manual_seed(0))
     x.shape, y.shape            # (32, 8, 8) float, (32, 1) long
+
+``split-digits`` / ``split-mnist`` (:class:`SplitImageTask`) are the class-incremental
+streams as one task of ``morpho grow``: training batches come from the classes (0, 1) for
+the first ``steps_per_task`` steps, then (2, 3), and so on, while evaluation scores every
+class, so one growing network meets the stream on the one trainer, with its growth rules
+(``task_change`` among them), checkpoints and movies. (``morpho stream`` compares
+continual-learning methods on the same streams.)
 """
 
 from __future__ import annotations
@@ -127,3 +134,61 @@ class MnistTask(ImageTask):
 
     def __init__(self, tokens: str = "rows", patch: int = 0) -> None:
         super().__init__("mnist", tokens, patch)
+
+
+class SplitImageTask(ImageTask):
+    """A dataset's classes in pairs, one pair after another: a class-incremental stream.
+
+    ``at_step(step)`` (called by the trainer) selects pair ``step // steps_per_task`` (the
+    last pair from then on); training batches come from that pair only, evaluation and the
+    test score cover every class. ``steps_per_task`` 0 takes the dataset's default (a fifth
+    of its preset's steps).
+    """
+
+    DEFAULT_STEPS = {"digits": 120, "mnist": 300}  # a fifth of the presets' steps
+
+    def __init__(
+        self, dataset: str, steps_per_task: int = 0, tokens: str = "rows", patch: int = 0
+    ) -> None:
+        super().__init__(dataset, tokens, patch)
+        if steps_per_task < 0:
+            raise ValueError(f"steps_per_task must be >= 0; got {steps_per_task}")
+        self.name = f"split-{dataset}"
+        self.steps_per_task = steps_per_task or self.DEFAULT_STEPS[dataset]
+        x, y = self.splits["train"]
+        pairs = [(c, c + 1) for c in range(0, self.n_classes - 1, 2)]
+        self.pairs = pairs
+        self.pair_rows = [torch.isin(y, torch.tensor(p)).nonzero()[:, 0] for p in pairs]
+        self.current = 0
+
+    def at_step(self, step: int) -> None:
+        self.current = min(step // self.steps_per_task, len(self.pairs) - 1)
+
+    def batch(
+        self, split: str, batch_size: int, seq_len: int, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        """Training: ``batch_size`` examples of the current pair, drawn with replacement;
+        other splits: of every class."""
+        if split != "train":
+            return super().batch(split, batch_size, seq_len, generator)
+        x, y = self._split(split, seq_len)
+        rows = self.pair_rows[self.current]
+        pick = rows[torch.randint(0, len(rows), (batch_size,), generator=generator)]
+        return x[pick], y[pick, None]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "pairs": self.pairs, "steps_per_task": self.steps_per_task}
+
+
+class SplitDigitsTask(SplitImageTask):
+    """Class-incremental digits: (0, 1), (2, 3), …, (8, 9), ``steps_per_task`` steps each."""
+
+    def __init__(self, steps_per_task: int = 0, tokens: str = "rows", patch: int = 0) -> None:
+        super().__init__("digits", steps_per_task, tokens, patch)
+
+
+class SplitMnistTask(SplitImageTask):
+    """Class-incremental MNIST-5k: (0, 1), (2, 3), …, ``steps_per_task`` steps each."""
+
+    def __init__(self, steps_per_task: int = 0, tokens: str = "rows", patch: int = 0) -> None:
+        super().__init__("mnist", steps_per_task, tokens, patch)

@@ -43,7 +43,7 @@ def test_a_tissue_wide_jump_buds_the_most_surprised_cell_of_each_level() -> None
 @pytest.mark.parametrize(
     "last, window",
     [
-        (1.5, 3),  # a rise of 1.5× is below the ratio 2
+        (1.2, 3),  # a rise of 1.2× is below the ratio 1.25
         (0.2, 3),  # falling surprise: learning, not a new task
         (3.0, K),  # a window as long as the history: too early to judge
     ],
