@@ -24,8 +24,9 @@ from morpho.cells import Bank, CellType, LevelOutput, bank_matmul, register_cell
 from morpho.config import TrainConfig, load_toml
 from morpho.growth.rule import GrowthView
 from morpho.network import Network, NetworkConfig
+from morpho.rundir import read_jsonl
 from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue
-from morpho.trainer import StepResult
+from morpho.trainer import Callback, StepResult
 
 # tiny tensors: threads only add contention (10x slower steps on a loaded 2-core machine)
 torch.set_num_threads(1)
@@ -293,3 +294,22 @@ def view(tissue=None, fe=None, gate=None, strength_hist=None, grad=None, strengt
         edge_history=s_hist,
         edge_gradient=grad,
     )
+
+
+WALL_CLOCK = {"tokens_per_s"}  # logged figures that measure time, not the computation
+
+
+def run_lines(run: Path, name: str) -> list[dict]:
+    """A run's ``metrics.jsonl`` / ``events.jsonl`` records without the wall-clock fields."""
+    return [{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in read_jsonl(run / name)]
+
+
+class Crash(Callback):
+    """Interrupts training after step ``at``, as a crash would."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_step_end(self, trainer, step, result) -> None:
+        if step == self.at:
+            raise KeyboardInterrupt

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ALL_ON
+from conftest import ALL_ON, Crash, run_lines
 
 from morpho.config import RunConfig
 from morpho.grow import grow, resume
 from morpho.rundir import read_jsonl
-from morpho.trainer import Callback, NonFiniteError
+from morpho.trainer import NonFiniteError
 
-WALL_CLOCK = {"tokens_per_s"}  # figures that measure time, not the computation
 # a tiny growing run: checks every 5 steps from step 5, so events fall on both sides of
 # every checkpoint
 TINY = {
@@ -44,13 +43,9 @@ def _cfg(**train) -> RunConfig:
     return cfg.merged({"train": train}) if train else cfg
 
 
-def _lines(run: Path, name: str) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in read_jsonl(run / name)]
-
-
 def _assert_same_run(a: Path, b: Path) -> None:
     for name in ("metrics.jsonl", "events.jsonl"):
-        assert _lines(a, name) == _lines(b, name), name
+        assert run_lines(a, name) == run_lines(b, name), name
     sa = json.loads((a / "summary.json").read_text())
     sb = json.loads((b / "summary.json").read_text())
     for key in ("val_bpc", "best_val_bpc", "params", "cells", "edges", "edits", "train_flops"):
@@ -63,25 +58,14 @@ def reference(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("ref") / "run"
     grow(_cfg(), out)
-    assert _lines(out, "events.jsonl"), "the tiny run must have growth events"
+    assert run_lines(out, "events.jsonl"), "the tiny run must have growth events"
     return out
-
-
-class _Crash(Callback):
-    """Interrupts training after a given step, as a crash would (after step 20's checkpoint)."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_step_end(self, trainer, step, result) -> None:
-        if step == self.at:
-            raise KeyboardInterrupt
 
 
 def test_resume_after_a_crash_writes_the_same_logs(reference, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        grow(_cfg(), out, callbacks=[_Crash(27)])
+        grow(_cfg(), out, callbacks=[Crash(27)])
     assert len(read_jsonl(out / "metrics.jsonl")) > 0 and not (out / "summary.json").exists()
     resume(out)
     _assert_same_run(reference, out)
@@ -266,7 +250,7 @@ def test_resume_with_every_mechanism_on_writes_the_same_logs(tmp_path):
     assert any("repr_entropy" in r for r in read_jsonl(ref / "metrics.jsonl"))
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        grow(cfg, out, callbacks=[_Crash(27)])
+        grow(cfg, out, callbacks=[Crash(27)])
     resume(out)
     _assert_same_run(ref, out)
 

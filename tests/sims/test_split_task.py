@@ -8,13 +8,13 @@ import json
 
 import pytest
 import torch
+from conftest import Crash, run_lines
 from typer.testing import CliRunner
 
 from morpho.callbacks import Callback
 from morpho.cli import app
 from morpho.config import RunConfig
 from morpho.grow import grow, resume
-from morpho.rundir import read_jsonl
 from morpho.sims.images import SplitDigitsTask
 from morpho.tasks import TASKS
 
@@ -37,17 +37,6 @@ def test_split_tasks_load_by_name_and_refuse_a_negative_length() -> None:
         SplitDigitsTask(steps_per_task=-1)
 
 
-class _Crash(Callback):
-    """Interrupts training after step ``at`` (after the checkpoint of step 12)."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_step_end(self, trainer, step, result) -> None:
-        if step == self.at:
-            raise KeyboardInterrupt
-
-
 class _Labels(Callback):
     """Records the classes of every training batch, by step."""
 
@@ -56,10 +45,6 @@ class _Labels(Callback):
 
     def on_step_end(self, trainer, step, result) -> None:
         self.seen[step] = set(result.batch[1].flatten().tolist())
-
-
-def _lines(run, name: str) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in read_jsonl(run / name)]
 
 
 def test_a_crashed_stream_run_resumes_into_the_same_pairs_and_logs(tmp_path) -> None:
@@ -82,10 +67,10 @@ def test_a_crashed_stream_run_resumes_into_the_same_pairs_and_logs(tmp_path) -> 
         assert seen <= {first, first + 1}, (step, seen)
     assert summary["task"]["steps_per_task"] == 6 and 0.0 <= summary["val_acc"] <= 1.0
     with pytest.raises(KeyboardInterrupt):
-        grow(cfg, crashed, callbacks=[_Crash(15)])
+        grow(cfg, crashed, callbacks=[Crash(15)])
     resume(crashed)
     for name in ("metrics.jsonl", "events.jsonl"):
-        assert _lines(whole, name) == _lines(crashed, name), name
+        assert run_lines(whole, name) == run_lines(crashed, name), name
 
 
 def test_grow_takes_the_stream_from_the_command_line(tmp_path) -> None:
