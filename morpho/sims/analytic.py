@@ -75,8 +75,19 @@ class RidgeStats:
 
     def floats(self) -> int:
         """Floats kept: ``G``'s triangle and ``Q``."""
-        d, k = self.cross.shape
-        return d * (d + 1) // 2 + d * k
+        return sum_floats(*self.cross.shape)
+
+
+def sum_floats(dim: int, outputs: int) -> int:
+    """Floats of the running sums for ``dim`` features and ``outputs`` targets."""
+    return dim * (dim + 1) // 2 + dim * outputs
+
+
+def kept_floats(stream: Stream, learn: LearnConfig, cl: MorphoCLConfig) -> int:
+    """Floats the analytic learner keeps on ``stream`` (0 with a task id: sums dropped)."""
+    if stream.task_id_given:
+        return 0
+    return sum_floats(analytic_dim(stream, learn, cl), stream.n_heads * stream.head_size)
 
 
 class RandomExpansion:

@@ -41,7 +41,7 @@ import torch
 
 from morpho.config import dump_toml
 from morpho.rundir import RunDir
-from morpho.sims.analytic import AnalyticLearner
+from morpho.sims.analytic import AnalyticLearner, kept_floats
 from morpho.sims.cl_metrics import cl_summary
 from morpho.sims.continual import (
     EWC,
@@ -172,7 +172,7 @@ def equal_float_memory(stream: Stream, learn: LearnConfig, cl: MorphoCLConfig) -
     """Examples a class that fit in the floats morpho keeps a class: a share of the analytic
     heads' running sums, or the gradient learner's Gaussian of one class."""
     if cl.analytic and stream.kind == "classify":
-        floats = AnalyticLearner(stream, learn, cl).memory_floats()
+        floats = kept_floats(stream, learn, cl)
         n_classes = len({(k.head, c) for k in stream.tasks for c in k.classes})
         per_class = floats // n_classes
     else:
