@@ -16,9 +16,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from morpho.config import TrainConfig
 from morpho.network import Network, NetworkConfig
-from morpho.trainer import build_optimizer
+from morpho.trainer import TrainConfig, build_optimizer
 
 
 def main() -> None:

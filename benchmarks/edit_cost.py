@@ -29,10 +29,9 @@ import torch
 import torch.nn.functional as F
 
 import morpho
-from morpho.config import TrainConfig
 from morpho.network import Network, NetworkConfig
 from morpho.tissue import HIDDEN
-from morpho.trainer import build_optimizer
+from morpho.trainer import TrainConfig, build_optimizer
 
 VOCAB = 64
 

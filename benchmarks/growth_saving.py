@@ -41,7 +41,8 @@ from typing import Any
 import torch
 
 from morpho.checkpoint import load_network
-from morpho.config import RunConfig, load_toml
+from morpho.config import RunConfig
+from morpho.files import load_toml
 from morpho.grow import build_task
 from morpho.network import Network
 from morpho.sims.baselines import StackAt, build_baseline, build_stack_peer

@@ -54,10 +54,10 @@ from torch import nn
 
 from morpho.cells import LevelOutput
 from morpho.cells_thermo import DENSE_CROSSOVER
-from morpho.config import RunConfig, TrainConfig
+from morpho.config import RunConfig
 from morpho.network import Network, NetworkConfig
 from morpho.sims.baselines import MODELS, CharTransformer, baseline_config, build_baseline
-from morpho.trainer import build_optimizer
+from morpho.trainer import TrainConfig, build_optimizer
 
 CLOSED_GATE_BIAS = -20.0  # σ(-20 + log-surprise) ≈ 0: the demon keeps every core shut
 OPEN_GATE_BIAS = 20.0  # σ(20 + log-surprise) ≈ 1: every core open

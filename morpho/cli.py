@@ -15,7 +15,8 @@ from typing import Annotated, Any, Optional
 import typer
 import typer.core
 
-from morpho.config import RunConfig, load_toml
+from morpho.config import RunConfig
+from morpho.files import load_toml
 from morpho.options import (
     ConfigOpt,
     CorpusOpt,
@@ -30,7 +31,7 @@ from morpho.options import (
 try:  # typer >= 0.20 vendors click
     from typer._click.exceptions import ClickException as _UsageErrors
 except ImportError:  # pragma: no cover - older typer on click
-    from click import ClickException as _UsageErrors  # type: ignore[no-redef]
+    from click import ClickException as _UsageErrors  # type: ignore[no-redef,assignment]
 
 
 class _OneLineErrors(typer.core.TyperGroup):

@@ -19,7 +19,8 @@ import torch
 
 from morpho import distributed
 from morpho.checkpoint import latest_checkpoint, network_from_payload
-from morpho.config import RunConfig, dump_toml, load_toml
+from morpho.config import RunConfig
+from morpho.files import dump_toml, load_toml
 from morpho.growth.config import GrowthConfig
 from morpho.growth.scheduler import Scheduler
 from morpho.mechanisms import build_terms

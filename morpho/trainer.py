@@ -31,6 +31,7 @@ import math
 import platform
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
@@ -41,7 +42,8 @@ from morpho import distributed
 from morpho.apply import apply_edit
 from morpho.callbacks import Callback, StepResult, TrainerState
 from morpho.checkpoint import restore_trainer, save_checkpoint, trainer_payload
-from morpho.config import TrainConfig, resolve_device
+from morpho.coerce import require
+from morpho.device import DEVICE_NAMES, is_device_name, resolve_device
 from morpho.edits import Edit
 from morpho.guard import NonFiniteError, NonFiniteGuard
 from morpho.network import Network
@@ -51,6 +53,58 @@ from morpho.progress import NoBar, progress_bar
 from morpho.rundir import RunDir
 from morpho.tasks import ClassifyTask, Task, task_kind
 from morpho.terms import StepContext, Term
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop."""
+
+    steps: int = 600  # optimizer steps
+    batch_size: int = 16  # sequences per batch
+    seq_len: int = 64  # tokens per sequence
+    lr: float = 3e-3  # peak AdamW learning rate
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr · min_lr_ratio
+    warmup: int = 50  # linear warm-up steps
+    weight_decay: float = 0.05  # AdamW decay on matrices (not on vectors or edge strengths)
+    grad_clip: float = 1.0  # global gradient-norm clip (0 disables)
+    aux_weight: float = 0.1  # weight of the cells' local next-input prediction loss
+    gate_l1: float = 0.5  # L1 penalty on gate activity of growing nets, more at higher levels
+    eval_every: int = 100  # steps between validation passes
+    eval_batches: int = 8  # batches per validation pass (fixed windows)
+    log_every: int = 10  # steps between metrics.jsonl lines
+    checkpoint_every: int = 0  # steps between resumable checkpoints (0: only the final one)
+    keep_checkpoints: int = 2  # step checkpoints kept on disk (the newest ones)
+    max_nonfinite: int = 5  # consecutive non-finite steps before the run stops
+    sync_free: bool = False  # guard non-finite steps on the device (fused AdamW skips them);
+    # checked and logged at log steps, so a non-logging step never waits for the device
+    device: str = "cpu"  # torch device: cpu, cuda, cuda:1, mps
+    seed: int = 0  # seeds data order, initialisation and noise
+
+    def __post_init__(self) -> None:
+        require(self.steps >= 0, "train.steps", ">= 0", self.steps)
+        for name in (
+            "batch_size",
+            "seq_len",
+            "eval_every",
+            "eval_batches",
+            "log_every",
+            "keep_checkpoints",
+            "max_nonfinite",
+        ):
+            require(getattr(self, name) >= 1, f"train.{name}", ">= 1", getattr(self, name))
+        require(0 < self.lr <= 10, "train.lr", "in (0, 10]", self.lr)  # also refuses nan, inf
+        require(is_device_name(self.device), "train.device", DEVICE_NAMES, self.device)
+        require(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
+        for name in (
+            "warmup",
+            "weight_decay",
+            "grad_clip",
+            "aux_weight",
+            "gate_l1",
+            "checkpoint_every",
+        ):
+            require(getattr(self, name) >= 0, f"train.{name}", ">= 0", getattr(self, name))
+
 
 LN2 = math.log(2.0)
 # the order of the monitors' figures in a log line

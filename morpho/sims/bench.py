@@ -60,8 +60,9 @@ from typing import Any, cast
 import torch
 
 from morpho.checkpoint import load_network
-from morpho.config import PRESETS, RunConfig, dump_toml, load_toml
+from morpho.config import PRESETS, RunConfig
 from morpho.edits import Edit
+from morpho.files import atomic_write, dump_toml, load_toml
 from morpho.flops import FlopCounter
 from morpho.grow import build_task, fit_to_task, grow
 from morpho.mechanisms import build_terms
@@ -272,7 +273,8 @@ def bench(
         "mechanisms": {m: MECHANISMS[m] for m in mechanisms},
         "machine": machine(),
     }
-    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(out / "bench.json", lambda f: f.write(text.encode()))
     return result
 
 

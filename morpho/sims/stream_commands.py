@@ -95,6 +95,7 @@ def stream(
 ) -> None:
     """Learn a stream of tasks one after another; print and save the continual-learning metrics."""
     from morpho.cli import fail
+    from morpho.device import resolve_device
     from morpho.rundir import RunDir
     from morpho.sims.stream_run import run_stream
     from morpho.sims.streams import build_stream
@@ -115,7 +116,7 @@ def stream(
     }
     try:
         cfg = stream_config(config, flags)
-        check_device(cfg.learn.device)
+        resolve_device(cfg.learn.device)
         check_data(cfg.stream, [Path(p) for p in cfg.data])
         built = build_stream(cfg.stream, cfg.scenario, cfg.tasks, cfg.data, max_train=cfg.max_train)
         check_analytic(cfg, built)
@@ -139,13 +140,14 @@ def stream_config(path: Path | None, flags: dict[str, Any]) -> StreamConfig:
     """The :class:`~morpho.sims.stream_run.StreamConfig` of a TOML file (if any) with the
     flags that were given over it, through ``morpho grow``'s loader and coercer: unknown
     keys and wrong types raise ``ValueError`` naming what was expected."""
-    from morpho.config import _deep_merge, from_dict, load_toml
+    from morpho.coerce import deep_merge, from_dict
+    from morpho.files import load_toml
     from morpho.sims.stream_run import StreamConfig  # noqa: F811
 
     data = load_toml(path) if path is not None else {}
     given = {k: v for k, v in flags.items() if v is not None and k != "learn"}
     learn = {k: v for k, v in flags["learn"].items() if v is not None}
-    merged = _deep_merge(_deep_merge(data, given), {"learn": learn} if learn else {})
+    merged = deep_merge(deep_merge(data, given), {"learn": learn} if learn else {})
     merged.setdefault("methods", ["morpho", "naive"])
     lang = merged.get("stream") == "lang-domains"
     merged.setdefault("scenario", "domain" if lang else "class")
@@ -164,18 +166,6 @@ def check_analytic(cfg: Any, stream: Any) -> None:
         cl = replace(cfg.morpho, **ABLATIONS.get(name, {"analytic": False}))
         if cl.analytic:
             analytic_dim(stream, cfg.learn, cl)
-
-
-def check_device(device: str) -> None:
-    """``ValueError`` unless ``device`` names a torch device this machine has."""
-    import re
-
-    import torch
-
-    if re.fullmatch(r"cpu|mps|cuda(:\d+)?", device) is None:
-        raise ValueError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or mps")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; expected cpu")
 
 
 def check_data(stream: str, paths: list[Path]) -> None:

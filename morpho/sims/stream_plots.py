@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from morpho.files import atomic_path
 from morpho.sims.streams import Stream
-from morpho.tissue import atomic_path
 
 
 def plot_matrix(matrix: list[list[float]], stream: Stream, name: str, path: Path) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from morpho.config import dump_toml
+from morpho.files import atomic_write, dump_toml
 from morpho.rundir import RunDir
 from morpho.sims.analytic import AnalyticLearner, kept_floats
 from morpho.sims.cl_metrics import cl_summary
@@ -62,7 +62,6 @@ from morpho.sims.morpho_cl import (
 )
 from morpho.sims.stream_plots import plot_matrix, plot_task_curves
 from morpho.sims.streams import Stream, StreamTask, build_stream
-from morpho.tissue import _atomic_write
 
 BASELINES: dict[str, type[Learner]] = {
     "naive": Learner,
@@ -274,7 +273,7 @@ def run_stream(
         torch.set_num_threads(1)  # tiny models are overhead-bound; avoid oversubscribing cores
     out.mkdir(parents=True, exist_ok=True)
     config = dump_toml(_plain(asdict(cfg)))  # what ``morpho stream --config`` reads back
-    _atomic_write(out / "config.toml", lambda f: f.write(config.encode()))
+    atomic_write(out / "config.toml", lambda f: f.write(config.encode()))
     results: dict[str, Any] = {
         "stream": cfg.stream,
         "scenario": cfg.scenario,
@@ -312,7 +311,7 @@ def run_stream(
     add_paired_differences(results["methods"], stream.higher_is_better)
     plot_task_curves(results, stream, out / "accuracy_per_task.png")
     text = json.dumps(results, indent=2) + "\n"
-    _atomic_write(out / "results.json", lambda f: f.write(text.encode()))
+    atomic_write(out / "results.json", lambda f: f.write(text.encode()))
     echo(format_table(results))
     return results
 

@@ -15,7 +15,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from typer.testing import CliRunner
 
 from morpho.cli import app
-from morpho.config import load_toml
+from morpho.files import load_toml
 from morpho.sims.analytic import AnalyticLearner, kept_floats
 from morpho.sims.continual import LearnConfig, Replay
 from morpho.sims.morpho_cl import MorphoCLConfig, MorphoLearner
@@ -216,7 +216,7 @@ def test_config_file_bad_key_fails_in_one_line_and_writes_nothing(tmp_path) -> N
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["stream", "--config", str(bad), "--out", str(out)])
     assert result.exit_code == 2
-    assert "unknown config key learn.'bogus'; expected one of: epochs" in result.output
+    assert "unknown config key learn.bogus; expected one of: epochs" in result.output
     assert not out.exists()
     bad.write_text('budget = "endless"\n')
     result = CliRunner().invoke(app, ["stream", "--config", str(bad), "--out", str(out)])
