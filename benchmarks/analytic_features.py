@@ -25,9 +25,11 @@ def main() -> None:
     p.add_argument("--stream", default="split-digits", choices=("split-digits", "split-mnist"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ridges", default="1e-5,1e-4,1e-3,1e-2")
+    p.add_argument("--widths", default="0,1024,2048", help="random expansions of every cell")
+    p.add_argument("--max-train", type=int, default=0, help="examples per task (0: all)")
     a = p.parse_args()
     torch.set_num_threads(1)
-    stream = build_stream(a.stream, "class")
+    stream = build_stream(a.stream, "class", max_train=a.max_train)
     x_tr = torch.cat([k.x_train for k in stream.tasks])
     y_tr = torch.cat([k.y_train for k in stream.tasks])
     x_te = torch.cat([k.x_test for k in stream.tasks])
@@ -44,7 +46,7 @@ def main() -> None:
                     naive.fit_task(0, stream.tasks[0])
                 learner.model.load_state_dict(naive.model.state_dict())
             feats = [learner.raw_features(x) for x in (x_tr, x_te)]
-            widths = (0, 1024, 2048) if cell_readout else (0,)
+            widths = [int(w) for w in a.widths.split(",")] if cell_readout else [0]
             for width in widths:
                 f_tr, f_te = feats
                 if width:

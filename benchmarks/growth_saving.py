@@ -46,7 +46,7 @@ from morpho.files import load_toml
 from morpho.grow import build_task
 from morpho.network import Network
 from morpho.sims.baselines import StackAt, build_baseline, build_stack_peer
-from morpho.sims.bench import _morpho_row, _train_row, bench_config, machine, with_eval_points
+from morpho.sims.bench import bench_config, machine, morpho_row, train_row, with_eval_points
 from morpho.sims.saving import loss_at, paired, read_curve, saving
 
 ROWS = (
@@ -87,7 +87,7 @@ def run_seed(
     task = build_task(cfg)
     out.mkdir(parents=True, exist_ok=True)
     done: dict[str, Any] = {}
-    grown = _morpho_row("grown", row_cfg(grow_cfg, lrs.get("grown")), out, True)
+    grown = morpho_row("grown", row_cfg(grow_cfg, lrs.get("grown")), out, True)
     done["grown"] = grown
     final, _ = load_network(out / "grown" / "checkpoints" / "final.pt")
     fixed = cfg.merged({"growth": {"enabled": False}})
@@ -104,7 +104,7 @@ def run_seed(
         net_cfg = plain if name == "scratch-plain" else final.cfg
         net = Network(net_cfg, tissue=final.tissue.clone())
         c = with_eval_points(row_cfg(fixed, lrs.get(name, lrs.get("scratch")), steps=steps), 24)
-        return _train_row(name, net, c, task, out / name, True)
+        return train_row(name, net, c, task, out / name, True)
 
     if "scratch" in rows or "scratch@flops" in rows:
         done["scratch"] = scratch("scratch", cfg.train.steps)
@@ -117,13 +117,13 @@ def run_seed(
         params = grown["params"]
         model = build_baseline("transformer", task.vocab_size, params, seed=seed)
         lr_t = lrs.get("transformer")
-        done["transformer"] = _train_row(
+        done["transformer"] = train_row(
             "transformer", model, row_cfg(cfg, lr_t), task, out / "transformer", True
         )
         peer = build_stack_peer(task.vocab_size, params, seed=seed)
         at = StackAt(max(1, round(STACK_AT * cfg.train.steps)))
         lr_s = lrs.get("transformer-stack", lr_t)
-        done["transformer-stack"] = _train_row(
+        done["transformer-stack"] = train_row(
             "transformer-stack",
             peer,
             row_cfg(cfg, lr_s),
@@ -134,7 +134,7 @@ def run_seed(
         )
     if "gru" in rows and lrs.get("gru") is not None:  # the other static peer, when given a rate
         model = build_baseline("gru", task.vocab_size, grown["params"], seed=seed)
-        done["gru"] = _train_row("gru", model, row_cfg(cfg, lrs["gru"]), task, out / "gru", True)
+        done["gru"] = train_row("gru", model, row_cfg(cfg, lrs["gru"]), task, out / "gru", True)
     write_bench(out, done, cfg)
     return done
 
