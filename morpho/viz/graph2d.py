@@ -1,12 +1,12 @@
 """A flat picture of one tissue snapshot: levels as rows, edges as lines (matplotlib, Agg).
 
-    image = tissue_image(read_snapshot(path), title="step 400: split")   # (H, W, 3) uint8
+    image = tissue_image(read_snapshot(path), "step 400: split", since=350)  # (H, W, 3) uint8
 
 Cells sit on the row of their level (inputs at the bottom), ordered along the row by their
 ``pos`` x; each is coloured by its free-energy EMA where the snapshot measured one (cells
 differ), else by role; edges are drawn with an opacity that follows ``|strength|``. Cells
-born at the snapshot's step are ringed. Used for the tissue image at each event in
-TensorBoard (:mod:`morpho.viz.tensorboard`), where a 3D movie frame would be too costly.
+born after step ``since`` (the previous snapshot's) are ringed. Used for the tissue image at
+each event in TensorBoard (:mod:`morpho.viz.tensorboard`), where a 3D frame would cost more.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def flat_positions(s: Snapshot) -> np.ndarray:
     return xy
 
 
-def draw_tissue(fig: Figure, s: Snapshot, title: str = "") -> None:
-    """Draw ``s`` on ``fig``: edges, then cells coloured by free energy (or role)."""
+def draw_tissue(fig: Figure, s: Snapshot, title: str = "", since: int | None = None) -> None:
+    """Draw ``s`` on ``fig``: edges, then cells coloured by free energy (or role), those
+    born after step ``since`` ringed (None: none)."""
     ax = fig.add_subplot()
     xy = flat_positions(s)
     src, dst = s.edges["edge_index"]
@@ -54,20 +55,23 @@ def draw_tissue(fig: Figure, s: Snapshot, title: str = "") -> None:
             at = s.cells["role"] == role
             ax.scatter(*xy[at].T, c=color, s=40, zorder=2, edgecolors="none", label=name)
         ax.legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=7, frameon=False)
-    new = s.cells["birth"] == s.step if s.step > 0 else np.zeros(s.n_cells, bool)
+    new = s.cells["birth"] > (since if since is not None else np.inf)
     ax.scatter(*xy[new].T, s=110, facecolors="none", edgecolors="crimson", lw=1.2, zorder=3)
     ax.set(xlim=(0, 1), ylabel="level", xticks=[], title=title)
     ax.set_yticks(np.unique(s.cells["level"]))
     ax.margins(y=0.1)
-    ax.set_xlabel(f"{s.n_cells} cells, {s.n_edges} edges (ringed: born at this step)")
+    ax.set_xlabel(f"{s.n_cells} cells, {s.n_edges} edges (ringed: born since the last one)")
 
 
 def tissue_image(
-    s: Snapshot, title: str = "", size: tuple[float, float] = (6.4, 4.0)
+    s: Snapshot,
+    title: str = "",
+    since: int | None = None,
+    size: tuple[float, float] = (6.4, 4.0),
 ) -> np.ndarray:
     """(H, W, 3) uint8 RGB picture of ``s`` (see :func:`draw_tissue`), at 80 dpi."""
     fig = Figure(figsize=size, dpi=80, layout="constrained")
     canvas = FigureCanvasAgg(fig)
-    draw_tissue(fig, s, title)
+    draw_tissue(fig, s, title, since)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()

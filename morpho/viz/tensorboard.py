@@ -62,6 +62,8 @@ TRAIN_TAGS = {  # train-record fields that read better grouped apart from the lo
 }
 ENERGY_FIELDS = {"F": "fe_ema", "U": "surprise_ema", "S": "gate_entropy", "gate": "gate_ema"}
 INSTALL = "pip install 'morpho[tensorboard]'"
+# event fields the text shows otherwise (or not: the per-cell statistics are in events.jsonl)
+EVENT_SKIP = ("step", "kind", "rule", "reason", "score", "snapshot", "free_energy")
 
 
 def require_tensorboard() -> None:
@@ -113,10 +115,21 @@ def _numeric(record: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, fl
 
 
 def event_line(record: dict[str, Any]) -> str:
-    """One topology event as a line of text: its kind, then its other fields."""
-    rest = {k: v for k, v in record.items() if k not in ("step", "kind", "snapshot")}
-    fields = ", ".join(f"{k}={json.dumps(v)}" for k, v in rest.items())
-    return f"**{record.get('kind', '?')}** {fields}".rstrip()
+    """One topology event as a line of text: kind (rule), the cells and edges it touched,
+    its other plain fields, its reason and score."""
+    line = f"**{record.get('kind', '?')}**"
+    if record.get("rule"):
+        line += f" ({record['rule']})"
+    for key, value in record.items():
+        if key in EVENT_SKIP or value in ([], None, "") or isinstance(value, dict):
+            continue
+        shown = f"{value:.4g}" if isinstance(value, float) else value
+        line += f", {key.replace('_', ' ')} {shown}"
+    if record.get("reason"):
+        line += f": {record['reason']}"
+    if isinstance(record.get("score"), (int, float)):
+        line += f" (score {record['score']:.3g})"
+    return line
 
 
 def level_energy(s: Snapshot, tissue_wiring: np.ndarray) -> dict[str, float]:
@@ -171,6 +184,7 @@ class TensorBoardMirror:
         self.lines = dict.fromkeys(LOGS, 0)  # lines read of each log
         self.sizes = dict.fromkeys(LOGS, -1)  # sizes seen at the last sync
         self.done: set[str] = set()  # snapshot files written
+        self.last_snapshot: int | None = None  # step of the latest one (newborns: after it)
         self.writer: Any = None
 
     def changed(self) -> bool:
@@ -250,8 +264,10 @@ class TensorBoardMirror:
                 title = f"step {s.step}: {s.meta.get('kind', 'snapshot')}"
                 if s.meta.get("events"):
                     title += " (" + ", ".join(map(str, s.meta["events"])) + ")"
-                items.append(Item(s.step, "image", "tissue/graph", tissue_image(s, title)))
+                image = tissue_image(s, title, self.last_snapshot)
+                items.append(Item(s.step, "image", "tissue/graph", image))
             self.done.add(path.name)
+            self.last_snapshot = s.step
         return items
 
 
