@@ -142,7 +142,7 @@ def level_energy(s: Snapshot, tissue_wiring: np.ndarray) -> dict[str, float]:
         if s.n_cells > 1 and np.ptp(values) == 0:
             continue  # one value in every cell: not measured yet
         for lvl in np.unique(level):
-            out[f"energy/level{int(lvl)}/{name}"] = float(values[level == lvl].mean())
+            out[f"energy/level{int(lvl)}/{name}"] = float(values[level == lvl].astype(float).mean())
     return out
 
 
