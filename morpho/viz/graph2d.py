@@ -42,21 +42,25 @@ def draw_tissue(fig: Figure, s: Snapshot, title: str = "", since: int | None = N
     src, dst = s.edges["edge_index"]
     strength = np.abs(s.edges.get("strength", np.ones(len(src)))).astype(float)
     alpha = 0.15 + 0.7 * strength / strength.max() if len(src) and strength.max() > 0 else None
-    lines = LineCollection(np.stack([xy[src], xy[dst]], 1), colors="#555555", linewidths=0.6)
+    lines = LineCollection(list(np.stack([xy[src], xy[dst]], 1)), colors="#555555", linewidths=0.6)
     if alpha is not None:
         lines.set_alpha(alpha)
     ax.add_collection(lines)
     fe = s.cell("fe_ema")
     if len(fe) > 1 and np.ptp(fe) > 0:
-        dots = ax.scatter(*xy.T, c=fe, cmap="viridis", s=40, zorder=2, edgecolors="none")
+        dots = ax.scatter(
+            xy[:, 0], xy[:, 1], c=fe, cmap="viridis", s=40, zorder=2, edgecolors="none"
+        )
         fig.colorbar(dots, ax=ax, label="free energy (EMA)", shrink=0.8)
     else:
         for role, (name, color) in enumerate(zip(ROLES, ROLE_COLORS, strict=True)):
             at = s.cells["role"] == role
-            ax.scatter(*xy[at].T, c=color, s=40, zorder=2, edgecolors="none", label=name)
+            ax.scatter(xy[at, 0], xy[at, 1], c=color, s=40, zorder=2, edgecolors="none", label=name)
         ax.legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=7, frameon=False)
     new = s.cells["birth"] > (since if since is not None else np.inf)
-    ax.scatter(*xy[new].T, s=110, facecolors="none", edgecolors="crimson", lw=1.2, zorder=3)
+    ax.scatter(
+        xy[new, 0], xy[new, 1], s=110, facecolors="none", edgecolors="crimson", lw=1.2, zorder=3
+    )
     ax.set(xlim=(0, 1), ylabel="level", xticks=[], title=title)
     ax.set_yticks(np.unique(s.cells["level"]))
     ax.margins(y=0.1)

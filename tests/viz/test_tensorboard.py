@@ -136,8 +136,11 @@ def test_converted_scalars_equal_the_metrics_and_the_live_files(live: Path, conv
     assert_metrics_equal(live, conv)
     assert scalars(conv) == scalars(lv)
     assert _texts(conv) == _texts(lv)
-    images = [[(i.step, i.encoded_image_string) for i in a.Images("tissue/graph")] for a in (conv, lv)]  # fmt: skip
-    assert images[0] == images[1]
+    assert _images(conv) == _images(lv)
+
+
+def _images(acc: EventAccumulator) -> list[tuple[int, bytes]]:
+    return [(i.step, i.encoded_image_string) for i in acc.Images("tissue/graph")]
 
 
 def _texts(acc: EventAccumulator) -> list[tuple[int, str]]:
@@ -269,11 +272,9 @@ def test_tags_of_the_known_fields() -> None:
 
 @pytest.mark.slow
 def test_a_resumed_run_writes_its_tensorboard_files_again_from_its_logs(tmp_path) -> None:
-    import tomllib
-
     from conftest import Crash
 
-    from morpho.config import RunConfig
+    from morpho.config import RunConfig, tomllib
     from morpho.grow import grow, resume
 
     tiny = tomllib.loads(TINY_TOML)
