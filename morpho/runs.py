@@ -95,7 +95,7 @@ def load_run(path: str | os.PathLike[str], as_frames: bool | None = None) -> Run
             k: pd.DataFrame(v if v else None, columns=None if v else COLUMNS[k])
             for k, v in tables.items()
         }
-    return RunRecords(p, **tables, config=_config(p), summary=_summary(p))
+    return RunRecords(p, **tables, config=_config(p), summary=read_summary(p))
 
 
 def snapshot_row(path: Path) -> dict[str, Any]:
@@ -135,7 +135,9 @@ def _config(path: Path) -> dict[str, Any]:
     return load_toml(file) if file.is_file() else {}
 
 
-def _summary(path: Path) -> dict[str, Any]:
+def read_summary(path: Path) -> dict[str, Any]:
+    """``summary.json`` of the run directory ``path`` (empty if absent); ``ValueError`` if
+    it is not a JSON object."""
     file = path / "summary.json"
     if not file.is_file():
         return {}

@@ -15,6 +15,8 @@ What a run's event files hold:
   cost, :func:`morpho.energy.wiring_cost`) and the ``gate`` EMA. A statistic equal in
   every cell of the snapshot (not measured yet: the seed's initial EMAs) is left out.
 * text ``events``: the topology events of each step, one line each.
+* ``summary/<field>`` at the last step: the numeric figures of ``summary.json`` (FLOPs per
+  token dense and gated, training FLOPs, final size …).
 * image ``tissue/graph``: the tissue at each snapshot (start, every growth round, end) as
   :func:`morpho.viz.graph2d.tissue_image`; needs matplotlib (the viz extra), without it
   the images are skipped with one warning line.
@@ -47,6 +49,7 @@ import torch
 from morpho.callbacks import Callback
 from morpho.energy import wiring_cost
 from morpho.rundir import parse_jsonl, snapshot_paths, write_dir
+from morpho.runs import read_summary
 from morpho.viz.runs import Snapshot, read_snapshot
 
 LIVE_DIR = "tb"  # where ``morpho grow --tensorboard`` writes, inside the run directory
@@ -185,6 +188,7 @@ class TensorBoardMirror:
         self.sizes = dict.fromkeys(LOGS, -1)  # sizes seen at the last sync
         self.done: set[str] = set()  # snapshot files written
         self.last_snapshot: int | None = None  # step of the latest one (newborns: after it)
+        self.last_step = -1  # of the metrics records read
         self.writer: Any = None
 
     def changed(self) -> bool:
@@ -192,12 +196,18 @@ class TensorBoardMirror:
         sizes = {n: _size(self.run / n) for n in LOGS}
         return sizes != self.sizes
 
-    def sync(self, final: bool = False) -> int:
+    def sync(self, final: bool = False, summary: dict[str, Any] | None = None) -> int:
         """Write what the run added since the last sync; returns the number of items.
-        ``final``: also read a last line without its newline (else left for later, as
-        the run may be writing it)."""
+
+        Args:
+            final: the run is over: also read a last line without its newline (else left
+                for later, as the run may be writing it) and write the summary.
+            summary: the summary (None: ``summary.json``, if the run has one).
+        """
         self.sizes = {n: _size(self.run / n) for n in LOGS}
         items = [*self._metrics(final), *self._events(final), *self._snapshots()]
+        if final:
+            items += self._summary(summary)
         items.sort(key=lambda it: it.step)  # stable; TensorBoard drops a tag's steps that go back
         if items or self.writer is None:
             self._write(items)
@@ -241,8 +251,17 @@ class TensorBoardMirror:
         items = []
         for r in self._read("metrics.jsonl", final):
             step = _step(r, self.run / "metrics.jsonl")
+            self.last_step = max(self.last_step, step)
             items += [Item(step, "scalar", t, v) for t, v in record_scalars(r).items()]
         return items
+
+    def _summary(self, summary: dict[str, Any] | None) -> list[Item]:
+        """``summary/<field>`` at the run's last step (``steps``): its numeric figures, such as
+        the FLOPs per token (dense and gated) and the training FLOPs."""
+        summary = read_summary(self.run) if summary is None else summary
+        step = summary.get("steps")
+        step = step if isinstance(step, int) and not isinstance(step, bool) else self.last_step
+        return [Item(max(step, 0), "scalar", f"summary/{k}", v) for k, v in _numeric(summary)]
 
     def _events(self, final: bool) -> list[Item]:
         by_step: dict[int, list[str]] = {}
@@ -319,7 +338,7 @@ class LiveTensorBoard(Callback):
 
     def on_train_end(self, trainer: Any, summary: dict[str, Any]) -> None:
         if self.mirror is not None:
-            self.mirror.sync(final=True)
+            self.mirror.sync(final=True, summary=summary)  # written to the run right after
             self.mirror.close()
 
 

@@ -116,7 +116,7 @@ def assert_metrics_equal(run: Path, acc: EventAccumulator) -> None:
         for (_, value), (_, stored) in zip(points, got[tag], strict=True):
             assert np.float32(stored) == np.float32(value), (tag, stored, value)
             assert stored == float(np.float32(value)), (tag, stored, value)
-    assert set(got) - set(expected) <= {t for t in got if t.startswith("energy/level")}
+    assert all(t.startswith(("energy/level", "summary/")) for t in set(got) - set(expected))
 
 
 def test_live_scalars_equal_the_metrics_exactly(live: Path) -> None:
@@ -175,6 +175,16 @@ def test_level_energies_are_the_level_means_of_each_snapshot(live: Path, convert
             assert points[step] == float(np.float32(fe[level == k].astype(np.float64).mean()))
             checked += 1
     assert checked > 0
+
+
+def test_the_summary_is_written_at_the_last_step(live: Path, converted) -> None:
+    summary = json.loads((live / "summary.json").read_text())
+    assert "dense_flops_per_token" in summary and "flops_per_token" in summary
+    for folder in (live / "tb", converted):
+        got = scalars(accumulator(folder))
+        for key in ("dense_flops_per_token", "flops_per_token", "train_flops", "val_bpc"):
+            assert got[f"summary/{key}"] == [(summary["steps"], float(np.float32(summary[key])))]
+        assert len([t for t in got if t.startswith("summary/")]) == len(numeric_fields(summary))
 
 
 def _bench(root: Path) -> Path:
