@@ -70,12 +70,20 @@ EVENT_SKIP = ("step", "kind", "rule", "reason", "score", "snapshot", "free_energ
 
 
 def require_tensorboard() -> None:
-    """``ValueError`` naming what to install when the tensorboard package is missing."""
-    if find_spec("tensorboard") is None:
-        raise ValueError(
-            f"TensorBoard output needs the tensorboard package (not installed); expected it "
-            f"installed: {INSTALL}"
-        )
+    """``ValueError`` naming what to install when the tensorboard package is missing (or
+    does not import)."""
+    why = "not installed"
+    if find_spec("tensorboard") is not None:
+        try:
+            import torch.utils.tensorboard  # noqa: F401
+        except ImportError as e:
+            why = f"it does not import: {e}"
+        else:
+            return
+    raise ValueError(
+        f"TensorBoard output needs the tensorboard package ({why}); expected it "
+        f"installed: {INSTALL}"
+    )
 
 
 # ------------------------------------------------------------------ what is written
