@@ -36,8 +36,9 @@ def flat_positions(s: Snapshot) -> np.ndarray:
 
 def draw_tissue(fig: Figure, s: Snapshot, title: str = "", since: int | None = None) -> None:
     """Draw ``s`` on ``fig``: edges, then cells coloured by free energy (or role), those
-    born after step ``since`` ringed (None: none)."""
-    ax = fig.add_subplot()
+    born after step ``since`` ringed (None: none). Fixed margins: a layout engine would
+    cost more than the drawing, and this runs at every growth round of a live run."""
+    ax = fig.add_axes((0.08, 0.11, 0.72, 0.8))
     xy = flat_positions(s)
     src, dst = s.edges["edge_index"]
     strength = np.abs(s.edges.get("strength", np.ones(len(src)))).astype(float)
@@ -47,19 +48,29 @@ def draw_tissue(fig: Figure, s: Snapshot, title: str = "", since: int | None = N
         lines.set_alpha(alpha)
     ax.add_collection(lines)
     fe = s.cell("fe_ema")
+    widest = int(np.bincount(s.cells["level"].astype(int)).max())
+    size = float(np.clip(40 * 20 / widest, 4, 40))  # dots shrink on a crowded row
     if len(fe) > 1 and np.ptp(fe) > 0:
         dots = ax.scatter(
-            xy[:, 0], xy[:, 1], c=fe, cmap="viridis", s=40, zorder=2, edgecolors="none"
+            xy[:, 0], xy[:, 1], c=fe, cmap="viridis", s=size, zorder=2, edgecolors="none"
         )
-        fig.colorbar(dots, ax=ax, label="free energy (EMA)", shrink=0.8)
+        fig.colorbar(dots, cax=fig.add_axes((0.83, 0.15, 0.025, 0.7)), label="free energy (EMA)")
     else:
         for role, (name, color) in enumerate(zip(ROLES, ROLE_COLORS, strict=True)):
             at = s.cells["role"] == role
-            ax.scatter(xy[at, 0], xy[at, 1], c=color, s=40, zorder=2, edgecolors="none", label=name)
+            ax.scatter(
+                xy[at, 0], xy[at, 1], c=color, s=size, zorder=2, edgecolors="none", label=name
+            )
         ax.legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=7, frameon=False)
     new = s.cells["birth"] > (since if since is not None else np.inf)
     ax.scatter(
-        xy[new, 0], xy[new, 1], s=110, facecolors="none", edgecolors="crimson", lw=1.2, zorder=3
+        xy[new, 0],
+        xy[new, 1],
+        s=3 * size,
+        facecolors="none",
+        edgecolors="crimson",
+        lw=1.2,
+        zorder=3,
     )
     ax.set(xlim=(0, 1), ylabel="level", xticks=[], title=title)
     ax.set_yticks(np.unique(s.cells["level"]))
@@ -74,7 +85,7 @@ def tissue_image(
     size: tuple[float, float] = (6.4, 4.0),
 ) -> np.ndarray:
     """(H, W, 3) uint8 RGB picture of ``s`` (see :func:`draw_tissue`), at 80 dpi."""
-    fig = Figure(figsize=size, dpi=80, layout="constrained")
+    fig = Figure(figsize=size, dpi=80)
     canvas = FigureCanvasAgg(fig)
     draw_tissue(fig, s, title, since)
     canvas.draw()
