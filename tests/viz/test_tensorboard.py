@@ -299,3 +299,11 @@ def test_a_resumed_run_writes_its_tensorboard_files_again_from_its_logs(tmp_path
     assert sorted(dict(_texts(acc))) == sorted(
         {e["step"] for e in read_jsonl(out / "events.jsonl")}
     )
+
+
+def test_the_tensorboard_writer_is_registered_for_grow() -> None:
+    from morpho.writers import build_writers
+
+    assert isinstance(build_writers(["tensorboard"])[0], tb.LiveTensorBoard)
+    with pytest.raises(ValueError, match="unknown run writer 'tb'; expected one of: .*tensorboard"):
+        build_writers(["tb"])
