@@ -30,7 +30,7 @@ from morpho.options import (
 try:  # typer >= 0.20 vendors click
     from typer._click.exceptions import ClickException as _UsageErrors
 except ImportError:  # pragma: no cover - older typer on click
-    from click import ClickException as _UsageErrors  # type: ignore[no-redef]
+    from click import ClickException as _UsageErrors  # type: ignore[no-redef,assignment]
 
 
 class _OneLineErrors(typer.core.TyperGroup):
