@@ -157,6 +157,10 @@ def grow(
         Optional[int], typer.Option(help="Steps between checkpoints.")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    tensorboard: Annotated[
+        bool,
+        typer.Option(help="Also write TensorBoard event files to <run>/tb (tensorboard extra)."),
+    ] = False,
 ) -> None:
     """Grow a network on a task and write a run directory (or continue one with --resume).
 
@@ -166,13 +170,15 @@ def grow(
     from morpho.grow import resume as resume_run
     from morpho.interrupt import Interrupted, StopOnSignal
     from morpho.trainer import NonFiniteError
+    from morpho.writers import build_writers
 
     stop = StopOnSignal()
     path = resume
     try:
+        callbacks = [stop, *build_writers(["tensorboard"] if tensorboard else [])]
         with stop.installed():
             if resume is not None:
-                summary = resume_run(resume, steps=steps, progress=not quiet, callbacks=[stop])
+                summary = resume_run(resume, steps=steps, progress=not quiet, callbacks=callbacks)
             else:
                 cfg = run_config(
                     preset or default_preset(task),
@@ -192,7 +198,7 @@ def grow(
                 path = out or default_run_path(cfg.task)
                 preflight(cfg, path)
                 summary = grow_run(
-                    cfg, path, progress=not quiet, overwrite=overwrite, callbacks=[stop]
+                    cfg, path, progress=not quiet, overwrite=overwrite, callbacks=callbacks
                 )
     except Interrupted as e:
         _interrupted(e, path)

@@ -8,4 +8,8 @@ panel), ``scene`` (the off-screen pyvista scene), ``render`` (movies and stills)
 ``plots`` (matplotlib panels), ``export`` (vtp + pvd, GraphML), ``synthetic`` (a run grown
 by engine edits alone, for tests and benchmarks). pyvista is imported only by ``scene``
 and ``export``, and only when a command runs.
+
+``tensorboard`` writes TensorBoard event files of runs (``morpho tensorboard``), also while a
+run is written (``morpho grow --tensorboard`` mirrors its directory); ``graph2d`` draws one
+snapshot flat for it.
 """
