@@ -1,27 +1,25 @@
-"""Analytic consolidation: a stream's heads solved in closed form over the tissue's cell states.
+"""Closed-form continual learners: a ridge head over fixed features, solved from running sums.
 
-The heads of a gradient-trained continual learner drift towards the newest classes, and any
-statistics stored about old classes go stale as the features under them move. Here neither
-can happen. The tissue is not trained on the stream; every cell at every input position
-gets readout capacity of its own (the head reads ``cells × positions × d_cell`` numbers,
-not the pooled ``d_cell`` of the gradient learner), and the head is the ridge regression
-of one-hot targets on those features,
+``analytic`` reads an untrained reservoir: the tissue as it was born (never trained on the
+stream), every cell at every input position (``cells × positions × d_cell`` numbers, not
+the pooled ``d_cell`` of a gradient learner's head). ``random-features`` reads one fixed
+random ReLU layer over the raw pixels, as wide as ``analytic``'s features, so the two keep
+the same floats: it is the control that says what the reservoir adds. Both heads are the
+ridge regression of one-hot targets on the features,
 
     W = (G + λ·mean(diag G)·I)⁻¹ Q,   G = Σ φ φᵀ,   Q = Σ φ yᵀ,
 
-with ``G`` and ``Q`` summed over every training example seen so far. Both sums grow by
-one pass over each task's training split, so after any task the head is exactly the one
-a joint fit on all data seen would give, in any task order (analytic class-incremental
-learning: ACIL, Zhuang et al. 2022; random-feature heads on frozen features: RanPAC,
-McDonnell et al. 2023). What is kept between tasks is ``G`` and ``Q``, second moments of
-the features; no example and no pixel statistic is stored. With a task id, each task's
-head is solved from that task's sums alone and the sums are then dropped: nothing is kept,
-and an old task's answers can never change (backward transfer exactly 0).
+with ``G`` and ``Q`` summed over every training example seen so far: analytic
+class-incremental learning (ACIL, Zhuang et al. 2022) and random-projection heads
+(RanPAC, McDonnell et al. 2023). After any task the head is exactly the one a joint fit
+on all data seen would give, in any task order. What is kept between tasks is ``G`` and
+``Q`` (:meth:`RidgeStats.floats`): sufficient statistics of a known, fixed function of the
+pixels, so their size is compared with the raw data's in floats (replay at equal floats).
+With a task id, each task's head is solved from that task's sums alone and the sums are
+then dropped: an old task's answers can never change (backward transfer exactly 0).
 
-Optionally the features are first expanded by a fixed random ReLU layer of ``width`` units
-(``expand``), which trades the size of ``G`` against accuracy. For a squared loss the
-solve is also the limit of sleep on endlessly many dreamt features: any generative model
-of the features with these first and second moments trains a linear head to this ``W``.
+Optionally the reservoir's features are first expanded by a fixed random ReLU layer of
+``width`` units (``expand``), which trades the size of ``G`` against accuracy.
 
     learner = AnalyticLearner(stream, LearnConfig(), MorphoCLConfig())
     for t, task in enumerate(stream.tasks):
@@ -31,6 +29,7 @@ of the features with these first and second moments trains a linear head to this
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -106,7 +105,7 @@ class RandomExpansion:
 
 
 class AnalyticLearner(Learner):
-    """morpho on image streams: closed-form heads over every cell's state (module docstring).
+    """Closed-form heads over every cell's state of an untrained tissue (module docstring).
 
     Attributes:
         ridge_weight: (D, heads × classes) float64 head weights.
@@ -191,3 +190,29 @@ class AnalyticLearner(Learner):
         self.frame += 1
         meta = {"kind": kind, "train_step": self.step, **meta}
         return self.run.save_snapshot(self.net.snapshot(None), self.frame, meta)
+
+
+class RandomFeaturesLearner(AnalyticLearner):
+    """The same closed-form heads over one fixed random ReLU layer of the raw pixels, as wide
+    as :class:`AnalyticLearner`'s features on the same stream and config (equal floats)."""
+
+    def __init__(
+        self, stream: Stream, cfg: LearnConfig, cl: MorphoCLConfig, run: RunDir | None = None
+    ) -> None:
+        super().__init__(stream, cfg, replace(cl, cell_readout=False, expand=0), run)
+        pixels = int(torch.tensor(stream.input_shape).prod())
+        width = analytic_dim(stream, cfg, cl)
+        self.expansion = RandomExpansion(pixels, width, cfg.seed)
+        self.ridge_weight = torch.zeros(width, self.ridge_weight.shape[1], dtype=torch.float64)
+        if self.ridge_stats is not None:
+            self.ridge_stats = RidgeStats(*self.ridge_weight.shape)
+
+    def raw_features(self, x: Tensor) -> Tensor:
+        """The raw pixels, flattened: (B, H × W)."""
+        return x.flatten(1)
+
+    def n_params(self) -> int:
+        """Parameters that answer: the random layer and the solved heads."""
+        assert self.expansion is not None
+        layer = self.expansion.weight.numel() + self.expansion.bias.numel()
+        return layer + self.ridge_weight.numel()

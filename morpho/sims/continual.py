@@ -19,7 +19,8 @@ Baselines (names for ``--methods``):
                  (Chaudhry et al. 2019, "On tiny episodic memories"), filling
                  ``rehearsal_share`` of each batch;
     ``joint``    one network trained once on every task together (the upper bound;
-                 Avalanche's JointTraining), so every row of its matrix is the same model;
+                 Avalanche's JointTraining) for ``joint_steps`` a task (converged), so every
+                 row of its matrix is the same model; ``joint-short`` for the stream's budget;
     ``separate`` one network per task, each narrower so that together they hold about the
                  backbone's parameters; without a task id the most confident one answers.
 
@@ -52,6 +53,7 @@ class LearnConfig:
 
     epochs: int = 4  # passes over each task's training split (when ``steps`` is 0)
     steps: int = 0  # optimizer steps per task, the same for every method (0: ``epochs``)
+    joint_steps: int = 500  # ``joint``: optimizer steps a task (the converged budget)
     batch_size: int = 32  # examples per step, rehearsed ones included, for every method
     rehearsal_share: float = 0.5  # share of a batch rehearsed once a method has a memory
     lr: float = 2e-3  # Adam learning rate (one optimizer for the whole stream)

@@ -1,11 +1,12 @@
 """morpho's continual learners: their settings and method names, and the gradient learner.
 
-On image streams ``morpho`` consolidates analytically (``analytic``, the default;
-:class:`morpho.sims.analytic.AnalyticLearner`): the tissue is left as it was born, every
-cell at every input position gets readout capacity of its own, and the heads are solved in
-closed form from running second moments of those cell states — exact joint-fit heads after
-every task, no gradient step, no stored example. ``morpho-no-cell-readout`` solves the same
-heads over the pooled readout (``d_cell`` numbers) instead.
+On image streams the ``analytic`` method (:class:`morpho.sims.analytic.AnalyticLearner`)
+is a closed-form ridge head over an untrained reservoir, as in ACIL (Zhuang et al. 2022)
+and RanPAC (McDonnell et al. 2023): the tissue is left as it was born, every cell at every
+input position is read, and the heads are solved from running sums of those cell states.
+``analytic-no-cell-readout`` solves the same heads over the pooled readout (``d_cell``
+numbers) instead; ``random-features`` (a random ReLU layer over the raw pixels, the same
+head) is its control.
 
 ``morpho-gradient`` is the gradient learner of this module (:class:`MorphoLearner`),
 the path language streams always take:
@@ -91,7 +92,7 @@ from morpho.surgery import RowMap, migrate_optimizer_state, remap_parameter, rem
 class MorphoCLConfig:
     """The parts of morpho's continual learner and their settings."""
 
-    analytic: bool = True  # image streams: closed-form heads over the cells' own states
+    analytic: bool = True  # closed-form heads over the cells' own states (set by the method)
     cell_readout: bool = True  # analytic: every cell at every position read (else pooled)
     ridge: float = 1e-4  # analytic: ridge, relative to the mean of the Gram's diagonal
     expand: int = 0  # analytic: width of a fixed random ReLU expansion (0: none)
@@ -125,8 +126,8 @@ class MorphoCLConfig:
 
 GRADIENT = {"analytic": False}
 ABLATIONS: dict[str, dict[str, Any]] = {
-    "morpho": {},
-    "morpho-no-cell-readout": {"cell_readout": False},
+    "analytic": {"analytic": True},
+    "analytic-no-cell-readout": {"analytic": True, "cell_readout": False},
     "morpho-gradient": GRADIENT,
     "morpho-gradient-no-growth": {**GRADIENT, "growth": False},
     "morpho-gradient-no-viscosity": {**GRADIENT, "viscosity": False},
@@ -165,7 +166,7 @@ def analytic_dim(stream: Stream, learn: LearnConfig, cl: MorphoCLConfig) -> int:
 
 def parent_method(name: str) -> str:
     """The method an ablation removes one part from (whose tuned point it takes)."""
-    return "morpho-gradient" if ABLATIONS[name].get("analytic") is False else "morpho"
+    return "morpho-gradient" if ABLATIONS[name].get("analytic") is False else "analytic"
 
 
 @dataclass(frozen=True)

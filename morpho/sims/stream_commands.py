@@ -1,7 +1,7 @@
 """CLI command ``morpho stream``: continual-learning task streams (see morpho/sims/streams.py).
 
     morpho stream --stream split-digits --scenario class \\
-        --methods morpho,naive,ewc,si,lwf,replay,joint --seeds 3 --budget converged --tune
+        --methods analytic,random-features,naive,ewc,si,lwf,replay,joint --seeds 3 --tune
     morpho stream --config my_stream.toml --seeds 5        # flags override the file
 
 prints the mean ± std table and writes ``results.json``, heatmaps and morpho's run
@@ -42,12 +42,14 @@ def stream(
     methods: Annotated[
         Optional[str],
         typer.Option(
-            help="Comma-separated methods (default morpho,naive): morpho (analytic heads "
-            "over every cell's state), morpho-no-cell-readout (over the pooled readout), "
-            "morpho-gradient (the gradient learner) and its ablations morpho-gradient-no-"
-            "growth/-viscosity/-floor/-routing/-sleep/-distill/-head-correction, "
-            "naive, ewc, si, lwf, replay, replay-floats (replay in morpho's floats), joint, "
-            "separate."
+            help="Comma-separated methods (default analytic,naive): analytic (a closed-form "
+            "ridge head over every cell of an untrained tissue, image streams), "
+            "analytic-no-cell-readout (over the pooled readout), random-features (the same "
+            "head over a random ReLU layer of the pixels, equal floats), morpho-gradient "
+            "(the gradient learner) and its ablations morpho-gradient-no-growth/-viscosity/"
+            "-floor/-routing/-sleep/-distill/-head-correction, naive, ewc, si, lwf, replay, "
+            "replay-floats (replay in the analytic learner's floats), joint (converged "
+            "budget), joint-short (the stream's budget), separate."
         ),
     ] = None,
     seeds: Annotated[
@@ -146,24 +148,24 @@ def stream_config(path: Path | None, flags: dict[str, Any]) -> StreamConfig:
     given = {k: v for k, v in flags.items() if v is not None and k != "learn"}
     learn = {k: v for k, v in flags["learn"].items() if v is not None}
     merged = _deep_merge(_deep_merge(data, given), {"learn": learn} if learn else {})
-    merged.setdefault("methods", ["morpho", "naive"])
+    merged.setdefault("methods", ["analytic", "naive"])
     lang = merged.get("stream") == "lang-domains"
     merged.setdefault("scenario", "domain" if lang else "class")
     return from_dict(StreamConfig, merged, "")
 
 
 def check_analytic(cfg: Any, stream: Any) -> None:
-    """``ValueError`` if a morpho method's analytic heads would read too many features."""
+    """``ValueError`` if a closed-form method is asked to run on a language stream, or its
+    heads would read too many features."""
     from dataclasses import replace
 
     from morpho.sims.morpho_cl import ABLATIONS, analytic_dim
+    from morpho.sims.stream_run import check_method_fits, is_closed_form
 
-    if stream.kind != "classify":
-        return
     for name in cfg.methods:
-        cl = replace(cfg.morpho, **ABLATIONS.get(name, {"analytic": False}))
-        if cl.analytic:
-            analytic_dim(stream, cfg.learn, cl)
+        check_method_fits(name, stream)
+        if is_closed_form(name):
+            analytic_dim(stream, cfg.learn, replace(cfg.morpho, **ABLATIONS.get(name, {})))
 
 
 def check_device(device: str) -> None:

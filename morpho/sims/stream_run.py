@@ -1,17 +1,20 @@
 """Run methods over a continual-learning stream and write ``results.json``, a table and heatmaps.
 
-    cfg = StreamConfig(stream="split-digits", scenario="class", methods=("morpho", "naive"))
+    cfg = StreamConfig(stream="split-digits", scenario="class", methods=("analytic", "naive"))
     results = run_stream(cfg, Path("runs/stream"))
 
 The protocol is the same for every method: each task gets the same number of optimizer
 steps (``budget``: ``short`` = ``epochs`` passes over the task, ``converged`` = 500 steps),
 each step the same number of examples (rehearsed ones and morpho's sleep count inside the
-budget; morpho's analytic heads take no optimizer step at all, only one forward pass over
-each task's training split), and a validation split carved from every task's training
-split (``val_fraction``, stratified, fixed) is where hyperparameters are chosen with
-``tune`` (the grid of each method, :data:`GRIDS`, on seed 0); the test split is only
-scored. ``replay-floats`` is replay with as many examples a class as fit in the floats
-morpho keeps a class (its heads' running sums, or the gradient learner's Gaussians).
+budget; the closed-form methods, ``analytic`` and ``random-features``, take no optimizer
+step at all, only one forward pass over each task's training split), and a validation
+split carved from every task's training split (``val_fraction``, stratified, fixed) is
+where hyperparameters are chosen with ``tune`` (the grid of each method, :data:`GRIDS`,
+on seed 0); the test split is only scored. ``replay-floats`` is replay with as many
+examples a class as fit in the floats the analytic learner keeps a class (its heads'
+running sums; on a language stream the gradient learner's Gaussians). ``joint`` is
+trained once on every task together for the converged budget of the whole stream (the
+upper bound), ``joint-short`` for the stream's own budget.
 
 The output folder holds ``config.toml`` (the resolved config: ``morpho stream --config
 DIR/config.toml`` runs it again), ``results.json`` (``{"methods": {name: {"avg_accuracy", "bwt",
@@ -41,7 +44,7 @@ import torch
 
 from morpho.config import dump_toml
 from morpho.rundir import RunDir
-from morpho.sims.analytic import AnalyticLearner, kept_floats
+from morpho.sims.analytic import AnalyticLearner, RandomFeaturesLearner, kept_floats
 from morpho.sims.cl_metrics import cl_summary
 from morpho.sims.continual import (
     EWC,
@@ -71,10 +74,12 @@ BASELINES: dict[str, type[Learner]] = {
     "lwf": LwF,
     "replay": Replay,
     "replay-floats": Replay,  # memory: the examples that fit in morpho's floats a class
-    "joint": Joint,
+    "joint": Joint,  # at the converged budget (learn.joint_steps), whatever the stream's
+    "joint-short": Joint,  # at the stream's budget
     "separate": Separate,
 }
-METHODS = (*ABLATIONS, *BASELINES)
+CLOSED_FORM = {"random-features": RandomFeaturesLearner}  # beside the analytic ablations
+METHODS = (*ABLATIONS, *CLOSED_FORM, *BASELINES)
 BUDGET_STEPS = {"short": 0, "converged": 500}  # optimizer steps a task (0: ``epochs`` passes)
 LRS = (1e-3, 2e-3, 4e-3)
 # morpho's analytic heads: the ridge, relative to the Gram's diagonal; strongest first, so
@@ -89,11 +94,17 @@ GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
     "replay": {"learn.lr": LRS},
     "replay-floats": {"learn.lr": LRS},
     "joint": {"learn.lr": LRS},
+    "joint-short": {"learn.lr": LRS},
     "separate": {"learn.lr": LRS},
+    "random-features": {"morpho.ridge": RIDGES},
     # an ablation takes its parent's choice when the parent is tuned in the same run
     **{
         n: (
-            {"morpho.consolidation": (1.0, 3.0), "morpho.feature_distill": (0.1, 1.0)}
+            {
+                "learn.lr": LRS,
+                "morpho.consolidation": (1.0, 3.0),
+                "morpho.feature_distill": (0.1, 1.0),
+            }
             if parent_method(n) == "morpho-gradient"
             else {"morpho.ridge": RIDGES}
         )
@@ -109,7 +120,7 @@ class StreamConfig:
     stream: str = "split-digits"  # see morpho.sims.streams.STREAMS
     scenario: str = "class"  # task | domain | class
     tasks: int = 0  # permuted-digits: number of permutations (0: 10)
-    methods: tuple[str, ...] = ("morpho", "naive")  # see METHODS
+    methods: tuple[str, ...] = ("analytic", "naive")  # see METHODS
     seeds: int = 1  # seeds per method (0, 1, …)
     data: tuple[str, ...] = ()  # lang-domains: extra text files, one domain each
     max_train: int = 0  # training examples kept per task (0: all; quick runs)
@@ -155,17 +166,40 @@ class StreamConfig:
 def make_learner(
     name: str, stream: Stream, learn: LearnConfig, cl: MorphoCLConfig, run: RunDir | None = None
 ) -> Learner:
-    """The learner of a method name (``ValueError`` listing the names otherwise)."""
+    """The learner of a method name (``ValueError`` listing the names otherwise, or naming
+    a closed-form method asked to run on a language stream)."""
+    check_method_fits(name, stream)
     if name in ABLATIONS:
         cl = replace(cl, **ABLATIONS[name])
-        if cl.analytic and stream.kind == "classify":
+        if cl.analytic:
             return AnalyticLearner(stream, learn, cl, run)
         return MorphoLearner(stream, learn, cl, run)
+    if name in CLOSED_FORM:
+        return CLOSED_FORM[name](stream, learn, cl, run)
     if name == "replay-floats":
         return Replay(stream, replace(learn, memory=equal_float_memory(stream, learn, cl)))
+    if name == "joint":
+        return Joint(stream, replace(learn, steps=learn.joint_steps))
     if name in BASELINES:
         return BASELINES[name](stream, learn)
     raise ValueError(f"unknown method {name!r}; expected one of: {', '.join(METHODS)}")
+
+
+def is_closed_form(name: str) -> bool:
+    """Is ``name`` a method whose heads are solved in closed form (no optimizer step)?"""
+    return name in CLOSED_FORM or bool(ABLATIONS.get(name, {}).get("analytic"))
+
+
+def check_method_fits(name: str, stream: Stream) -> None:
+    """``ValueError`` for a closed-form method on a language stream (its heads read image
+    features), naming the methods that do run there."""
+    if stream.kind == "classify" or not is_closed_form(name):
+        return
+    usable = ", ".join(m for m in METHODS if not is_closed_form(m))
+    raise ValueError(
+        f"method {name!r} solves image heads in closed form; {stream.name} is a language "
+        f"stream: expected one of: {usable}"
+    )
 
 
 def equal_float_memory(stream: Stream, learn: LearnConfig, cl: MorphoCLConfig) -> int:

@@ -10,7 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from morpho.sims.analytic import AnalyticLearner, RandomExpansion, RidgeStats
+from morpho.sims.analytic import (
+    AnalyticLearner,
+    RandomExpansion,
+    RandomFeaturesLearner,
+    RidgeStats,
+    kept_floats,
+)
 from morpho.sims.continual import LearnConfig
 from morpho.sims.morpho_cl import MorphoCLConfig
 from morpho.sims.stream_run import run_method
@@ -119,3 +125,23 @@ def test_a_language_stream_is_refused() -> None:
     stream = build_stream("lang-domains", "domain", lang_chars=4000)
     with pytest.raises(ValueError, match="analytic heads need an image stream; got a lm stream"):
         AnalyticLearner(stream, TINY, MorphoCLConfig())
+
+
+def test_random_features_keep_the_analytic_floats_and_solve_the_same_ridge() -> None:
+    """random-features: a fixed random ReLU layer over the raw pixels, as wide as the
+    analytic features (equal floats), under the same closed-form head (joint fit law)."""
+    stream = _class_stream()
+    cl = MorphoCLConfig()
+    analytic = AnalyticLearner(stream, TINY, cl)
+    rf = RandomFeaturesLearner(stream, TINY, cl)
+    run_method(analytic, stream)
+    result = run_method(rf, stream)
+    assert rf.memory_floats() == analytic.memory_floats() == kept_floats(stream, TINY, cl)
+    assert rf.ridge_weight.shape == analytic.ridge_weight.shape
+    x = torch.cat([k.x_train for k in stream.tasks])
+    y = torch.cat([k.y_train for k in stream.tasks])
+    assert rf.expansion is not None
+    expected = RidgeStats(*rf.ridge_weight.shape)
+    expected.add(rf.expansion(x.flatten(1)), F.one_hot(y, 10))
+    torch.testing.assert_close(rf.ridge_weight, expected.solve(cl.ridge))
+    assert result["steps"] == 0 and rf.optimizer.state == {}

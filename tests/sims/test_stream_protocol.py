@@ -45,10 +45,10 @@ def _stream(scenario: str = "class"):
 def test_every_method_takes_the_same_steps_of_the_same_batch_size(scenario: str) -> None:
     """Optimizer steps counted by a global hook (morpho's sleep, EWC's Fisher pass and
     joint's single pass included); every training step sees ``batch_size`` examples.
-    morpho's analytic heads take no optimizer step at all."""
+    The closed-form methods take no optimizer step at all."""
     stream = _stream(scenario)
     stream = replace(stream, tasks=stream.tasks[:3])
-    learn = replace(TINY, steps=4)
+    learn = replace(TINY, steps=4, joint_steps=6)
     counts: dict[str, int] = {}
     sizes: dict[str, set[int]] = {}
     analytic: dict[str, bool] = {}
@@ -76,8 +76,12 @@ def test_every_method_takes_the_same_steps_of_the_same_batch_size(scenario: str)
             hook.remove()
         counts[name], sizes[name] = calls[0], seen
         analytic[name] = isinstance(learner, AnalyticLearner)
-    assert {k for k, a in analytic.items() if a} == {"morpho", "morpho-no-cell-readout"}
-    assert {counts[k] for k, a in analytic.items() if not a} == {4 * len(stream.tasks)}, counts
+    closed = {"analytic", "analytic-no-cell-readout", "random-features"}
+    assert {k for k, a in analytic.items() if a} == closed
+    # joint is the upper bound at the converged budget (joint_steps a task), whatever the stream's
+    assert counts["joint"] == 6 * len(stream.tasks)
+    gradient = {counts[k] for k, a in analytic.items() if not a and k != "joint"}
+    assert gradient == {4 * len(stream.tasks)}, counts
     assert {counts[k] for k, a in analytic.items() if a} == {0}, counts
     wrong = {k: s for k, s in sizes.items() if not s <= {learn.batch_size}}
     assert not wrong, wrong
@@ -125,9 +129,9 @@ def test_tuning_reads_the_validation_split_only() -> None:
 
 def test_paired_differences_against_replay_are_per_seed() -> None:
     seeds = lambda *a: {"seeds": [{"avg_accuracy": x} for x in a]}  # noqa: E731
-    methods = {"replay": seeds(50.0, 60.0, 70.0), "morpho": seeds(55.0, 61.0, 80.0)}
+    methods = {"replay": seeds(50.0, 60.0, 70.0), "analytic": seeds(55.0, 61.0, 80.0)}
     add_paired_differences(methods, True)
-    vs = methods["morpho"]["vs_replay"]
+    vs = methods["analytic"]["vs_replay"]
     assert vs["per_seed"] == [5.0, 1.0, 10.0] and vs["mean"] == pytest.approx(16 / 3)
     assert vs["std"] == pytest.approx(torch.tensor([5.0, 1.0, 10.0]).std().item())
     assert methods["replay"]["vs_replay"] is None
@@ -248,7 +252,10 @@ def test_config_round_trips_and_flags_override_the_file(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("ablation", "parent", "trials"),
-    [("morpho-gradient-no-growth", "morpho-gradient", 4), ("morpho-no-cell-readout", "morpho", 5)],
+    [
+        ("morpho-gradient-no-growth", "morpho-gradient", 12),
+        ("analytic-no-cell-readout", "analytic", 5),
+    ],
 )
 def test_ablations_take_their_parents_tuned_point(
     tmp_path, ablation: str, parent: str, trials: int
@@ -267,7 +274,7 @@ def test_ablations_take_their_parents_tuned_point(
     assert taken["chosen"] == tuned["chosen"] and set(tuned["chosen"]) == set(GRIDS[parent])
 
 
-@pytest.mark.parametrize("method", ["naive", "morpho"])
+@pytest.mark.parametrize("method", ["naive", "analytic"])
 def test_a_28_by_28_stream_reads_its_rows_through_the_adapter(method: str) -> None:
     """split-mnist's images are 28 rows of 28 pixels: the adapter is sized from the stream."""
     stream = build_stream("split-mnist", "class", max_train=16)
@@ -279,3 +286,27 @@ def test_a_28_by_28_stream_reads_its_rows_through_the_adapter(method: str) -> No
     matrix = result["matrix"]
     assert len(matrix) == 2 and all(len(row) == 2 for row in matrix)
     assert all(0.0 <= a <= 100.0 for row in matrix for a in row)
+
+
+def test_closed_form_methods_are_refused_on_a_language_stream() -> None:
+    stream = build_stream("lang-domains", "domain", lang_chars=4000)
+    for name in ("analytic", "analytic-no-cell-readout", "random-features"):
+        with pytest.raises(ValueError, match=f"method '{name}' solves image heads in closed"):
+            make_learner(name, stream, TINY, MorphoCLConfig())
+
+
+def test_tuning_on_a_language_stream_sweeps_knobs_the_gradient_learner_reads() -> None:
+    """Every grid point of the gradient learner changes its validation score on a language
+    stream (the learning rate is among its knobs): no sweep of a setting it ignores."""
+    stream = build_stream("lang-domains", "domain", lang_chars=3000)
+    stream = replace(stream, tasks=stream.tasks[:2])
+    assert "learn.lr" in GRIDS["morpho-gradient"]
+    cfg = StreamConfig(
+        stream="lang-domains", methods=("morpho-gradient",), learn=replace(TINY, steps=2)
+    )
+    grid = {"learn.lr": (1e-3, 4e-3)}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(GRIDS, "morpho-gradient", grid)
+        _, trials = tune_method(cfg, "morpho-gradient", stream, echo=lambda _: None)
+    scores = [tr["val_avg"] for tr in trials]
+    assert len(scores) == 2 and scores[0] != scores[1], scores

@@ -176,7 +176,7 @@ def test_stream_command_runs_a_two_task_toy_stream(tmp_path) -> None:
         "--scenario",
         "class",
         "--methods",
-        "morpho,morpho-gradient,naive",
+        "analytic,morpho-gradient,naive",
         "--epochs",
         "2",
         "--max-train",
@@ -186,15 +186,15 @@ def test_stream_command_runs_a_two_task_toy_stream(tmp_path) -> None:
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "| morpho |" in result.output and "| naive |" in result.output
+    assert "| analytic |" in result.output and "| naive |" in result.output
     res = json.loads((out / "results.json").read_text())
-    for name in ("morpho", "morpho-gradient", "naive"):
+    for name in ("analytic", "morpho-gradient", "naive"):
         r = res["methods"][name]
         assert len(r["matrix"]) == 2 and len(r["params"]) == 2
         assert {"avg_accuracy", "bwt", "fwt", "forgetting", "cells"} <= set(r)
         assert (out / f"heatmap_{name}.png").stat().st_size > 0
     assert (out / "accuracy_per_task.png").stat().st_size > 0
-    for name in ("morpho", "morpho-gradient"):
+    for name in ("analytic", "morpho-gradient"):
         snaps = sorted((out / "runs" / f"{name}-seed0" / "snapshots").glob("*.npz"))
         tissue, meta = load_snapshot(snaps[-1])
         assert meta["kind"] == "task_end" and meta["task"] == 1
@@ -218,6 +218,6 @@ def test_a_jump_of_the_loss_signals_a_new_task_once_per_cooldown() -> None:
 def test_stream_command_rejects_bad_names_in_one_line() -> None:
     result = CliRunner().invoke(app, ["stream", "--methods", "naive,ewk"])
     assert result.exit_code == 2
-    assert "unknown method 'ewk'; expected one of: morpho" in result.output
+    assert "unknown method 'ewk'; expected one of: analytic" in result.output
     result = CliRunner().invoke(app, ["stream", "--scenario", "klass"])
     assert result.exit_code == 2 and "expected one of: task, domain, class" in result.output
