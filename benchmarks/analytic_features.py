@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from morpho.sims.analytic import AnalyticLearner, RandomExpansion, RidgeStats
-from morpho.sims.continual import LearnConfig, Learner
-from morpho.sims.morpho_cl import MorphoCLConfig
+from morpho.sims.stream_run import StreamConfig, network_config
+from morpho.sims.stream_task import StreamOnTrainer, steps_for
 from morpho.sims.streams import Stream, build_stream
+from morpho.trainer import Trainer
 
 Design = tuple[str, Callable[[Tensor], Tensor]]  # name, images (n, H, W) → features (n, D)
 
@@ -44,16 +46,18 @@ def accuracy(f_tr: Tensor, y_tr: Tensor, f_te: Tensor, y_te: Tensor, ridge: floa
 
 def designs(stream: Stream, seed: int) -> list[Design]:
     """Every feature map compared, each built from the training data it is fit on."""
-    learn = LearnConfig(seed=seed)
+    cfg = StreamConfig(stream=stream.name)
+    task = StreamOnTrainer(stream, stream, steps_for(stream, 4, cfg.train.batch_size))
+    net_cfg = network_config(cfg, task, seed)
     out: list[Design] = []
     for trained in (False, True):
         for cell_readout in (True, False):
-            learner = AnalyticLearner(stream, learn, MorphoCLConfig(cell_readout=cell_readout))
-            if trained:  # the first task by gradient (naive), then frozen
-                naive = Learner(stream, learn)
+            learner = AnalyticLearner(task, net_cfg, seed=seed, cell_readout=cell_readout)
+            if trained:  # the first task by gradient on the trainer (naive), then frozen
+                train = replace(cfg.train, steps=task.steps_per_task, seed=seed)
                 with torch.enable_grad():
-                    naive.fit_task(0, stream.tasks[0])
-                learner.model.load_state_dict(naive.model.state_dict())
+                    Trainer(learner.net.train(), task, train).fit()
+                learner.net.eval()
             tissue = f"tissue {'trained on task 0' if trained else 'as born':17} " + (
                 "every cell" if cell_readout else "pooled    "
             )

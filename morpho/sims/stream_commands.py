@@ -144,7 +144,7 @@ def stream_config(path: Path | None, flags: dict[str, Any]) -> StreamConfig:
     flags that were given over it, through ``morpho grow``'s loader and coercer: unknown
     keys and wrong types raise ``ValueError`` naming what was expected."""
     from morpho.config import _deep_merge, from_dict, load_toml
-    from morpho.sims.stream_run import StreamConfig  # noqa: F811
+    from morpho.sims.stream_run import StreamConfig, plain_config  # noqa: F811
 
     data = load_toml(path) if path is not None else {}
     tables = ("learn", "train")
@@ -153,10 +153,10 @@ def stream_config(path: Path | None, flags: dict[str, Any]) -> StreamConfig:
     for table in tables:
         values = {k: v for k, v in flags.get(table, {}).items() if v is not None}
         merged = _deep_merge(merged, {table: values} if values else {})
-    merged.setdefault("methods", ["analytic", "naive"])
     lang = merged.get("stream") == "lang-domains"
     merged.setdefault("scenario", "domain" if lang else "class")
-    return from_dict(StreamConfig, merged, "")
+    # a partial table fills in over the stream's defaults, not over the bare dataclass's
+    return from_dict(StreamConfig, _deep_merge(plain_config(StreamConfig()), merged), "")
 
 
 def check_methods(cfg: Any) -> None:

@@ -305,7 +305,7 @@ def _on_trainer(
     if out is not None:
         run = RunDir(out, overwrite=True)
         config = RunConfig(task=cfg.stream, network=net.cfg, train=train, growth=growth)
-        run.create(dump_toml({**config.to_dict(), "stream": _plain(asdict(cfg))}))
+        run.create(dump_toml({**config.to_dict(), "stream": plain_config(cfg)}))
     callbacks_all = [recorder, *[p for p in parts if isinstance(p, Callback)], *callbacks]
     if method.growth:
         callbacks_all.insert(0, Scheduler(growth))
@@ -395,14 +395,14 @@ def run_stream(cfg: StreamConfig, out: Path, echo: Callable[[str], None] = print
         torch.set_num_threads(1)  # tiny models are overhead-bound; avoid oversubscribing cores
     task = build_task_stream(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    config = dump_toml(_plain(asdict(cfg)))  # what ``morpho stream --config`` reads back
+    config = dump_toml(plain_config(cfg))  # what ``morpho stream --config`` reads back
     _atomic_write(out / "config.toml", lambda f: f.write(config.encode()))
     results: dict[str, Any] = {
         "stream": cfg.stream,
         "scenario": cfg.scenario,
         "tasks": task.task_names(),
         "metric": "accuracy %" if task.kind == "classify" else "bits per token",
-        "config": _plain(asdict(cfg)),
+        "config": plain_config(cfg),
         "machine": machine(),
         "methods": {},
     }
@@ -428,6 +428,11 @@ def run_stream(cfg: StreamConfig, out: Path, echo: Callable[[str], None] = print
     _atomic_write(out / "results.json", lambda f: f.write(text.encode()))
     echo(format_table(results))
     return results
+
+
+def plain_config(cfg: StreamConfig) -> dict[str, Any]:
+    """``cfg`` as plain tables (the growth table resolved as ``morpho grow`` writes it)."""
+    return {**_plain(asdict(cfg)), "growth": cfg.growth.to_dict()}
 
 
 def with_overrides(cfg: StreamConfig, chosen: dict[str, Any]) -> StreamConfig:
