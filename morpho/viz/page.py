@@ -26,6 +26,7 @@ from typing import Any
 
 from morpho.rundir import check_out_file, writer
 from morpho.tissue import atomic_path
+from morpho.viz.coloring import CHOICES
 from morpho.viz.page_data import page_payload
 from morpho.viz.runs import load_run, require_snapshots
 from morpho.viz.timeline import WORMHOLE_LENGTH
@@ -37,10 +38,12 @@ def render_page(
     run_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
     overwrite: bool = False,
+    color: str = "free-energy",
     wormhole_length: float = WORMHOLE_LENGTH,
 ) -> Path:
     """Write the interactive page of ``run_dir`` at ``out`` (an existing file only with
-    ``overwrite``); returns ``out``.
+    ``overwrite``), showing ``color`` first (the page switches between all of
+    :data:`~morpho.viz.coloring.CHOICES`); returns ``out``.
 
     Raises:
         ValueError: ``out`` is not a new ``.html`` file; the run is missing, has no
@@ -49,9 +52,12 @@ def render_page(
     out = Path(out)
     if out.suffix.lower() not in PAGE_SUFFIXES:
         raise ValueError(f"--out {str(out)!r} is not a page; expected a file ending in .html")
+    if color not in CHOICES:
+        raise ValueError(f"unknown --color {color!r}; expected one of: {', '.join(CHOICES)}")
     check_out_file(out, "--out", overwrite)
     refuse_if_running(run_dir)
-    html = page_html(page_payload(load_run(run_dir), wormhole_length))
+    payload = page_payload(load_run(run_dir), wormhole_length)
+    html = page_html({**payload, "color": color})
     with atomic_path(out) as tmp:
         tmp.write_text(html, encoding="utf-8")
     return out

@@ -113,23 +113,15 @@ def _snapshot_arrays(
         "edges": typed(np.concatenate([e.T for e in edges]).reshape(-1), "uint32" if big else "uint16"),
         "edgeStyle": typed(np.round(weight * 127) + 128 * wormhole, "uint8"),
         "stats": {k: typed(np.concatenate([s[k] for s in stats]), "float32") for k in STATS},
-        "statsNote": {
-            "S": "gate entropy"
-            if all("gate_entropy" in s.cells for s in snaps)
-            else "entropy of the gate EMA (nats)"
-        },
     }
 
 
 def _stats(s: Snapshot) -> dict[str, np.ndarray]:
-    """(N,) each of F (``fe_ema``), U (``surprise_ema``), S (gate entropy: the stored one,
-    else the binary entropy of the gate EMA, the energy term's fallback), W (the wiring
-    cost of :func:`morpho.energy.wiring_cost`), and the gate EMA."""
+    """(N,) each of F (``fe_ema``), U (``surprise_ema``), S (the binary entropy of the gate
+    EMA: a snapshot keeps no running mean of the per-token entropy the F term averages),
+    W (the wiring cost of :func:`morpho.energy.wiring_cost`), and the gate EMA."""
     gate = s.cell("gate_ema", 0.5)
-    if "gate_entropy" in s.cells:
-        entropy = s.cell("gate_entropy")
-    else:
-        entropy = binary_entropy(torch.from_numpy(gate)).numpy()
+    entropy = binary_entropy(torch.from_numpy(gate)).numpy()
     tissue = Data(
         pos=torch.from_numpy(s.cells["pos"]).float(),
         edge_index=torch.from_numpy(s.edges["edge_index"]).long(),

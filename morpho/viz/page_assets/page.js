@@ -41,7 +41,7 @@
   const BORN = [1.0, 0.9, 0.45];
 
   const state = {
-    snap: K - 1, color: "free-energy", selected: null, hovered: null,
+    snap: K - 1, color: D.color in D.colors ? D.color : "free-energy", selected: null, hovered: null,
     frames: 0, drawnCells: 0, drawnEdges: 0, readyMs: null, playing: null,
   };
 
@@ -311,7 +311,7 @@
       ["parent", C.parent[c] < 0 ? "none (seed cell)" : C.parent[c]]];
     if (i >= 0) {
       const t = cur.t0 + i;
-      rows.push(["F", num(stats.F[t])], ["U", num(stats.U[t])], ["S", `${num(stats.S[t])} <span class="muted">${esc(S.statsNote.S)}</span>`],
+      rows.push(["F", num(stats.F[t])], ["U", num(stats.U[t])], ["S", `${num(stats.S[t])} <span class="muted">H(gate EMA)</span>`],
         ["W", num(stats.W[t])], ["gate EMA", num(stats.gate[t])]);
     } else {
       rows.push(["", `<span class="muted">not in the tissue at step ${step}</span>`]);
