@@ -153,7 +153,9 @@ class Browser:
             d = p.get("exceptionDetails", {})
             self.errors.append(str(d.get("exception", {}).get("description", d.get("text"))))
         elif method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-            self.errors.append(" ".join(str(a.get("value", a.get("description"))) for a in p["args"]))
+            self.errors.append(
+                " ".join(str(a.get("value", a.get("description"))) for a in p["args"])
+            )
         elif method == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
             self.errors.append(str(p["entry"].get("text")))
 

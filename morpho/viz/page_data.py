@@ -77,9 +77,9 @@ def _cell_table(run: Run, ids: np.ndarray, events: list[dict[str, Any]]) -> dict
         for k, table in fields.items():
             table.update(zip(s.ids.tolist(), s.cells[k].tolist(), strict=True))
     made_by: dict[int, int] = {}
-    for k, e in enumerate(events):
+    for index, e in enumerate(events):
         for cid in e.get("new_cells", []):
-            made_by.setdefault(int(cid), k)
+            made_by.setdefault(int(cid), index)
     out: dict[str, Any] = {"id": ids.tolist()}
     for k, table in fields.items():
         out[k] = [int(table[c]) for c in ids.tolist()]
@@ -110,7 +110,9 @@ def _snapshot_arrays(
         "posScale": (scale / 65535).tolist(),
         "radius": typed(np.round(radius / r_max * 255), "uint8"),
         "radiusMax": r_max,
-        "edges": typed(np.concatenate([e.T for e in edges]).reshape(-1), "uint32" if big else "uint16"),
+        "edges": typed(
+            np.concatenate([e.T for e in edges]).reshape(-1), "uint32" if big else "uint16"
+        ),
         "edgeStyle": typed(np.round(weight * 127) + 128 * wormhole, "uint8"),
         "stats": {k: typed(np.concatenate([s[k] for s in stats]), "float32") for k in STATS},
     }
@@ -163,11 +165,13 @@ def _colors(colors: CellColors) -> dict[str, Any]:
 def _events(run: Run, snaps: list[Snapshot]) -> list[dict[str, Any]]:
     """The events, each with ``snap``: the first snapshot that shows it."""
     steps = np.array([s.step for s in snaps])
-    out = []
+    out: list[dict[str, Any]] = []
     for e in run.events:
         step = int(e.get("step", 0))
         k = min(int(np.searchsorted(steps, step)), len(snaps) - 1)
-        keep = {key: e[key] for key in ("kind", "cells", "new_cells", "reason", "score") if key in e}
+        keep: dict[str, Any] = {
+            key: e[key] for key in ("kind", "cells", "new_cells", "reason", "score") if key in e
+        }
         out.append({"step": step, "snap": k, **keep})
     return out
 

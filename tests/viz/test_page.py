@@ -60,7 +60,9 @@ def test_cells_and_layout_decode_to_the_movies(run_dir: Path, payload: dict) -> 
     rows = per_snapshot(payload, decode(s["cell"]).astype(int))
     pos = per_snapshot(payload, decode(s["pos"]).reshape(-1, 3).astype(float))
     step = np.array(s["posScale"])
-    for snap, r, q, layout in zip(run.snapshots, rows, pos, stable_layout(run.snapshots)):
+    for snap, r, q, layout in zip(
+        run.snapshots, rows, pos, stable_layout(run.snapshots), strict=True
+    ):
         np.testing.assert_array_equal(table[r], snap.ids)
         # quantised to 1/65535 of the run's box: half a step off at most
         assert np.all(np.abs(np.array(s["posLo"]) + q * step - layout) <= 0.51 * step + 1e-9)
@@ -73,7 +75,8 @@ def test_every_colour_choice_decodes_to_the_movies_colours(run_dir: Path, payloa
     for name, page in payload["colors"].items():
         colors = cell_colors(run, name)
         table = np.array(page["table"]).reshape(-1, 3) / 255
-        for values, codes in zip(colors.values, per_snapshot(payload, decode(page["codes"]))):
+        codes_k = per_snapshot(payload, decode(page["codes"]))
+        for values, codes in zip(colors.values, codes_k, strict=True):
             # a continuous map is a 256-entry table: within one entry's step of the movie
             tol = 1 / 255 + (0 if colors.categorical else 0.03)
             np.testing.assert_allclose(table[codes.astype(int)], colors.rgb(values), atol=tol)
@@ -99,7 +102,7 @@ def test_edges_and_statistics_decode_to_the_snapshots(run_dir: Path, payload: di
 def test_each_cell_points_at_the_event_that_made_it(run_dir: Path, payload: dict) -> None:
     cells, events = payload["cells"], payload["events"]
     made = 0
-    for cid, parent, k in zip(cells["id"], cells["parent"], cells["madeBy"]):
+    for cid, parent, k in zip(cells["id"], cells["parent"], cells["madeBy"], strict=True):
         if parent < 0:
             assert k == -1, cid
             continue
@@ -109,7 +112,9 @@ def test_each_cell_points_at_the_event_that_made_it(run_dir: Path, payload: dict
     assert made > 0
     steps = payload["steps"]
     for e in events:  # the first snapshot that shows the event
-        assert steps[e["snap"]] >= e["step"] and (e["snap"] == 0 or steps[e["snap"] - 1] < e["step"])
+        assert steps[e["snap"]] >= e["step"] and (
+            e["snap"] == 0 or steps[e["snap"] - 1] < e["step"]
+        )
 
 
 def test_the_page_is_self_contained_and_its_data_round_trips(payload: dict) -> None:
@@ -144,7 +149,9 @@ def refused(root: Path, *args: object, fragments: tuple[str, ...] = ()) -> None:
 
 def test_cli_writes_a_page_and_refuses_an_existing_one(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "growth.html"
-    result = CliRunner().invoke(app, ["render", str(run_dir), "--out", str(out), "--color", "level"])
+    result = CliRunner().invoke(
+        app, ["render", str(run_dir), "--out", str(out), "--color", "level"]
+    )
     assert result.exit_code == 0, result.output
     assert '"color":"level"' in out.read_text()
     out.write_text("mine")
