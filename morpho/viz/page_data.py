@@ -12,8 +12,9 @@ page means what it means in the movie.
 Encoding (``T`` = cells summed over snapshots, ``E`` = edges summed over snapshots): a global
 cell table (one row per cell id ever seen); per snapshot, offsets into flat arrays of
 ``T`` rows (index into the cell table, position quantised to uint16 in the run's bounding
-box, radius as uint8, statistics as float32, colour codes as uint8/uint16) and ``E`` edges
-(uint16 pairs of rows within the snapshot, and a uint8 of weight · 127 + 128 · wormhole).
+box, radius as uint8, statistics as float32, colour codes as uint8/uint16); each edge once,
+as a run of consecutive snapshots (:func:`edge_runs`), and per snapshot and edge a uint8 of
+weight · 127 + 128 · wormhole (``E`` of them).
 Typed arrays travel as base64 of their little-endian bytes (``{"b64", "dtype"}``).
 """
 
@@ -96,9 +97,9 @@ def _snapshot_arrays(
     pos = np.concatenate(timeline.layouts)
     radius = np.concatenate(timeline.sizes)
     r_max = float(radius.max(initial=0)) or 1.0
-    edges = [s.edges["edge_index"] for s in snaps]
-    weight = np.concatenate([timeline._weight(s) for s in snaps])
-    wormhole = np.concatenate([timeline._long(s) for s in snaps])
+    runs, order = edge_runs(snaps, ids)
+    weight = np.concatenate([timeline._weight(s)[o] for s, o in zip(snaps, order, strict=True)])
+    long = np.concatenate([timeline._long(s)[o] for s, o in zip(snaps, order, strict=True)])
     big = len(ids) > 65535 or max(s.n_cells for s in snaps) > 65535
     stats = [_stats(s) for s in snaps]
     return {
@@ -110,12 +111,49 @@ def _snapshot_arrays(
         "posScale": (scale / 65535).tolist(),
         "radius": typed(np.round(radius / r_max * 255), "uint8"),
         "radiusMax": r_max,
-        "edges": typed(
-            np.concatenate([e.T for e in edges]).reshape(-1), "uint32" if big else "uint16"
-        ),
-        "edgeStyle": typed(np.round(weight * 127) + 128 * wormhole, "uint8"),
+        "edgeRuns": {
+            k: typed(v, "uint32" if max(len(ids), len(snaps)) > 65535 else "uint16")
+            for k, v in runs.items()
+        },
+        "edgeStyle": typed(np.round(weight * 127) + 128 * long, "uint8"),
         "stats": {k: typed(np.concatenate([s[k] for s in stats]), "float32") for k in STATS},
     }
+
+
+def edge_runs(snaps: list[Snapshot], ids: np.ndarray) -> tuple[dict[str, np.ndarray], list]:
+    """The edges of every snapshot as runs: an edge (``edge_id``, source id, target id, the
+    timeline's identity of an edge) present in snapshots ``first … last`` in a row is one
+    run, so the page stores each edge once, not once per snapshot.
+
+    Returns:
+        ``{"src", "dst"}`` (R,) cell-table rows of each run's ends, ``{"first", "last"}``
+        (R,) its snapshots; and per snapshot the order of its edges by run, the order the
+        page lists a snapshot's edges in (its runs with ``first <= k <= last``, ascending).
+    """
+    src: list[int] = []
+    dst: list[int] = []
+    first: list[int] = []
+    last: list[int] = []
+    before: dict[tuple[int, int, int], int] = {}  # runs of the previous snapshot
+    order = []
+    for k, s in enumerate(snaps):
+        a, b = (np.searchsorted(ids, end) for end in s.edge_ends())
+        now: dict[tuple[int, int, int], int] = {}
+        run_of = np.empty(s.n_edges, dtype=np.int64)
+        keys = zip(s.edges["edge_id"].tolist(), a.tolist(), b.tolist(), strict=True)
+        for j, key in enumerate(keys):
+            r = before.get(key, -1)
+            if r < 0 or key in now:
+                r = len(first)
+                src.append(key[1])
+                dst.append(key[2])
+                first.append(k)
+                last.append(k)
+            last[r], now[key], run_of[j] = k, r, r
+        before = now
+        order.append(np.argsort(run_of, kind="stable"))
+    runs = {"src": src, "dst": dst, "first": first, "last": last}
+    return {k: np.array(v, dtype=np.int64) for k, v in runs.items()}, order
 
 
 def _stats(s: Snapshot) -> dict[str, np.ndarray]:

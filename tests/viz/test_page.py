@@ -85,10 +85,22 @@ def test_every_colour_choice_decodes_to_the_movies_colours(run_dir: Path, payloa
 def test_edges_and_statistics_decode_to_the_snapshots(run_dir: Path, payload: dict) -> None:
     run = load_run(run_dir)
     s = payload["snap"]
-    edges = per_snapshot(payload, decode(s["edges"]).reshape(-1, 2).astype(int), "edgeOffset")
+    table = np.array(payload["cells"]["id"])
+    runs = {k: decode(v).astype(int) for k, v in s["edgeRuns"].items()}
+    style = per_snapshot(payload, decode(s["edgeStyle"]).astype(int), "edgeOffset")
     stats = {k: per_snapshot(payload, decode(v)) for k, v in s["stats"].items()}
+    s_max = max(np.abs(snap.edges["strength"]).max() for snap in run.snapshots)
     for k, snap in enumerate(run.snapshots):
-        np.testing.assert_array_equal(edges[k].T, snap.edges["edge_index"])
+        # the page's edges of snapshot k: the runs spanning it, in run order
+        active = (runs["first"] <= k) & (k <= runs["last"])
+        shown = zip(table[runs["src"][active]], table[runs["dst"][active]], style[k], strict=True)
+        src, dst = snap.edge_ends()
+        pos = snap.cells["pos"]
+        length = np.linalg.norm(
+            pos[snap.edges["edge_index"][0]] - pos[snap.edges["edge_index"][1]], axis=1
+        )
+        weight = np.round(np.abs(snap.edges["strength"]) / s_max * 127) + 128 * (length > 4.0)
+        assert sorted(map(tuple, shown)) == sorted(zip(src, dst, weight.astype(int), strict=True))
         np.testing.assert_allclose(stats["F"][k], snap.cells["fe_ema"], rtol=1e-6)
         np.testing.assert_allclose(stats["gate"][k], snap.cells["gate_ema"], rtol=1e-6)
         tissue = Data(
@@ -97,6 +109,8 @@ def test_edges_and_statistics_decode_to_the_snapshots(run_dir: Path, payload: di
             num_nodes=snap.n_cells,
         )
         np.testing.assert_allclose(stats["W"][k], wiring_cost(tissue).numpy(), rtol=1e-5)
+    # each edge is stored once per stretch of snapshots, not once per snapshot
+    assert len(runs["first"]) < 0.6 * sum(snap.n_edges for snap in run.snapshots)
 
 
 def test_each_cell_points_at_the_event_that_made_it(run_dir: Path, payload: dict) -> None:

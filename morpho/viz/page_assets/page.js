@@ -23,7 +23,8 @@
   const rowCell = decode(S.cell); // (T,) index into the cell table
   const posQ = decode(S.pos); // (T * 3,) uint16 in the run's box
   const radQ = decode(S.radius); // (T,) uint8 of radiusMax
-  const edgeRows = decode(S.edges); // (E * 2,) rows within the snapshot
+  const runs = {}; // each edge once: its ends (cell-table rows) and its snapshots
+  for (const k in S.edgeRuns) runs[k] = decode(S.edgeRuns[k]);
   const edgeStyle = decode(S.edgeStyle); // (E,) weight * 127 + 128 * wormhole
   const stats = {};
   for (const k in S.stats) stats[k] = decode(S.stats[k]);
@@ -46,7 +47,8 @@
   };
 
   // the current snapshot in world units: positions, radii, cell-table rows
-  const cur = { n: 0, pos: new Float32Array(0), rad: new Float32Array(0), cell: new Uint32Array(0), t0: 0 };
+  const cur = { n: 0, pos: new Float32Array(0), rad: new Float32Array(0), cell: new Uint32Array(0), t0: 0, edges: new Uint32Array(0) };
+  const rowOfCell = new Int32Array(C.id.length); // cell-table row -> row in the snapshot
   function loadSnapshot(k) {
     const a = S.cellOffset[k], n = S.cellOffset[k + 1] - a;
     cur.n = n; cur.t0 = a;
@@ -55,6 +57,18 @@
       for (let j = 0; j < 3; j++) cur.pos[3 * i + j] = S.posLo[j] + posQ[3 * (a + i) + j] * S.posScale[j];
       cur.rad[i] = (radQ[a + i] / 255) * S.radiusMax;
       cur.cell[i] = rowCell[a + i];
+    }
+    rowOfCell.fill(-1);
+    for (let i = 0; i < n; i++) rowOfCell[cur.cell[i]] = i;
+    // the snapshot's edges: the runs spanning it, in run order (as page_data.edge_runs)
+    const nE = S.edgeOffset[k + 1] - S.edgeOffset[k];
+    cur.edges = new Uint32Array(2 * nE);
+    let e = 0;
+    for (let r = 0; r < runs.first.length && e < nE; r++) {
+      if (runs.first[r] > k || runs.last[r] < k) continue;
+      cur.edges[2 * e] = rowOfCell[runs.src[r]];
+      cur.edges[2 * e + 1] = rowOfCell[runs.dst[r]];
+      e++;
     }
   }
   function rowInSnapshot(cellId) {
@@ -223,7 +237,7 @@
       const style = edgeStyle[e0 + e], worm = style >= 128, w = (style & 127) / 127;
       const rgb = worm ? D.theme.wormhole : D.theme.edge, alpha = 0.2 + 0.7 * w;
       for (let end = 0; end < 2; end++) {
-        const r = edgeRows[2 * (e0 + e) + end];
+        const r = cur.edges[2 * e + end];
         lines.set([cur.pos[3 * r], cur.pos[3 * r + 1], cur.pos[3 * r + 2], rgb[0], rgb[1], rgb[2], alpha], 14 * e + 7 * end);
       }
     }
@@ -370,6 +384,8 @@
     if (pts.length) {
       g.fillText(num(y1), 2, T + 4);
       g.fillText(num(y0), 2, h - B);
+    } else {
+      g.fillText("nothing logged", L + 8, h / 2);
     }
     g.fillText(String(x0), L, h - 3);
     g.textAlign = "right";
