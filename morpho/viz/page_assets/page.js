@@ -132,7 +132,11 @@
     vec4 c = view * vec4(center.xyz, 1.0);
     float r = center.w * (color.a > 0.5 ? 1.35 : 1.0);
     vcenter = c.xyz; rad = r; col = color.rgb; flag = color.a;
-    vpos = vec3(c.xy + corner * r * 1.1, c.z + r);  // a quad in front of the sphere covers it
+    // a quad through the centre, facing the eye, that holds the silhouette: the tangent
+    // cone widens it by D / sqrt(D^2 - r^2), and off the axis the ellipse stretches (< 1.25)
+    float D = length(c.xyz);
+    float k = 1.25 * D / sqrt(max(D * D - r * r, 1e-4 * D * D));
+    vpos = vec3(c.xy + corner * r * k, c.z);
     gl_Position = proj * vec4(vpos, 1.0);
   }`;
   const SPHERE_FS = `#version 300 es
