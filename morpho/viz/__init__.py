@@ -10,4 +10,8 @@ by engine edits alone, for tests and benchmarks), ``page`` / ``page_data`` (the 
 ``.html`` page), ``headless`` (headless Chromium over the DevTools pipe, for the page's
 tests). pyvista is imported only by ``scene``
 and ``export``, and only when a command runs.
+
+``tensorboard`` writes TensorBoard event files of runs (``morpho tensorboard``), also while a
+run is written (``morpho grow --tensorboard`` mirrors its directory); ``graph2d`` draws one
+snapshot flat for it.
 """

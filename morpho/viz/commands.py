@@ -1,4 +1,5 @@
-"""CLI commands of the rendering side: ``morpho render``, ``morpho plot``, ``morpho export``.
+"""CLI commands of the rendering side: ``morpho render``, ``morpho plot``, ``morpho export``,
+``morpho tensorboard``.
 
 Registered through the ``morpho.commands`` entry point, so the engine CLI never imports
 ``morpho.viz``; pyvista and matplotlib are imported only when a command runs. Bad input
@@ -25,6 +26,7 @@ def register(app: typer.Typer) -> None:
     app.command()(render)
     app.command()(plot)
     app.command()(export)
+    app.command()(tensorboard)
 
 
 def render(
@@ -141,6 +143,30 @@ def export(
         fail(_message(e))
         return
     typer.echo(f"wrote {path}")
+
+
+def tensorboard(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Run directories, bench folders or stream folders to convert."),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Folder of the event files: one subfolder per run.")
+    ] = Path("tb"),
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Write runs as TensorBoard event files (scalars, events, tissue images), one folder
+    per run or bench row: then tensorboard --logdir OUT."""
+    from morpho.cli import fail
+
+    try:
+        from morpho.viz.tensorboard import convert_runs
+
+        paths = convert_runs(list(runs), out, overwrite)
+    except (ValueError, OSError) as e:
+        fail(_message(e))
+        return
+    typer.echo(f"wrote {len(paths)} run(s) to {out}: tensorboard --logdir {out}")
 
 
 def _message(e: Exception) -> str:
