@@ -230,3 +230,11 @@ def test_a_run_still_being_written_is_refused_a_finished_one_rendered(
         proc.kill()
         proc.wait()
     render_page(live, tmp_path / "after.html")  # the writer is gone: a crashed run renders
+
+
+def test_no_chromium_binary_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from morpho.viz.headless import Browser
+
+    monkeypatch.setenv("MORPHO_CHROMIUM", "no-such-chromium-binary")
+    with pytest.raises(ValueError, match="no Chromium binary found; expected one of"):
+        Browser()
