@@ -340,6 +340,11 @@ def _holder(directory: Path) -> str | None:
     return None
 
 
+def writer(directory: str | os.PathLike[str]) -> str | None:
+    """Who holds ``directory``'s lock ("pid 123"), if another live process writes it."""
+    return _holder(Path(directory))
+
+
 def _refuse_if_busy(directory: Path) -> None:
     holder = _holder(directory)
     if holder is not None:

@@ -1,4 +1,4 @@
-"""Packaging law: every ``morpho`` subpackage ships in the wheel (DESIGN §1).
+"""Packaging law: every ``morpho`` subpackage, and its data files, ship in the wheel.
 
 The fast test asks setuptools which packages ``pyproject.toml`` makes it put in a
 distribution; the slow one builds the wheel and reads its file list. Both compare
@@ -49,7 +49,7 @@ def test_setuptools_puts_every_subpackage_in_the_distribution(
 def test_the_built_wheel_holds_every_subpackage(tmp_path: Path) -> None:
     src = tmp_path / "src"  # a clean copy: a stale build/ in the checkout would leak into the wheel
     shutil.copytree(ROOT / "morpho", src / "morpho", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md"):  # (the copy keeps morpho's data files)
         shutil.copy(ROOT / name, src / name)
     cmd = [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps"]
     cmd += ["--no-build-isolation", "-q", "-w", str(tmp_path / "dist")]
@@ -59,3 +59,9 @@ def test_the_built_wheel_holds_every_subpackage(tmp_path: Path) -> None:
     shipped = {n.removesuffix("/__init__.py").replace("/", ".") for n in names}
     missing = source_packages() - shipped
     assert not missing, f"the wheel lacks {missing}"
+    data = {  # package data: every file under morpho/ that is not Python source
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "morpho").rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    }
+    assert data <= names, f"the wheel lacks package data {data - names}"

@@ -34,7 +34,8 @@ def render(
     out: Annotated[
         Optional[Path],
         typer.Option(
-            help="Movie (.mp4, .gif) or, with --frame, an image (.png). Default: in the run."
+            help="Movie (.mp4, .gif), an interactive page (.html: every snapshot, offline) "
+            "or, with --frame, an image (.png). Default: a movie in the run."
         ),
     ] = None,
     color: Annotated[
@@ -68,16 +69,23 @@ def render(
             orbit=orbit,
             wormhole_length=wormhole_length,
         )
-        if frame is None:
+        if out is not None and out.suffix.lower() in (".html", ".htm"):
+            from morpho.viz.page import render_page
+
+            if frame is not None:
+                raise ValueError("--frame renders one still; expected no --frame with a .html page")
+            path = render_page(run, out, overwrite, color, wormhole_length)
+            what = "an interactive page of every snapshot (open it in a browser)"
+        elif frame is None:
             path = render_movie(run, out or run / "growth.mp4", cfg, overwrite)
-            what = f"{cfg.frames} frames at {cfg.fps} fps"
+            what = f"{cfg.frames} frames at {cfg.fps} fps, {size}"
         else:
             path = render_still(run, out or run / f"frame_{frame}.png", frame, cfg, overwrite)
-            what = f"the snapshot nearest step {frame}"
+            what = f"the snapshot nearest step {frame}, {size}"
     except (ValueError, ImportError, OSError) as e:
         fail(_message(e))
         return
-    typer.echo(f"wrote {path}: {what}, {size}, colour {color}")
+    typer.echo(f"wrote {path}: {what}, colour {color}")
 
 
 def plot(

@@ -30,7 +30,7 @@ BENCHMARKS = ROOT / "benchmarks"
 
 # script → tiny arguments (split on spaces); one entry per script: add every new script here
 SCRIPTS: dict[str, str] = {
-    "analytic_features.py": "--ridges 1e-3 --widths 0,16 --max-train 200",
+    "analytic_features.py": "--ridges 1e-3 --widths 16 --pixel-widths 16 --max-train 40",
     "avalanche_peers.py": "--streams split-digits --seeds 1 --strategies Naive --morpho= "
     "--tune-seeds 0 --out {tmp}/av.json",
     "cell_design.py": "--throughput wide,gru --timing-steps 4 --params 5000 --preset small",
@@ -39,6 +39,7 @@ SCRIPTS: dict[str, str] = {
     "data_parallel.py": "--steps 2 --nproc 1",
     "edit_cost.py": "--sizes 8 --repeats 1 --batch 1 --seq-len 4 --d-cell 4 --levels 4 --threads 1",
     "growth_saving.py": "--preset small --steps 2 --seeds 0 --out {tmp}/gs",
+    "html_page.py": "--cells 90 --loads 1 --run {tmp}/page",
     "images_table.py": "{fixture:bench}",
     "kernels.py": "--cells 2 --batch 1 --seq 8 --d-cell 4 --repeats 1",
     "lr_sweep.py": "--preset small --steps 2 --rows fixed --out {tmp}/lr",
@@ -49,7 +50,10 @@ SCRIPTS: dict[str, str] = {
     "widen_growth.py": "--out {tmp}/wg --steps 4 --eval-every 2 --at 2 --interval 1 --rows widen@2",
 }
 # scripts too slow for the default suite, with the reason
-SLOW = {"data_parallel.py": "starts three morpho processes, one of them under torchrun"}
+SLOW = {
+    "data_parallel.py": "starts three morpho processes, one of them under torchrun",
+    "html_page.py": "opens the page in headless Chromium",
+}
 NEEDS = {"avalanche_peers.py": "avalanche", "render_cost.py": "pyvista"}  # optional packages
 
 
