@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 from torch_geometric.data import Data
 
+from morpho.coerce import reject_unknown
 from morpho.registry import Registry
 
 
@@ -133,10 +134,5 @@ def build_rule(name: str, params: Mapping[str, Any]) -> Rule:
     known: set[str] = set()
     if dataclasses.is_dataclass(cls):
         known = {f.name for f in dataclasses.fields(cls)}
-    for key in params:
-        if key not in known:
-            raise ValueError(
-                f"unknown parameter growth.{name}.{key}; "
-                f"expected one of: {', '.join(sorted(known))}"
-            )
+    reject_unknown(params, sorted(known), f"growth.{name}.")
     return cls(**params)

@@ -127,7 +127,8 @@ def test_the_growth_package_imports_no_task_rule_or_renderer(path: Path) -> None
 def test_the_rule_interface_sits_at_the_bottom() -> None:
     engine = [m for _, m in imported_modules(ENGINE / "growth" / "rule.py") if "morpho" in m]
     assert {m.rsplit(".", 1)[0] if m.count(".") > 1 else m for m in engine} <= {
-        "morpho.registry"
+        "morpho.registry",
+        "morpho.coerce",
     }, engine
 
 
