@@ -69,6 +69,8 @@ class GrowthView:
             last step, or None when no enabled rule asked for it.
         d_cell: the cells' channel count now; total_steps: the run's training steps (0:
             unknown).
+        loss_history: (≤ K,) the tissue's training cross-entropy EMA at the last checks,
+            oldest first (its surprise at the data).
     """
 
     step: int
@@ -79,6 +81,7 @@ class GrowthView:
     edge_gradient: Tensor | None = None
     d_cell: int = 0
     total_steps: int = 0
+    loss_history: Tensor | None = None
 
 
 class Rule:

@@ -36,6 +36,8 @@ class CellStats:
         self.fresh = True  # the first statistics replace the tissue's initial EMAs
         self.cells: dict[int, list[tuple[float, ...]]] = {}  # cell id → last K checks
         self.edges: dict[int, list[float]] = {}  # edge id → |strength| at last K checks
+        self.loss_ema: Tensor | None = None  # the tissue's cross-entropy EMA, on the device
+        self.losses: list[float] = []  # ... at the last K checks
 
     def load(self, net: Network) -> None:
         """Read the EMAs the tissue carries (after an edit moved the rows)."""
@@ -65,6 +67,15 @@ class CellStats:
             self.ema[k].mul_(d).add_(value.detach().float(), alpha=1 - d)
         self.fresh = False
 
+    def update_loss(self, ce: Tensor) -> None:
+        """Fold one step's cross-entropy (the tissue's surprise at the data) into its EMA."""
+        ce = ce.detach().float()
+        if self.loss_ema is None:
+            self.loss_ema = ce.clone()
+            return
+        self.loss_ema = self.loss_ema.to(ce.device)  # a restored EMA comes back on the host
+        self.loss_ema.mul_(self.decay).add_(ce, alpha=1 - self.decay)
+
     def flush(self, net: Network) -> None:
         """Write the device EMAs into the tissue (one sync)."""
         if self.ema and self.ema["fe_ema"].shape[0] == net.tissue.num_nodes:
@@ -79,6 +90,8 @@ class CellStats:
             i: (self.cells.get(i, []) + [tuple(r)])[-k:]
             for i, r in zip(t.cell_id.tolist(), rows, strict=True)
         }
+        if self.loss_ema is not None:
+            self.losses = (self.losses + [float(self.loss_ema)])[-k:]
         strength = net.banks["strength"].detach().abs().cpu().tolist()
         self.edges = {
             e: (self.edges.get(e, []) + [s])[-k:]
@@ -109,6 +122,7 @@ class CellStats:
             edge_gradient=edge_gradient,
             d_cell=net.cfg.d_cell,
             total_steps=total_steps,
+            loss_history=torch.tensor(self.losses),
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -120,6 +134,8 @@ class CellStats:
             "edge_ids": torch.tensor(edge_ids, dtype=torch.long),
             "edge_history": self.edge_history(edge_ids),
             "fresh": int(self.fresh),
+            "loss_history": torch.tensor(self.losses),
+            **({} if self.loss_ema is None else {"loss_ema": self.loss_ema.detach().cpu()}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -131,6 +147,8 @@ class CellStats:
         edges = [[v for v in r if not _isnan(v)] for r in state["edge_history"].tolist()]
         self.edges = dict(zip(state["edge_ids"].tolist(), edges, strict=True))
         self.fresh = bool(state["fresh"])
+        self.losses = state["loss_history"].tolist() if "loss_history" in state else []
+        self.loss_ema = state["loss_ema"].clone() if "loss_ema" in state else None
 
 
 def _padded(rows: list[list[tuple[float, ...]]], k: int, width: int) -> Tensor:

@@ -7,15 +7,21 @@ from dataclasses import dataclass
 from morpho.growth.rule import Event, GrowthView, Rule, require
 from morpho.tissue import OUTPUT
 
+SIGNALS = ("loss", "surprise")
+
 
 @dataclass(frozen=True)
 class DomainGrow(Rule):
-    """Mean surprise EMA jumps ≥ `ratio`× over `window` checks → `per_jump` cells in series.
+    """Surprise EMA jumps ≥ `ratio`× over `window` checks → `per_jump` cells in series.
 
-    A new domain (a shift of the input distribution, announced to no one) shows as the
-    free energy's U — the cells' surprise — rising across the tissue at once, where
-    learning lowers it. At such a jump (the test of :class:`TaskChange`: the mean surprise
-    EMA at the latest check against its mean over the ``window`` checks before), new cells
+    A new domain (a shift of the input distribution, announced to no one) shows as
+    surprise rising across the tissue at once, where learning lowers it. Which surprise
+    (``signal``): ``"loss"`` — the tissue's surprise at the data, the EMA of its training
+    cross-entropy (the accuracy term of the variational free energy); ``"surprise"`` — the
+    mean of the cells' own U (their next-input prediction error), which on language domains
+    rises only ≈1.07× at a boundary, inside its noise (benchmarks/lang_domains.md). At a
+    jump (the test of :class:`TaskChange`: the EMA at the latest check against its mean
+    over the ``window`` checks before), new cells
     are born in series after the ``per_jump`` cells whose surprise rose most, each the
     identity at birth (:func:`morpho.edits.insert_edit`: LLaMA Pro's block expansion, Wu et
     al. 2024, where new blocks learn a new domain while the old ones are kept), and each
@@ -34,6 +40,7 @@ class DomainGrow(Rule):
     per_jump: int = 1  # cells born in series at a jump (after different cells)
     refractory: int = 100  # steps after the newest birth in which no jump is read
     known: int = 0  # > 0: grow at every multiple of this many steps instead (a control)
+    signal: str = "loss"  # "loss": the tissue's cross-entropy EMA; "surprise": cells' mean U
 
     def __post_init__(self) -> None:
         require(self.ratio > 1, "growth.domain_grow.ratio", "> 1", self.ratio)
@@ -41,6 +48,9 @@ class DomainGrow(Rule):
         require(self.per_jump >= 1, "growth.domain_grow.per_jump", ">= 1", self.per_jump)
         require(self.refractory >= 0, "growth.domain_grow.refractory", ">= 0", self.refractory)
         require(self.known >= 0, "growth.domain_grow.known", ">= 0", self.known)
+        require(
+            self.signal in SIGNALS, "growth.domain_grow.signal", " or ".join(SIGNALS), self.signal
+        )
 
     def propose(self, view: GrowthView) -> list[Event]:
         t = view.tissue
@@ -49,6 +59,11 @@ class DomainGrow(Rule):
         if s.shape[1] <= self.window or not bool(seen.any()):
             return []
         before, now = float(s[seen, :-1].mean()), float(s[seen, -1].mean())
+        if self.signal == "loss":
+            loss = view.loss_history
+            if loss is None or len(loss) <= self.window:
+                return []
+            before, now = float(loss[-(self.window + 1) : -1].mean()), float(loss[-1])
         if self.known:
             if view.step // self.known <= int(t.task.max()):
                 return []
@@ -58,8 +73,9 @@ class DomainGrow(Rule):
                 return []
             if before <= 0 or now < self.ratio * before:
                 return []
+            what = "cross-entropy" if self.signal == "loss" else "mean surprise"
             why = (
-                f"mean surprise EMA {now:.3f} is {now / before:.2f}× its mean {before:.3f} "
+                f"{what} EMA {now:.3f} is {now / before:.2f}× its mean {before:.3f} "
                 f"over {self.window} checks"
             )
         rise = s[:, -1] / s[:, :-1].mean(1).clamp(min=1e-12)  # (N,) each cell's own jump

@@ -5,6 +5,8 @@ boundary without reading a signal."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from conftest import K, tiny_net, tokens, view
@@ -17,12 +19,16 @@ from morpho.tissue import OUTPUT
 
 
 def _jumped(v, factor: float = 3.0, top: int | None = None):
+    """Cells' surprise and the tissue's cross-entropy flat, then ``factor``× at the last
+    check (cell row ``top`` twice as much)."""
     s = v.cell_history["surprise_ema"]
     s[:] = 0.5
     s[:, -1] = 0.5 * factor
     if top is not None:
         s[top, -1] = 0.5 * factor * 2
-    return v
+    loss = torch.full((K,), 2.0)
+    loss[-1] = 2.0 * factor
+    return dataclasses.replace(v, loss_history=loss)
 
 
 def test_a_jump_gives_birth_after_the_most_surprised_cell_for_the_next_domain() -> None:
@@ -35,8 +41,17 @@ def test_a_jump_gives_birth_after_the_most_surprised_cell_for_the_next_domain() 
 
 
 @pytest.mark.parametrize("factor", [1.1, 0.5])
-def test_steady_or_falling_surprise_proposes_nothing(factor: float) -> None:
-    assert DomainGrow(window=K - 1).propose(_jumped(view(), factor)) == []
+@pytest.mark.parametrize("signal", ["loss", "surprise"])
+def test_steady_or_falling_surprise_proposes_nothing(factor: float, signal: str) -> None:
+    assert DomainGrow(window=K - 1, signal=signal).propose(_jumped(view(), factor)) == []
+
+
+def test_each_signal_reads_its_own_surprise() -> None:
+    v = _jumped(view())
+    cells_only = dataclasses.replace(v, loss_history=torch.full((K,), 2.0))
+    assert DomainGrow(window=K - 1, signal="loss").propose(cells_only) == []
+    assert len(DomainGrow(window=K - 1, signal="surprise").propose(cells_only)) == 1
+    assert DomainGrow(window=K - 1).propose(dataclasses.replace(v, loss_history=None)) == []
 
 
 def test_no_jump_is_read_within_the_refractory_period_of_a_birth() -> None:
@@ -73,3 +88,5 @@ def test_registered_and_refuses_bad_parameters() -> None:
         DomainGrow(ratio=1.0)
     with pytest.raises(ValueError, match="growth.domain_grow.known must be >= 0; got -1"):
         DomainGrow(known=-1)
+    with pytest.raises(ValueError, match="growth.domain_grow.signal must be loss or surprise"):
+        DomainGrow(signal="gate")
