@@ -16,8 +16,10 @@ class DomainGrow(Rule):
 
     A new domain (a shift of the input distribution, announced to no one) shows as
     surprise rising across the tissue at once, where learning lowers it. Which surprise
-    (``signal``): ``"loss"`` — the tissue's surprise at the data, the EMA of its training
-    cross-entropy (the accuracy term of the variational free energy); ``"surprise"`` — the
+    (``signal``): ``"loss"`` — the tissue's surprise at the data, its training
+    cross-entropy (the accuracy term of the variational free energy): the peak of its fast
+    EMA since the last check against its EMA over the checks before (the network adapts
+    to a new domain within a few steps, so a slow EMA never shows the jump); ``"surprise"`` — the
     mean of the cells' own U (their next-input prediction error), which on language domains
     rises only ≈1.07× at a boundary, inside its noise (benchmarks/lang_domains.md). At a
     jump (the test of :class:`TaskChange`: the EMA at the latest check against its mean
@@ -35,7 +37,7 @@ class DomainGrow(Rule):
     after each multiple of ``known`` steps (the known domain boundaries), no signal read.
     """
 
-    ratio: float = 1.25  # jump of the mean surprise EMA over its recent level that fires
+    ratio: float = 1.15  # jump over the recent level that fires (stationary: ≤ 1.04)
     window: int = 2  # checks the recent level is averaged over
     per_jump: int = 1  # cells born in series at a jump (after different cells)
     refractory: int = 100  # steps after the newest birth in which no jump is read
@@ -59,11 +61,11 @@ class DomainGrow(Rule):
         if s.shape[1] <= self.window or not bool(seen.any()):
             return []
         before, now = float(s[seen, :-1].mean()), float(s[seen, -1].mean())
-        if self.signal == "loss":
+        if self.signal == "loss":  # the fast peak since the last check against the EMA
             loss = view.loss_history
             if loss is None or len(loss) <= self.window:
                 return []
-            before, now = float(loss[-(self.window + 1) : -1].mean()), float(loss[-1])
+            before, now = float(loss[-(self.window + 1) : -1, 0].mean()), float(loss[-1, 1])
         if self.known:
             if view.step // self.known <= int(t.task.max()):
                 return []
@@ -73,9 +75,9 @@ class DomainGrow(Rule):
                 return []
             if before <= 0 or now < self.ratio * before:
                 return []
-            what = "cross-entropy" if self.signal == "loss" else "mean surprise"
+            what = "cross-entropy peak" if self.signal == "loss" else "mean surprise EMA"
             why = (
-                f"{what} EMA {now:.3f} is {now / before:.2f}× its mean {before:.3f} "
+                f"{what} {now:.3f} is {now / before:.2f}× its EMA {before:.3f} "
                 f"over {self.window} checks"
             )
         rise = s[:, -1] / s[:, :-1].mean(1).clamp(min=1e-12)  # (N,) each cell's own jump

@@ -26,8 +26,8 @@ def _jumped(v, factor: float = 3.0, top: int | None = None):
     s[:, -1] = 0.5 * factor
     if top is not None:
         s[top, -1] = 0.5 * factor * 2
-    loss = torch.full((K,), 2.0)
-    loss[-1] = 2.0 * factor
+    loss = torch.full((K, 2), 2.0)  # (EMA, fast peak) per check
+    loss[-1, 1] = 2.0 * factor
     return dataclasses.replace(v, loss_history=loss)
 
 
@@ -48,7 +48,7 @@ def test_steady_or_falling_surprise_proposes_nothing(factor: float, signal: str)
 
 def test_each_signal_reads_its_own_surprise() -> None:
     v = _jumped(view())
-    cells_only = dataclasses.replace(v, loss_history=torch.full((K,), 2.0))
+    cells_only = dataclasses.replace(v, loss_history=torch.full((K, 2), 2.0))
     assert DomainGrow(window=K - 1, signal="loss").propose(cells_only) == []
     assert len(DomainGrow(window=K - 1, signal="surprise").propose(cells_only)) == 1
     assert DomainGrow(window=K - 1).propose(dataclasses.replace(v, loss_history=None)) == []

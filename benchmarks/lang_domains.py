@@ -1,0 +1,177 @@
+"""Continual learning on language domains (pydoc → stdlib → csv) on the one trainer.
+
+Every row is a ``morpho grow --task lang-domains`` run of the wide preset's network
+(~126k parameters) for ``steps_per_domain`` steps per domain, the same batches per seed:
+
+* ``naive``: fine-tuning, nothing else (also the learner with growth off: the plasticity
+  policy keys on cells born for a later domain, so without growth it never acts);
+* ``replay-1%`` / ``replay-10%``: that fraction of each finished domain's training text
+  stored, a quarter of every later batch drawn from it;
+* ``joint``: every batch from all domains (the non-continual reference);
+* ``morpho``: ``domain_grow`` (cells born in series on a jump of the tissue's surprise,
+  the cross-entropy EMA) with the plasticity policy freezing the cells of older domains;
+* ``known``: the same births at the known boundaries (the control of the trigger);
+* ``alone-<domain>``: the morpho learner on one domain only: the reference each domain's
+  bpc right after it is compared with, and the stationary test of the trigger (no fires).
+
+Each row's learning rate is the best of ``--lrs`` on seed 0 (final all-domain val bpc;
+``alone`` rows: their domain's), then seeds 1… run at it. There is no separate test
+split: the validation windows both choose the rate and are reported.
+
+    OMP_NUM_THREADS=1 python benchmarks/lang_domains.py --out /tmp/lang_domains --jobs 2
+
+Prints the table (mean ± standard error over seeds, paired differences against
+``morpho``) and writes ``rows.jsonl`` in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from morpho.config import RunConfig
+from morpho.grow import grow
+from morpho.sims.cl_runs import growth_events, run_cl_figures
+from morpho.sims.lang_domains import DOMAINS
+
+GROWTH = {
+    "rules": ["domain_grow"],
+    "interval": 10,
+    "start": 50,
+    "until": 1.0,
+    "max_cells": 12,
+    "max_events_per_round": 3,
+}
+PLASTICITY = {"enabled": True, "old_lr_scale": 0.0, "shared_lr_scale": 1.0}
+
+
+def rows(spd: int, per_jump: int) -> dict[str, dict[str, Any]]:
+    """Each row's overrides of the wide preset (task options merged by the caller)."""
+    off: dict[str, Any] = {"growth": {"enabled": False}}
+    rule = {"per_jump": per_jump}
+    learner = {"growth": {**GROWTH, "domain_grow": rule}, "plasticity": PLASTICITY}
+    known = {"growth": {**GROWTH, "domain_grow": {**rule, "known": spd}}, "plasticity": PLASTICITY}
+    out: dict[str, dict[str, Any]] = {
+        "naive": off,
+        "replay-1%": {**off, "task_options": {"replay": 0.01}},
+        "replay-10%": {**off, "task_options": {"replay": 0.1}},
+        "joint": {**off, "task_options": {"joint": True}},
+        "morpho": learner,
+        "known": known,
+    }
+    for d in DOMAINS:
+        out[f"alone-{d}"] = {**learner, "task_options": {"domains": d}}
+    return out
+
+
+def config(row: dict[str, Any], spd: int, lr: float, seed: int) -> RunConfig:
+    opts = {"steps_per_domain": spd, **row.get("task_options", {})}
+    n = len(opts.get("domains", ",".join(DOMAINS)).split(","))
+    over = {k: v for k, v in row.items() if k != "task_options"}
+    base = {
+        "task": "lang-domains",
+        "task_options": opts,
+        "train": {"steps": n * spd, "eval_every": spd, "lr": lr, "seed": seed},
+        "network": {"seed": seed},
+    }
+    return RunConfig.preset("wide").merged(base).merged(over)
+
+
+def run_one(args: tuple[str, dict[str, Any], int, float, int, str]) -> dict[str, Any]:
+    """One run (skipped when its summary exists): its figures and growth events."""
+    name, row, spd, lr, seed, out = args
+    path = Path(out) / name / f"lr{lr:g}" / f"seed{seed}"
+    if not (path / "summary.json").is_file():
+        grow(config(row, spd, lr, seed), path, overwrite=True)
+    fig = run_cl_figures(path)
+    fires = [e["step"] for e in growth_events(path) if e.get("rule") == "domain_grow"]
+    wall = json.loads((path / "summary.json").read_text())
+    return {"row": name, "lr": lr, "seed": seed, **fig, "fires": fires, "wall": wall}
+
+
+def score(r: dict[str, Any]) -> float:
+    return float(r["avg_bpc"])
+
+
+def mean_se(xs: list[float]) -> tuple[float, float]:
+    m = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return m, math.nan
+    var = sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
+    return m, math.sqrt(var / len(xs))
+
+
+def fmt(xs: list[float]) -> str:
+    m, se = mean_se(xs)
+    return f"{m:.3f} ± {se:.3f}" if se == se else f"{m:.3f}"
+
+
+def table(results: list[dict[str, Any]], spd: int) -> str:
+    """Markdown table: per row mean ± se over seeds, paired differences against morpho."""
+    by = {r["row"]: {x["seed"]: x for x in results if x["row"] == r["row"]} for r in results}
+    ref = by.get("morpho", {})
+    lines = [
+        "| row | lr | seeds | avg bpc | BWT | last-domain bpc | bpc right after each "
+        "domain | Δ avg vs morpho (paired) | growth fires (steps) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, seeds in by.items():
+        rs = list(seeds.values())
+        diag = " / ".join(
+            f"{sum(r['diag'][j] for r in rs) / len(rs):.3f}" for j in range(len(rs[0]["diag"]))
+        )
+        common = sorted(set(seeds) & set(ref))
+        delta = (
+            fmt([seeds[s]["avg_bpc"] - ref[s]["avg_bpc"] for s in common])
+            if name != "morpho" and common and len(rs[0]["diag"]) > 1
+            else ""
+        )
+        fires = "; ".join(",".join(map(str, r["fires"])) or "none" for r in rs)
+        lines.append(
+            f"| {name} | {rs[0]['lr']:g} | {len(rs)} | {fmt([r['avg_bpc'] for r in rs])} | "
+            f"{fmt([r['bwt'] for r in rs])} | {fmt([r['last_bpc'] for r in rs])} | {diag} | "
+            f"{delta} | {fires} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="/tmp/lang_domains")
+    p.add_argument("--steps-per-domain", type=int, default=200)
+    p.add_argument("--per-jump", type=int, default=2)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--lrs", default="7.5e-3,1.5e-2,3e-2")
+    p.add_argument("--rows", default="", help="comma-separated subset of rows (default: all)")
+    p.add_argument("--jobs", type=int, default=2)
+    a = p.parse_args()
+    spd, lrs = a.steps_per_domain, [float(x) for x in a.lrs.split(",")]
+    all_rows = rows(spd, a.per_jump)
+    chosen = {k: v for k, v in all_rows.items() if not a.rows or k in a.rows.split(",")}
+    with ProcessPoolExecutor(a.jobs) as pool:
+        sweep = list(
+            pool.map(run_one, [(n, r, spd, lr, 0, a.out) for n, r in chosen.items() for lr in lrs])
+        )
+        best = {n: min((x for x in sweep if x["row"] == n), key=score)["lr"] for n in chosen}
+        rest = [
+            (n, r, spd, best[n], s, a.out) for n, r in chosen.items() for s in range(1, a.seeds)
+        ]
+        results = [x for x in sweep if x["lr"] == best[x["row"]]] + list(pool.map(run_one, rest))
+    with open(Path(a.out) / "rows.jsonl", "w") as f:
+        for x in sweep + results[len(best) :]:
+            f.write(json.dumps(x) + "\n")
+    print(f"steps per domain {spd}; lr sweep (seed 0, avg bpc):")
+    for n in chosen:
+        print(
+            f"  {n}: "
+            + ", ".join(f"{x['lr']:g} → {x['avg_bpc']:.3f}" for x in sweep if x["row"] == n)
+        )
+    print(table(results, spd))
+
+
+if __name__ == "__main__":
+    main()
