@@ -9,7 +9,10 @@ strengths) by ``shared_lr_scale``: after the optimizer step, ``p ← p₀ + scal
 with ``p₀`` the parameter before the step — for AdamW exactly a per-row learning rate
 (its step, weight decay included, is linear in the rate), and with scale 0 a freeze
 (LLaMA Pro's frozen old blocks, Wu et al. 2024; PackNet's frozen weights, Mallya &
-Lazebnik 2018). Nothing changes until a cell of task > 0 exists.
+Lazebnik 2018). Nothing changes until a cell of task > 0 exists. With ``self_replay``, at
+the first birth for each new task the network samples windows of itself and hands them to
+the task (``task.remember``), which mixes them into later batches: replay of the old
+skills that stores no training text (generative replay, Shin et al. 2017).
 
     cfg = PlasticityConfig(enabled=True, old_lr_scale=0.0)
     trainer = Trainer(net, task, train_cfg, callbacks=[Scheduler(growth), Plasticity(cfg)])
@@ -37,12 +40,19 @@ class PlasticityConfig:
     enabled: bool = False  # apply the policy at all
     old_lr_scale: float = 0.0  # update scale of the bank rows of cells of older tasks
     shared_lr_scale: float = 1.0  # update scale of the parameters outside the cell banks
+    self_replay: int = 0  # windows the network samples of itself at each birth of a later
+    # task's cell, handed to a task that keeps them (``task.remember``): data-free replay
+    temperature: float = 1.0  # sampling temperature of the self-replay windows
 
     def __post_init__(self) -> None:
         for name in ("old_lr_scale", "shared_lr_scale"):
             v = getattr(self, name)
             if not 0 <= v <= 1:
                 raise ValueError(f"plasticity.{name} must be in [0, 1]; got {v!r}")
+        if self.self_replay < 0:
+            raise ValueError(f"plasticity.self_replay must be >= 0; got {self.self_replay!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"plasticity.temperature must be > 0; got {self.temperature!r}")
 
 
 class Plasticity(Callback):
@@ -52,6 +62,7 @@ class Plasticity(Callback):
     def __init__(self, cfg: PlasticityConfig) -> None:
         self.cfg = cfg
         self.before: dict[str, Tensor] = {}  # parameter values before the next step
+        self.remembered = 0  # the newest task whose birth was sampled for self-replay
 
     def scales(self, trainer: Trainer) -> dict[str, Tensor | float]:
         """Per parameter: a row scale (n_rows,) for cell banks, a float for the rest; empty
@@ -76,6 +87,30 @@ class Plasticity(Callback):
 
     def on_edit(self, trainer: Trainer, edit: Edit) -> None:
         self.before = {}  # shapes changed: remembered again at the end of the step
+        task = edit.tissue.task
+        newest = int(task.max())
+        born = [int(task[edit.tissue.cell_id == c][0]) for c in edit.info.get("new_cells", [])]
+        remember = getattr(trainer.task, "remember", None)
+        if self.cfg.self_replay and remember is not None and newest in born:
+            if newest > self.remembered:  # once per task, whatever cells it gets
+                self.remembered = newest
+                remember(self.sample(trainer))
+
+    @torch.no_grad()
+    def sample(self, trainer: Trainer) -> Tensor:
+        """(self_replay, T + 1) windows sampled of the network (an edit in series is the
+        identity at birth, so it samples the function learned before the new task)."""
+        net, cfg = trainer.net, trainer.cfg
+        gen = torch.Generator().manual_seed(cfg.seed + 104729 * self.remembered)
+        x = torch.randint(0, net.cfg.vocab_size, (self.cfg.self_replay, 1), generator=gen)
+        was_training = net.training
+        net.eval()
+        for _ in range(cfg.seq_len):
+            logits = net(x.to(trainer.device))[:, -1].float().cpu() / self.cfg.temperature
+            nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)
+            x = torch.cat([x, nxt], 1)
+        net.train(was_training)
+        return x  # (n, T + 1)
 
     @torch.no_grad()
     def on_step_end(self, trainer: Trainer, step: int, result: StepResult) -> None:
@@ -92,4 +127,7 @@ class Plasticity(Callback):
         self.before = {n: p.detach().clone() for n, p in trainer.net.named_parameters()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return {"remembered": self.remembered}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.remembered = int(state.get("remembered", 0))

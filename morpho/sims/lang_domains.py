@@ -142,6 +142,11 @@ class LangDomainsTask(CharVocab):
                 self.memory.add(self.splits[d][0], self.replay)
         self.current = now
 
+    def remember(self, windows: Tensor) -> None:
+        """Keep (n, T + 1) windows the network sampled of itself before a new domain
+        (self-replay): mixed into later batches like stored text."""
+        self.memory.add_windows(windows, self.current)
+
     def batch(
         self, split: str, batch_size: int, seq_len: int, generator: torch.Generator
     ) -> tuple[Tensor, Tensor]:

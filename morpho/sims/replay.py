@@ -2,7 +2,8 @@
 
 At the end of a domain, :meth:`TextMemory.add` keeps a fraction of its training text as
 ``chunks`` spans spread evenly over it (the stored text a replay baseline is charged
-for); later batches mix in windows drawn uniformly from every stored span
+for), or :meth:`TextMemory.add_windows` keeps windows the network sampled of itself
+(self-replay, :mod:`morpho.plasticity`: no stored text); later batches mix in windows drawn uniformly from every stored span
 (:class:`morpho.sims.lang_domains.LangDomainsTask` does the mixing, ``task_options.replay``
 and ``replay_share``).
 
@@ -23,7 +24,14 @@ class TextMemory:
     """Stored spans of text per domain; see the module docstring."""
 
     def __init__(self) -> None:
-        self.spans: list[list[Tensor]] = []  # per domain, its stored spans
+        self.spans: list[list[Tensor]] = []  # per entry (a domain), its stored spans
+        self.domains: list[int] = []  # the domain of each entry
+
+    def add_windows(self, windows: Tensor, domain: int) -> None:
+        """Keep ``windows`` (n, T + 1) as one entry of ``domain`` (e.g. text the network
+        sampled of itself: self-replay stores no training text)."""
+        self.spans.append(list(windows))
+        self.domains.append(domain)
 
     def __len__(self) -> int:
         return len(self.spans)
@@ -35,6 +43,7 @@ class TextMemory:
         span = max(int(len(ids) * fraction) // chunks, 2)
         starts = torch.linspace(0, len(ids) - span, chunks).long()
         self.spans.append([ids[s : s + span] for s in starts.tolist()])
+        self.domains.append(len(self.domains))
 
     def stored_chars(self) -> int:
         return sum(len(s) for spans in self.spans for s in spans)
@@ -51,7 +60,7 @@ class TextMemory:
             d = int(torch.randint(0, len(self.spans), (1,), generator=generator))
             s = self.spans[d][int(torch.randint(0, len(self.spans[d]), (1,), generator=generator))]
             rows.append(self._window(s, seq_len, generator))
-            doms.append(d)
+            doms.append(self.domains[d])
         return torch.stack(rows), torch.tensor(doms)
 
     @staticmethod

@@ -65,3 +65,26 @@ def test_scales_out_of_range_are_refused_and_the_section_is_in_the_run_config() 
     cfg = RunConfig().merged({"plasticity": {"enabled": True, "old_lr_scale": 0.1}})
     assert cfg.plasticity.old_lr_scale == 0.1
     assert cfg.to_dict()["plasticity"]["enabled"] is True
+
+
+def test_self_replay_samples_the_network_once_per_new_task_and_hands_it_to_the_task() -> None:
+    from morpho.apply import apply_edit
+    from morpho.edits import insert_edit
+
+    net = tiny_net(cell_type="wide")
+    kept: list[torch.Tensor] = []
+    trainer = SimpleNamespace(
+        net=net,
+        task=SimpleNamespace(remember=kept.append),
+        cfg=SimpleNamespace(seed=0, seq_len=6),
+        device=torch.device("cpu"),
+    )
+    policy = Plasticity(PlasticityConfig(enabled=True, self_replay=5))
+    feeds = [int(net.tissue.cell_id[r]) for r in net.tissue.edge_index[0].unique()[:2]]
+    for cell in feeds:  # two cells born for task 1: one sample
+        edit = insert_edit(net, cell, task=1)
+        apply_edit(net, edit)
+        policy.on_edit(trainer, edit)  # type: ignore[arg-type]
+    assert len(kept) == 1 and kept[0].shape == (5, 7)
+    assert int(kept[0].min()) >= 0 and int(kept[0].max()) < net.cfg.vocab_size
+    assert policy.state_dict() == {"remembered": 1}
