@@ -3,9 +3,9 @@
 At the end of a domain, :meth:`TextMemory.add` keeps a fraction of its training text as
 ``chunks`` spans spread evenly over it (the stored text a replay baseline is charged
 for), or :meth:`TextMemory.add_windows` keeps windows the network sampled of itself
-(self-replay, :mod:`morpho.plasticity`: no stored text); later batches mix in windows drawn uniformly from every stored span
-(:class:`morpho.sims.lang_domains.LangDomainsTask` does the mixing, ``task_options.replay``
-and ``replay_share``).
+(self-replay, :mod:`morpho.plasticity`: no stored text); later batches mix in windows
+drawn uniformly from every stored span (:class:`morpho.sims.lang_domains.LangDomainsTask`
+does the mixing, ``task_options.replay`` and ``replay_share``).
 
     memory = TextMemory()
     memory.add(ids, fraction=0.1)                 # ids: (n,) long character ids
