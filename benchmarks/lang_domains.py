@@ -33,10 +33,27 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from morpho.callbacks import Callback
 from morpho.config import RunConfig
 from morpho.grow import grow
+from morpho.plasticity import Plasticity, PlasticityConfig
 from morpho.sims.cl_runs import growth_events, run_cl_figures
 from morpho.sims.lang_domains import DOMAINS
+
+
+class KnownSelfReplay(Callback):
+    """Self-replay at the known boundaries with no cell born: the learner with growth off."""
+
+    def __init__(self, steps_per_domain: int, windows: int) -> None:
+        self.spd = steps_per_domain
+        self.policy = Plasticity(PlasticityConfig(enabled=True, self_replay=windows))
+
+    def on_step_end(self, trainer: Any, step: int, result: Any) -> None:
+        due = step // self.spd
+        if step % self.spd == 0 and due > self.policy.remembered and step < trainer.cfg.steps:
+            self.policy.remembered = due
+            trainer.task.remember(self.policy.sample(trainer))
+
 
 GROWTH = {
     "rules": ["domain_grow"],
@@ -46,15 +63,17 @@ GROWTH = {
     "max_cells": 12,
     "max_events_per_round": 3,
 }
-PLASTICITY = {"enabled": True, "old_lr_scale": 0.0, "shared_lr_scale": 1.0}
+PLASTICITY = {"enabled": True, "old_lr_scale": 0.0, "shared_lr_scale": 1.0, "self_replay": 256}
 
 
-def rows(spd: int, per_jump: int) -> dict[str, dict[str, Any]]:
-    """Each row's overrides of the wide preset (task options merged by the caller)."""
+def rows(spd: int, per_jump: int, plasticity: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each row's overrides of the wide preset (task options merged by the caller;
+    ``self_replay_known``: the growth-off control's callback)."""
     off: dict[str, Any] = {"growth": {"enabled": False}}
     rule = {"per_jump": per_jump}
-    learner = {"growth": {**GROWTH, "domain_grow": rule}, "plasticity": PLASTICITY}
-    known = {"growth": {**GROWTH, "domain_grow": {**rule, "known": spd}}, "plasticity": PLASTICITY}
+    learner = {"growth": {**GROWTH, "domain_grow": rule}, "plasticity": plasticity}
+    known_rule = {**rule, "known": spd}
+    known = {"growth": {**GROWTH, "domain_grow": known_rule}, "plasticity": plasticity}
     out: dict[str, dict[str, Any]] = {
         "naive": off,
         "replay-1%": {**off, "task_options": {"replay": 0.01}},
@@ -63,6 +82,8 @@ def rows(spd: int, per_jump: int) -> dict[str, dict[str, Any]]:
         "morpho": learner,
         "known": known,
     }
+    if plasticity.get("self_replay"):
+        out["growth-off"] = {**off, "self_replay_known": plasticity["self_replay"]}
     for d in DOMAINS:
         out[f"alone-{d}"] = {**learner, "task_options": {"domains": d}}
     return out
@@ -71,7 +92,7 @@ def rows(spd: int, per_jump: int) -> dict[str, dict[str, Any]]:
 def config(row: dict[str, Any], spd: int, lr: float, seed: int) -> RunConfig:
     opts = {"steps_per_domain": spd, **row.get("task_options", {})}
     n = len(opts.get("domains", ",".join(DOMAINS)).split(","))
-    over = {k: v for k, v in row.items() if k != "task_options"}
+    over = {k: v for k, v in row.items() if k not in ("task_options", "self_replay_known")}
     base = {
         "task": "lang-domains",
         "task_options": opts,
@@ -86,7 +107,9 @@ def run_one(args: tuple[str, dict[str, Any], int, float, int, str]) -> dict[str,
     name, row, spd, lr, seed, out = args
     path = Path(out) / name / f"lr{lr:g}" / f"seed{seed}"
     if not (path / "summary.json").is_file():
-        grow(config(row, spd, lr, seed), path, overwrite=True)
+        n = row.get("self_replay_known", 0)
+        extra: list[Callback] = [KnownSelfReplay(spd, n)] if n else []
+        grow(config(row, spd, lr, seed), path, overwrite=True, callbacks=extra)
     fig = run_cl_figures(path)
     fires = [e["step"] for e in growth_events(path) if e.get("rule") == "domain_grow"]
     wall = json.loads((path / "summary.json").read_text())
@@ -145,17 +168,21 @@ def main() -> None:
     p.add_argument("--steps-per-domain", type=int, default=200)
     p.add_argument("--per-jump", type=int, default=2)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--lrs", default="7.5e-3,1.5e-2,3e-2")
+    p.add_argument("--lrs", default="1.5e-2,7.5e-3", help="the first: rows not swept")
     p.add_argument("--rows", default="", help="comma-separated subset of rows (default: all)")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--old-lr-scale", type=float, default=PLASTICITY["old_lr_scale"])
+    p.add_argument("--self-replay", type=int, default=PLASTICITY["self_replay"])
+    p.add_argument("--sweep-rows", default="", help="rows whose lr is swept (default: all)")
     a = p.parse_args()
     spd, lrs = a.steps_per_domain, [float(x) for x in a.lrs.split(",")]
-    all_rows = rows(spd, a.per_jump)
+    plasticity = {**PLASTICITY, "old_lr_scale": a.old_lr_scale, "self_replay": a.self_replay}
+    all_rows = rows(spd, a.per_jump, plasticity)
     chosen = {k: v for k, v in all_rows.items() if not a.rows or k in a.rows.split(",")}
     with ProcessPoolExecutor(a.jobs) as pool:
-        sweep = list(
-            pool.map(run_one, [(n, r, spd, lr, 0, a.out) for n, r in chosen.items() for lr in lrs])
-        )
+        swept = a.sweep_rows.split(",") if a.sweep_rows else list(chosen)
+        jobs = [(n, r, spd, lr, 0, a.out) for n, r in chosen.items() for lr in lrs]
+        sweep = list(pool.map(run_one, [j for j in jobs if j[0] in swept or j[3] == lrs[0]]))
         best = {n: min((x for x in sweep if x["row"] == n), key=score)["lr"] for n in chosen}
         rest = [
             (n, r, spd, best[n], s, a.out) for n, r in chosen.items() for s in range(1, a.seeds)
