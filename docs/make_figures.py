@@ -25,8 +25,14 @@ minutes on 2 CPU cores: four small runs and a two-row bench):
     docs/stream_heatmap_replay.png  --methods morpho,replay,naive (seed 0, short budget, the
     docs/stream_tasks.png           defaults): two heatmaps and accuracy_per_task.png
 
+    docs/lang_domains_growth.png  morpho grow --task lang-domains --preset wide --config
+                              benchmarks/lang_domains.toml --seed 0, then morpho render RUN
+                              --frame 600 --color domain (cells by the domain they were
+                              born for: pydoc 0, stdlib 1, csv 2)
+
 ``--only NAME …`` regenerates a subset: ``lang`` (the first five), ``saving``, ``images``
-(an hour on 2 cores: the MNIST bench), ``stream`` (a minute).
+(an hour on 2 cores: the MNIST bench), ``stream`` (a minute), ``lang-domains`` (four
+minutes).
 
 The runs' one-line summaries are printed, so the README's captions can be checked.
 """
@@ -173,7 +179,35 @@ def images(work: Path) -> None:
         plots(bench, {"accuracy_vs_flops": f"images_{task}.png"})
 
 
-GROUPS = {"lang": lang, "saving": saving, "images": images, "stream": stream}
+def lang_domains(work: Path) -> None:
+    """The language-domain stream's tissue at its end, cells coloured by birth domain."""
+    run = work / "lang-domains"
+    config = DOCS.parent / "benchmarks" / "lang_domains.toml"
+    morpho(
+        "grow",
+        "--task",
+        "lang-domains",
+        "--preset",
+        "wide",
+        "--config",
+        config,
+        "--seed",
+        0,
+        "--quiet",
+        "--out",
+        run,
+        "--overwrite",
+    )
+    still(run, 600, "domain", "lang_domains_growth.png")
+
+
+GROUPS = {
+    "lang": lang,
+    "saving": saving,
+    "images": images,
+    "stream": stream,
+    "lang-domains": lang_domains,
+}
 
 
 if __name__ == "__main__":
