@@ -91,7 +91,11 @@ class LangDomainsTask(CharVocab):
             if d not in DOMAINS:
                 known = ", ".join(DOMAINS)
                 raise ValueError(f"unknown language domain {d!r}; expected one of: {known}")
-        names = named + [f for f in (data or "").split(",") if f]
+        files = [f for f in (data or "").split(",") if f]
+        for f in files:  # before the named domains are read (seconds)
+            if not Path(f).is_file():
+                raise ValueError(f"--data file {f!r} does not exist; expected a UTF-8 text file")
+        names = named + files
         if not names or len(names) > MAX_DOMAINS or len(set(names)) != len(names):
             raise ValueError(
                 f"expected 1 to {MAX_DOMAINS} distinct domains (of {', '.join(DOMAINS)} or "

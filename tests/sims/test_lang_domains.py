@@ -135,3 +135,8 @@ def test_a_run_logs_per_domain_bpc_whose_mean_is_val_bpc(tmp_path: Path) -> None
     assert figures["bwt"] == pytest.approx(-((R[2][0] - R[0][0]) + (R[2][1] - R[1][1])) / 2)
     summary_bpc = json.loads((tmp_path / "run/summary.json").read_text())["val_bpc"]
     assert figures["avg_bpc"] == pytest.approx(summary_bpc, rel=1e-5)
+
+
+def test_a_missing_file_is_named_before_any_domain_is_read(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--data file 'nope.txt' does not exist"):
+        LangDomainsTask(data="nope.txt")  # the named domains would take seconds to read
