@@ -63,6 +63,7 @@ class Plasticity(Callback):
         self.cfg = cfg
         self.before: dict[str, Tensor] = {}  # parameter values before the next step
         self.remembered = 0  # the newest task whose birth was sampled for self-replay
+        self.samples: list[Tensor] = []  # the windows handed to the task (checkpointed)
 
     def scales(self, trainer: Trainer) -> dict[str, Tensor | float]:
         """Per parameter: a row scale (n_rows,) for cell banks, a float for the rest; empty
@@ -84,6 +85,10 @@ class Plasticity(Callback):
 
     def on_train_start(self, trainer: Trainer) -> None:
         self._remember(trainer)
+        remember = getattr(trainer.task, "remember", None) if self.samples else None
+        if remember is not None:
+            for windows in self.samples:  # a resumed run: the task's memory back as it was
+                remember(windows)
 
     def on_edit(self, trainer: Trainer, edit: Edit) -> None:
         self.before = {}  # shapes changed: remembered again at the end of the step
@@ -94,7 +99,8 @@ class Plasticity(Callback):
         if self.cfg.self_replay and remember is not None and newest in born:
             if newest > self.remembered:  # once per task, whatever cells it gets
                 self.remembered = newest
-                remember(self.sample(trainer))
+                self.samples.append(self.sample(trainer))
+                remember(self.samples[-1])
 
     @torch.no_grad()
     def sample(self, trainer: Trainer) -> Tensor:
@@ -127,7 +133,8 @@ class Plasticity(Callback):
         self.before = {n: p.detach().clone() for n, p in trainer.net.named_parameters()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"remembered": self.remembered}
+        return {"remembered": self.remembered, "samples": list(self.samples)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.remembered = int(state.get("remembered", 0))
+        self.samples = list(state.get("samples", []))

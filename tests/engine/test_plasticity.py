@@ -87,4 +87,9 @@ def test_self_replay_samples_the_network_once_per_new_task_and_hands_it_to_the_t
         policy.on_edit(trainer, edit)  # type: ignore[arg-type]
     assert len(kept) == 1 and kept[0].shape == (5, 7)
     assert int(kept[0].min()) >= 0 and int(kept[0].max()) < net.cfg.vocab_size
-    assert policy.state_dict() == {"remembered": 1}
+    state = policy.state_dict()
+    assert state["remembered"] == 1 and torch.equal(state["samples"][0], kept[0])
+    resumed = Plasticity(PlasticityConfig(enabled=True, self_replay=5))
+    resumed.load_state_dict(state)
+    resumed.on_train_start(trainer)  # type: ignore[arg-type]
+    assert len(kept) == 2 and torch.equal(kept[1], kept[0])  # the task's memory back
