@@ -18,7 +18,8 @@ Each row's learning rate is the best of ``--lrs`` on seed 0 (final all-domain va
 ``alone`` rows: their domain's), then seeds 1… run at it. There is no separate test
 split: the validation windows both choose the rate and are reported.
 
-    OMP_NUM_THREADS=1 python benchmarks/lang_domains.py --out /tmp/lang_domains --jobs 2
+    OMP_NUM_THREADS=1 python benchmarks/lang_domains.py --out /tmp/lang_domains --jobs 3 \
+        --sweep-rows naive,replay-10%,morpho --seed-rows morpho,replay-10%,naive,known,growth-off
 
 Prints the table (mean ± standard error over seeds, paired differences against
 ``morpho``) and writes ``rows.jsonl`` in ``--out``.
@@ -174,6 +175,12 @@ def main() -> None:
     p.add_argument("--old-lr-scale", type=float, default=PLASTICITY["old_lr_scale"])
     p.add_argument("--self-replay", type=int, default=PLASTICITY["self_replay"])
     p.add_argument("--sweep-rows", default="", help="rows whose lr is swept (default: all)")
+    p.add_argument(
+        "--seed-rows",
+        default="",
+        help="rows run on every seed (default: all; "
+        "the others: seed 0), in this order seed by seed",
+    )
     a = p.parse_args()
     spd, lrs = a.steps_per_domain, [float(x) for x in a.lrs.split(",")]
     plasticity = {**PLASTICITY, "old_lr_scale": a.old_lr_scale, "self_replay": a.self_replay}
@@ -184,9 +191,9 @@ def main() -> None:
         jobs = [(n, r, spd, lr, 0, a.out) for n, r in chosen.items() for lr in lrs]
         sweep = list(pool.map(run_one, [j for j in jobs if j[0] in swept or j[3] == lrs[0]]))
         best = {n: min((x for x in sweep if x["row"] == n), key=score)["lr"] for n in chosen}
-        rest = [
-            (n, r, spd, best[n], s, a.out) for n, r in chosen.items() for s in range(1, a.seeds)
-        ]
+        seeded = a.seed_rows.split(",") if a.seed_rows else list(chosen)
+        seeded = [n for n in seeded if n in chosen]
+        rest = [(n, chosen[n], spd, best[n], s, a.out) for s in range(1, a.seeds) for n in seeded]
         results = [x for x in sweep if x["lr"] == best[x["row"]]] + list(pool.map(run_one, rest))
     with open(Path(a.out) / "rows.jsonl", "w") as f:
         for x in sweep + results[len(best) :]:
