@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,8 @@ class KnownSelfReplay(Callback):
             self.policy.remembered = due
             trainer.task.remember(self.policy.sample(trainer))
 
+
+REPORT = "LANG_DOMAINS_REPORT"  # "1": read the finished runs, start none
 
 GROWTH = {
     "rules": ["domain_grow"],
@@ -103,10 +106,13 @@ def config(row: dict[str, Any], spd: int, lr: float, seed: int) -> RunConfig:
     return RunConfig.preset("wide").merged(base).merged(over)
 
 
-def run_one(args: tuple[str, dict[str, Any], int, float, int, str]) -> dict[str, Any]:
-    """One run (skipped when its summary exists): its figures and growth events."""
+def run_one(args: tuple[str, dict[str, Any], int, float, int, str]) -> dict[str, Any] | None:
+    """One run (skipped when its summary exists): its figures and growth events; None for
+    a missing run under ``--report``."""
     name, row, spd, lr, seed, out = args
     path = Path(out) / name / f"lr{lr:g}" / f"seed{seed}"
+    if not (path / "summary.json").is_file() and os.environ.get(REPORT) == "1":
+        return None
     if not (path / "summary.json").is_file():
         n = row.get("self_replay_known", 0)
         extra: list[Callback] = [KnownSelfReplay(spd, n)] if n else []
@@ -163,6 +169,28 @@ def table(results: list[dict[str, Any]], spd: int) -> str:
     return "\n".join(lines)
 
 
+def paired(results: list[dict[str, Any]], a: str, b: str, key: str) -> str:
+    """``a − b`` of ``key``, paired by seed: mean ± standard error (n seeds)."""
+    by = {(r["row"], r["seed"]): r for r in results}
+    seeds = sorted(s for (n, s) in by if n == a and (b, s) in by)
+    if not seeds:
+        return "n/a"
+    return f"{fmt([by[a, s][key] - by[b, s][key] for s in seeds])} (n={len(seeds)})"
+
+
+def goals(results: list[dict[str, Any]]) -> str:
+    """The paired differences the goals are judged on."""
+    return "\n".join(
+        [
+            f"avg bpc, morpho − replay-10%: {paired(results, 'morpho', 'replay-10%', 'avg_bpc')}",
+            f"avg bpc, morpho − naive: {paired(results, 'morpho', 'naive', 'avg_bpc')}",
+            f"last bpc, morpho − naive: {paired(results, 'morpho', 'naive', 'last_bpc')}",
+            f"avg bpc, growth-off − morpho: {paired(results, 'growth-off', 'morpho', 'avg_bpc')}",
+            f"avg bpc, known − morpho: {paired(results, 'known', 'morpho', 'avg_bpc')}",
+        ]
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="/tmp/lang_domains")
@@ -172,6 +200,7 @@ def main() -> None:
     p.add_argument("--lrs", default="1.5e-2,7.5e-3", help="the first: rows not swept")
     p.add_argument("--rows", default="", help="comma-separated subset of rows (default: all)")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--report", action="store_true", help="read the finished runs, start none")
     p.add_argument("--old-lr-scale", type=float, default=PLASTICITY["old_lr_scale"])
     p.add_argument("--self-replay", type=int, default=PLASTICITY["self_replay"])
     p.add_argument("--sweep-rows", default="", help="rows whose lr is swept (default: all)")
@@ -182,6 +211,8 @@ def main() -> None:
         "the others: seed 0), in this order seed by seed",
     )
     a = p.parse_args()
+    if a.report:
+        os.environ[REPORT] = "1"
     spd, lrs = a.steps_per_domain, [float(x) for x in a.lrs.split(",")]
     plasticity = {**PLASTICITY, "old_lr_scale": a.old_lr_scale, "self_replay": a.self_replay}
     all_rows = rows(spd, a.per_jump, plasticity)
@@ -189,12 +220,15 @@ def main() -> None:
     with ProcessPoolExecutor(a.jobs) as pool:
         swept = a.sweep_rows.split(",") if a.sweep_rows else list(chosen)
         jobs = [(n, r, spd, lr, 0, a.out) for n, r in chosen.items() for lr in lrs]
-        sweep = list(pool.map(run_one, [j for j in jobs if j[0] in swept or j[3] == lrs[0]]))
+        todo = [j for j in jobs if j[0] in swept or j[3] == lrs[0]]
+        sweep = [x for x in pool.map(run_one, todo) if x is not None]
+        chosen = {n: r for n, r in chosen.items() if any(x["row"] == n for x in sweep)}
         best = {n: min((x for x in sweep if x["row"] == n), key=score)["lr"] for n in chosen}
         seeded = a.seed_rows.split(",") if a.seed_rows else list(chosen)
         seeded = [n for n in seeded if n in chosen]
         rest = [(n, chosen[n], spd, best[n], s, a.out) for s in range(1, a.seeds) for n in seeded]
-        results = [x for x in sweep if x["lr"] == best[x["row"]]] + list(pool.map(run_one, rest))
+        more = [x for x in pool.map(run_one, rest) if x is not None]
+        results = [x for x in sweep if x["lr"] == best[x["row"]]] + more
     with open(Path(a.out) / "rows.jsonl", "w") as f:
         for x in sweep + results[len(best) :]:
             f.write(json.dumps(x) + "\n")
@@ -205,6 +239,7 @@ def main() -> None:
             + ", ".join(f"{x['lr']:g} → {x['avg_bpc']:.3f}" for x in sweep if x["row"] == n)
         )
     print(table(results, spd))
+    print(goals(results))
 
 
 if __name__ == "__main__":
