@@ -218,19 +218,32 @@ def main() -> None:
     all_rows = rows(spd, a.per_jump, plasticity)
     chosen = {k: v for k, v in all_rows.items() if not a.rows or k in a.rows.split(",")}
     with ProcessPoolExecutor(a.jobs) as pool:
-        swept = a.sweep_rows.split(",") if a.sweep_rows else list(chosen)
-        jobs = [(n, r, spd, lr, 0, a.out) for n, r in chosen.items() for lr in lrs]
-        todo = [j for j in jobs if j[0] in swept or j[3] == lrs[0]]
-        sweep = [x for x in pool.map(run_one, todo) if x is not None]
-        chosen = {n: r for n, r in chosen.items() if any(x["row"] == n for x in sweep)}
-        best = {n: min((x for x in sweep if x["row"] == n), key=score)["lr"] for n in chosen}
+        swept = [n for n in a.sweep_rows.split(",") if n] if a.sweep_rows else list(chosen)
         seeded = a.seed_rows.split(",") if a.seed_rows else list(chosen)
         seeded = [n for n in seeded if n in chosen]
-        rest = [(n, chosen[n], spd, best[n], s, a.out) for s in range(1, a.seeds) for n in seeded]
-        more = [x for x in pool.map(run_one, rest) if x is not None]
+        seeds = range(1, a.seeds)
+        # rows with one rate run every seed at once; swept rows' seeds wait for the sweep
+        fixed = [
+            (n, chosen[n], spd, lrs[0], s, a.out) for s in seeds for n in seeded if n not in swept
+        ]
+        todo = [(n, r, spd, lr, 0, a.out) for n, r in chosen.items() for lr in lrs]
+        todo = [j for j in todo if j[0] in swept or j[3] == lrs[0]]
+        done = [x for x in pool.map(run_one, todo + fixed) if x is not None]
+        sweep = [x for x in done if x["seed"] == 0]
+        chosen = {n: r for n, r in chosen.items() if any(x["row"] == n for x in sweep)}
+        best = {n: min((x for x in sweep if x["row"] == n), key=score)["lr"] for n in chosen}
+        rest = [
+            (n, chosen[n], spd, best[n], s, a.out)
+            for s in seeds
+            for n in seeded
+            if n in swept and n in chosen
+        ]
+        more = [x for x in done if x["seed"] > 0] + [
+            x for x in pool.map(run_one, rest) if x is not None
+        ]
         results = [x for x in sweep if x["lr"] == best[x["row"]]] + more
     with open(Path(a.out) / "rows.jsonl", "w") as f:
-        for x in sweep + results[len(best) :]:
+        for x in sweep + more:
             f.write(json.dumps(x) + "\n")
     print(f"steps per domain {spd}; lr sweep (seed 0, avg bpc):")
     for n in chosen:

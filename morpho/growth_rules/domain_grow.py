@@ -67,7 +67,8 @@ class DomainGrow(Rule):
                 return []
             before, now = float(loss[-(self.window + 1) : -1, 0].mean()), float(loss[-1, 1])
         if self.known:
-            if view.step // self.known <= int(t.task.max()):
+            end = view.total_steps and view.step >= view.total_steps  # no domain follows
+            if end or view.step // self.known <= int(t.task.max()):
                 return []
             why = f"step {view.step} is past the known boundary {view.step // self.known}"
         else:

@@ -68,6 +68,8 @@ def test_the_known_boundary_control_fires_once_per_boundary_without_a_signal() -
     assert [e.options for e in rule.propose(v)] == [{"task": 1}]
     v.tissue.task[0] = 1  # the boundary's cell is born: nothing more until the next one
     assert rule.propose(v) == []
+    last = dataclasses.replace(_jumped(view(), factor=1.0), total_steps=v.step)
+    assert rule.propose(last) == []  # the run's last step: no domain follows
 
 
 def test_the_birth_preserves_the_function_and_records_the_domain() -> None:
