@@ -21,7 +21,7 @@ class DomainGrow(Rule):
     EMA since the last check against its EMA over the checks before (the network adapts
     to a new domain within a few steps, so a slow EMA never shows the jump); ``"surprise"`` — the
     mean of the cells' own U (their next-input prediction error), which on language domains
-    rises only ≈1.07× at a boundary, inside its noise (benchmarks/lang_domains.md). At a
+    rises only ≈1.07× at a boundary, inside its noise (benchmarks/continual.md). At a
     jump (the test of :class:`TaskChange`: the EMA at the latest check against its mean
     over the ``window`` checks before), new cells
     are born in series after the ``per_jump`` cells whose surprise rose most, each the
