@@ -24,6 +24,7 @@ from morpho.coerce import deep_merge, from_dict, require, to_plain
 from morpho.growth.config import GrowthConfig
 from morpho.mechanisms import LyapunovConfig, PathNormConfig, PonderConfig
 from morpho.network import NetworkConfig
+from morpho.plasticity import PlasticityConfig
 from morpho.trainer import TrainConfig
 
 
@@ -39,6 +40,7 @@ class RunConfig:
     ponder: PonderConfig = field(default_factory=PonderConfig)  # optional mechanisms: one
     path_norm: PathNormConfig = field(default_factory=PathNormConfig)  # section each
     lyapunov: LyapunovConfig = field(default_factory=LyapunovConfig)
+    plasticity: PlasticityConfig = field(default_factory=PlasticityConfig)  # by birth task
 
     def __post_init__(self) -> None:
         if self.lyapunov.every:
@@ -66,7 +68,7 @@ class RunConfig:
         plain: dict[str, Any] = {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "growth"
         }
-        for name in ("network", "train", "ponder", "path_norm", "lyapunov"):
+        for name in ("network", "train", "ponder", "path_norm", "lyapunov", "plasticity"):
             plain[name] = dataclasses.asdict(plain[name])
         plain["growth"] = self.growth.to_dict()
         return to_plain(plain)

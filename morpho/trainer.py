@@ -139,6 +139,18 @@ class Model(Protocol):
     def flops_per_token(self, seq_len: int) -> float: ...
 
 
+def domain_bpc(task: Any, losses: Sequence[Tensor]) -> dict[str, float]:
+    """``val_bpc/<domain>`` per domain of a task that names each evaluation batch's domain
+    (``task.eval_domains``, e.g. a stream of language domains); empty otherwise."""
+    names = getattr(task, "eval_domains", None)
+    if not names or len(names) != len(losses):
+        return {}
+    per: dict[str, list[float]] = {}
+    for name, loss in zip(names, losses, strict=True):
+        per.setdefault(name, []).append(float(loss))
+    return {f"val_bpc/{k}": sum(v) / len(v) / LN2 for k, v in per.items()}
+
+
 def is_growing(net: Any) -> bool:
     """True for a model with a tissue (a :class:`Network`), false for a static baseline."""
     return getattr(net, "tissue", None) is not None
@@ -308,7 +320,7 @@ class Trainer:
             "val_bpc": val_bpc,
             "best_val_bpc": self.state.best_val_bpc,
         }
-        return {**record, **_gate(out)}, out
+        return {**record, **domain_bpc(self.task, losses), **_gate(out)}, out
 
     def score(self, batches: Sequence[tuple[Tensor, Tensor]]) -> tuple[float, float]:
         """``(mean cross-entropy, accuracy)`` of a classifier over ``batches``, weighted by

@@ -8,15 +8,17 @@ that torch and morpho are imported once. **Every** ``benchmarks/*.py`` must be l
 to the script where it has none); :func:`test_every_script_is_listed` fails otherwise.
 A script that needs an optional package names it in :data:`NEEDS` and is skipped, with
 the reason, where the package is not installed; one that cannot be made fast (it starts
-processes of its own) is listed in :data:`SLOW` with the reason and runs with
-``-m slow``. ``{tmp}`` in an argument is the temporary directory; ``{fixture:NAME}`` a run
+processes of its own) is listed in :data:`SLOW` with the reason and runs, as a command,
+with ``-m slow``. ``{tmp}`` in an argument is the temporary directory; ``{fixture:NAME}`` a run
 or bench that :func:`prepare` makes.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -42,6 +44,8 @@ SCRIPTS: dict[str, str] = {
     "html_page.py": "--cells 90 --loads 1 --run {tmp}/page",
     "images_table.py": "{fixture:bench}",
     "kernels.py": "--cells 2 --batch 1 --seq 8 --d-cell 4 --repeats 1",
+    "lang_domains.py": "--out {tmp}/ld --steps-per-domain 2 --seeds 1 --lrs 1e-2 --rows naive "
+    "--jobs 1",
     "lr_sweep.py": "--preset small --steps 2 --rows fixed --out {tmp}/lr",
     "render_cost.py": "--cells 12 --frames 2 --size 320x160 --cores 1",
     "scaling.py": "--sizes 8 --repeats 1 --levels 4 --seq-len 4",
@@ -53,6 +57,7 @@ SCRIPTS: dict[str, str] = {
 SLOW = {
     "data_parallel.py": "starts three morpho processes, one of them under torchrun",
     "html_page.py": "opens the page in headless Chromium",
+    "lang_domains.py": "runs its rows in a process pool",
 }
 NEEDS = {"avalanche_peers.py": "avalanche", "render_cost.py": "pyvista"}  # optional packages
 
@@ -90,6 +95,10 @@ def test_the_script_runs_at_tiny_sizes(
             name = arg[len("{fixture:") : -1]
             arg = prepared[name] = prepared.get(name) or prepare(name, tmp_path)
         args.append(arg.replace("{tmp}", str(tmp_path)))
+    if script in SLOW:  # they start processes of their own: run as a command
+        cmd = [sys.executable, str(BENCHMARKS / script), *args]
+        subprocess.run(cmd, check=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(BENCHMARKS))  # scripts import each other, as when run
     monkeypatch.setattr(sys, "argv", [str(BENCHMARKS / script), *args])
