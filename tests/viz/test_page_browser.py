@@ -19,6 +19,7 @@ pytest.importorskip("matplotlib")
 from PIL import Image  # noqa: E402
 
 from morpho.rundir import read_jsonl  # noqa: E402
+from morpho.viz.coloring import CHOICES  # noqa: E402
 from morpho.viz.headless import Browser, find_chromium  # noqa: E402
 from morpho.viz.page import render_page  # noqa: E402
 from morpho.viz.runs import load_run  # noqa: E402
@@ -132,7 +133,7 @@ def test_an_event_in_the_list_moves_the_slider(browser: Browser, run_dir: Path) 
 
 def test_every_colour_choice_draws_and_nothing_is_logged_as_an_error(browser: Browser) -> None:
     names = browser.eval("Array.from(document.getElementById('color').options, o => o.value)")
-    assert len(names) == 8
+    assert names == list(CHOICES)  # the page offers every colouring the movie has
     for name in names:
         frames = browser.eval("window.morphoPage.frames")
         browser.eval(
