@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 import typer.core
 
-from morpho.config import RunConfig, load_toml
+from morpho.config import PRESETS, RunConfig, load_toml
 from morpho.options import (
     ConfigOpt,
     CorpusOpt,
@@ -137,8 +137,7 @@ def grow(
     preset: Annotated[
         Optional[str],
         typer.Option(
-            help="small | base | anchor | wide | digits | mnist [the task's own: lang wide, "
-            "digits, mnist; else small]."
+            help=f"{' | '.join(PRESETS)} \\[the task's own: lang wide, digits, mnist; else small]."
         ),
     ] = None,
     steps: StepsOpt = None,

@@ -10,7 +10,6 @@ from typing import Annotated, Optional
 import typer
 
 TaskOpt = Annotated[str, typer.Option(help="Task to learn (morpho.tasks registry).")]
-PresetOpt = Annotated[str, typer.Option(help="small | base | anchor.")]
 StepsOpt = Annotated[Optional[int], typer.Option(help="Training steps.")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="Seed for data, init and noise.")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N.")]

@@ -12,19 +12,28 @@ from typing import Annotated, Optional
 
 import typer
 
+from morpho.config import PRESETS
 from morpho.options import (
     ConfigOpt,
     CorpusOpt,
     DataOpt,
     DeviceOpt,
     OverwriteOpt,
-    PresetOpt,
     SeedOpt,
     StepsOpt,
     TaskOpt,
 )
 
+from .lang import BENCH_PRESETS
+
 MAX_SAMPLE = 100_000  # characters ``sample`` generates at most
+# every name ``bench --preset`` accepts: the run presets and the bench presets
+BenchPresetOpt = Annotated[
+    str,
+    typer.Option(
+        help=f"{' | '.join(PRESETS)}, or a bench preset (lang): {' | '.join(BENCH_PRESETS)}."
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -72,7 +81,7 @@ def sample(
 
 def bench(
     task: TaskOpt = "lang",
-    preset: PresetOpt = "small",
+    preset: BenchPresetOpt = "small",
     steps: StepsOpt = None,
     corpus: CorpusOpt = None,
     data: DataOpt = None,
@@ -96,7 +105,7 @@ def bench(
     ] = None,
 ) -> None:
     """Train morpho, morpho-fixed, each rule ablated, a Transformer and a GRU, count an
-    n-gram (lang); print a table. --preset also takes a bench preset: cpu (lang). On
+    n-gram (lang); print a table. On
     digits and mnist: morpho-reset, an MLP and (with gromo installed) GroMo instead.
 
     With --mechanisms, one more row per mechanism of the thermodynamic picture (on), to

@@ -76,7 +76,7 @@ def stream(
     config: Annotated[
         Optional[Path],
         typer.Option(
-            help="TOML file: the keys of StreamConfig, [learn] and [morpho] tables; flags "
+            help="TOML file: the keys of StreamConfig, \\[learn] and \\[morpho] tables; flags "
             "override it."
         ),
     ] = None,

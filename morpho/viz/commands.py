@@ -112,7 +112,10 @@ def export(
     ] = "vtp",
     out: Annotated[
         Optional[Path],
-        typer.Option(help="Folder (vtp) or file (graphml); default in <run>/export."),
+        typer.Option(
+            help="Folder (vtp) or file (graphml); default <run>/export/vtp or "
+            "<run>/export/tissue.graphml."
+        ),
     ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
