@@ -50,8 +50,8 @@ def export_vtp(
     overwrite: bool = False,
 ) -> Path:
     """One ``step_XXXXXXXX.vtp`` per snapshot and a ``run.pvd`` index in the folder ``out``
-    (default ``<run>/export/vtp``, beside GraphML's default file), written whole: a non-empty ``out`` is refused unless
-    ``overwrite``, and then replaced.
+    (default ``<run>/export/vtp``, beside GraphML's default file), written whole: a
+    non-empty ``out`` is refused unless ``overwrite``, and then replaced.
 
     Returns:
         The ``.pvd`` path.
