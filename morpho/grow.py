@@ -124,7 +124,7 @@ def resume(
     cfg = RunConfig().merged(load_toml(run.path / "config.toml"))
     if steps is not None:
         cfg = cfg.merged({"train": {"steps": steps}})
-    _, payload = latest_checkpoint(run.path / "checkpoints")
+    _, payload = resumable_checkpoint(run)
     if "trainer" not in payload["extra"]:
         raise ValueError(f"checkpoint of {str(run.path)!r} has no trainer state to resume from")
     done = int(payload["extra"]["trainer"]["step"])
@@ -154,6 +154,32 @@ def resume(
     finally:
         if run is not None:
             run.release()
+
+
+def resumable_checkpoint(run: RunDir) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint whose logged records the run's logs still hold.
+
+    A log that lost its tail (a crash, power loss, a full disk) is rewritten from an
+    older checkpoint that it still reaches; when none does, the records are lost for
+    good and the resume is refused (``ValueError``) rather than continued with a gap.
+    """
+    gaps: list[str] = []
+
+    def gap(payload: dict[str, Any]) -> str | None:
+        why = run.log_gap(payload["extra"].get("log_bytes", {}))
+        gaps.extend([why] if why else [])
+        return why
+
+    try:
+        return latest_checkpoint(run.path / "checkpoints", gap)
+    except ValueError as e:
+        if not gaps:
+            raise
+        raise ValueError(
+            f"run {str(run.path)!r} cannot be resumed: {e}; no checkpoint can write the "
+            "lost records again: the run is incomplete or corrupt (start it again with "
+            "--overwrite)"
+        ) from None
 
 
 def default_run_path(task: str) -> Path:

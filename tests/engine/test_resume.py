@@ -80,6 +80,70 @@ def test_resume_from_a_mid_run_checkpoint_rewinds_the_logs(reference, tmp_path):
     _assert_same_run(reference, out)
 
 
+def _finished_copy(reference: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference, out, ignore=shutil.ignore_patterns(".lock"))
+    return out
+
+
+def _cut(path: Path, n: int) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:-n])
+
+
+@pytest.mark.parametrize("log", ["metrics.jsonl", "events.jsonl"])
+def test_a_log_that_lost_its_tail_is_written_again_from_an_older_checkpoint(
+    reference, tmp_path, log
+):
+    """Power loss cut the last 37 bytes (mid-line) of a finished run's log: the resume
+    skips the checkpoints the log no longer reaches, starts from the newest it does, and
+    writes the lost records again: no NUL byte, the run equal to the one done in one go."""
+    out = _finished_copy(reference, tmp_path)
+    _cut(out / log, 37)
+    resume(out)
+    for name in ("metrics.jsonl", "events.jsonl"):
+        assert b"\x00" not in (out / name).read_bytes(), name
+    _assert_same_run(reference, out)
+
+
+def test_a_log_shorter_than_every_checkpoint_is_refused_untouched(reference, tmp_path):
+    out = _finished_copy(reference, tmp_path)
+    (out / "metrics.jsonl").write_bytes((out / "metrics.jsonl").read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"metrics.jsonl ends \d+ bytes before") as err:
+        resume(out)
+    assert "incomplete or corrupt" in str(err.value) and "--overwrite" in str(err.value)
+    assert (out / "metrics.jsonl").stat().st_size == 100  # neither padded nor cut
+
+
+def test_a_missing_events_log_is_named_as_missing(reference, tmp_path):
+    from typer.testing import CliRunner
+
+    from morpho.cli import app
+
+    out = _finished_copy(reference, tmp_path)
+    (out / "events.jsonl").unlink()
+    result = CliRunner().invoke(app, ["grow", "--quiet", "--resume", str(out), "--steps", "50"])
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "events.jsonl is missing" in last, last
+    assert "incomplete or corrupt" in last and "free space" not in last, last
+    assert not (out / "events.jsonl").exists()
+
+
+def test_rewind_never_pads_a_short_log(tmp_path):
+    from morpho.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.create("")
+    (run.path / "metrics.jsonl").write_text('{"step": 0}\n{"st')
+    with pytest.raises(ValueError, match="metrics.jsonl ends 4 bytes before"):
+        run.rewind({"metrics.jsonl": 20}, 0)
+    run.rewind({"metrics.jsonl": 12, "events.jsonl": 0}, 0)  # a partial last line goes
+    assert (run.path / "metrics.jsonl").read_text() == '{"step": 0}\n'
+
+
 def test_resume_refuses_a_finished_run_and_a_non_run(reference, tmp_path):
     with pytest.raises(ValueError, match="already finished 40 steps"):
         resume(reference)
