@@ -133,6 +133,7 @@ def _root(
 
 @app.command()
 def grow(
+    ctx: typer.Context,
     task: TaskOpt = "lang",
     preset: Annotated[
         Optional[str],
@@ -150,7 +151,13 @@ def grow(
     corpus: CorpusOpt = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue this run directory.")] = None,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Continue this run directory (with --steps to extend it; --checkpoint-every "
+            "and --device apply too; other flags are refused)."
+        ),
+    ] = None,
     checkpoint_every: Annotated[
         Optional[int], typer.Option(help="Steps between checkpoints.")
     ] = None,
@@ -170,7 +177,14 @@ def grow(
     try:
         with stop.installed():
             if resume is not None:
-                summary = resume_run(resume, steps=steps, progress=not quiet, callbacks=[stop])
+                check_resume_flags(ctx, resume)
+                summary = resume_run(
+                    resume,
+                    steps=steps,
+                    progress=not quiet,
+                    callbacks=[stop],
+                    train={"checkpoint_every": checkpoint_every, "device": device},
+                )
             else:
                 cfg = run_config(
                     preset or default_preset(task),
@@ -206,6 +220,33 @@ def grow(
         raise typer.Exit(1) from None
     assert path is not None
     _report(path, summary)
+
+
+RESUME_FLAGS = ("resume", "steps", "checkpoint_every", "device", "quiet")  # applied to a resume
+
+
+def check_resume_flags(ctx: typer.Context, run: Path) -> None:
+    """``ValueError`` naming the first flag given beside ``--resume`` that a resumed run
+    cannot honour (its task, data and config are the run's own). ``--seed`` and ``--task``
+    pass when they repeat what the run recorded."""
+    try:
+        cfg = RunConfig().merged(load_toml(run / "config.toml"))
+        recorded: dict[str, Any] = {"seed": cfg.train.seed, "task": cfg.task}
+    except (ValueError, OSError):
+        recorded = {}  # not a run: the resume itself says so
+    for name, value in ctx.params.items():
+        source = getattr(ctx.get_parameter_source(name), "name", "DEFAULT")
+        if name in RESUME_FLAGS or source == "DEFAULT":
+            continue
+        if name in recorded and value == recorded[name]:
+            continue
+        flag = "--" + name.replace("_", "-")
+        own = f", {name} {recorded[name]!r}" if name in recorded else ""
+        raise ValueError(
+            f"{flag} does not apply to a resumed run ({str(run)!r} continues with the config "
+            f"it recorded{own}); expected beside --resume only --steps, --checkpoint-every, "
+            "--device or --quiet"
+        )
 
 
 def preflight(cfg: RunConfig, out: Path) -> None:

@@ -114,16 +114,19 @@ def resume(
     steps: int | None = None,
     progress: bool = False,
     callbacks: list[Callback] | None = None,
+    train: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Continue a run from its newest valid checkpoint; ``steps`` extends the run.
+    """Continue a run from its newest valid checkpoint; ``steps`` extends the run, ``train``
+    overrides other ``[train]`` keys (``checkpoint_every``, ``device``; None values left
+    as recorded). A changed config is written back to ``config.toml``.
 
     On CPU the resumed run writes the same ``metrics.jsonl`` and ``events.jsonl`` lines as
     the run done in one go (wall-clock figures such as tokens/s aside).
     """
     run = RunDir.existing(run_path)
     cfg = RunConfig().merged(load_toml(run.path / "config.toml"))
-    if steps is not None:
-        cfg = cfg.merged({"train": {"steps": steps}})
+    changes = {k: v for k, v in {**(train or {}), "steps": steps}.items() if v is not None}
+    cfg = cfg.merged({"train": changes})
     _, payload = resumable_checkpoint(run)
     if "trainer" not in payload["extra"]:
         raise ValueError(f"checkpoint of {str(run.path)!r} has no trainer state to resume from")
@@ -147,7 +150,7 @@ def resume(
         terms=build_terms(cfg),
     )
     trainer.restore(payload)
-    if steps is not None:
+    if changes:
         run.write_text("config.toml", dump_toml(cfg.to_dict()))
     try:
         return trainer.fit()

@@ -377,3 +377,49 @@ def test_a_signal_checkpoints_prints_the_resume_command_and_resume_is_exact(
     result = CliRunner().invoke(app, ["grow", "--quiet", "--resume", str(out)])
     assert result.exit_code == 0, result.output
     _assert_same_run(reference, out)
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ["--seed", "3"],
+        ["--task", "digits"],
+        ["--data", "x.txt"],
+        ["--corpus", "stdlib"],
+        ["--config", "not toml"],
+        ["--preset", "base"],
+        ["--out", "elsewhere"],
+        ["--overwrite"],
+    ],
+)
+def test_resume_refuses_a_flag_it_cannot_honour(reference, tmp_path, flag):
+    from typer.testing import CliRunner
+
+    from morpho.cli import app
+
+    out = _finished_copy(reference, tmp_path)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    args = ["grow", "--quiet", "--resume", str(out), "--steps", "44", *flag]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {flag[0]} does not apply"), lines
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert after == before, "a refused resume must leave the run as it was"
+
+
+def test_resume_applies_steps_checkpoint_every_and_a_repeated_seed(reference, tmp_path):
+    import tomllib
+    from typer.testing import CliRunner
+
+    from morpho.cli import app
+
+    out = _finished_copy(reference, tmp_path)
+    args = ["--resume", str(out), "--steps", "46", "--checkpoint-every", "3", "--seed", "0"]
+    result = CliRunner().invoke(app, ["grow", "--quiet", *args])
+    assert result.exit_code == 0, result.output
+    train = tomllib.loads((out / "config.toml").read_text())["train"]
+    assert (train["steps"], train["checkpoint_every"]) == (46, 3)
+    names = sorted(p.name for p in (out / "checkpoints").glob("step_*.pt"))
+    assert names == ["step_00000042.pt", "step_00000045.pt"]
+    assert max(r["step"] for r in read_jsonl(out / "metrics.jsonl")) == 46
