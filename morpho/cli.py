@@ -212,6 +212,11 @@ def grow(
     except ValueError as e:
         fail(str(e))
         return
+    except ImportError as e:  # an optional dependency of the task (an extra)
+        from morpho.extras import missing_extra
+
+        fail(missing_extra(e, "this run"))
+        return
     except OSError as e:
         fail(f"{e.strerror or e} ({e.filename}); expected a writable place with free space")
         return

@@ -151,6 +151,11 @@ def bench(
     except ValueError as e:
         fail(str(e))
         return
+    except ImportError as e:  # an optional dependency of the task (an extra)
+        from morpho.extras import missing_extra
+
+        fail(missing_extra(e, "this bench"))
+        return
     except OSError as e:
         fail(f"{e.strerror or e} ({e.filename}); expected a writable output folder")
         return

@@ -124,6 +124,11 @@ def stream(
     except ValueError as e:
         fail(str(e))
         return
+    except ImportError as e:  # an optional dependency of the stream (an extra)
+        from morpho.extras import missing_extra
+
+        fail(missing_extra(e, "this stream"))
+        return
     except OSError as e:
         fail(f"{e.strerror or e} ({e.filename}); expected a writable output folder")
         return

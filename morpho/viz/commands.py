@@ -141,10 +141,9 @@ def export(
 def _message(e: Exception) -> str:
     """One line for a refused command: a missing extra names the extra to install."""
     if isinstance(e, ImportError):
-        return (
-            f"this command needs the viz extra ({e.name or e} is not installed); "
-            "expected it installed: pip install 'morpho[viz]'"
-        )
+        from morpho.extras import missing_extra
+
+        return missing_extra(e)
     if isinstance(e, OSError):
         return f"{e.strerror or e} ({e.filename}); expected a writable output path"
     return str(e)
