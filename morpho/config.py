@@ -26,6 +26,8 @@ from morpho.growth.config import GrowthConfig
 from morpho.growth.rule import RULES, build_rule
 from morpho.network import NetworkConfig
 
+MAX_SEED = 2**32 - 1  # the range every generator a run seeds takes (numpy's is the narrowest)
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -59,6 +61,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "train.steps", ">= 0", self.steps)
+        _require(0 <= self.seed <= MAX_SEED, "train.seed", f"in [0, {MAX_SEED}]", self.seed)
         for name in (
             "batch_size",
             "seq_len",
@@ -377,11 +380,36 @@ def _to_plain(x: Any) -> Any:
     return x
 
 
+def not_a_readable_file(path: Path) -> str | None:
+    """What keeps ``path`` from being read as a regular file ("does not exist", "is a
+    directory", "is a FIFO", "is a device" …), or None when it can be read."""
+    import os
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    kinds = {
+        stat.S_ISDIR: "is a directory",
+        stat.S_ISFIFO: "is a FIFO (named pipe)",
+        stat.S_ISCHR: "is a character device",
+        stat.S_ISBLK: "is a block device",
+        stat.S_ISSOCK: "is a socket",
+    }
+    for test, what in kinds.items():
+        if test(mode):
+            return what
+    return None if os.access(path, os.R_OK) else "is not readable (permission denied)"
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML config; ``ValueError`` with the file name on a missing or invalid file."""
     p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"config file {str(p)!r} does not exist; expected a TOML file")
+    if (why := not_a_readable_file(p)) is not None:
+        raise ValueError(f"config file {str(p)!r} {why}; expected a UTF-8 TOML file")
     try:
         return tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

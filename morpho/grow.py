@@ -11,6 +11,7 @@ input leaves nothing on disk.
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,28 @@ from morpho.trainer import Callback, Trainer
 def build_task(cfg: RunConfig) -> Any:
     """The configured task; ``ValueError`` on an unknown task or bad task options."""
     task_cls = TASKS.get(cfg.task)
+    for key in cfg.task_options:
+        if key not in task_options(task_cls):
+            owners = [n for n in TASKS.names() if key in task_options(TASKS.get(n))]
+            takes = ", ".join(sorted(task_options(task_cls))) or "none"
+            if owners:  # an option of another task (a flag such as --corpus)
+                raise ValueError(
+                    f"task option {key!r} (--{key}) belongs to task {' / '.join(owners)}, "
+                    f"not {cfg.task!r}; expected the options of {cfg.task!r}: {takes}"
+                )
+            raise ValueError(
+                f"unknown task option {key!r} for task {cfg.task!r}; expected one of: {takes}"
+            )
     try:
         return task_cls(**cfg.task_options)
     except TypeError as e:
         raise ValueError(f"bad options for task {cfg.task!r}: {e}") from None
+
+
+def task_options(task_cls: Any) -> set[str]:
+    """The keyword options a task class takes (``task_options`` keys)."""
+    params = inspect.signature(task_cls).parameters.values()
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def fit_to_task(cfg: RunConfig, task: Any) -> RunConfig:

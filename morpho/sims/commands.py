@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from morpho.config import PRESETS
+from morpho.config import MAX_SEED, PRESETS
 from morpho.options import (
     ConfigOpt,
     CorpusOpt,
@@ -46,7 +46,7 @@ def sample(
     prompt: Annotated[str, typer.Option(help="Text to continue.")] = "",
     length: Annotated[int, typer.Option(help="Characters to generate.")] = 200,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.8,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Sampling seed.")] = 0,
 ) -> None:
     """Print text sampled from a lang run's final network."""
     from morpho.checkpoint import load_network
