@@ -161,7 +161,13 @@ def grow(
     checkpoint_every: Annotated[
         Optional[int], typer.Option(help="Steps between checkpoints.")
     ] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            help="No progress bar (when stdout is not a terminal: no progress lines, which "
+            "come every MORPHO_PROGRESS_EVERY seconds, default 30)."
+        ),
+    ] = False,
 ) -> None:
     """Grow a network on a task and write a run directory (or continue one with --resume).
 
@@ -262,8 +268,10 @@ def preflight(cfg: RunConfig, out: Path) -> None:
 
     from morpho.grow import build_task, fit_to_task
     from morpho.memory import check_fits
+    from morpho.progress import line_interval
     from morpho.rundir import check_out_dir
 
+    line_interval()  # MORPHO_PROGRESS_EVERY, read again when the run starts
     check_out_dir(out)
     check_fits(cfg.network, cfg.train)
     task = build_task(cfg)
