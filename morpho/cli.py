@@ -7,6 +7,7 @@ themselves through the ``morpho.commands`` entry-point group (``morpho.sims``,
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -224,7 +225,7 @@ def grow(
         fail(missing_extra(e, "this run"))
         return
     except OSError as e:
-        fail(f"{e.strerror or e} ({e.filename}); expected a writable place with free space")
+        _write_failed(e, path)
         return
     except NonFiniteError as e:
         typer.echo(f"error: {e}", err=True)
@@ -284,6 +285,25 @@ def preflight(cfg: RunConfig, out: Path) -> None:
     task.eval_batches(1, 1, cfg.train.seq_len)
 
 
+def _write_failed(e: OSError, path: Optional[Path]) -> None:
+    """One line for a run that could not write (a full disk …): the file, and whether the
+    run can be resumed from a checkpoint or should be deleted."""
+    where = f" writing {str(e.filename)!r}" if e.filename else ""
+    what = f"{e.strerror or e}{where}"
+    if path is None or not (path / "config.toml").is_file():
+        fail(f"{what}; expected a writable place with free space")
+    assert path is not None
+    if list((path / "checkpoints").glob("*.pt")):
+        fail(
+            f"{what}; the run {str(path)!r} stopped part-way: free space, then continue it "
+            f"from its last checkpoint with: morpho grow --resume {path}"
+        )
+    fail(
+        f"{what}; the run {str(path)!r} stopped before its first checkpoint and cannot be "
+        f"resumed: delete it (or start again with --overwrite) once there is free space"
+    )
+
+
 def _interrupted(e: Any, path: Optional[Path]) -> None:
     if e.checkpoint is None:
         typer.echo(f"morpho: {e}; no checkpoint written", err=True)
@@ -301,11 +321,22 @@ def _report(path: Path, summary: dict[str, Any]) -> None:
         metric = f"val_acc {summary['val_acc']:.3f}, test_acc {summary['test_acc']:.3f}"
     else:
         metric = f"val_bpc {summary['val_bpc']:.3f} (best {summary['best_val_bpc']:.3f})"
-    typer.echo(
+    line = (
         f"run {path}: {metric}, {summary['cells']} cells, "
         f"{summary['edges']} edges, {summary['params']:,} params, "
         f"{summary['edits']} edits, {summary['tokens_per_s']:,.0f} tok/s"
     )
+    try:
+        typer.echo(line)
+    except OSError as e:  # stdout full or closed: the run itself is complete and saved
+        try:  # what stdout still buffers goes nowhere, so the exit's flush cannot fail
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass  # no file descriptor behind stdout
+        try:
+            typer.echo(f"morpho: {line} (not printed: {e.strerror or e})", err=True)
+        except OSError:
+            pass
 
 
 @app.command()

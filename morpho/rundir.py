@@ -149,8 +149,12 @@ class RunDir:
         self.write_text("summary.json", json.dumps(summary, indent=2) + "\n")
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
-        with open(self.path / name, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        path = self.path / name
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:  # a full disk fails the write with no file name: give it
+            raise OSError(e.errno, e.strerror, str(path)) from e
 
 
 # ------------------------------------------------------------------ output paths

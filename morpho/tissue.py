@@ -297,6 +297,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
         os.replace(tmp, target)
+    except OSError as e:  # name the file being written (a full disk names none)
+        if e.filename in (None, tmp):
+            raise OSError(e.errno, e.strerror, str(target)) from e
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
