@@ -52,13 +52,11 @@ class _OneLineErrors(typer.core.TyperGroup):
             ctx = getattr(e, "ctx", None)
             where = f"; see {ctx.command_path} --help" if ctx is not None else ""
             message = " ".join(e.format_message().split())
-            typer.echo(f"error: {message}{where}", err=True)
+            say_error(f"{message}{where}")
             sys.exit(e.exit_code)
         except OSError as e:  # a path no command could use (too long, a device …)
-            typer.echo(
-                f"error: {e.strerror or e} ({e.filename}); expected a path that can be "
-                "read or written",
-                err=True,
+            say_error(
+                f"{e.strerror or e} ({e.filename}); expected a path that can be read or written"
             )
             sys.exit(2)
         except typer.Abort:
@@ -85,9 +83,18 @@ def _print_version(value: bool) -> None:
 
 
 def fail(message: str) -> None:
-    """Print ``error: message`` on stderr and exit with status 2."""
-    typer.echo(f"error: {message}", err=True)
+    """Print ``error: message`` on stderr and exit with status 2 (under torchrun every
+    rank exits 2; only rank 0 prints)."""
+    say_error(message)
     raise typer.Exit(2)
+
+
+def say_error(message: str) -> None:
+    """``error: message`` on stderr, once: on rank 0 of a torchrun job."""
+    from morpho.distributed import env_rank
+
+    if env_rank() == 0:
+        typer.echo(f"error: {message}", err=True)
 
 
 def run_config(preset: str, config: Optional[Path], overrides: dict[str, Any]) -> RunConfig:
@@ -267,13 +274,14 @@ def preflight(cfg: RunConfig, out: Path) -> None:
     """
     import torch
 
-    from morpho.grow import build_task, fit_to_task
+    from morpho.grow import build_task, check_parallel, fit_to_task
     from morpho.memory import check_fits
     from morpho.progress import line_interval
     from morpho.rundir import check_out_dir
 
     line_interval()  # MORPHO_PROGRESS_EVERY, read again when the run starts
     check_out_dir(out)
+    check_parallel(cfg)
     check_fits(cfg.network, cfg.train)
     task = build_task(cfg)
     cfg = fit_to_task(cfg, task)  # a classification task's own shape

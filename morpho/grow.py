@@ -20,7 +20,7 @@ import torch
 
 from morpho import distributed
 from morpho.checkpoint import latest_checkpoint, network_from_payload
-from morpho.config import RunConfig, dump_toml, load_toml
+from morpho.config import RunConfig, dump_toml, load_toml, resolve_device
 from morpho.growth.config import GrowthConfig
 from morpho.growth.scheduler import Scheduler
 from morpho.mechanisms import build_terms
@@ -83,15 +83,10 @@ def grow(
     cfg = fit_to_task(cfg, task)
     net = build_network(cfg, task.vocab_size)
     check_budgets(growth, net)
-    parallel = distributed.init_from_env(torch.device(cfg.train.device))
+    check_parallel(cfg)  # before the process group: a refusal is not a collective error
+    parallel = distributed.init_from_env(resolve_device(cfg.train.device))
     main = distributed.is_main()  # data-parallel: only rank 0 writes the run directory
     run = RunDir(out, overwrite=overwrite) if main else None
-    n_procs = distributed.world_size()
-    if parallel and cfg.train.batch_size % n_procs:
-        raise ValueError(
-            f"train.batch_size must be a multiple of the {n_procs} processes; "
-            f"got {cfg.train.batch_size}"
-        )
     scheduler = [Scheduler(growth)] if growth.enabled else []
     trainer = Trainer(
         net,
@@ -110,6 +105,18 @@ def grow(
     finally:
         if run is not None:
             run.release()
+
+
+def check_parallel(cfg: RunConfig) -> None:
+    """``ValueError`` unless the device exists and, under torchrun (``WORLD_SIZE`` > 1),
+    the batch splits evenly over the processes: checked before the process group starts."""
+    resolve_device(cfg.train.device)
+    n_procs = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if n_procs > 1 and cfg.train.batch_size % n_procs:
+        raise ValueError(
+            f"train.batch_size must be a multiple of the {n_procs} processes; "
+            f"got {cfg.train.batch_size}"
+        )
 
 
 def check_budgets(growth: GrowthConfig, net: Network) -> None:
