@@ -84,7 +84,7 @@ def grow(
     net = build_network(cfg, task.vocab_size)
     check_budgets(growth, net)
     check_parallel(cfg)  # before the process group: a refusal is not a collective error
-    parallel = distributed.init_from_env(resolve_device(cfg.train.device))
+    distributed.init_from_env(resolve_device(cfg.train.device))
     main = distributed.is_main()  # data-parallel: only rank 0 writes the run directory
     run = RunDir(out, overwrite=overwrite) if main else None
     scheduler = [Scheduler(growth)] if growth.enabled else []
