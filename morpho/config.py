@@ -26,6 +26,7 @@ from morpho.growth.config import GrowthConfig
 from morpho.growth.rule import RULES, build_rule
 from morpho.network import NetworkConfig
 
+MAX_INT64 = 2**63 - 1
 MAX_SEED = 2**32 - 1  # the range every generator a run seeds takes (numpy's is the narrowest)
 
 if sys.version_info >= (3, 11):
@@ -62,6 +63,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "train.steps", ">= 0", self.steps)
         _require(0 <= self.seed <= MAX_SEED, "train.seed", f"in [0, {MAX_SEED}]", self.seed)
+        for name in ("steps", "checkpoint_every"):  # counters a checkpoint stores as int64
+            value = getattr(self, name)
+            _require(value <= MAX_INT64, f"train.{name}", f"<= {MAX_INT64}", value)
         for name in (
             "batch_size",
             "seq_len",
