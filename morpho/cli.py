@@ -31,7 +31,7 @@ from morpho.options import (
 try:  # typer >= 0.20 vendors click
     from typer._click.exceptions import ClickException as _UsageErrors
 except ImportError:  # pragma: no cover - older typer on click
-    from click import ClickException as _UsageErrors  # type: ignore[no-redef]
+    from click import ClickException as _UsageErrors  # type: ignore[no-redef,assignment]
 
 
 class _OneLineErrors(typer.core.TyperGroup):
@@ -176,6 +176,10 @@ def grow(
             "come every MORPHO_PROGRESS_EVERY seconds, default 30)."
         ),
     ] = False,
+    tensorboard: Annotated[
+        bool,
+        typer.Option(help="Also write TensorBoard event files to <run>/tb (tensorboard extra)."),
+    ] = False,
 ) -> None:
     """Grow a network on a task and write a run directory (or continue one with --resume).
 
@@ -185,10 +189,12 @@ def grow(
     from morpho.grow import resume as resume_run
     from morpho.interrupt import Interrupted, StopOnSignal
     from morpho.trainer import NonFiniteError
+    from morpho.writers import build_writers
 
     stop = StopOnSignal()
     path = resume
     try:
+        callbacks = [stop, *build_writers(["tensorboard"] if tensorboard else [])]
         with stop.installed():
             if resume is not None:
                 check_resume_flags(ctx, resume)
@@ -196,7 +202,7 @@ def grow(
                     resume,
                     steps=steps,
                     progress=not quiet,
-                    callbacks=[stop],
+                    callbacks=callbacks,
                     train={"checkpoint_every": checkpoint_every, "device": device},
                 )
             else:
@@ -218,7 +224,7 @@ def grow(
                 path = out or default_run_path(cfg.task)
                 preflight(cfg, path)
                 summary = grow_run(
-                    cfg, path, progress=not quiet, overwrite=overwrite, callbacks=[stop]
+                    cfg, path, progress=not quiet, overwrite=overwrite, callbacks=callbacks
                 )
     except Interrupted as e:
         _interrupted(e, path)
@@ -241,7 +247,14 @@ def grow(
     _report(path, summary)
 
 
-RESUME_FLAGS = ("resume", "steps", "checkpoint_every", "device", "quiet")  # applied to a resume
+RESUME_FLAGS = (
+    "resume",
+    "steps",
+    "checkpoint_every",
+    "device",
+    "quiet",
+    "tensorboard",
+)  # applied to a resume
 
 
 def check_resume_flags(ctx: typer.Context, run: Path) -> None:
@@ -264,7 +277,7 @@ def check_resume_flags(ctx: typer.Context, run: Path) -> None:
         raise ValueError(
             f"{flag} does not apply to a resumed run ({str(run)!r} continues with the config "
             f"it recorded{own}); expected beside --resume only --steps, --checkpoint-every, "
-            "--device or --quiet"
+            "--device, --quiet or --tensorboard"
         )
 
 

@@ -25,6 +25,7 @@ import torch
 from morpho.growth.config import GrowthConfig
 from morpho.growth.rule import RULES, build_rule
 from morpho.network import NetworkConfig
+from morpho.plasticity import PlasticityConfig
 
 MAX_INT64 = 2**63 - 1
 MAX_SEED = 2**32 - 1  # the range every generator a run seeds takes (numpy's is the narrowest)
@@ -149,6 +150,7 @@ class RunConfig:
     ponder: PonderConfig = field(default_factory=PonderConfig)  # optional mechanisms: one
     path_norm: PathNormConfig = field(default_factory=PathNormConfig)  # section each
     lyapunov: LyapunovConfig = field(default_factory=LyapunovConfig)
+    plasticity: PlasticityConfig = field(default_factory=PlasticityConfig)  # by birth task
 
     def __post_init__(self) -> None:
         if self.lyapunov.every:
@@ -176,7 +178,7 @@ class RunConfig:
         plain: dict[str, Any] = {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "growth"
         }
-        for name in ("network", "train", "ponder", "path_norm", "lyapunov"):
+        for name in ("network", "train", "ponder", "path_norm", "lyapunov", "plasticity"):
             plain[name] = dataclasses.asdict(plain[name])
         plain["growth"] = self.growth.to_dict()
         return _to_plain(plain)

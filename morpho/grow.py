@@ -25,6 +25,7 @@ from morpho.growth.config import GrowthConfig
 from morpho.growth.scheduler import Scheduler
 from morpho.mechanisms import build_terms
 from morpho.network import Network
+from morpho.plasticity import Plasticity
 from morpho.rundir import RunDir
 from morpho.tasks import TASKS, task_kind, task_overrides
 from morpho.trainer import Callback, Trainer
@@ -87,7 +88,8 @@ def grow(
     distributed.init_from_env(resolve_device(cfg.train.device))
     main = distributed.is_main()  # data-parallel: only rank 0 writes the run directory
     run = RunDir(out, overwrite=overwrite) if main else None
-    scheduler = [Scheduler(growth)] if growth.enabled else []
+    scheduler: list[Callback] = [Scheduler(growth)] if growth.enabled else []
+    scheduler += [Plasticity(cfg.plasticity)] if cfg.plasticity.enabled else []
     trainer = Trainer(
         net,
         task,
@@ -165,7 +167,8 @@ def resume(
     growth = cfg.growth
     task = build_task(cfg)
     net = network_from_payload(payload)
-    scheduler = [Scheduler(growth)] if growth.enabled else []
+    scheduler: list[Callback] = [Scheduler(growth)] if growth.enabled else []
+    scheduler += [Plasticity(cfg.plasticity)] if cfg.plasticity.enabled else []
     trainer = Trainer(
         net,
         task,

@@ -69,6 +69,9 @@ class GrowthView:
             last step, or None when no enabled rule asked for it.
         d_cell: the cells' channel count now; total_steps: the run's training steps (0:
             unknown).
+        loss_history: (≤ K, 2) the tissue's training cross-entropy (its surprise at the
+            data) at the last checks, oldest first: its EMA, and the peak of a fast EMA
+            (a few steps) since the check before.
     """
 
     step: int
@@ -79,6 +82,7 @@ class GrowthView:
     edge_gradient: Tensor | None = None
     d_cell: int = 0
     total_steps: int = 0
+    loss_history: Tensor | None = None
 
 
 class Rule:
