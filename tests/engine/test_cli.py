@@ -143,7 +143,7 @@ def test_help_keeps_bracketed_text_and_lists_every_preset() -> None:
     from morpho.sims.lang import BENCH_PRESETS
 
     assert "[the task's own: lang wide" in _help("grow")
-    assert "[learn] and [morpho] tables" in _help("stream")
+    assert "[learn], [network], [train] and [growth] tables" in _help("stream")
     bench = _help("bench")
     for name in (*PRESETS, *BENCH_PRESETS):
         assert f" {name}" in bench.split("--preset", 1)[1].split("--", 1)[0], name
