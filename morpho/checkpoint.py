@@ -25,6 +25,7 @@ import io
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,23 +102,37 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return payload
 
 
-def latest_checkpoint(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
-    """The newest ``step_*.pt`` (then ``final.pt``) in ``folder`` that verifies.
+def latest_checkpoint(
+    folder: str | os.PathLike[str], refuse: Callable[[dict[str, Any]], str | None] | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """The newest ``step_*.pt`` (then ``final.pt``) in ``folder`` that verifies (and that
+    ``refuse`` finds nothing against: it returns why a payload cannot be used, or None).
 
-    Files that fail verification are reported on stderr, one line each, and skipped.
+    Files that fail verification or are refused are reported on stderr, one line each,
+    and skipped.
 
     Raises:
-        ValueError: no checkpoint in ``folder`` verifies.
+        ValueError: no checkpoint in ``folder`` verifies (or the oldest that does is
+            refused: the reason, naming its step).
     """
     folder = Path(folder)
     candidates = sorted(folder.glob("step_*.pt"), key=_step_of, reverse=True)
     if (folder / "final.pt").exists():
         candidates.insert(0, folder / "final.pt")
+    why = None
     for path in candidates:
         try:
-            return path, load_checkpoint(path)
+            payload = load_checkpoint(path)
         except ValueError as e:
             print(f"morpho: skipping {e}", file=sys.stderr)
+            continue
+        why = refuse(payload) if refuse is not None else None
+        if why is None:
+            return path, payload
+        why = f"checkpoint {path.name} (step {payload['step']}): {why}"
+        print(f"morpho: skipping {why}; trying an older one", file=sys.stderr)
+    if why is not None:
+        raise ValueError(why)
     raise ValueError(f"no valid checkpoint in {str(folder)!r}; expected step_*.pt files")
 
 

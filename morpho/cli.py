@@ -7,6 +7,7 @@ themselves through the ``morpho.commands`` entry-point group (``morpho.sims``,
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 import typer.core
 
-from morpho.config import RunConfig
+from morpho.config import PRESETS, RunConfig
 from morpho.files import load_toml
 from morpho.options import (
     ConfigOpt,
@@ -52,13 +53,11 @@ class _OneLineErrors(typer.core.TyperGroup):
             ctx = getattr(e, "ctx", None)
             where = f"; see {ctx.command_path} --help" if ctx is not None else ""
             message = " ".join(e.format_message().split())
-            typer.echo(f"error: {message}{where}", err=True)
+            say_error(f"{message}{where}")
             sys.exit(e.exit_code)
         except OSError as e:  # a path no command could use (too long, a device …)
-            typer.echo(
-                f"error: {e.strerror or e} ({e.filename}); expected a path that can be "
-                "read or written",
-                err=True,
+            say_error(
+                f"{e.strerror or e} ({e.filename}); expected a path that can be read or written"
             )
             sys.exit(2)
         except typer.Abort:
@@ -85,9 +84,18 @@ def _print_version(value: bool) -> None:
 
 
 def fail(message: str) -> None:
-    """Print ``error: message`` on stderr and exit with status 2."""
-    typer.echo(f"error: {message}", err=True)
+    """Print ``error: message`` on stderr and exit with status 2 (under torchrun every
+    rank exits 2; only rank 0 prints)."""
+    say_error(message)
     raise typer.Exit(2)
+
+
+def say_error(message: str) -> None:
+    """``error: message`` on stderr, once: on rank 0 of a torchrun job."""
+    from morpho.distributed import env_rank
+
+    if env_rank() == 0:
+        typer.echo(f"error: {message}", err=True)
 
 
 def run_config(preset: str, config: Optional[Path], overrides: dict[str, Any]) -> RunConfig:
@@ -134,12 +142,12 @@ def _root(
 
 @app.command()
 def grow(
+    ctx: typer.Context,
     task: TaskOpt = "lang",
     preset: Annotated[
         Optional[str],
         typer.Option(
-            help="small | base | anchor | wide | digits | mnist [the task's own: lang wide, "
-            "digits, mnist; else small]."
+            help=f"{' | '.join(PRESETS)} \\[the task's own: lang wide, digits, mnist; else small]."
         ),
     ] = None,
     steps: StepsOpt = None,
@@ -152,11 +160,23 @@ def grow(
     corpus: CorpusOpt = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue this run directory.")] = None,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Continue this run directory (with --steps to extend it; --checkpoint-every "
+            "and --device apply too; other flags are refused)."
+        ),
+    ] = None,
     checkpoint_every: Annotated[
         Optional[int], typer.Option(help="Steps between checkpoints.")
     ] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            help="No progress bar (when stdout is not a terminal: no progress lines, which "
+            "come every MORPHO_PROGRESS_EVERY seconds, default 30)."
+        ),
+    ] = False,
     tensorboard: Annotated[
         bool,
         typer.Option(help="Also write TensorBoard event files to <run>/tb (tensorboard extra)."),
@@ -178,7 +198,14 @@ def grow(
         callbacks = [stop, *build_writers(["tensorboard"] if tensorboard else [])]
         with stop.installed():
             if resume is not None:
-                summary = resume_run(resume, steps=steps, progress=not quiet, callbacks=callbacks)
+                check_resume_flags(ctx, resume)
+                summary = resume_run(
+                    resume,
+                    steps=steps,
+                    progress=not quiet,
+                    callbacks=callbacks,
+                    train={"checkpoint_every": checkpoint_every, "device": device},
+                )
             else:
                 cfg = run_config(
                     preset or default_preset(task),
@@ -206,8 +233,13 @@ def grow(
     except ValueError as e:
         fail(str(e))
         return
+    except ImportError as e:  # an optional dependency of the task (an extra)
+        from morpho.extras import missing_extra
+
+        fail(missing_extra(e, "this run"))
+        return
     except OSError as e:
-        fail(f"{e.strerror or e} ({e.filename}); expected a writable place with free space")
+        _write_failed(e, path)
         return
     except NonFiniteError as e:
         typer.echo(f"error: {e}", err=True)
@@ -216,17 +248,54 @@ def grow(
     _report(path, summary)
 
 
+RESUME_FLAGS = (
+    "resume",
+    "steps",
+    "checkpoint_every",
+    "device",
+    "quiet",
+    "tensorboard",
+)  # applied to a resume
+
+
+def check_resume_flags(ctx: typer.Context, run: Path) -> None:
+    """``ValueError`` naming the first flag given beside ``--resume`` that a resumed run
+    cannot honour (its task, data and config are the run's own). ``--seed`` and ``--task``
+    pass when they repeat what the run recorded."""
+    try:
+        cfg = RunConfig().merged(load_toml(run / "config.toml"))
+        recorded: dict[str, Any] = {"seed": cfg.train.seed, "task": cfg.task}
+    except (ValueError, OSError):
+        recorded = {}  # not a run: the resume itself says so
+    for name, value in ctx.params.items():
+        source = getattr(ctx.get_parameter_source(name), "name", "DEFAULT")
+        if name in RESUME_FLAGS or source == "DEFAULT":
+            continue
+        if name in recorded and value == recorded[name]:
+            continue
+        flag = "--" + name.replace("_", "-")
+        own = f", {name} {recorded[name]!r}" if name in recorded else ""
+        raise ValueError(
+            f"{flag} does not apply to a resumed run ({str(run)!r} continues with the config "
+            f"it recorded{own}); expected beside --resume only --steps, --checkpoint-every, "
+            "--device, --quiet or --tensorboard"
+        )
+
+
 def preflight(cfg: RunConfig, out: Path) -> None:
     """Check what a run needs before anything is written: the output path, the memory of
     the device, and one batch of the task's data (``ValueError`` naming what was expected).
     """
     import torch
 
-    from morpho.grow import build_task, fit_to_task
+    from morpho.grow import build_task, check_parallel, fit_to_task
     from morpho.memory import check_fits
+    from morpho.progress import line_interval
     from morpho.rundir import check_out_dir
 
+    line_interval()  # MORPHO_PROGRESS_EVERY, read again when the run starts
     check_out_dir(out)
+    check_parallel(cfg)
     check_fits(cfg.network, cfg.train)
     task = build_task(cfg)
     cfg = fit_to_task(cfg, task)  # a classification task's own shape
@@ -236,6 +305,25 @@ def preflight(cfg: RunConfig, out: Path) -> None:
         )
     task.batch("train", 1, cfg.train.seq_len, torch.Generator().manual_seed(0))
     task.eval_batches(1, 1, cfg.train.seq_len)
+
+
+def _write_failed(e: OSError, path: Optional[Path]) -> None:
+    """One line for a run that could not write (a full disk …): the file, and whether the
+    run can be resumed from a checkpoint or should be deleted."""
+    where = f" writing {str(e.filename)!r}" if e.filename else ""
+    what = f"{e.strerror or e}{where}"
+    if path is None or not (path / "config.toml").is_file():
+        fail(f"{what}; expected a writable place with free space")
+    assert path is not None
+    if list((path / "checkpoints").glob("*.pt")):
+        fail(
+            f"{what}; the run {str(path)!r} stopped part-way: free space, then continue it "
+            f"from its last checkpoint with: morpho grow --resume {path}"
+        )
+    fail(
+        f"{what}; the run {str(path)!r} stopped before its first checkpoint and cannot be "
+        f"resumed: delete it (or start again with --overwrite) once there is free space"
+    )
 
 
 def _interrupted(e: Any, path: Optional[Path]) -> None:
@@ -255,11 +343,22 @@ def _report(path: Path, summary: dict[str, Any]) -> None:
         metric = f"val_acc {summary['val_acc']:.3f}, test_acc {summary['test_acc']:.3f}"
     else:
         metric = f"val_bpc {summary['val_bpc']:.3f} (best {summary['best_val_bpc']:.3f})"
-    typer.echo(
+    line = (
         f"run {path}: {metric}, {summary['cells']} cells, "
         f"{summary['edges']} edges, {summary['params']:,} params, "
         f"{summary['edits']} edits, {summary['tokens_per_s']:,.0f} tok/s"
     )
+    try:
+        typer.echo(line)
+    except OSError as e:  # stdout full or closed: the run itself is complete and saved
+        try:  # what stdout still buffers goes nowhere, so the exit's flush cannot fail
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass  # no file descriptor behind stdout
+        try:
+            typer.echo(f"morpho: {line} (not printed: {e.strerror or e})", err=True)
+        except OSError:
+            pass
 
 
 @app.command()

@@ -31,6 +31,15 @@ def init_from_env(device: torch.device) -> bool:
     return True
 
 
+def env_rank() -> int:
+    """This process's rank as torchrun sets it (``RANK``; 0 when absent or unreadable),
+    readable before the process group exists: refusals print on rank 0 only."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 

@@ -10,6 +10,7 @@ A crash or an error leaves the old file or the new one, never a half-written fil
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -49,6 +50,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
         os.replace(tmp, target)
+    except OSError as e:  # name the file being written (a full disk names none)
+        if e.errno is not None and e.filename in (None, tmp):
+            raise OSError(e.errno, e.strerror, str(target)) from e
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -60,11 +65,33 @@ def _umask() -> int:
     return mask
 
 
+def not_a_readable_file(path: Path) -> str | None:
+    """What keeps ``path`` from being read as a regular file ("does not exist", "is a
+    directory", "is a FIFO", "is a device" …), or None when it can be read."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    kinds = {
+        stat.S_ISDIR: "is a directory",
+        stat.S_ISFIFO: "is a FIFO (named pipe)",
+        stat.S_ISCHR: "is a character device",
+        stat.S_ISBLK: "is a block device",
+        stat.S_ISSOCK: "is a socket",
+    }
+    for test, what in kinds.items():
+        if test(mode):
+            return what
+    return None if os.access(path, os.R_OK) else "is not readable (permission denied)"
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML config; ``ValueError`` with the file name on a missing or invalid file."""
     p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"config file {str(p)!r} does not exist; expected a TOML file")
+    if (why := not_a_readable_file(p)) is not None:
+        raise ValueError(f"config file {str(p)!r} {why}; expected a UTF-8 TOML file")
     try:
         return tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

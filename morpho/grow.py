@@ -11,6 +11,7 @@ input leaves nothing on disk.
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import torch
 from morpho import distributed
 from morpho.checkpoint import latest_checkpoint, network_from_payload
 from morpho.config import RunConfig
+from morpho.device import resolve_device
 from morpho.files import dump_toml, load_toml
 from morpho.growth.config import GrowthConfig
 from morpho.growth.scheduler import Scheduler
@@ -34,10 +36,28 @@ from morpho.trainer import Callback, Trainer
 def build_task(cfg: RunConfig) -> Any:
     """The configured task; ``ValueError`` on an unknown task or bad task options."""
     task_cls = TASKS.get(cfg.task)
+    for key in cfg.task_options:
+        if key not in task_options(task_cls):
+            owners = [n for n in TASKS.names() if key in task_options(TASKS.get(n))]
+            takes = ", ".join(sorted(task_options(task_cls))) or "none"
+            if owners:  # an option of another task (a flag such as --corpus)
+                raise ValueError(
+                    f"task option {key!r} (--{key}) belongs to task {' / '.join(owners)}, "
+                    f"not {cfg.task!r}; expected the options of {cfg.task!r}: {takes}"
+                )
+            raise ValueError(
+                f"unknown task option {key!r} for task {cfg.task!r}; expected one of: {takes}"
+            )
     try:
         return task_cls(**cfg.task_options)
     except TypeError as e:
         raise ValueError(f"bad options for task {cfg.task!r}: {e}") from None
+
+
+def task_options(task_cls: Any) -> set[str]:
+    """The keyword options a task class takes (``task_options`` keys)."""
+    params = inspect.signature(task_cls).parameters.values()
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def fit_to_task(cfg: RunConfig, task: Any) -> RunConfig:
@@ -66,15 +86,10 @@ def grow(
     cfg = fit_to_task(cfg, task)
     net = build_network(cfg, task.vocab_size)
     check_budgets(growth, net)
-    parallel = distributed.init_from_env(torch.device(cfg.train.device))
+    check_parallel(cfg)  # before the process group: a refusal is not a collective error
+    distributed.init_from_env(resolve_device(cfg.train.device))
     main = distributed.is_main()  # data-parallel: only rank 0 writes the run directory
     run = RunDir(out, overwrite=overwrite) if main else None
-    n_procs = distributed.world_size()
-    if parallel and cfg.train.batch_size % n_procs:
-        raise ValueError(
-            f"train.batch_size must be a multiple of the {n_procs} processes; "
-            f"got {cfg.train.batch_size}"
-        )
     scheduler: list[Callback] = [Scheduler(growth)] if growth.enabled else []
     scheduler += [Plasticity(cfg.plasticity)] if cfg.plasticity.enabled else []
     trainer = Trainer(
@@ -94,6 +109,18 @@ def grow(
     finally:
         if run is not None:
             run.release()
+
+
+def check_parallel(cfg: RunConfig) -> None:
+    """``ValueError`` unless the device exists and, under torchrun (``WORLD_SIZE`` > 1),
+    the batch splits evenly over the processes: checked before the process group starts."""
+    resolve_device(cfg.train.device)
+    n_procs = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if n_procs > 1 and cfg.train.batch_size % n_procs:
+        raise ValueError(
+            f"train.batch_size must be a multiple of the {n_procs} processes; "
+            f"got {cfg.train.batch_size}"
+        )
 
 
 def check_budgets(growth: GrowthConfig, net: Network) -> None:
@@ -117,17 +144,20 @@ def resume(
     steps: int | None = None,
     progress: bool = False,
     callbacks: list[Callback] | None = None,
+    train: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Continue a run from its newest valid checkpoint; ``steps`` extends the run.
+    """Continue a run from its newest valid checkpoint; ``steps`` extends the run, ``train``
+    overrides other ``[train]`` keys (``checkpoint_every``, ``device``; None values left
+    as recorded). A changed config is written back to ``config.toml``.
 
     On CPU the resumed run writes the same ``metrics.jsonl`` and ``events.jsonl`` lines as
     the run done in one go (wall-clock figures such as tokens/s aside).
     """
     run = RunDir.existing(run_path)
     cfg = RunConfig().merged(load_toml(run.path / "config.toml"))
-    if steps is not None:
-        cfg = cfg.merged({"train": {"steps": steps}})
-    _, payload = latest_checkpoint(run.path / "checkpoints")
+    changes = {k: v for k, v in {**(train or {}), "steps": steps}.items() if v is not None}
+    cfg = cfg.merged({"train": changes})
+    _, payload = resumable_checkpoint(run)
     if "trainer" not in payload["extra"]:
         raise ValueError(f"checkpoint of {str(run.path)!r} has no trainer state to resume from")
     done = int(payload["extra"]["trainer"]["step"])
@@ -151,13 +181,39 @@ def resume(
         terms=build_terms(cfg),
     )
     trainer.restore(payload)
-    if steps is not None:
+    if changes:
         run.write_text("config.toml", dump_toml(cfg.to_dict()))
     try:
         return trainer.fit()
     finally:
         if run is not None:
             run.release()
+
+
+def resumable_checkpoint(run: RunDir) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint whose logged records the run's logs still hold.
+
+    A log that lost its tail (a crash, power loss, a full disk) is rewritten from an
+    older checkpoint that it still reaches; when none does, the records are lost for
+    good and the resume is refused (``ValueError``) rather than continued with a gap.
+    """
+    gaps: list[str] = []
+
+    def gap(payload: dict[str, Any]) -> str | None:
+        why = run.log_gap(payload["extra"].get("log_bytes", {}))
+        gaps.extend([why] if why else [])
+        return why
+
+    try:
+        return latest_checkpoint(run.path / "checkpoints", gap)
+    except ValueError as e:
+        if not gaps:
+            raise
+        raise ValueError(
+            f"run {str(run.path)!r} cannot be resumed: {e}; no checkpoint can write the "
+            "lost records again: the run is incomplete or corrupt (start it again with "
+            "--overwrite)"
+        ) from None
 
 
 def default_run_path(task: str) -> Path:

@@ -9,10 +9,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from morpho.trainer import MAX_SEED
+
 TaskOpt = Annotated[str, typer.Option(help="Task to learn (morpho.tasks registry).")]
-PresetOpt = Annotated[str, typer.Option(help="small | base | anchor.")]
 StepsOpt = Annotated[Optional[int], typer.Option(help="Training steps.")]
-SeedOpt = Annotated[Optional[int], typer.Option(help="Seed for data, init and noise.")]
+SeedOpt = Annotated[
+    Optional[int], typer.Option(min=0, max=MAX_SEED, help="Seed for data, init and noise.")
+]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N.")]
 DataOpt = Annotated[Optional[Path], typer.Option(help="Train on this UTF-8 text file.")]
 CorpusOpt = Annotated[Optional[str], typer.Option(help="pydoc | stdlib (lang task).")]

@@ -89,16 +89,36 @@ class RunDir:
     def rewind(self, log_bytes: dict[str, int], step: int) -> None:
         """Cut the logs back to the given lengths and drop snapshots after ``step``.
 
-        A run killed after its last checkpoint may have logged further lines; a resumed
-        run writes them again, so they go first.
+        A run killed after its last checkpoint may have logged further lines (the last
+        one perhaps cut short); a resumed run writes them again, so they go first. A log
+        shorter than ``log_bytes`` is refused (:meth:`log_gap`): cutting it "back" would
+        pad it with NUL bytes.
         """
+        gap = self.log_gap(log_bytes)
+        if gap is not None:
+            raise ValueError(f"run {str(self.path)!r} cannot be rewound: {gap}")
         for name, size in log_bytes.items():
-            with open(self.path / name, "r+b") as f:
+            with open(self.path / name, "ab") as f:  # "ab": a missing empty log comes back
                 f.truncate(size)
         for snap in snapshot_paths(self.path):
             if int(snap.stem.split("_")[1]) > step:
                 snap.unlink()
         (self.path / "summary.json").unlink(missing_ok=True)
+
+    def log_gap(self, log_bytes: dict[str, int]) -> str | None:
+        """What keeps the logs from being cut back to ``log_bytes`` (the lengths a
+        checkpoint recorded): a log that is missing or shorter (it lost its tail in a crash
+        or on a full disk); None when every log reaches its length."""
+        for name, size in log_bytes.items():
+            path = self.path / name
+            if not path.is_file():
+                if size:
+                    return f"{name} is missing (the checkpoint recorded {size} bytes of it)"
+                continue
+            have = path.stat().st_size
+            if have < size:
+                return f"{name} ends {size - have} bytes before what the checkpoint recorded"
+        return None
 
     def create(self, config_toml: str) -> None:
         """Lay the run out beside ``path`` and move it in (replacing an old run whole)."""
@@ -130,8 +150,12 @@ class RunDir:
         self.write_text("summary.json", json.dumps(summary, indent=2) + "\n")
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
-        with open(self.path / name, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        path = self.path / name
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:  # a full disk fails the write with no file name: give it
+            raise OSError(e.errno, e.strerror, str(path)) from e
 
 
 # ------------------------------------------------------------------ output paths

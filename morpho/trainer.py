@@ -64,6 +64,9 @@ from morpho.rundir import RunDir
 from morpho.tasks import ClassifyTask, Task, task_kind
 from morpho.terms import StepContext, Term
 
+MAX_INT64 = 2**63 - 1  # the counters a checkpoint stores (steps, checkpoint_every)
+MAX_SEED = 2**32 - 1  # the range every generator a run seeds takes (numpy's is the narrowest)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -92,6 +95,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         require(self.steps >= 0, "train.steps", ">= 0", self.steps)
+        require(0 <= self.seed <= MAX_SEED, "train.seed", f"in [0, {MAX_SEED}]", self.seed)
+        for name in ("steps", "checkpoint_every"):  # counters a checkpoint stores as int64
+            value = getattr(self, name)
+            require(value <= MAX_INT64, f"train.{name}", f"<= {MAX_INT64}", value)
         for name in (
             "batch_size",
             "seq_len",

@@ -68,6 +68,7 @@ from morpho.grow import build_task, fit_to_task, grow
 from morpho.mechanisms import build_terms
 from morpho.network import Network
 from morpho.optim import build_optimizer
+from morpho.progress import StepLines
 from morpho.rundir import RunDir, read_jsonl
 from morpho.tasks import TASKS, task_kind
 from morpho.trainer import Callback, Model, Trainer, is_growing
@@ -338,7 +339,7 @@ def morpho_row(
     overwrite: bool,
     callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
-    counter = [*callbacks, FlopCounter()]
+    counter = [*callbacks, FlopCounter(), StepLines(name)]
     summary = grow(cfg, out / name, overwrite=overwrite, callbacks=counter)
     return {**_row(name, summary, out / name), "lr": cfg.train.lr}
 
@@ -369,7 +370,7 @@ def train_row(
         task,
         cfg.train,
         run=run,
-        callbacks=[*callbacks, FlopCounter()],
+        callbacks=[*callbacks, FlopCounter(), StepLines(name)],
         terms=terms,
     )
     run.create(dump_toml({**cfg.to_dict(), "model": _describe(model)}))

@@ -12,19 +12,29 @@ from typing import Annotated, Optional
 
 import typer
 
+from morpho.config import PRESETS
 from morpho.options import (
     ConfigOpt,
     CorpusOpt,
     DataOpt,
     DeviceOpt,
     OverwriteOpt,
-    PresetOpt,
     SeedOpt,
     StepsOpt,
     TaskOpt,
 )
+from morpho.trainer import MAX_SEED
+
+from .lang import BENCH_PRESETS
 
 MAX_SAMPLE = 100_000  # characters ``sample`` generates at most
+# every name ``bench --preset`` accepts: the run presets and the bench presets
+BenchPresetOpt = Annotated[
+    str,
+    typer.Option(
+        help=f"{' | '.join(PRESETS)}, or a bench preset (lang): {' | '.join(BENCH_PRESETS)}."
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -37,7 +47,7 @@ def sample(
     prompt: Annotated[str, typer.Option(help="Text to continue.")] = "",
     length: Annotated[int, typer.Option(help="Characters to generate.")] = 200,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.8,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Sampling seed.")] = 0,
 ) -> None:
     """Print text sampled from a lang run's final network."""
     from morpho.checkpoint import load_network
@@ -72,7 +82,7 @@ def sample(
 
 def bench(
     task: TaskOpt = "lang",
-    preset: PresetOpt = "small",
+    preset: BenchPresetOpt = "small",
     steps: StepsOpt = None,
     corpus: CorpusOpt = None,
     data: DataOpt = None,
@@ -96,7 +106,7 @@ def bench(
     ] = None,
 ) -> None:
     """Train morpho, morpho-fixed, each rule ablated, a Transformer and a GRU, count an
-    n-gram (lang); print a table. --preset also takes a bench preset: cpu (lang). On
+    n-gram (lang); print a table. On
     digits and mnist: morpho-reset, an MLP and (with gromo installed) GroMo instead.
 
     With --mechanisms, one more row per mechanism of the thermodynamic picture (on), to
@@ -141,6 +151,11 @@ def bench(
         )
     except ValueError as e:
         fail(str(e))
+        return
+    except ImportError as e:  # an optional dependency of the task (an extra)
+        from morpho.extras import missing_extra
+
+        fail(missing_extra(e, "this bench"))
         return
     except OSError as e:
         fail(f"{e.strerror or e} ({e.filename}); expected a writable output folder")

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from morpho.files import not_a_readable_file
+
 CORPORA = ("pydoc", "stdlib")
 
 BENCH_PRESETS: dict[str, dict[str, Any]] = {
@@ -92,8 +94,8 @@ def load_corpus(corpus: str = "pydoc", data: str | None = None) -> tuple[str, st
 
 def read_text_file(path: str) -> str:
     p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"--data file {path!r} does not exist; expected a UTF-8 text file")
+    if (why := not_a_readable_file(p)) is not None:
+        raise ValueError(f"--data file {path!r} {why}; expected a UTF-8 text file")
     raw = p.read_bytes()
     if not raw.strip():
         raise ValueError(f"--data file {path!r} is empty; expected a UTF-8 text file")

@@ -81,8 +81,8 @@ def stream(
     config: Annotated[
         Optional[Path],
         typer.Option(
-            help="TOML file: the keys of StreamConfig, [learn], [network], [train] and "
-            "[growth] tables; flags override it."
+            help="TOML file: the keys of StreamConfig, \\[learn], \\[network], \\[train] and "
+            "\\[growth] tables; flags override it."
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/stream"),
@@ -128,6 +128,11 @@ def stream(
         owner.claim()
     except ValueError as e:
         fail(str(e))
+        return
+    except ImportError as e:  # an optional dependency of the stream (an extra)
+        from morpho.extras import missing_extra
+
+        fail(missing_extra(e, "this stream"))
         return
     except OSError as e:
         fail(f"{e.strerror or e} ({e.filename}); expected a writable output folder")

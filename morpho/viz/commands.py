@@ -132,7 +132,10 @@ def export(
     ] = "vtp",
     out: Annotated[
         Optional[Path],
-        typer.Option(help="Folder (vtp) or file (graphml); default in <run>/export."),
+        typer.Option(
+            help="Folder (vtp) or file (graphml); default <run>/export/vtp or "
+            "<run>/export/tissue.graphml."
+        ),
     ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -182,10 +185,9 @@ def tensorboard(
 def _message(e: Exception) -> str:
     """One line for a refused command: a missing extra names the extra to install."""
     if isinstance(e, ImportError):
-        return (
-            f"this command needs the viz extra ({e.name or e} is not installed); "
-            "expected it installed: pip install 'morpho[viz]'"
-        )
+        from morpho.extras import missing_extra
+
+        return missing_extra(e)
     if isinstance(e, OSError):
         return f"{e.strerror or e} ({e.filename}); expected a writable output path"
     return str(e)

@@ -51,8 +51,8 @@ def export_vtp(
     overwrite: bool = False,
 ) -> Path:
     """One ``step_XXXXXXXX.vtp`` per snapshot and a ``run.pvd`` index in the folder ``out``
-    (default ``<run>/export``), written whole: a non-empty ``out`` is refused unless
-    ``overwrite``, and then replaced.
+    (default ``<run>/export/vtp``, beside GraphML's default file), written whole: a
+    non-empty ``out`` is refused unless ``overwrite``, and then replaced.
 
     Returns:
         The ``.pvd`` path.
@@ -61,7 +61,7 @@ def export_vtp(
 
     offscreen()  # pyvista settings only; nothing is drawn
     run = load_run(run_dir)
-    folder = Path(out) if out is not None else run.path / "export"
+    folder = Path(out) if out is not None else run.path / "export" / "vtp"
 
     def layout(staging: Path) -> None:
         entries = []

@@ -117,8 +117,13 @@ def _event_kinds(run: Run) -> list[str]:
     return list(event_counts(run.events))
 
 
+# the curves' own hues; events take the others, so no event is read as a curve
+CURVE_COLORS = {"train": PALETTE[0], "eval": PALETTE[1]}
+EVENT_COLORS = tuple(c for c in PALETTE if c not in CURVE_COLORS.values())
+
+
 def _kind_color(run: Run, kind: str) -> str:
-    return PALETTE[_event_kinds(run).index(kind) % len(PALETTE)]
+    return EVENT_COLORS[_event_kinds(run).index(kind) % len(EVENT_COLORS)]
 
 
 # (kind, key, label) of the loss curves: a language run's bpc; a classifier's loss in nats
@@ -134,7 +139,8 @@ def _metrics(fig: Figure, run: Run) -> None:
     for kind, key, label in LOSS_SERIES["acc" if classify else "bpc"]:
         steps, values = _series(run.metrics, kind, key)
         if len(steps):
-            ax.plot(steps, values, label=label, marker="o" if kind == "eval" else None, ms=3)
+            marker = "o" if kind == "eval" else None
+            ax.plot(steps, values, label=label, marker=marker, ms=3, color=CURVE_COLORS[kind])
     _mark_events(ax, run, label=True)
     ylabel = "cross-entropy (nats)" if classify else "bits per character"
     ax.set(xlabel="step", ylabel=ylabel, title="Loss, with topology events")
@@ -177,7 +183,7 @@ def _growth(fig: Figure, run: Run) -> None:
         steps, values = _series(run.metrics, "train", key)
         if not len(steps) and key != "params":  # no train records: count the snapshots
             steps, values = run.steps, np.array([getattr(s, f"n_{key}") for s in run.snapshots])
-        ax.plot(steps, values, drawstyle="steps-post", color=PALETTE[0])
+        ax.plot(steps, values, drawstyle="steps-post", color=CURVE_COLORS["train"])
         ax.set_ylabel("parameters" if key == "params" else key)
         _mark_events(ax, run, label=ax is axes[0])
     axes[0].set_title("Size of the tissue, with topology events")

@@ -166,3 +166,51 @@ def test_out_that_is_not_writable(tmp_path):
     result, _ = _grow(tmp_path, "--out", str(locked / "run"))
     assert result.exit_code == 2 and "not writable" in result.output
     assert list(locked.iterdir()) == []
+
+
+def _special(tmp_path, kind: str):
+    """A path that exists but is no regular file, and the words that must name it."""
+    if kind == "directory":
+        (tmp_path / "folder").mkdir()
+        return tmp_path / "folder", "is a directory"
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "pipe")
+        return tmp_path / "pipe", "is a FIFO"
+    return kind, "is a character device"  # /dev/null, /dev/zero
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "/dev/null", "/dev/zero"])
+@pytest.mark.parametrize(("flag", "expected"), [("--data", "text"), ("--config", "TOML")])
+def test_a_special_file_as_input_is_named_for_what_it_is(tmp_path, kind, flag, expected):
+    path, what = _special(tmp_path, kind)
+    result, out = _grow(tmp_path, flag, str(path), "--steps", "1")
+    _assert_refused(result, out, what, f"expected a UTF-8 {expected} file")
+    assert "does not exist" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--task", "digits", "--corpus", "stdlib"], ["'corpus'", "--corpus", "lang", "digits"]),
+        (["--task", "split-digits", "--data", "x.txt"], ["'data'", "--data", "split-digits"]),
+    ],
+)
+def test_an_option_of_another_task_is_refused_naming_both(tmp_path, args, fragments):
+    (tmp_path / "x.txt").write_text("some text " * 50)
+    result, out = _grow(tmp_path, *[str(tmp_path / a) if a == "x.txt" else a for a in args])
+    _assert_refused(result, out, *fragments)
+    assert "__init__" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "toml", "fragments"),
+    [
+        (["--seed", "99999999999999999999"], None, ["--seed", "4294967295"]),
+        (["--seed", "-1"], None, ["--seed", "0"]),
+        ([], "[train]\nseed = 99999999999999999999\n", ["train.seed", "4294967295"]),
+    ],
+)
+def test_a_huge_seed_is_range_checked_naming_the_flag(tmp_path, args, toml, fragments):
+    result, out = _grow(tmp_path, *args, toml=toml)
+    _assert_refused(result, out, *fragments)
+    assert "Overflow" not in result.output

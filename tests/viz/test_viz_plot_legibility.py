@@ -88,3 +88,30 @@ def test_heatmap_labels_its_colour_bar_and_contrasts_its_numbers(tmp_path: Path)
     assert ink["0"] == "white" and ink["100"] == "black"  # dark purple vs bright yellow
     close(fig)
     assert (tmp_path / "h.png").is_file()
+
+
+@pytest.mark.parametrize("draw", [plots._metrics, plots._growth])
+def test_event_colours_are_not_curve_colours(run: Run, draw) -> None:  # type: ignore[no-untyped-def]
+    """No event series takes a curve's hue (nor one close to it): a train or val curve
+    must not read as a connect or disconnect series."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    evals = [{"kind": "eval", "step": s, "val_bpc": 3.0 - s / 100} for s in (10, 20, 30)]
+    links = [{"step": 10 * k, "kind": kind, "cells": [0]} for k, kind in enumerate(LINKS, 1)]
+    run = Run(run.path, run.snapshots, [*run.metrics, *evals], [*run.events, *links])
+    fig = _figure(draw, run)
+    curves = {to_hex(line.get_color()) for ax in fig.axes for line in ax.get_lines()}
+    events = {
+        to_hex(c)
+        for ax in fig.axes
+        for coll in ax.collections
+        if isinstance(coll, LineCollection) and "events" in str(coll.get_label())
+        for c in coll.get_colors()
+    }
+    assert curves and len(events) >= 5
+    assert not curves & events, f"an event series shares a curve's colour: {curves & events}"
+    gap = min(np.linalg.norm(np.subtract(to_rgb(a), to_rgb(b))) for a in curves for b in events)
+    assert gap > 0.15, "an event colour is hard to tell from a curve's"
+
+
+LINKS = ("connect", "disconnect")

@@ -217,3 +217,20 @@ def test_clock_and_entropy_colour_choices(tmp_path) -> None:
     assert CHOICES["clock"].category == "every" and not CHOICES["clock"].cmap
     assert CHOICES["repr-entropy"].values(Snap(), {}).tolist() == [0.5, 1.0, 1.5, 2.0]
     assert CHOICES["repr-entropy"].cmap
+
+
+@pytest.mark.parametrize("order", [("graphml", "vtp"), ("vtp", "graphml")])
+def test_both_exports_fit_in_one_run_by_default(run_dir: Path, tmp_path: Path, order) -> None:  # type: ignore[no-untyped-def]
+    """Each format has its own default path: the second export neither is refused nor,
+    with --overwrite, deletes the first."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    for fmt in order:
+        result = invoke("export", run, "--format", fmt)
+        assert result.exit_code == 0, result.output
+    assert (run / "export" / "tissue.graphml").is_file()
+    assert (run / "export" / "vtp" / "run.pvd").is_file()
+    for fmt in order:
+        assert invoke("export", run, "--format", fmt, "--overwrite").exit_code == 0
+    assert (run / "export" / "tissue.graphml").is_file()
+    assert (run / "export" / "vtp" / "run.pvd").is_file()
