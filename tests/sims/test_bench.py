@@ -88,7 +88,8 @@ def test_tiny_bench_writes_every_row_at_the_same_budget(tmp_path: Path) -> None:
         "ngram",
     ]
     ngram = rows.pop("ngram")
-    assert set(ROW_KEYS) <= set(ngram) and 2 <= ngram["order"] <= 6
+    assert set(ROW_KEYS) <= set(ngram) and ngram["order"] >= 1
+    assert ngram["order"] < ngram["orders_tried"] or ngram["stopped"] != "validation"
     assert ngram["best_val_bpc"] == ngram["final_val_bpc"] and ngram["dense_train_flops"] == 0
     for r in rows.values():
         assert set(ROW_KEYS) <= set(r)
