@@ -260,3 +260,16 @@ def test_sized_peers_take_half_and_twice_morphos_parameters(tmp_path: Path) -> N
     assert abs(rows["gru-0.5x"]["params"] - grown / 2) <= 0.05 * grown
     assert abs(rows["transformer-2x"]["params"] - 2 * grown) <= 0.1 * grown
     assert rows["gru-0.5x"]["lr"] == 1e-2  # a sized peer takes its family's rate
+
+
+def test_the_stdlib_preset_reads_the_standard_library_at_the_cpu_windows() -> None:
+    cfg, lrs = bench_config("stdlib", None, {})
+    cpu, _ = bench_config("cpu", None, {})
+    assert cfg.task_options == {"corpus": "stdlib"} and lrs == BENCH_PRESETS["stdlib"]["lr"]
+    # the same eval windows as cpu, so the two presets share their count floor
+    assert (cfg.train.seq_len, cfg.train.batch_size, cfg.train.eval_batches) == (
+        cpu.train.seq_len,
+        cpu.train.batch_size,
+        cpu.train.eval_batches,
+    )
+    assert cfg.train.steps > cpu.train.steps
