@@ -332,6 +332,24 @@ def wall_figures(d: Path, target: float) -> dict[str, Any]:
     }
 
 
+def merge(seed_dir: Path, others: list[Path]) -> list[dict[str, Any]]:
+    """The rows of ``seed_dir/bench.json`` and of each other output's (rows trained in
+    parallel processes), the others' run directories linked in; rewrites the bench.json."""
+    rows = {r["name"]: r for r in json.loads((seed_dir / "bench.json").read_text())["rows"]}
+    for other in others:
+        for r in json.loads((other / "bench.json").read_text())["rows"]:
+            if r["name"] in rows or r.get("reused"):
+                continue
+            link = seed_dir / r["name"]
+            if not link.exists():
+                link.symlink_to((other / r["name"]).resolve())
+            rows[r["name"]] = r
+    bench = json.loads((seed_dir / "bench.json").read_text())
+    bench["rows"] = list(rows.values())
+    (seed_dir / "bench.json").write_text(json.dumps(bench, indent=2) + "\n")
+    return bench["rows"]
+
+
 def parse_pairs(items: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in items:
@@ -362,6 +380,13 @@ def main() -> None:
     )
     ap.add_argument("--report", action="store_true", help="only read OUT's runs and report")
     ap.add_argument(
+        "--merge",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="with --report: rows of these outputs (same seeds) linked into OUT first",
+    )
+    ap.add_argument(
         "--reuse-grown", action="store_true", help="keep OUT/<seed>/grown when it has finished"
     )
     ap.add_argument("--out", type=Path, required=True)
@@ -377,8 +402,7 @@ def main() -> None:
     rows = tuple(a.rows or DEFAULT_ROWS)
     rows = tuple(r for r in rows if not (a.no_scratch_at_flops and r == "scratch@flops"))
     if a.report:
-        rows_by_seed = {s: json.loads((a.out / str(s) / "bench.json").read_text())["rows"]
-                        for s in a.seeds}  # fmt: skip
+        rows_by_seed = {s: merge(a.out / str(s), [m / str(s) for m in a.merge]) for s in a.seeds}
     else:
         rows_by_seed = {
             s: run_seed(cfgs, a.out / str(s), s, lrs, a.stack, rows, a.reuse_grown) for s in a.seeds
@@ -392,11 +416,7 @@ def main() -> None:
         **figures(a.out, a.seeds, a.stack),
         "machine": machine(),
     }
-    name = (
-        "saving.json"
-        if not a.report and len(a.seeds) > 1
-        else f"saving-{'-'.join(map(str, a.seeds))}.json"
-    )
+    name = "saving.json" if len(a.seeds) > 1 else f"saving-{'-'.join(map(str, a.seeds))}.json"
     (a.out / name).write_text(json.dumps(result, indent=2, default=str) + "\n")
     for rec in result["per_seed"]:
         fmt = lambda v: "never" if v is None else f"{v:+.1%}"  # noqa: E731
