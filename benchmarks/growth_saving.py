@@ -367,6 +367,7 @@ def main() -> None:
     ap.add_argument("--preset", default="wide")
     ap.add_argument("--grow", type=Path, help="TOML overrides of the preset for the grown run")
     ap.add_argument("--corpus", default="pydoc")
+    ap.add_argument("--data", help="a UTF-8 text file instead of --corpus")
     ap.add_argument("--steps", type=int, help="the static rows' budget (default: the preset's)")
     ap.add_argument("--grown-steps", type=int, help="the grown run's steps (default: --steps)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -391,7 +392,9 @@ def main() -> None:
     )
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    cfg, _ = bench_config(a.preset, None, {"task_options": {"corpus": a.corpus}})
+    cfg, _ = bench_config(
+        a.preset, None, {"task_options": {"data": a.data} if a.data else {"corpus": a.corpus}}
+    )
     if a.steps:
         cfg = cfg.merged({"train": {"steps": a.steps}})
     grow_cfg = cfg.merged(load_toml(a.grow)) if a.grow else cfg
