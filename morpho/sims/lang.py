@@ -63,14 +63,14 @@ BENCH_PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     "stdlib": {
-        # The standard library's source (~11 M characters, ~10 M to train on): text a count
-        # model cannot memorise in a few epochs, so a network has room to beat it. Designed,
-        # not yet run to the end: the count floor at these windows (the cpu preset's) is
-        # the stdlib ngram row of BENCHMARKS.md ("Do the tissue's signals decide?"), and a
-        # 400k-parameter GRU at 3,000 steps of 32×128 reached 1.784 there, still falling;
-        # 8,000 steps (3.3 epochs) at ~515k parameters are meant to reach >= 0.1 bpc below
-        # the floor. About 7 hours for the four neural rows on one loaded core; resume a
-        # row with --checkpoint-every. Rates: the cpu preset's (not swept at this budget).
+        # The standard library's source (~11 M characters, ~10 M to train on), at the cpu
+        # preset's windows. Designed, not yet run to the end, and probably short of its aim
+        # (>= 0.1 bpc below the count floor): with the order search open the floor is far
+        # lower than an order-6/7 n-gram says — 1.696 bpc at order 16 at the wide preset's
+        # 64-character windows (BENCHMARKS.md, "Do the tissue's signals decide?") — while a
+        # 400k-parameter GRU at 3,000 steps of 32×128 reached 1.784, still falling. 8,000
+        # steps (3.3 epochs) at ~515k parameters: about 7 hours for the four neural rows on
+        # one loaded core. Rates: the cpu preset's (not swept at this budget).
         "base": "small",
         "config": {
             "task_options": {"corpus": "stdlib"},
