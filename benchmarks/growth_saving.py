@@ -105,6 +105,11 @@ class WallClock(Callback):
             line = {"kind": "wall", "step": step, "seconds": seconds, "val_bpc": record["val_bpc"]}
             trainer.run.log_metrics(line)
 
+    def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        last = trainer.state.last_eval  # the final evaluation, as the FLOPs lines log it
+        if last:
+            self.on_eval(trainer, trainer.step, last)
+
 
 def read_wall(run: Path) -> Curve:
     """Val bpc against wall seconds (the ``wall`` lines)."""
@@ -325,6 +330,7 @@ def wall_figures(d: Path, target: float) -> dict[str, Any]:
         g, sc = read_wall(d / "grown"), read_wall(d / "scratch")
     except (ValueError, FileNotFoundError):
         return {}
+    target = max(target, sc.best)  # the evaluations the wall lines saw
     return {
         "wall_saving": saving(g, sc, target),
         "grown_seconds": g.total,
@@ -336,7 +342,7 @@ def merge(seed_dir: Path, others: list[Path]) -> list[dict[str, Any]]:
     """The rows of ``seed_dir/bench.json`` and of each other output's (rows trained in
     parallel processes), the others' run directories linked in; rewrites the bench.json."""
     rows = {r["name"]: r for r in json.loads((seed_dir / "bench.json").read_text())["rows"]}
-    for other in others:
+    for other in (o for o in others if (o / "bench.json").exists()):
         for r in json.loads((other / "bench.json").read_text())["rows"]:
             if r["name"] in rows or r.get("reused"):
                 continue
