@@ -66,9 +66,9 @@ BENCH_PRESETS: dict[str, dict[str, Any]] = {
         # The standard library's source (~11 M characters, ~10 M to train on), at the cpu
         # preset's windows. Designed, not yet run to the end, and probably short of its aim
         # (>= 0.1 bpc below the count floor): with the order search open the floor is far
-        # lower than an order-6/7 n-gram says — 1.696 bpc at order 16 at the wide preset's
-        # 64-character windows (BENCHMARKS.md, "Do the tissue's signals decide?") — while a
-        # 400k-parameter GRU at 3,000 steps of 32×128 reached 1.784, still falling. 8,000
+        # lower than an order-6/7 n-gram says — 1.727 bpc at order 15 at these windows
+        # (BENCHMARKS.md, "Do the tissue's signals decide?") — while a 400k-parameter GRU
+        # at 3,000 steps of 32×128 reached 1.784, still falling. 8,000
         # steps (3.3 epochs) at ~515k parameters: about 7 hours for the four neural rows on
         # one loaded core. Rates: the cpu preset's (not swept at this budget).
         "base": "small",
