@@ -15,7 +15,7 @@ on the whole training split and scored once on the test split. Only that row rea
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import torch
@@ -44,7 +44,19 @@ def accuracy(f_tr: Tensor, y_tr: Tensor, f_te: Tensor, y_te: Tensor, ridge: floa
     return 100 * float(((f_te.double() @ w).argmax(1) == y_te).double().mean())
 
 
-def designs(stream: Stream, seed: int) -> list[Design]:
+def composed(
+    outer: Callable[[Tensor], Tensor], inner: Callable[[Tensor], Tensor]
+) -> Callable[[Tensor], Tensor]:
+    """``x ↦ outer(inner(x))``."""
+    return lambda x: outer(inner(x))
+
+
+def designs(
+    stream: Stream,
+    seed: int,
+    widths: Sequence[int] = (1024, 2048),
+    pixel_widths: Sequence[int] = (1280, 2048),
+) -> list[Design]:
     """Every feature map compared, each built from the training data it is fit on."""
     cfg = StreamConfig(stream=stream.name)
     task = StreamOnTrainer(stream, stream, steps_for(stream, 4, cfg.train.batch_size))
@@ -65,15 +77,14 @@ def designs(stream: Stream, seed: int) -> list[Design]:
             out.append((f"{tissue} expand     -", raw))
             if cell_readout:
                 d_in = raw(stream.tasks[0].x_train[:1]).shape[1]
-                for width in (1024, 2048):
+                for width in widths:
                     e = RandomExpansion(d_in, width, seed)
-                    out.append((f"{tissue} expand {width:5}", lambda x, e=e, r=raw: e(r(x))))
+                    out.append((f"{tissue} expand {width:5}", composed(e, raw)))
     pixels = stream.tasks[0].x_train[0].numel()
-    for width in (1280, 2048):
+    for width in pixel_widths:
         e = RandomExpansion(pixels, width, seed)
-        out.append(
-            (f"random ReLU layer over the pixels, width {width:5}", lambda x, e=e: e(x.flatten(1)))
-        )
+        name = f"random ReLU layer over the pixels, width {width:5}"
+        out.append((name, composed(e, lambda x: x.flatten(1))))
     return out
 
 
@@ -82,14 +93,20 @@ def main() -> None:
     p.add_argument("--stream", default="split-digits", choices=("split-digits", "split-mnist"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ridges", default="1e-2,1e-3,1e-4,1e-5")
+    p.add_argument("--widths", default="1024,2048", help="random expansions of the cells")
+    p.add_argument("--pixel-widths", default="1280,2048", help="random layers over pixels")
+    p.add_argument("--max-train", type=int, default=0, help="examples per task (0: all)")
     a = p.parse_args()
     torch.set_num_threads(1)
     ridges = [float(r) for r in a.ridges.split(",")]
-    val, test = build_stream(a.stream, "class", validation=True), build_stream(a.stream, "class")
+    widths = [int(w) for w in a.widths.split(",") if w]
+    pixel_widths = [int(w) for w in a.pixel_widths.split(",") if w]
+    val = build_stream(a.stream, "class", validation=True, max_train=a.max_train)
+    test = build_stream(a.stream, "class", max_train=a.max_train)
     x_fit, y_fit, x_val, y_val = joined(val)
     print(f"{a.stream}: validation accuracy % of one ridge fit on all tasks; ridges {ridges}")
     best: tuple[float, str, float] = (-1.0, "", 0.0)
-    for name, fmap in designs(val, a.seed):
+    for name, fmap in designs(val, a.seed, widths, pixel_widths):
         f_fit, f_val = fmap(x_fit), fmap(x_val)
         scores = [accuracy(f_fit, y_fit, f_val, y_val, r) for r in ridges]
         print(f"  {name}  D={f_fit.shape[1]:5}: {' / '.join(f'{s:.1f}' for s in scores)}")
@@ -98,7 +115,9 @@ def main() -> None:
         if scores[top] > best[0]:
             best = (scores[top], name, ridges[top])
     score, name, ridge = best
-    chosen = dict(designs(test, a.seed))[name]  # rebuilt from the whole training split
+    chosen = dict(designs(test, a.seed, widths, pixel_widths))[
+        name
+    ]  # rebuilt from the whole training split
     x_tr, y_tr, x_te, y_te = joined(test)
     acc = accuracy(chosen(x_tr), y_tr, chosen(x_te), y_te, ridge)
     print(f"chosen on validation: {name.strip()}, ridge {ridge:g} (validation {score:.1f})")

@@ -385,7 +385,7 @@ def tune(name: str, sname: str, h: int, seeds: int, echo: Callable = print) -> d
     scores = {}
     for value in grid:
         accs = [
-            run_strategy(name, val, h, replace(LearnConfig(seed=s), **{field_name: value}))[
+            run_strategy(name, val, h, replace(LearnConfig(seed=s), **{field_name: value}))[  # type: ignore[arg-type]
                 "avg_accuracy"
             ]
             for s in range(seeds)

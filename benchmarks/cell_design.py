@@ -30,7 +30,7 @@ from morpho.config import RunConfig
 from morpho.network import Network, NetworkConfig
 from morpho.sims.baselines import build_baseline
 from morpho.sims.lang import LangTask
-from morpho.trainer import Callback, Trainer, build_optimizer
+from morpho.trainer import Callback, Model, Trainer
 
 # wide variants: overrides of the wide cell's defaults (D 96, 1-1-1-1, selective recurrence,
 # 4-tap conv, output gate, attention, demon gate, MLP ×2); d_cell is then sized to --params.
@@ -59,7 +59,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def build(name: str, vocab_size: int, seed: int, target: int) -> torch.nn.Module:
+def build(name: str, vocab_size: int, seed: int, target: int) -> Network | Model:
     """The model of variant ``name`` with about ``target`` parameters."""
     if name == "seed":
         return Network(NetworkConfig(vocab_size=vocab_size, seed=seed))
@@ -76,7 +76,7 @@ NETWORK_KEYS = ("d_stream", "level_sizes", "mlp_ratio")  # [network] keys; the r
 
 def wide_config(vocab_size: int, seed: int, overrides: dict[str, Any]) -> NetworkConfig:
     """The network config of a wide variant (D 96, 1-1-1-1 unless overridden)."""
-    net = {"d_stream": 96, "level_sizes": (1, 1, 1, 1)}
+    net: dict[str, Any] = {"d_stream": 96, "level_sizes": (1, 1, 1, 1)}
     net.update({k: v for k, v in overrides.items() if k in NETWORK_KEYS})
     options = {k: v for k, v in overrides.items() if k not in NETWORK_KEYS}
     return NetworkConfig(
@@ -137,19 +137,16 @@ def throughput(names: list[str], args: argparse.Namespace) -> None:
     cfg = replace(RunConfig.preset(args.preset).train, lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     models = [build(n, task.vocab_size, 0, args.params) for n in names]
-    opts = [build_optimizer(m, cfg) for m in models]
+    trainers = [Trainer(m, task, cfg) for m in models]  # each step: the run's objective
     times: list[list[float]] = [[] for _ in models]
     for step in range(args.timing_steps):
         x, y = task.batch("train", cfg.batch_size, cfg.seq_len, gen)
-        for i, (m, opt) in enumerate(zip(models, opts, strict=True)):
+        for i, tr in enumerate(trainers):
             t0 = time.perf_counter()
-            logits = m(x)
-            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
-            aux = getattr(m, "aux_loss", None)
-            loss = loss + cfg.aux_weight * aux if aux is not None else loss
-            opt.zero_grad(set_to_none=True)
+            loss, _, _ = tr.loss(x, y)
+            tr.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            tr.optimizer.step()
             if step >= 3:  # warm-up steps left out
                 times[i].append(time.perf_counter() - t0)
     tokens = cfg.batch_size * cfg.seq_len

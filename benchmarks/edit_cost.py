@@ -22,17 +22,16 @@ import platform
 import pstats
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from throughput import objective
 
 import morpho
-from morpho.config import TrainConfig
 from morpho.network import Network, NetworkConfig
 from morpho.tissue import HIDDEN
-from morpho.trainer import build_optimizer
+from morpho.trainer import TrainConfig, build_optimizer
 
 VOCAB = 64
 
@@ -64,11 +63,11 @@ def make_step(
     device: torch.device | None = None,
 ) -> Callable[[], None]:
     gen = torch.Generator().manual_seed(0)
+    loss_of = objective(net, VOCAB, device or torch.device("cpu"))  # the run's objective
 
     def step() -> None:
         x = torch.randint(0, VOCAB, (args.batch, args.seq_len + 1), generator=gen).to(device)
-        logits = net(x[:, :-1])
-        loss = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten()) + 0.1 * net.aux_loss
+        loss = loss_of(x[:, :-1], x[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -148,7 +147,7 @@ def profile_edits(edits: dict[str, Callable[[], None]], repeats: int) -> None:
         print(f"--- profile of {repeats} x {name}\n{buf.getvalue()}")
 
 
-def growth_exponent(cells: list[int], seconds: list[float]) -> float:
+def growth_exponent(cells: Sequence[float], seconds: Sequence[float]) -> float:
     """Slope of log(seconds) against log(cells)."""
     return float(np.polyfit(np.log(cells), np.log(seconds), 1)[0])
 

@@ -53,12 +53,13 @@ from typing import Any
 import torch
 
 from morpho.checkpoint import load_network
-from morpho.config import RunConfig, load_toml
+from morpho.config import RunConfig
+from morpho.files import load_toml
 from morpho.grow import build_task
 from morpho.network import Network
 from morpho.rundir import read_jsonl
 from morpho.sims.baselines import StackAt, build_baseline, build_stack_peer
-from morpho.sims.bench import _morpho_row, _train_row, bench_config, machine, with_eval_points
+from morpho.sims.bench import bench_config, machine, morpho_row, train_row, with_eval_points
 from morpho.sims.saving import Curve, loss_at, paired, read_curve, saving
 from morpho.trainer import Callback, Trainer
 
@@ -152,14 +153,15 @@ def run_seed(
     clock = [WallClock()]
     final_pt = out / "grown" / "checkpoints" / "final.pt"
     if reuse and final_pt.exists():  # rows beside a grown run trained elsewhere
-        grown = {"name": "grown", "params": load_network(final_pt)[0].n_params(), "reused": True}
+        params = load_network(final_pt)[0].n_params()
+        grown: dict[str, Any] = {"name": "grown", "params": params, "reused": True}
     else:
-        grown = _morpho_row("grown", row_cfg(grow_cfg, lrs.get("grown")), out, True, clock)
+        grown = morpho_row("grown", row_cfg(grow_cfg, lrs.get("grown")), out, True, clock)
     done["grown"] = grown
     trace = str(out / "grown" / "events.jsonl")
     for name in (r for r in CONTROLS if r in rows):  # the same events, read from no signal
         ctl = grow_cfg.merged({"growth": {"control": name, "control_from": trace}})
-        done[name] = _morpho_row(name, row_cfg(ctl, lrs.get(name, lrs.get("grown"))), out, True,
+        done[name] = morpho_row(name, row_cfg(ctl, lrs.get(name, lrs.get("grown"))), out, True,
                                  [WallClock()])  # fmt: skip
     final, _ = load_network(out / "grown" / "checkpoints" / "final.pt")
     fixed = cfg.merged({"growth": {"enabled": False}})
@@ -179,7 +181,7 @@ def run_seed(
         net_cfg = net_cfg or (plain if name == "scratch-plain" else final.cfg)
         net = Network(net_cfg, tissue=final.tissue.clone())
         c = with_eval_points(row_cfg(fixed, lrs.get(name, lrs.get("scratch")), steps=steps), 24)
-        return _train_row(name, net, c, task, out / name, True, [WallClock()])
+        return train_row(name, net, c, task, out / name, True, [WallClock()])
 
     if "scratch" in rows or "scratch@flops" in rows:
         done["scratch"] = scratch("scratch", cfg.train.steps)
@@ -196,13 +198,13 @@ def run_seed(
         params = grown["params"]
         model = build_baseline("transformer", task.vocab_size, params, seed=seed)
         lr_t = lrs.get("transformer")
-        done["transformer"] = _train_row(
+        done["transformer"] = train_row(
             "transformer", model, row_cfg(cfg, lr_t), task, out / "transformer", True
         )
         peer = build_stack_peer(task.vocab_size, params, seed=seed)
         at = StackAt(max(1, round(STACK_AT * cfg.train.steps)))
         lr_s = lrs.get("transformer-stack", lr_t)
-        done["transformer-stack"] = _train_row(
+        done["transformer-stack"] = train_row(
             "transformer-stack",
             peer,
             row_cfg(cfg, lr_s),
@@ -213,7 +215,7 @@ def run_seed(
         )
     if "gru" in rows and lrs.get("gru") is not None:  # the other static peer, when given a rate
         model = build_baseline("gru", task.vocab_size, grown["params"], seed=seed)
-        done["gru"] = _train_row("gru", model, row_cfg(cfg, lrs["gru"]), task, out / "gru", True)
+        done["gru"] = train_row("gru", model, row_cfg(cfg, lrs["gru"]), task, out / "gru", True)
     write_bench(out, done, cfg)
     return done
 
@@ -410,6 +412,7 @@ def main() -> None:
     lrs = parse_pairs(a.lr)
     rows = tuple(a.rows or DEFAULT_ROWS)
     rows = tuple(r for r in rows if not (a.no_scratch_at_flops and r == "scratch@flops"))
+    rows_by_seed: dict[int, Any]
     if a.report:
         rows_by_seed = {s: merge(a.out / str(s), [m / str(s) for m in a.merge]) for s in a.seeds}
     else:

@@ -47,7 +47,7 @@ def load(paths: list[str]) -> list[dict[str, Any]]:
 
 def partial_bench(path: Path) -> dict[str, Any]:
     """The finished rows of a bench without ``bench.json`` (its rows' summaries)."""
-    from morpho.sims.bench import _metric_keys, reach_table
+    from morpho.sims.bench import metric_keys, reach_table
 
     rows = []
     for name in ORDER:
@@ -55,7 +55,7 @@ def partial_bench(path: Path) -> dict[str, Any]:
         if summary.is_file():
             s = json.loads(summary.read_text())
             keep = ("params", "dense_train_flops")
-            rows.append({"name": name, **{k: s[k] for k in keep}, **_metric_keys(s)})
+            rows.append({"name": name, **{k: s[k] for k in keep}, **metric_keys(s)})
     config = tomllib.loads((path / "morpho" / "config.toml").read_text())
     return {"rows": rows, "reach": reach_table(path, rows), "config": config}
 

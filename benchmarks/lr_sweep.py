@@ -20,7 +20,7 @@ import torch
 from morpho.config import RunConfig
 from morpho.grow import build_network, build_task
 from morpho.sims.baselines import StackAt, build_baseline, build_stack_peer
-from morpho.sims.bench import _train_row, with_eval_points
+from morpho.sims.bench import train_row, with_eval_points
 
 GRIDS = {
     "fixed": (7.5e-3, 1.5e-2, 3e-2),
@@ -36,9 +36,11 @@ def main() -> None:
     ap.add_argument("--corpus", default="pydoc")
     ap.add_argument("--rows", nargs="*", default=list(GRIDS), choices=list(GRIDS))
     ap.add_argument("--out", type=Path, default=Path("runs/lr-sweep"))
+    ap.add_argument("--steps", type=int, default=0, help="override the preset's steps")
     a = ap.parse_args()
+    steps = {"train": {"steps": a.steps}} if a.steps else {}
     base = RunConfig.preset(a.preset).merged(
-        {"growth": {"enabled": False}, "task_options": {"corpus": a.corpus}}
+        {"growth": {"enabled": False}, "task_options": {"corpus": a.corpus}, **steps}
     )
     base = with_eval_points(base, 24)
     task = build_task(base)
@@ -49,6 +51,7 @@ def main() -> None:
         for lr in GRIDS[row]:
             cfg = base.merged({"train": {"lr": lr}})
             callbacks = []
+            model: torch.nn.Module
             if row == "fixed":
                 torch.manual_seed(base.train.seed)
                 model = build_network(base, task.vocab_size)
@@ -58,7 +61,7 @@ def main() -> None:
             else:
                 model = build_baseline(row, task.vocab_size, params, seed=0)
             out = a.out / f"{row}-{lr:g}"
-            r = _train_row(row, model, cfg, task, out, True, callbacks)
+            r = train_row(row, model, cfg, task, out, True, callbacks)
             bpc = float(r["best_val_bpc"])
             print(json.dumps({"row": row, "lr": lr, "params": r["params"], "best_val_bpc": bpc}))
             if row not in best or bpc < best[row][1]:

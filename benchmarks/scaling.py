@@ -39,9 +39,8 @@ import torch
 from edit_cost import build, growth_exponent, make_edits, make_step, run_sizes, timed
 from throughput import reset_peak_rss, resident
 
-from morpho.config import TrainConfig
 from morpho.network import Network
-from morpho.trainer import build_optimizer
+from morpho.trainer import TrainConfig, build_optimizer
 
 EDITS = ("split", "remove", "connect")
 

@@ -42,8 +42,9 @@ def reinit(model: CharTransformer, init: str) -> None:
         return
     if init == "torch":
         for m in model.modules():
-            if m is not model and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+            reset = getattr(m, "reset_parameters", None)
+            if m is not model and callable(reset):
+                reset()
         return
     for name, p in model.named_parameters():
         if p.dim() == 2 and not name.startswith("embed"):

@@ -47,17 +47,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from morpho.cells import LevelOutput
 from morpho.cells_thermo import DENSE_CROSSOVER
-from morpho.config import RunConfig, TrainConfig
+from morpho.config import RunConfig
 from morpho.network import Network, NetworkConfig
 from morpho.sims.baselines import MODELS, CharTransformer, baseline_config, build_baseline
-from morpho.trainer import build_optimizer
+from morpho.trainer import Model, TrainConfig, Trainer, build_optimizer
 
 CLOSED_GATE_BIAS = -20.0  # σ(-20 + log-surprise) ≈ 0: the demon keeps every core shut
 OPEN_GATE_BIAS = 20.0  # σ(20 + log-surprise) ≈ 1: every core open
@@ -108,7 +107,7 @@ def params_for_flops(flops: float, args: argparse.Namespace) -> int:
     return min((lo, hi), key=lambda p: abs(transformer_flops(p, args) - flops))
 
 
-def build_models(args: argparse.Namespace) -> dict[str, nn.Module]:
+def build_models(args: argparse.Namespace) -> dict[str, Any]:  # Networks and baselines
     net = build_morpho(args)
     flops = net.flops_per_token(args.seq, gate=1.0)
     shut = {"morpho gates shut": build_morpho(args, gates_shut=True)} if "gate" in net.banks else {}
@@ -122,16 +121,47 @@ def build_models(args: argparse.Namespace) -> dict[str, nn.Module]:
     }
 
 
-def make_step(model: nn.Module, device: torch.device) -> Callable[[torch.Tensor], None]:
+class RandomTokens:
+    """A language task of uniform random token ids: what a timed step trains on."""
+
+    name = "random-tokens"
+
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+
+    def batch(
+        self, split: str, batch_size: int, seq_len: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randint(0, self.vocab_size, (batch_size, seq_len + 1), generator=generator)
+        return x[:, :-1], x[:, 1:]  # (B, T) each
+
+    def eval_batches(
+        self, n_batches: int, batch_size: int, seq_len: int
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        gen = torch.Generator().manual_seed(0)
+        return [self.batch("val", batch_size, seq_len, gen) for _ in range(n_batches)]
+
+    def describe(self) -> dict[str, object]:
+        return {"vocab_size": self.vocab_size}
+
+
+def objective(
+    model: Model, vocab: int, device: torch.device
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss a training run minimises for ``model`` (:meth:`Trainer.loss`: cross-entropy
+    and, for a growing network, its cells' prediction loss and gate penalty)."""
+    trainer = Trainer(model, RandomTokens(vocab), TrainConfig(device=str(device)))
+    return lambda x, y: trainer.loss(x, y)[0]
+
+
+def make_step(model: Any, device: torch.device, vocab: int) -> Callable[[torch.Tensor], None]:
+    """One training step of ``model`` on a (B, T + 1) batch of ids below ``vocab``."""
     model.to(device)
     opt = build_optimizer(model, TrainConfig())
+    loss_of = objective(model, vocab, device)
 
     def step(x: torch.Tensor) -> None:
-        logits = model(x[:, :-1])  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten())
-        aux = getattr(model, "aux_loss", None)
-        if aux is not None:
-            loss = loss + 0.1 * aux
+        loss = loss_of(x[:, :-1], x[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -180,10 +210,10 @@ def in_turn(
 
 
 def time_side_by_side(
-    models: dict[str, nn.Module], args: argparse.Namespace, device: torch.device
+    models: dict[str, Any], args: argparse.Namespace, device: torch.device
 ) -> dict[str, float]:
     """Median seconds per step of each model; one step of each in turn on the same batch."""
-    steps = [make_step(m, device) for m in models.values()]
+    steps = [make_step(m, device, args.vocab) for m in models.values()]
     return dict(zip(models, in_turn(steps, batches(args, device), args, device), strict=True))
 
 
@@ -205,7 +235,7 @@ def peak_memory_child(name: str, args: argparse.Namespace) -> int:
     """Bytes of training high-water mark of model ``name`` alone (run in a subprocess)."""
     device = torch.device(args.device)
     model = build_models(args)[name]
-    step = make_step(model, device)
+    step = make_step(model, device, args.vocab)
     data = batches(args, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -226,7 +256,7 @@ def peak_memory(name: str, args: argparse.Namespace) -> int:
 
 
 def report(
-    models: dict[str, nn.Module],
+    models: dict[str, Any],
     secs: dict[str, float],
     mem: dict[str, int],
     args: argparse.Namespace,
@@ -406,7 +436,7 @@ def time_backward(
     sparse model on the first and the last timed batch. After each (timed) step the
     calibrated parameters are put back (untimed), so that training does not move the open
     share away from its target during the measurement (AdamW's state carries on)."""
-    steps = [make_step(m, device) for m in pair]
+    steps = [make_step(m, device, args.vocab) for m in pair]
     calibrated = [{k: v.clone() for k, v in m.state_dict().items()} for m in pair]
     data = batches(args, device)
     first = measured_open(pair[0], data[args.warmup][:, :-1], args.gate_skip)

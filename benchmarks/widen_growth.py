@@ -35,7 +35,7 @@ from morpho.rundir import read_jsonl
 INTERVAL = 25  # steps between growth checks
 
 
-def rows(at: list[int], steps: int) -> dict[str, dict[str, Any]]:
+def rows(at: list[int], steps: int, interval: int = INTERVAL) -> dict[str, dict[str, Any]]:
     """The configs of every row, as overrides of the wide preset."""
     narrow = {"network": {"d_cell": 19, "n_heads": 1}}
     out: dict[str, dict[str, Any]] = {
@@ -49,11 +49,11 @@ def rows(at: list[int], steps: int) -> dict[str, dict[str, Any]]:
     }
     for s in at:  # the rule needs two checks of history: its first check with one is at s
         rule = {"to": 38, "tolerance": 1e9, "patience": 1, "max_fraction": s / steps}
-        growth = {"rules": ["widen"], "start": s - INTERVAL, "interval": INTERVAL, "widen": rule}
+        growth = {"rules": ["widen"], "start": s - interval, "interval": interval, "widen": rule}
         out[f"widen@{s}"] = {**narrow, "growth": growth}
         rescaled = {"d_cell": 19, "n_heads": 1, "cell_options": {"widen_norms": "rescale"}}
         out[f"widen@{s}-rescale"] = {"network": rescaled, "growth": growth}
-    plateau = {"rules": ["widen"], "start": 50, "interval": INTERVAL, "widen": {"to": 38}}
+    plateau = {"rules": ["widen"], "start": 2 * interval, "interval": interval, "widen": {"to": 38}}
     out["widen-plateau"] = {**narrow, "growth": plateau}
     return out
 
@@ -94,9 +94,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--at", type=int, nargs="*", default=[150])
     parser.add_argument("--rows", nargs="*", default=None, help="rows to run (default: all)")
+    parser.add_argument("--interval", type=int, default=INTERVAL, help="steps between checks")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, overrides in rows(args.at, args.steps).items():
+    for name, overrides in rows(args.at, args.steps, args.interval).items():
         if args.rows and name not in args.rows:
             continue
         record = run_row(name, overrides, args)

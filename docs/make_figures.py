@@ -29,6 +29,10 @@ minutes on 2 CPU cores: four small runs and a two-row bench):
     docs/stream_heatmap_replay.png  --methods morpho,replay,naive (seed 0, short budget, the
     docs/stream_tasks.png           defaults): two heatmaps and accuracy_per_task.png
 
+    docs/lang_domains_growth.png  morpho grow --task lang-domains --preset wide --config
+                              benchmarks/lang_domains.toml --seed 0, then morpho render RUN
+                              --frame 600 --color domain (cells by the domain they were
+                              born for: pydoc 0, stdlib 1, csv 2)
     docs/growth_page.png      morpho render RUN --out RUN.html --color gate (the seed-0 run),
                               a screenshot in headless Chromium with one cell clicked; and
                               the page of the first seed's run of morpho stream --stream
@@ -36,7 +40,7 @@ minutes on 2 CPU cores: four small runs and a two-row bench):
 
 ``--only NAME …`` regenerates a subset: ``lang`` (the first five), ``saving``, ``controls``,
 ``images`` (an hour on 2 cores: the MNIST bench), ``stream`` (a minute), ``page`` (the pages
-and their screenshot; needs chromium).
+and their screenshot; needs chromium), ``lang-domains`` (four minutes).
 
 The runs' one-line summaries are printed, so the README's captions can be checked.
 """
@@ -197,6 +201,28 @@ def images(work: Path) -> None:
         plots(bench, {"accuracy_vs_flops": f"images_{task}.png"})
 
 
+def lang_domains(work: Path) -> None:
+    """The language-domain stream's tissue at its end, cells coloured by birth domain."""
+    run = work / "lang-domains"
+    config = DOCS.parent / "benchmarks" / "lang_domains.toml"
+    morpho(
+        "grow",
+        "--task",
+        "lang-domains",
+        "--preset",
+        "wide",
+        "--config",
+        config,
+        "--seed",
+        0,
+        "--quiet",
+        "--out",
+        run,
+        "--overwrite",
+    )
+    still(run, 600, "domain", "lang_domains_growth.png")
+
+
 def page(work: Path) -> None:
     """Interactive pages of the README's main run and of a lang-domains stream's run, and a
     screenshot of the first with a newborn cell clicked."""
@@ -241,6 +267,7 @@ GROUPS = {
     "images": images,
     "stream": stream,
     "page": page,
+    "lang-domains": lang_domains,
 }
 
 

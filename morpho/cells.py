@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from morpho.coerce import from_dict, reject_unknown
 from morpho.registry import Registry
 
 if TYPE_CHECKING:
@@ -154,19 +155,14 @@ class CellType:
             ValueError: ``[network.cell_options]`` holds a key that is not a field of
                 ``Config`` or that belongs in ``[network]``, or a value of the wrong type.
         """
-        from morpho.config import from_dict  # the one coercer (it imports the network)
-
         names = [f.name for f in dataclasses.fields(cls.Config)]
         shared = {f.name for f in dataclasses.fields(network)} - {"cell_options"}
         own = [n for n in names if n not in shared]
         for key in network.cell_options:
             if key in shared:
                 raise ValueError(f"network.cell_options.{key}: set it as network.{key}")
-            if key not in own:
-                raise ValueError(
-                    f"unknown key network.cell_options.{key} for cell type "
-                    f"{network.cell_type!r}; expected one of: {', '.join(own) or '(none)'}"
-                )
+        note = f" for cell type {network.cell_type!r}"
+        reject_unknown(network.cell_options, own, "network.cell_options.", note)
         cfg = from_dict(cls.Config, dict(network.cell_options), "network.cell_options.")
         return dataclasses.replace(cfg, **{n: getattr(network, n) for n in names if n in shared})
 

@@ -34,8 +34,9 @@ from torch import nn
 from torch_geometric.data import Data
 
 from morpho.callbacks import TrainerState
+from morpho.coerce import from_dict
+from morpho.files import atomic_write
 from morpho.network import Network, NetworkConfig
-from morpho.tissue import _atomic_write
 
 if TYPE_CHECKING:
     from morpho.trainer import Trainer
@@ -71,7 +72,7 @@ def save_checkpoint(
     torch.save(payload, buffer)
     body = buffer.getvalue()
     digest = hashlib.sha256(body).digest()
-    _atomic_write(Path(path), lambda f: f.write(MAGIC + body + digest))
+    atomic_write(Path(path), lambda f: f.write(MAGIC + body + digest))
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -127,12 +128,11 @@ def _step_of(path: Path) -> int:
 
 def network_from_payload(payload: dict[str, Any]) -> Network:
     """Rebuild the grown network stored in a checkpoint payload."""
-    cfg_dict = dict(payload["network_config"])
-    cfg_dict["level_sizes"] = tuple(cfg_dict["level_sizes"])
     tissue = Data(**payload["tissue"])
     tissue.num_nodes = int(payload["tissue"]["cell_id"].shape[0])
     tissue.next_cell_id, tissue.next_edge_id = payload["tissue_counters"]
-    net = Network(NetworkConfig(**cfg_dict), tissue=tissue)
+    cfg = from_dict(NetworkConfig, payload["network_config"], "checkpoint network_config.")
+    net = Network(cfg, tissue=tissue)
     state = payload["model"]
     for name in list(net.banks):
         net.banks[name] = nn.Parameter(state[f"banks.{name}"].clone())

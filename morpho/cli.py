@@ -15,7 +15,8 @@ from typing import Annotated, Any, Optional
 import typer
 import typer.core
 
-from morpho.config import RunConfig, load_toml
+from morpho.config import RunConfig
+from morpho.files import load_toml
 from morpho.options import (
     ConfigOpt,
     CorpusOpt,

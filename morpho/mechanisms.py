@@ -17,16 +17,60 @@ name, built from the run config (each from its own section: ``[ponder]``,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from morpho.coerce import require
 from morpho.criticality import lyapunov_probe, path_norm
 from morpho.output import Output
 from morpho.terms import TERMS, StepContext, Term
 
 BUILTIN = ("ponder", "path_norm", "lyapunov", "repr_entropy")  # the order of the loss sum
+
+
+@dataclass(frozen=True)
+class PonderConfig:
+    """``[ponder]``: the time penalty of adaptive computation (``network.ponder_max > 1``)."""
+
+    weight: float = 0.01  # τ of the ACT time penalty τ·ρ
+
+    def __post_init__(self) -> None:
+        require(self.weight >= 0, "ponder.weight", ">= 0", self.weight)
+
+
+@dataclass(frozen=True)
+class PathNormConfig:
+    """``[path_norm]``: the cell graph's 1-path-norm, logged and penalised."""
+
+    weight: float = 0.0  # λ of the regulariser (0: off)
+
+    def __post_init__(self) -> None:
+        require(self.weight >= 0, "path_norm.weight", ">= 0", self.weight)
+
+
+@dataclass(frozen=True)
+class LyapunovConfig:
+    """``[lyapunov]``: finite-time Lyapunov exponents of the tissue, logged and optionally
+    held at the edge of chaos."""
+
+    every: int = 0  # steps between estimates (0: off)
+    window: int = 16  # tokens between the perturbation and its read-out (< train.seq_len)
+    weight: float = 0.0  # δ of δ·max(Λ − Λ*, 0)², on the steps the estimate runs
+    target: float = 0.0  # Λ*: the edge of chaos
+
+    def __post_init__(self) -> None:
+        require(self.every >= 0, "lyapunov.every", ">= 0", self.every)
+        require(self.weight >= 0, "lyapunov.weight", ">= 0", self.weight)
+        require(self.window >= 1, "lyapunov.window", ">= 1", self.window)
+        require(
+            not self.weight or self.every > 0,
+            "lyapunov.every",
+            "> 0 when lyapunov.weight is set",
+            self.every,
+        )
 
 
 class Ponder(Term):

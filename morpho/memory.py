@@ -15,10 +15,13 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from morpho.cells import CELL_TYPES
-from morpho.config import TrainConfig
 from morpho.network import NetworkConfig
+
+if TYPE_CHECKING:  # annotations only: the trainer is heavy
+    from morpho.trainer import TrainConfig
 
 FLOAT = 4  # bytes of a float32
 SLOTS = 4  # weight, gradient and AdamW's two moments

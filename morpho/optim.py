@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from morpho.config import TrainConfig
 from morpho.network import Network
+
+if TYPE_CHECKING:  # the trainer imports this module
+    from morpho.trainer import TrainConfig
 
 
 def build_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:

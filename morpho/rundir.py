@@ -32,7 +32,8 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from morpho.tissue import _atomic_write, save_snapshot
+from morpho.files import atomic_write
+from morpho.tissue import save_snapshot
 
 LOCK = ".lock"
 STAGING = ".morpho-"  # infix of the hidden folders a replacement is built in
@@ -106,13 +107,13 @@ class RunDir:
             (staging / "snapshots").mkdir()
             (staging / "checkpoints").mkdir()
             for name in ("metrics.jsonl", "events.jsonl"):
-                _atomic_write(staging / name, lambda f: None)
-            _atomic_write(staging / "config.toml", lambda f: f.write(config_toml.encode()))
+                atomic_write(staging / name, lambda f: None)
+            atomic_write(staging / "config.toml", lambda f: f.write(config_toml.encode()))
 
         install_dir(self.path, layout, self._held)
 
     def write_text(self, name: str, text: str) -> None:
-        _atomic_write(self.path / name, lambda f: f.write(text.encode()))
+        atomic_write(self.path / name, lambda f: f.write(text.encode()))
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         self._append("metrics.jsonl", record)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from morpho.config import load_toml
+from morpho.files import load_toml
 from morpho.rundir import read_jsonl, snapshot_paths
 
 # the columns an empty table still has, so ``run.events.kind`` works on a run without events

@@ -39,7 +39,11 @@ class Task(Protocol):
     optional: a task without them is a language task of token ids of any length)."""
 
     name: str
-    vocab_size: int  # tokens in the vocabulary, or classes: the width of the network's head
+
+    @property
+    def vocab_size(self) -> int:
+        """Tokens in the vocabulary, or classes: the width of the network's head."""
+        ...
 
     def batch(
         self, split: str, batch_size: int, seq_len: int, generator: torch.Generator

@@ -32,9 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,8 @@ import networkx as nx
 import numpy as np
 import torch
 from torch_geometric.data import Data
+
+from morpho.files import atomic_write
 
 ROLES = ("input", "hidden", "output")
 INPUT, HIDDEN, OUTPUT = 0, 1, 2
@@ -243,7 +243,7 @@ def to_networkx(t: Data, with_attrs: bool = True) -> nx.DiGraph:
 def save_graphml(t: Data, path: str | os.PathLike[str]) -> None:
     """Write the tissue as GraphML (nodes named by cell_id), atomically."""
     g = nx.relabel_nodes(to_networkx(t), dict(enumerate(t.cell_id.tolist())))
-    _atomic_write(Path(path), lambda f: nx.write_graphml(g, f))
+    atomic_write(Path(path), lambda f: nx.write_graphml(g, f))
 
 
 def save_snapshot(
@@ -258,7 +258,7 @@ def save_snapshot(
     meta = dict(meta or {})
     meta.update(next_cell_id=int(t.next_cell_id), next_edge_id=int(t.next_edge_id))
     arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    _atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))  # type: ignore[arg-type]
+    atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))  # type: ignore[arg-type]
 
 
 def load_snapshot(path: str | os.PathLike[str]) -> tuple[Data, dict[str, Any]]:
@@ -271,38 +271,3 @@ def load_snapshot(path: str | os.PathLike[str]) -> tuple[Data, dict[str, Any]]:
     data.next_cell_id = meta.pop("next_cell_id")
     data.next_edge_id = meta.pop("next_edge_id")
     return data, meta
-
-
-def _atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
-    """Write a file atomically with ``write(binary_file)``; see :func:`atomic_path`."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        write(f)
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix) to write; then fsync it, give
-    it the mode a new file gets under the user's umask, and rename it over ``path``.
-
-    The one atomic writer of the project: a crash or an error leaves the old file or
-    the new one, never a half-written file (the temporary file is removed on error).
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

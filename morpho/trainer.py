@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
@@ -42,7 +43,8 @@ from morpho import distributed
 from morpho.apply import apply_edit
 from morpho.callbacks import Callback, StepResult, TrainerState
 from morpho.checkpoint import restore_trainer, save_trainer_checkpoint
-from morpho.config import TrainConfig, resolve_device
+from morpho.coerce import require
+from morpho.device import DEVICE_NAMES, is_device_name, resolve_device
 from morpho.edits import Edit
 from morpho.guard import NonFiniteError, NonFiniteGuard
 from morpho.network import Network
@@ -61,6 +63,58 @@ from morpho.records import (
 from morpho.rundir import RunDir
 from morpho.tasks import ClassifyTask, Task, task_kind
 from morpho.terms import StepContext, Term
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop."""
+
+    steps: int = 600  # optimizer steps
+    batch_size: int = 16  # sequences per batch
+    seq_len: int = 64  # tokens per sequence
+    lr: float = 3e-3  # peak AdamW learning rate
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr · min_lr_ratio
+    warmup: int = 50  # linear warm-up steps
+    weight_decay: float = 0.05  # AdamW decay on matrices (not on vectors or edge strengths)
+    grad_clip: float = 1.0  # global gradient-norm clip (0 disables)
+    aux_weight: float = 0.1  # weight of the cells' local next-input prediction loss
+    gate_l1: float = 0.5  # L1 penalty on gate activity of growing nets, more at higher levels
+    eval_every: int = 100  # steps between validation passes
+    eval_batches: int = 8  # batches per validation pass (fixed windows)
+    log_every: int = 10  # steps between metrics.jsonl lines
+    checkpoint_every: int = 0  # steps between resumable checkpoints (0: only the final one)
+    keep_checkpoints: int = 2  # step checkpoints kept on disk (the newest ones)
+    max_nonfinite: int = 5  # consecutive non-finite steps before the run stops
+    sync_free: bool = False  # guard non-finite steps on the device (fused AdamW skips them);
+    # checked and logged at log steps, so a non-logging step never waits for the device
+    device: str = "cpu"  # torch device: cpu, cuda, cuda:1, mps
+    seed: int = 0  # seeds data order, initialisation and noise
+
+    def __post_init__(self) -> None:
+        require(self.steps >= 0, "train.steps", ">= 0", self.steps)
+        for name in (
+            "batch_size",
+            "seq_len",
+            "eval_every",
+            "eval_batches",
+            "log_every",
+            "keep_checkpoints",
+            "max_nonfinite",
+        ):
+            require(getattr(self, name) >= 1, f"train.{name}", ">= 1", getattr(self, name))
+        require(0 < self.lr <= 10, "train.lr", "in (0, 10]", self.lr)  # also refuses nan, inf
+        require(is_device_name(self.device), "train.device", DEVICE_NAMES, self.device)
+        require(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
+        for name in (
+            "warmup",
+            "weight_decay",
+            "grad_clip",
+            "aux_weight",
+            "gate_l1",
+            "checkpoint_every",
+        ):
+            require(getattr(self, name) >= 0, f"train.{name}", ">= 0", getattr(self, name))
+
 
 __all__ = [
     "Callback",
@@ -83,6 +137,18 @@ class Model(Protocol):
     def n_params(self) -> int: ...
 
     def flops_per_token(self, seq_len: int) -> float: ...
+
+
+def domain_bpc(task: Any, losses: Sequence[Tensor]) -> dict[str, float]:
+    """``val_bpc/<domain>`` per domain of a task that names each evaluation batch's domain
+    (``task.eval_domains``, e.g. a stream of language domains); empty otherwise."""
+    names = getattr(task, "eval_domains", None)
+    if not names or len(names) != len(losses):
+        return {}
+    per: dict[str, list[float]] = {}
+    for name, loss in zip(names, losses, strict=True):
+        per.setdefault(name, []).append(float(loss))
+    return {f"val_bpc/{k}": sum(v) / len(v) / LN2 for k, v in per.items()}
 
 
 def is_growing(net: Any) -> bool:
@@ -254,7 +320,7 @@ class Trainer:
             "val_bpc": val_bpc,
             "best_val_bpc": self.state.best_val_bpc,
         }
-        return {**record, **_gate(out)}, out
+        return {**record, **domain_bpc(self.task, losses), **_gate(out)}, out
 
     def score(self, batches: Sequence[tuple[Tensor, Tensor]]) -> tuple[float, float]:
         """``(mean cross-entropy, accuracy)`` of a classifier over ``batches``, weighted by

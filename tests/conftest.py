@@ -21,12 +21,12 @@ from torch import Tensor
 
 from morpho.apply import apply_edit
 from morpho.cells import Bank, CellType, LevelOutput, bank_matmul, register_cell_type, rms_norm
-from morpho.config import TrainConfig, load_toml
+from morpho.files import load_toml
 from morpho.growth.rule import GrowthView
 from morpho.network import Network, NetworkConfig
 from morpho.rundir import read_jsonl
 from morpho.tissue import INPUT, OUTPUT, check_tissue, seed_tissue
-from morpho.trainer import Callback, StepResult
+from morpho.trainer import Callback, StepResult, TrainConfig
 
 # tiny tensors: threads only add contention (10x slower steps on a loaded 2-core machine)
 torch.set_num_threads(1)

@@ -1,17 +1,19 @@
 """The growth config: the ``[growth]`` table of a run and its ``[growth.<rule>]`` tables.
 
 A typed field of :class:`morpho.config.RunConfig`, filled by the one config coercer
-(:func:`morpho.config.growth_from_dict`): every rule's parameters are typed and checked by
-the rule's own dataclass before a run directory exists.
+(:mod:`morpho.coerce`, through :meth:`GrowthConfig.from_table`): every rule's parameters
+are typed and checked by the rule's own dataclass before a run directory exists.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from morpho.coerce import coerce, reject_unknown
 from morpho.growth.control import CONTROLS, read_trace
 from morpho.growth.rule import RULES, build_rule
 
@@ -90,16 +92,33 @@ class GrowthConfig:
 
     @staticmethod
     def from_dict(data: Mapping[str, Any]) -> GrowthConfig:
-        """Parse a ``[growth]`` table; sub-tables named after rules hold their parameters,
-        each typed and range-checked by its rule (``morpho.config.growth_from_dict``).
+        """Parse a ``[growth]`` table (:meth:`from_table`).
 
         Raises:
             ValueError: an unknown key (named), a wrong type, an unknown rule or parameter,
                 a value out of range.
         """
-        from morpho.config import growth_from_dict  # the one coercer of every config
+        return GrowthConfig.from_table(data, "growth.")
 
-        return growth_from_dict(data, "growth.")
+    @classmethod
+    def from_table(cls, data: Any, where: str) -> GrowthConfig:
+        """The ``[growth]`` table: its own keys, and a sub-table per rule whose parameters
+        are typed by the rule's dataclass and checked by it (``ValueError`` naming the bad
+        one). The coercer calls this for a field typed ``GrowthConfig``."""
+        if isinstance(data, GrowthConfig):
+            return data
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where[:-1]}: expected a table, got {type(data).__name__}")
+        fields = {f.name for f in dataclasses.fields(cls)} - {"params"}
+        tables = [k for k in data if k in RULES and k not in fields]
+        reject_unknown(data, sorted(fields) + RULES.names(), where)
+        hints = typing.get_type_hints(cls)
+        kwargs = {k: coerce(hints[k], v, f"{where}{k}") for k, v in data.items() if k in fields}
+        params = {k: _rule_params(k, data[k], f"{where}{k}.") for k in tables}
+        cfg = cls(**kwargs, params=params)
+        for name in cfg.rules:
+            build_rule(name, cfg.params.get(name, {}))
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved table: every field, and every enabled rule's full parameters."""
@@ -118,3 +137,18 @@ class GrowthConfig:
             "wiring": self.gamma,
             **self.energy_terms,
         }
+
+
+def _rule_params(name: str, table: Any, where: str) -> dict[str, Any]:
+    """Rule ``name``'s parameters, typed and checked by building the rule once."""
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{where[:-1]}: expected a table, got {table!r}")
+    cls = RULES.get(name)
+    known: list[str] = []
+    if dataclasses.is_dataclass(cls):
+        known = [f.name for f in dataclasses.fields(cls)]
+    reject_unknown(table, sorted(known), where)
+    hints = typing.get_type_hints(cls)
+    typed = {k: coerce(hints[k], v, f"{where}{k}") for k, v in table.items()}
+    build_rule(name, typed)
+    return typed

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 from torch_geometric.data import Data
 
+from morpho.coerce import reject_unknown
 from morpho.registry import Registry
 
 
@@ -69,6 +70,9 @@ class GrowthView:
             last step, or None when no enabled rule asked for it.
         d_cell: the cells' channel count now; total_steps: the run's training steps (0:
             unknown).
+        loss_history: (≤ K, 2) the tissue's training cross-entropy (its surprise at the
+            data) at the last checks, oldest first: its EMA, and the peak of a fast EMA
+            (a few steps) since the check before.
     """
 
     step: int
@@ -79,6 +83,7 @@ class GrowthView:
     edge_gradient: Tensor | None = None
     d_cell: int = 0
     total_steps: int = 0
+    loss_history: Tensor | None = None
 
 
 class Rule:
@@ -133,10 +138,5 @@ def build_rule(name: str, params: Mapping[str, Any]) -> Rule:
     known: set[str] = set()
     if dataclasses.is_dataclass(cls):
         known = {f.name for f in dataclasses.fields(cls)}
-    for key in params:
-        if key not in known:
-            raise ValueError(
-                f"unknown parameter growth.{name}.{key}; "
-                f"expected one of: {', '.join(sorted(known))}"
-            )
+    reject_unknown(params, sorted(known), f"growth.{name}.")
     return cls(**params)

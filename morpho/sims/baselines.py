@@ -40,6 +40,9 @@ class _Baseline(nn.Module):
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def flops_per_token(self, seq_len: int) -> float:
+        raise NotImplementedError
+
 
 # ------------------------------------------------------------------------ Transformer
 @dataclass(frozen=True)

@@ -60,8 +60,9 @@ from typing import Any, cast
 import torch
 
 from morpho.checkpoint import load_network
-from morpho.config import PRESETS, RunConfig, dump_toml, load_toml
+from morpho.config import PRESETS, RunConfig
 from morpho.edits import Edit
+from morpho.files import atomic_write, dump_toml, load_toml
 from morpho.flops import FlopCounter
 from morpho.grow import build_task, fit_to_task, grow
 from morpho.mechanisms import build_terms
@@ -218,7 +219,7 @@ def bench(
         return with_row_lr(row_cfg, name, lrs)
 
     announce("morpho")
-    done.append(_morpho_row("morpho", lr("morpho", cfg), out, overwrite))
+    done.append(morpho_row("morpho", lr("morpho", cfg), out, overwrite))
     if announce("morpho-fixed"):
         final_net, _ = load_network(out / "morpho" / "checkpoints" / "final.pt")
         done.append(_fixed_row(lr("morpho-fixed", cfg), final_net, task, out, overwrite))
@@ -227,30 +228,30 @@ def bench(
             ablated = cfg.merged(
                 {"growth": {"rules": [r for r in enabled_rules(cfg) if r != rule]}}
             )
-            done.append(_morpho_row(name, lr(name, ablated), out, overwrite))
+            done.append(morpho_row(name, lr(name, ablated), out, overwrite))
     for name in BASELINES:
         if announce(name):
             model = build_baseline(name, task.vocab_size, done[0]["params"], seed=cfg.train.seed)
-            done.append(_train_row(name, model, lr(name, cfg), task, out / name, overwrite))
+            done.append(train_row(name, model, lr(name, cfg), task, out / name, overwrite))
     for kind in BASELINES:
         for size, factor in SIZES.items():
             if announce(name := f"{kind}-{size}"):
                 target = round(factor * done[0]["params"])
                 model = build_baseline(kind, task.vocab_size, target, seed=cfg.train.seed)
-                done.append(_train_row(name, model, lr(name, cfg), task, out / name, overwrite))
+                done.append(train_row(name, model, lr(name, cfg), task, out / name, overwrite))
     if announce("transformer-stack"):
         model = build_stack_peer(task.vocab_size, done[0]["params"], seed=cfg.train.seed)
         at = StackAt(max(1, round(STACK_AT * cfg.train.steps)))
         path = out / "transformer-stack"
         row_cfg = lr("transformer-stack", cfg)
-        done.append(_train_row("transformer-stack", model, row_cfg, task, path, overwrite, [at]))
+        done.append(train_row("transformer-stack", model, row_cfg, task, path, overwrite, [at]))
     if announce("morpho-reset"):
         row_cfg = lr("morpho-reset", cfg)
-        done.append(_morpho_row("morpho-reset", row_cfg, out, overwrite, [ResetOptimizer()]))
+        done.append(morpho_row("morpho-reset", row_cfg, out, overwrite, [ResetOptimizer()]))
     if announce("mlp"):
         pixels, seed = task.seq_len * task.input_dim, cfg.train.seed
         model = build_image_mlp(pixels, task.n_classes, done[0]["params"], seed=seed)
-        done.append(_train_row("mlp", model, lr("mlp", cfg), task, out / "mlp", overwrite))
+        done.append(train_row("mlp", model, lr("mlp", cfg), task, out / "mlp", overwrite))
     if announce("gromo"):
         width = image_mlp_config(task.seq_len * task.input_dim, task.n_classes, done[0]["params"])
         row_cfg = lr("gromo", cfg)
@@ -262,7 +263,7 @@ def bench(
     for m in mechanisms:
         announce(f"morpho+{m}")
         name = f"morpho+{m}"
-        done.append(_morpho_row(name, lr(name, mechanism_config(cfg, m)), out, overwrite))
+        done.append(morpho_row(name, lr(name, mechanism_config(cfg, m)), out, overwrite))
     result = {
         "rows": done,
         **({"reach": reach_table(out, done)} if is_classify(cfg) else {}),
@@ -272,7 +273,8 @@ def bench(
         "mechanisms": {m: MECHANISMS[m] for m in mechanisms},
         "machine": machine(),
     }
-    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(out / "bench.json", lambda f: f.write(text.encode()))
     return result
 
 
@@ -329,7 +331,7 @@ class ResetOptimizer(Callback):
         trainer.optimizer = build_optimizer(trainer.net, trainer.cfg)
 
 
-def _morpho_row(
+def morpho_row(
     name: str,
     cfg: RunConfig,
     out: Path,
@@ -348,10 +350,10 @@ def _fixed_row(
     fixed_cfg = cfg.merged({"growth": {"enabled": False}})
     torch.manual_seed(cfg.train.seed)
     net = Network(grown.cfg, tissue=grown.tissue.clone())
-    return _train_row("morpho-fixed", net, fixed_cfg, task, out / "morpho-fixed", overwrite)
+    return train_row("morpho-fixed", net, fixed_cfg, task, out / "morpho-fixed", overwrite)
 
 
-def _train_row(
+def train_row(
     name: str,
     model: torch.nn.Module,
     cfg: RunConfig,
@@ -398,7 +400,7 @@ def _row(name: str, summary: dict[str, Any], path: Path) -> dict[str, Any]:
         "flops_by_kind": summary["flops_by_kind"],
         "train_flops": summary["train_flops"],  # the trainer's own figure: training steps only
         "flops_per_token": summary["flops_per_token"],
-        **_metric_keys(summary),
+        **metric_keys(summary),
         "tokens_per_s": summary.get("tokens_per_s"),
         "dense_flops_per_token": summary["dense_flops_per_token"],
         "gate_mean": summary.get("gate_mean"),
@@ -415,7 +417,7 @@ def _row(name: str, summary: dict[str, Any], path: Path) -> dict[str, Any]:
 MONITORS = ("lyapunov", "path_norm", "ponder_passes", "repr_entropy")
 
 
-def _metric_keys(summary: dict[str, Any]) -> dict[str, Any]:
+def metric_keys(summary: dict[str, Any]) -> dict[str, Any]:
     """A row's figures of merit: bpc, or a classifier's accuracies and losses."""
     if "test_acc" not in summary:
         return {"best_val_bpc": summary["best_val_bpc"], "final_val_bpc": summary["val_bpc"]}

@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from morpho.config import RunConfig, dump_toml
+from morpho.config import RunConfig
+from morpho.files import dump_toml
 from morpho.optim import build_optimizer, lr_at
 from morpho.rundir import RunDir
 

@@ -100,6 +100,7 @@ def stream(
 ) -> None:
     """Learn a stream of tasks one after another; print and save the continual-learning metrics."""
     from morpho.cli import fail
+    from morpho.device import resolve_device
     from morpho.rundir import RunDir
     from morpho.sims.stream_run import run_stream
 
@@ -120,7 +121,7 @@ def stream(
     }
     try:
         cfg = stream_config(config, flags)
-        check_device(cfg.train.device)
+        resolve_device(cfg.train.device)
         check_data(cfg.stream, [Path(p) for p in cfg.data])
         check_methods(cfg)
         owner = RunDir(out, overwrite=overwrite)  # held until the command returns
@@ -143,20 +144,21 @@ def stream_config(path: Path | None, flags: dict[str, Any]) -> StreamConfig:
     """The :class:`~morpho.sims.stream_run.StreamConfig` of a TOML file (if any) with the
     flags that were given over it, through ``morpho grow``'s loader and coercer: unknown
     keys and wrong types raise ``ValueError`` naming what was expected."""
-    from morpho.config import _deep_merge, from_dict, load_toml
+    from morpho.coerce import deep_merge, from_dict
+    from morpho.files import load_toml
     from morpho.sims.stream_run import StreamConfig, plain_config  # noqa: F811
 
     data = load_toml(path) if path is not None else {}
     tables = ("learn", "train")
     given = {k: v for k, v in flags.items() if v is not None and k not in tables}
-    merged = _deep_merge(data, given)
+    merged = deep_merge(data, given)
     for table in tables:
         values = {k: v for k, v in flags.get(table, {}).items() if v is not None}
-        merged = _deep_merge(merged, {table: values} if values else {})
+        merged = deep_merge(merged, {table: values} if values else {})
     lang = merged.get("stream") == "lang-domains"
     merged.setdefault("scenario", "domain" if lang else "class")
     # a partial table fills in over the stream's defaults, not over the bare dataclass's
-    return from_dict(StreamConfig, _deep_merge(plain_config(StreamConfig()), merged), "")
+    return from_dict(StreamConfig, deep_merge(plain_config(StreamConfig()), merged), "")
 
 
 def check_methods(cfg: Any) -> None:
@@ -176,18 +178,6 @@ def check_methods(cfg: Any) -> None:
             closed_form_learner(cfg, name, task, 0)
         if name == "replay-floats":
             equal_float_memory(cfg, task)
-
-
-def check_device(device: str) -> None:
-    """``ValueError`` unless ``device`` names a torch device this machine has."""
-    import re
-
-    import torch
-
-    if re.fullmatch(r"cpu|mps|cuda(:\d+)?", device) is None:
-        raise ValueError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or mps")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; expected cpu")
 
 
 def check_data(stream: str, paths: list[Path]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from morpho.tissue import atomic_path
+from morpho.files import atomic_path
 
 
 def plot_matrix(matrix: list[list[float]], stream: Any, name: str, path: Path) -> None:

@@ -41,7 +41,8 @@ from typing import Any
 import torch
 
 from morpho.callbacks import Callback
-from morpho.config import RunConfig, TrainConfig, dump_toml
+from morpho.config import RunConfig
+from morpho.files import atomic_write, dump_toml
 from morpho.growth.config import GrowthConfig
 from morpho.growth.scheduler import Scheduler
 from morpho.network import Network, NetworkConfig
@@ -62,8 +63,7 @@ from morpho.sims.stream_results import (
 from morpho.sims.stream_task import StreamOnTrainer, steps_for
 from morpho.sims.streams import STREAMS, build_stream
 from morpho.tasks import TASKS, task_overrides
-from morpho.tissue import _atomic_write
-from morpho.trainer import Trainer
+from morpho.trainer import TrainConfig, Trainer
 
 BUDGET_STEPS = {"short": 0, "converged": 500}  # optimizer steps a task (0: ``epochs`` passes)
 
@@ -333,7 +333,7 @@ def run_stream(cfg: StreamConfig, out: Path, echo: Callable[[str], None] = print
     task = build_task_stream(cfg)
     out.mkdir(parents=True, exist_ok=True)
     config = dump_toml(plain_config(cfg))  # what ``morpho stream --config`` reads back
-    _atomic_write(out / "config.toml", lambda f: f.write(config.encode()))
+    atomic_write(out / "config.toml", lambda f: f.write(config.encode()))
     results: dict[str, Any] = {
         "stream": cfg.stream,
         "scenario": cfg.scenario,
@@ -362,7 +362,7 @@ def run_stream(cfg: StreamConfig, out: Path, echo: Callable[[str], None] = print
     add_paired_differences(results["methods"], task.kind == "classify")
     plot_task_curves(results, task, out / "accuracy_per_task.png")
     text = json.dumps(results, indent=2) + "\n"
-    _atomic_write(out / "results.json", lambda f: f.write(text.encode()))
+    atomic_write(out / "results.json", lambda f: f.write(text.encode()))
     echo(format_table(results))
     return results
 

@@ -25,8 +25,8 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from morpho.files import atomic_path
 from morpho.rundir import read_jsonl
-from morpho.tissue import atomic_path
 
 STATIC = ("transformer", "gru", "mlp", "gromo")  # dashed-dotted: peers, not morpho rows
 # (record key, axis label, file, row figure in the legend) of a language / an image bench

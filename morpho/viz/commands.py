@@ -15,7 +15,17 @@ from typing import Annotated, Optional
 import typer
 
 # the names of morpho.viz.coloring.CHOICES (kept here: that module imports matplotlib)
-COLORS = ("free-energy", "gate", "level", "lineage", "birth", "task", "clock", "repr-entropy")
+COLORS = (
+    "free-energy",
+    "gate",
+    "level",
+    "lineage",
+    "birth",
+    "task",
+    "domain",
+    "clock",
+    "repr-entropy",
+)
 OverwriteOpt = Annotated[
     bool, typer.Option(help="Replace an existing output (a folder is replaced whole).")
 ]

@@ -18,8 +18,9 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from morpho.files import atomic_path, atomic_write
 from morpho.rundir import check_out_file, write_dir
-from morpho.tissue import _atomic_write, atomic_path, save_graphml
+from morpho.tissue import save_graphml
 from morpho.viz.runs import Snapshot, load_run, read_tissue, require_snapshots
 
 FORMATS = ("vtp", "graphml")
@@ -70,7 +71,7 @@ def export_vtp(
                 snapshot_polydata(s).save(tmp)
             entries.append((s.step, name))
         text = _pvd(entries)
-        _atomic_write(staging / "run.pvd", lambda f: f.write(text.encode()))
+        atomic_write(staging / "run.pvd", lambda f: f.write(text.encode()))
 
     write_dir(folder, layout, overwrite)
     return folder / "run.pvd"

@@ -24,8 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from morpho.files import atomic_path
 from morpho.rundir import check_out_file, writer
-from morpho.tissue import atomic_path
 from morpho.viz.coloring import CHOICES
 from morpho.viz.page_data import page_payload
 from morpho.viz.runs import load_run, require_snapshots

@@ -25,8 +25,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from morpho.files import atomic_write
 from morpho.rundir import check_out_dir, write_dir
-from morpho.tissue import ROLES, _atomic_write
+from morpho.tissue import ROLES
 from morpho.viz.bench_plot import is_bench, plot_bench
 from morpho.viz.coloring import PALETTE
 from morpho.viz.runs import Run, load_run, measured
@@ -76,7 +77,7 @@ def plot_run(
             fig = Figure(figsize=size[name], dpi=dpi, layout="constrained")
             FigureCanvasAgg(fig)
             draw(fig, run)
-            _atomic_write(staging / f"{name}.png", lambda f, fig=fig: fig.savefig(f, format="png"))
+            atomic_write(staging / f"{name}.png", lambda f, fig=fig: fig.savefig(f, format="png"))
 
     write_dir(folder, layout, overwrite)
     return [folder / f"{name}.png" for name in panels]

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from morpho.files import atomic_path
 from morpho.rundir import check_out_file
-from morpho.tissue import atomic_path
 from morpho.viz.coloring import CHOICES
 from morpho.viz.runs import Run, load_run
 from morpho.viz.timeline import SIZE_BY, WORMHOLE_LENGTH, Timeline

@@ -136,7 +136,9 @@ def test_bad_settings_are_refused_naming_the_choices() -> None:
     def gated(**kw: object) -> NetworkConfig:
         return NetworkConfig(vocab_size=16, cell_type="gated", **kw)  # type: ignore[arg-type]
 
-    with pytest.raises(ValueError, match="unknown key network.cell_options.bias for cell type "):
+    with pytest.raises(
+        ValueError, match="unknown config key network.cell_options.bias for cell type "
+    ):
         gated(cell_options={"bias": 1.0})
     with pytest.raises(ValueError, match="expected one of: gate_bias$"):
         gated(cell_options={"bias": 1.0})

@@ -15,6 +15,7 @@ from morpho.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     load_network,
+    network_from_payload,
     save_checkpoint,
 )
 
@@ -94,3 +95,16 @@ def test_foreign_files_get_one_line_errors(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="no valid checkpoint"):
         latest_checkpoint(tmp_path)
+
+
+def test_a_checkpoints_network_config_goes_through_the_config_coercer(tmp_path):
+    net, opt, _ = _grown_net_and_opt()
+    save_checkpoint(tmp_path / "c.pt", net, opt, step=1)
+    payload = load_checkpoint(tmp_path / "c.pt")
+    assert network_from_payload(payload).cfg == net.cfg  # lists come back as tuples
+    bad = {**payload, "network_config": {**payload["network_config"], "d_cel": 8}}
+    with pytest.raises(ValueError, match="unknown config key checkpoint network_config.d_cel"):
+        network_from_payload(bad)
+    bad = {**payload, "network_config": {**payload["network_config"], "d_cell": "8"}}
+    with pytest.raises(ValueError, match="network_config.d_cell: expected int, got '8'"):
+        network_from_payload(bad)

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from morpho.cli import app
-from morpho.config import RunConfig, dump_toml
+from morpho.config import RunConfig
+from morpho.files import dump_toml
 from morpho.grow import grow
 
 pytest.importorskip("pyvista")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import tomllib
 
-from morpho.config import PRESETS, RunConfig, TrainConfig, dump_toml, load_toml
+from morpho.config import PRESETS, RunConfig
+from morpho.files import dump_toml, load_toml
+from morpho.trainer import TrainConfig
 
 
 @pytest.mark.parametrize(

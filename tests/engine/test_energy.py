@@ -10,12 +10,12 @@ import torch
 from conftest import Host, step_result, tiny_net, tokens
 
 from morpho.cells import binary_entropy
-from morpho.config import TrainConfig
 from morpho.edits import remove_edit, split_edit
 from morpho.energy import ENERGY_TERMS, free_energy, register_energy_term, wiring_cost
 from morpho.growth.config import GrowthConfig
 from morpho.growth.scheduler import Scheduler
 from morpho.tissue import HIDDEN, OUTPUT, seed_tissue
+from morpho.trainer import TrainConfig
 
 
 def stats(n: int = 5, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -2,6 +2,12 @@
 
 Every ``morpho/*.py`` is parsed and every import statement — module level or inside a
 function, absolute or relative — is checked against the forbidden packages.
+
+The layers, bottom up: config coercion, file writing and the device check
+(``coerce``, ``files``, ``device``) import nothing above them; the core engine (tissue,
+cells, network with its adaptive computation ``halting`` and record ``output``, edits,
+surgery, trainer) imports no monitor or growth; only the top (``cli``, ``grow``) reads the
+presets in ``morpho.config``.
 """
 
 from __future__ import annotations
@@ -81,8 +87,19 @@ def test_the_scanner_sees_what_it_must_forbid(tmp_path: Path) -> None:
     ]
 
 
-# the core engine: what every run executes; optional mechanisms plug into it from outside
-CORE = ("tissue.py", "cells.py", "network.py", "edits.py", "surgery.py", "trainer.py")
+# the core engine: what every run executes; optional mechanisms plug into it from outside.
+# ACT (halting.py) is part of the core: a network with ponder_max > 1 runs its tissue
+# through it, and every forward record (output.py) carries its halting record.
+CORE = (
+    "tissue.py",
+    "cells.py",
+    "network.py",
+    "halting.py",
+    "output.py",
+    "edits.py",
+    "surgery.py",
+    "trainer.py",
+)
 MONITORS = (
     "morpho.criticality",
     "morpho.entropy",
@@ -110,7 +127,8 @@ def test_the_growth_package_imports_no_task_rule_or_renderer(path: Path) -> None
 def test_the_rule_interface_sits_at_the_bottom() -> None:
     engine = [m for _, m in imported_modules(ENGINE / "growth" / "rule.py") if "morpho" in m]
     assert {m.rsplit(".", 1)[0] if m.count(".") > 1 else m for m in engine} <= {
-        "morpho.registry"
+        "morpho.registry",
+        "morpho.coerce",
     }, engine
 
 
@@ -125,3 +143,29 @@ def test_growth_rules_import_only_the_rule_interface_and_the_tissue(path: Path) 
         if m.startswith("morpho") and not any(m == a or m.startswith(a + ".") for a in allowed)
     ]
     assert not bad, f"{path.name} imports {bad}"
+
+
+# the bottom layer and what each may import of morpho
+BOTTOM = {"coerce.py": set(), "device.py": set(), "files.py": {"morpho.coerce"}}
+
+
+@pytest.mark.parametrize("name", sorted(BOTTOM))
+def test_coercion_files_and_devices_sit_at_the_bottom(name: str) -> None:
+    engine = {
+        m.rsplit(".", 1)[0] if m.count(".") > 1 else m for _, m in imported_modules(ENGINE / name)
+    }
+    assert {m for m in engine if m.startswith("morpho")} <= BOTTOM[name]
+
+
+PRESET_READERS = ("cli.py", "config.py", "grow.py")  # the top: commands and the run driver
+LOW = [
+    p
+    for p in sorted([*ENGINE.glob("*.py"), *(ENGINE / "growth").glob("*.py")])
+    if not (p.parent == ENGINE and p.name in PRESET_READERS)
+]
+
+
+@pytest.mark.parametrize("path", LOW, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_nothing_low_reaches_up_to_the_presets(path: Path) -> None:
+    bad = [f"line {line}" for line, m in imported_modules(path) if m.startswith("morpho.config")]
+    assert not bad, f"{path.name} imports morpho.config (the presets): {bad}"

@@ -17,7 +17,8 @@ import pytest
 
 import morpho
 import morpho.runs
-from morpho.config import RunConfig, tomllib
+from morpho.config import RunConfig
+from morpho.files import tomllib
 from morpho.grow import grow
 
 TINY = {

@@ -217,7 +217,7 @@ def test_level_floors_follow_an_insert() -> None:
 def test_docs_mechanisms_config_is_valid() -> None:
     from pathlib import Path
 
-    from morpho.config import load_toml
+    from morpho.files import load_toml
 
     path = Path(__file__).resolve().parents[2] / "docs" / "mechanisms.toml"
     cfg = RunConfig.preset("small").merged(load_toml(path))

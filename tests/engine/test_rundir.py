@@ -17,7 +17,8 @@ import tomllib
 from typer.testing import CliRunner
 
 from morpho.cli import app
-from morpho.config import RunConfig, dump_toml
+from morpho.config import RunConfig
+from morpho.files import dump_toml
 from morpho.grow import grow
 from morpho.rundir import LOCK, STAGING, RunDir, read_jsonl
 from morpho.tissue import save_graphml, seed_tissue
@@ -174,12 +175,12 @@ from morpho.trainer import Callback
 
 out, point, tiny = sys.argv[1], sys.argv[2], eval(sys.argv[3])
 if point == "layout":  # dies while the new run is laid out beside the old one
-    write = rd._atomic_write
+    write = rd.atomic_write
     def dying_write(path, fn):
         if path.name == "config.toml":
             os._exit(9)
         write(path, fn)
-    rd._atomic_write = dying_write
+    rd.atomic_write = dying_write
 if point == "swap":  # dies right after the exchange, before the old run is removed
     exchange = rd._exchange
     def dying_exchange(a, b):

@@ -68,9 +68,9 @@ def test_config_parses_rule_tables_and_round_trips() -> None:
 @pytest.mark.parametrize(
     "table, message",
     [
-        ({"intervall": 3}, "unknown config key growth.'intervall'"),
+        ({"intervall": 3}, "unknown config key growth.intervall"),
         ({"rules": ["mitosys"]}, "unknown growth rule 'mitosys'; expected one of: apoptosis"),
-        ({"mitosis": {"patiense": 2}}, "unknown parameter growth.mitosis.patiense"),
+        ({"mitosis": {"patiense": 2}}, "unknown config key growth.mitosis.patiense"),
         ({"interval": "often"}, "growth.interval: expected int"),
         ({"interval": 0}, "growth.interval must be >= 1"),
     ],

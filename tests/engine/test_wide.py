@@ -20,10 +20,9 @@ from conftest import VOCAB, param_groups, tiny_net, tokens
 
 import morpho
 from morpho.cells_wide import selective_recurrence
-from morpho.config import TrainConfig
 from morpho.network import NetworkConfig
 from morpho.tissue import HIDDEN
-from morpho.trainer import Trainer
+from morpho.trainer import TrainConfig, Trainer
 
 
 def wide_net(**kw: object) -> morpho.Network:

@@ -28,7 +28,7 @@ def test_growth_is_a_typed_field_with_every_rule_resolved() -> None:
         ({"prune": {"patience": 0}}, "growth.prune.patience must be >= 1; got 0"),
         ({"dendrite": {"wormholes": "yes"}}, "growth.dendrite.wormholes: expected bool"),
         ({"energy_terms": {"wiring": "a"}}, "growth.energy_terms.wiring: expected float"),
-        ({"mitosis": {"patiense": 2}}, "unknown parameter growth.mitosis.patiense"),
+        ({"mitosis": {"patiense": 2}}, "unknown config key growth.mitosis.patiense"),
     ],
 )
 def test_bad_rule_parameters_fail_at_config_time(table: dict, message: str, tmp_path) -> None:

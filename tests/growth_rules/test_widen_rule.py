@@ -70,7 +70,7 @@ def test_off_by_default_and_parameters_are_typed_and_range_checked() -> None:
         ({"factor": 1.0}, "growth.widen.factor must be > 1"),
         ({"max_fraction": 1.5}, "growth.widen.max_fraction must be in [0, 1]"),
         ({"to": "wide"}, "growth.widen.to"),
-        ({"sideways": 1}, "unknown parameter growth.widen.sideways"),
+        ({"sideways": 1}, "unknown config key growth.widen.sideways"),
     ]:
         with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
             GrowthConfig.from_dict({"rules": ["widen"], "widen": table})

@@ -6,9 +6,8 @@ import pytest
 import torch
 from conftest import tiny_net
 
-from morpho.config import TrainConfig
 from morpho.sims.baselines import BASELINES, baseline_config, build_baseline, count_params
-from morpho.trainer import Trainer
+from morpho.trainer import TrainConfig, Trainer
 
 VOCAB = 16
 

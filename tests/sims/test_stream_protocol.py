@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from morpho.callbacks import Callback
 from morpho.cli import app
-from morpho.config import load_toml
+from morpho.files import load_toml
 from morpho.network import NetworkConfig
 from morpho.rundir import read_jsonl
 from morpho.sims.cl_methods import CL_METHODS, EWC, CLMethod, MethodContext
@@ -182,7 +182,7 @@ def test_config_file_bad_key_fails_in_one_line_and_writes_nothing(tmp_path) -> N
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["stream", "--config", str(bad), "--out", str(out)])
     assert result.exit_code == 2
-    assert "unknown config key learn.'bogus'; expected one of: epochs" in result.output
+    assert "unknown config key learn.bogus; expected one of: epochs" in result.output
     assert not out.exists()
     bad.write_text('budget = "endless"\n')
     result = CliRunner().invoke(app, ["stream", "--config", str(bad), "--out", str(out)])

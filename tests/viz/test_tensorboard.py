@@ -284,7 +284,8 @@ def test_tags_of_the_known_fields() -> None:
 def test_a_resumed_run_writes_its_tensorboard_files_again_from_its_logs(tmp_path) -> None:
     from conftest import Crash
 
-    from morpho.config import RunConfig, tomllib
+    from morpho.config import RunConfig
+    from morpho.files import tomllib
     from morpho.grow import grow, resume
 
     tiny = tomllib.loads(TINY_TOML)
