@@ -16,6 +16,10 @@ minutes on 2 CPU cores: four small runs and a two-row bench):
     docs/growth_vs_scratch.png benchmarks/growth_saving.py (width growth against scratch and
                               the G_stack Transformer, seed 0), then morpho plot OUT/0
 
+    docs/controls_envelope.png benchmarks/growth_saving.py with grow_width_controls.toml (width
+                              growth, its schedule and random controls, the fixed-size
+                              envelope; seed 0), then morpho plot OUT/0
+
     docs/images_digits.png    morpho bench --task digits --preset digits --seed 0, then
                               morpho plot BENCH (accuracy against FLOPs)
     docs/images_mnist.png     morpho bench --task mnist --preset mnist --seed 0 --rows
@@ -34,9 +38,9 @@ minutes on 2 CPU cores: four small runs and a two-row bench):
                               the page of the first seed's run of morpho stream --stream
                               lang-domains --methods morpho (pages in WORK/pages)
 
-``--only NAME …`` regenerates a subset: ``lang`` (the first five), ``saving``, ``images``
-(an hour on 2 cores: the MNIST bench), ``stream`` (a minute), ``page`` (the pages and
-their screenshot; needs chromium), ``lang-domains`` (four minutes).
+``--only NAME …`` regenerates a subset: ``lang`` (the first five), ``saving``, ``controls``,
+``images`` (an hour on 2 cores: the MNIST bench), ``stream`` (a minute), ``page`` (the pages
+and their screenshot; needs chromium), ``lang-domains`` (four minutes).
 
 The runs' one-line summaries are printed, so the README's captions can be checked.
 """
@@ -103,6 +107,20 @@ def saving(work: Path) -> None:
     plots(out / "0", {"bpc_vs_flops": "growth_vs_scratch.png"})
 
 
+def controls(work: Path) -> None:
+    """Width growth against its blind controls and the fixed-size envelope (seed 0)."""
+    out = work / "controls"
+    bench = DOCS.parent / "benchmarks"
+    cmd = [sys.executable, str(bench / "growth_saving.py"), "--preset", "wide", "--grow"]
+    cmd += [str(bench / "grow_width_controls.toml"), "--grown-steps", "700", "--seeds", "0"]
+    cmd += ["--rows", "grown", "random", "schedule", "scratch", *CONTROL_ENVELOPE]
+    cmd += ["--out", str(out), "--lr", *SAVING_LRS, *(f"{r}=1.5e-2" for r in CONTROL_ENVELOPE)]
+    print("$ python " + " ".join(cmd[1:]), flush=True)
+    print(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout, flush=True)
+    plots(out / "0", {"bpc_vs_flops": "controls_envelope.png"})
+
+
+CONTROL_ENVELOPE = ["envelope-0.25x", "envelope-0.5x", "envelope-2x"]
 SAVING_LRS = [
     "grown=1.5e-2",
     "scratch=1.5e-2",
@@ -245,6 +263,7 @@ def screenshot(html: Path, png: Path) -> None:
 GROUPS = {
     "lang": lang,
     "saving": saving,
+    "controls": controls,
     "images": images,
     "stream": stream,
     "page": page,

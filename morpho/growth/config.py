@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from morpho.coerce import coerce, reject_unknown
+from morpho.growth.control import CONTROLS, read_trace
 from morpho.growth.rule import RULES, build_rule
 
 ENTROPY_TERMS = ("entropy", "repr_entropy")
@@ -45,6 +46,10 @@ class GrowthConfig:
     history: int = 8  # checks of statistics kept per cell and edge (>= every patience)
     seed: int = 0  # seeds the split noise
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-rule parameters
+    control: str = "none"  # none: the rules decide; random | schedule: a blind replay of
+    # control_from's events (same kinds and count; random cells; recorded or evenly spaced
+    # steps) that reads no signal (morpho.growth.control)
+    control_from: str = ""  # the reference run's events.jsonl a control replays
 
     def __post_init__(self) -> None:
         checks = {
@@ -72,6 +77,18 @@ class GrowthConfig:
             )
         for name in (*self.rules, *self.params):
             RULES.get(name)  # ValueError listing the registered rules
+        if self.control not in CONTROLS:
+            raise ValueError(
+                f"growth.control must be one of {', '.join(CONTROLS)}; got {self.control!r}"
+            )
+        if (self.control == "none") != (not self.control_from):
+            raise ValueError(
+                "growth.control_from must name a reference events.jsonl exactly when "
+                f"growth.control is random or schedule; got control {self.control!r}, "
+                f"control_from {self.control_from!r}"
+            )
+        if self.control_from:
+            read_trace(self.control_from)  # ValueError naming a missing file or a bad line
 
     @staticmethod
     def from_dict(data: Mapping[str, Any]) -> GrowthConfig:

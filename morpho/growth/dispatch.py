@@ -88,6 +88,7 @@ def event_record(
         **edit.info,
         "reason": event.reason,
         "score": event.score,
+        "options": dict(event.options),  # what a control replays (morpho.growth.control)
         "stats": {**event.stats, **extra},
         "cell_stats": before,
         "free_energy": [s["fe_ema"] for s in before.values()],

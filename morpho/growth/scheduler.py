@@ -7,6 +7,8 @@ Every step it folds the step's statistics into :class:`~morpho.growth.stats.Cell
 each rule, resolves the proposals (:mod:`morpho.growth.resolve`), applies each accepted
 event's edit with :meth:`Trainer.apply_edit` and logs it; a round with events saves a
 snapshot. Rules come from ``RULES`` (``morpho.growth_rules`` entry points; ``morpho rules``).
+With ``growth.control`` random or schedule it calls no rule and builds no view: it replays
+``growth.control_from``'s events blind (:mod:`morpho.growth.control`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch import Tensor
 
 from morpho.edits import Edit
 from morpho.growth.config import GrowthConfig
+from morpho.growth.control import DRAWS, Recorded, draw_event, plan, read_trace
 from morpho.growth.dispatch import cell_stats, edit_for, edit_within, event_record
 from morpho.growth.knife import KnifeEntropy
 from morpho.growth.probes import edge_gradients, knockout_dloss
@@ -39,9 +42,13 @@ class Scheduler(Callback):
 
     def __init__(self, cfg: GrowthConfig, rules: Mapping[str, Rule] | None = None) -> None:
         self.cfg = cfg
-        if rules is None:
+        self.trace = read_trace(cfg.control_from) if cfg.control != "none" else None
+        if rules is None and self.trace is None:
             rules = {name: build_rule(name, cfg.params.get(name, {})) for name in cfg.rules}
-        self.rules = dict(rules)
+        self.rules = dict(rules or {})  # a control consults no rule
+        self.plan: dict[int, list[Recorded]] = {}  # control: step → events to replay there
+        self.control_generator = torch.Generator().manual_seed(cfg.seed + 104729)
+        self.dropped = 0  # control events no draw could place
         self.weights = cfg.energy_weights()
         self.generator = torch.Generator().manual_seed(cfg.seed)  # split noise and KNIFE draws
         self.stats = CellStats(cfg.ema_decay, cfg.history)
@@ -58,9 +65,19 @@ class Scheduler(Callback):
         return any(r.needs_edge_gradient for r in self.rules.values())
 
     def _due(self, step: int, total_steps: int) -> bool:
-        """Is ``step`` a growth round (from ``start``, every ``interval``, until ``until``)?"""
+        """Is ``step`` a growth round (from ``start``, every ``interval``, until ``until``;
+        for a control, a step of its plan)?"""
+        if self.trace is not None:
+            return step in self._plan(total_steps)
         last = self.cfg.until * total_steps
         return self.cfg.start <= step <= last and step % self.cfg.interval == 0
+
+    def _plan(self, total_steps: int) -> dict[int, list[Recorded]]:
+        if self.trace is not None and not self.plan:
+            end = int(self.cfg.until * total_steps)
+            c = self.cfg
+            self.plan = plan(self.trace, c.control, c.start, end, c.interval)
+        return self.plan
 
     def on_train_start(self, trainer: Trainer) -> None:
         self._net = trainer.net
@@ -97,6 +114,8 @@ class Scheduler(Callback):
         self._flush(trainer.net)  # the final topology's statistics, for the end snapshot
         summary["growth_events"] = dict(self.counts)
         summary["deaths_refused_by_knockout"] = self.refused
+        if self.trace is not None:
+            summary["control_dropped"] = self.dropped
         if self.knife is not None and self.knife.value is not None:
             summary["repr_entropy"] = float(self.knife.value.mean())
 
@@ -117,9 +136,12 @@ class Scheduler(Callback):
         live = set(net.tissue.cell_id.tolist())
         self.cooldown = {c: until for c, until in self.cooldown.items() if c in live}
         self.checks += 1
-        view = self.stats.view(net, step, grad, trainer.cfg.steps)
-        proposals = propose_all(self.rules, view)
-        records = self.apply_round(trainer, proposals, step, result.batch)
+        if self.trace is not None:
+            records = self.replay_round(trainer, step)
+        else:
+            view = self.stats.view(net, step, grad, trainer.cfg.steps)
+            proposals = propose_all(self.rules, view)
+            records = self.apply_round(trainer, proposals, step, result.batch)
         if records and trainer.run is not None:
             meta = {"kind": "growth", "events": [r["kind"] for r in records]}
             snap = trainer.run.save_snapshot(net.snapshot(), step, meta)
@@ -137,6 +159,21 @@ class Scheduler(Callback):
         return resolve(
             proposals, step, self.cooldown, limit, lambda ev: self._apply(trainer, ev, step, batch)
         )
+
+    def replay_round(self, trainer: Trainer, step: int) -> list[dict[str, Any]]:
+        """A control's round: each event its plan holds at ``step``, on drawn cells (drawn
+        again when refused, up to ``DRAWS`` times); no rule, no view, no knockout test."""
+        records = []
+        for ev in self._plan(trainer.cfg.steps).get(step, []):
+            for _ in range(DRAWS):
+                event = draw_event(trainer.net.tissue, ev, self.control_generator)
+                rec = None if event is None else self._apply(trainer, event, step, None)
+                if rec is not None:
+                    records.append(rec)
+                    break
+            else:
+                self.dropped += 1
+        return records
 
     def within_budget(self, net: Network, edit: Edit) -> bool:
         """False if the edit would grow cells or parameters beyond their budgets, or shrink
@@ -185,6 +222,8 @@ class Scheduler(Callback):
             "level_floor": self.level_floor.clone(),
             "counts": {kind: int(n) for kind, n in self.counts.items()},
             "generator": self.generator.get_state(),
+            "control_generator": self.control_generator.get_state(),
+            "control_dropped": self.dropped,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -197,3 +236,6 @@ class Scheduler(Callback):
         self.level_floor = state["level_floor"].clone()
         self.counts = Counter(state["counts"])
         self.generator.set_state(state["generator"])
+        if "control_generator" in state:  # a checkpoint from before controls has none
+            self.control_generator.set_state(state["control_generator"])
+            self.dropped = int(state["control_dropped"])

@@ -9,6 +9,10 @@ scheduler and its probes included), on a log FLOPs axis; rows with no training c
 (the count n-gram) are a dashed horizontal line at their bpc. Read from the bench
 directory only: ``bench.json`` and each row's ``metrics.jsonl``. An image bench (its
 records carry ``val_acc``) draws validation accuracy instead, on the same axis.
+
+A bench with fixed-size rows (``envelope-<k>x``, beside ``scratch`` at ×1:
+``benchmarks/growth_saving.py``) also draws their envelope, a thick grey step line: at each
+FLOP count the lowest val bpc any fixed size had reached by then (:func:`envelope_points`).
 """
 
 from __future__ import annotations
@@ -70,6 +74,20 @@ def bench_curves(path: str | os.PathLike[str]) -> dict[str, list[tuple[float, fl
     return curves
 
 
+def envelope_points(
+    curves: dict[str, list[tuple[float, float]]],
+) -> list[tuple[float, float]]:
+    """The fixed-size envelope of a bench's curves: at every FLOP count of an
+    ``envelope-*`` row or ``scratch`` (×1), the lowest value any of them had reached by then
+    (empty when the bench has no ``envelope-*`` row)."""
+    names = [n for n in curves if n.startswith("envelope-")]
+    if not names:
+        return []
+    fixed = [curves[n] for n in (*names, "scratch") if n in curves]
+    xs = sorted({x for c in fixed for x, _ in c})
+    return [(x, min(y for c in fixed for f, y in c if f <= x)) for x in xs]
+
+
 def plot_bench(
     path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, dpi: int = 110
 ) -> list[Path]:
@@ -86,6 +104,12 @@ def plot_bench(
         xs, ys = zip(*points, strict=True)
         style = "-." if name.split("-")[0] in STATIC else "-"
         ax.plot(xs, ys, style, marker=".", markersize=4, label=_label(name, rows, figure))
+    env = envelope_points(curves)
+    if env:
+        xs, ys = zip(*env, strict=True)
+        ax.plot(
+            xs, ys, drawstyle="steps-post", c="0.5", lw=4, alpha=0.5, label="fixed-size envelope"
+        )
     for row in rows:
         if row["name"] not in curves and row.get(figure) is not None:
             label = _label(row["name"], rows, figure)
@@ -106,4 +130,5 @@ def _label(name: str, rows: list[dict[str, Any]], figure: str = "best_val_bpc") 
     row = next(r for r in rows if r["name"] == name)
     size = f"{row['params'] / 1e3:,.0f}k" if row.get("params") else f"order {row.get('order')}"
     word = "best" if figure == "best_val_bpc" else "final"
-    return f"{name} ({size}, {word} {row[figure]:.3f})"
+    value = row.get(figure)
+    return f"{name} ({size}, {word} {value:.3f})" if value is not None else f"{name} ({size})"

@@ -88,7 +88,8 @@ def test_tiny_bench_writes_every_row_at_the_same_budget(tmp_path: Path) -> None:
         "ngram",
     ]
     ngram = rows.pop("ngram")
-    assert set(ROW_KEYS) <= set(ngram) and 2 <= ngram["order"] <= 6
+    assert set(ROW_KEYS) <= set(ngram) and ngram["order"] >= 1
+    assert ngram["order"] < ngram["orders_tried"] or ngram["stopped"] != "validation"
     assert ngram["best_val_bpc"] == ngram["final_val_bpc"] and ngram["dense_train_flops"] == 0
     for r in rows.values():
         assert set(ROW_KEYS) <= set(r)
@@ -259,3 +260,16 @@ def test_sized_peers_take_half_and_twice_morphos_parameters(tmp_path: Path) -> N
     assert abs(rows["gru-0.5x"]["params"] - grown / 2) <= 0.05 * grown
     assert abs(rows["transformer-2x"]["params"] - 2 * grown) <= 0.1 * grown
     assert rows["gru-0.5x"]["lr"] == 1e-2  # a sized peer takes its family's rate
+
+
+def test_the_stdlib_preset_reads_the_standard_library_at_the_cpu_windows() -> None:
+    cfg, lrs = bench_config("stdlib", None, {})
+    cpu, _ = bench_config("cpu", None, {})
+    assert cfg.task_options == {"corpus": "stdlib"} and lrs == BENCH_PRESETS["stdlib"]["lr"]
+    # the same eval windows as cpu, so the two presets share their count floor
+    assert (cfg.train.seq_len, cfg.train.batch_size, cfg.train.eval_batches) == (
+        cpu.train.seq_len,
+        cpu.train.batch_size,
+        cpu.train.eval_batches,
+    )
+    assert cfg.train.steps > cpu.train.steps

@@ -59,10 +59,52 @@ def test_bad_input_is_refused_with_what_was_expected() -> None:
 def test_the_bench_row_is_tuned_on_training_text_and_beats_a_bigram() -> None:
     task = LangTask(corpus="pydoc")
     train = task.splits["train"].numpy()[:60_000]
-    chosen = tune(train, task.vocab_size, seq_len=32, orders=(2, 4), discounts=(0.5, 0.9))
-    assert chosen["order"] == 4 and set(chosen["sweep"]) == {"2/0.5", "2/0.9", "4/0.5", "4/0.9"}
+    chosen = tune(train, task.vocab_size, seq_len=32, discounts=(0.5, 0.9))
+    assert {"1/0.5", "2/0.9", "4/0.5"} <= set(chosen["sweep"])
     assert chosen["tune_bpc"] == pytest.approx(min(chosen["sweep"].values()), abs=1e-4)
     task.splits["train"] = task.splits["train"][:60_000]
     row = ngram_row(task, seq_len=32, n_batches=2, batch_size=4)
     assert 1.0 < row["best_val_bpc"] < chosen["sweep"]["2/0.9"]
-    assert row["order"] in (2, 3, 4, 5, 6) and row["dense_train_flops"] == 0.0
+    assert row["order"] == chosen["order"] and row["dense_train_flops"] == 0.0
+
+
+def _markov_text(order: int, vocab: int, n: int, seed: int) -> np.ndarray:
+    """A text drawn from a random order-``order`` Markov chain: each context allows two
+    next characters, so the last ``order`` characters say much more than fewer do."""
+    rng = np.random.default_rng(seed)
+    table = rng.integers(0, vocab, (vocab**order, 2))
+    ids = list(rng.integers(0, vocab, order))
+    for _ in range(n - order):
+        ctx = 0
+        for c in ids[-order:]:
+            ctx = ctx * vocab + int(c)
+        ids.append(int(table[ctx, rng.integers(0, 2)]))
+    return np.array(ids, dtype=np.int64)
+
+
+@pytest.mark.parametrize("order", [3, 5])
+def test_the_order_search_reaches_the_order_of_a_markov_source_and_stops_below_its_ceiling(
+    order: int,
+) -> None:
+    ids = _markov_text(order, vocab=4, n=80_000, seed=order)
+    chosen = tune(ids, vocab_size=4, seq_len=32, discounts=(0.5, 0.9))
+    assert chosen["order"] >= order
+    assert chosen["stopped"] == "validation" and chosen["order"] < chosen["orders_tried"]
+
+
+def test_the_memory_guard_stops_the_search_and_says_so() -> None:
+    ids = _markov_text(5, vocab=4, n=20_000, seed=0)
+    free = tune(ids, vocab_size=4, seq_len=32, discounts=(0.9,))
+    guard = sum(lv.nbytes for lv in KneserNey.fit(ids[:18_000], 4, 3, 0.9).levels)
+    capped = tune(ids, vocab_size=4, seq_len=32, discounts=(0.9,), max_bytes=guard)
+    assert free["order"] > 3 and capped["stopped"] == "memory guard"
+    assert capped["order"] == capped["orders_tried"] == 3
+
+
+def test_orders_past_an_int64_code_of_the_vocabulary_still_normalise() -> None:
+    # 103 ** 11 overflows int64: the dense keys (rank · V + last) do not
+    task = LangTask(corpus="pydoc")
+    lm = KneserNey.fit(task.splits["train"].numpy()[:20_000], task.vocab_size, 12, 0.8)
+    history = np.tile(task.splits["train"].numpy()[100:111], (task.vocab_size, 1))
+    p = lm.prob(history, np.arange(task.vocab_size))
+    assert lm.order == 12 and p.sum() == pytest.approx(1.0, abs=1e-12)
