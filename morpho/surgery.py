@@ -16,6 +16,7 @@ max_exp_avg_sq     2      Adam / AdamW with amsgrad
 square_avg         2      RMSprop, Adadelta
 acc_delta          2      Adadelta
 sum                2      Adagrad
+rewarm             0      any (the re-warm's steps left, :mod:`morpho.optstate`)
 =================  =====  ==========================================
 
 Fresh rows get 0 in every state, except Adagrad's ``sum``, which gets the group's
@@ -43,6 +44,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+REWARM = "rewarm"  # per-entry steps left of a learning-rate re-warm (morpho.optstate)
 MOMENT_ORDER: dict[str, int] = {
     "momentum_buffer": 1,
     "exp_avg": 1,
@@ -53,6 +55,7 @@ MOMENT_ORDER: dict[str, int] = {
     "square_avg": 2,
     "acc_delta": 2,
     "sum": 2,
+    REWARM: 0,
 }
 
 

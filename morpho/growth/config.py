@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from morpho.growth.rule import RULES, build_rule
+from morpho.optstate import DEFAULT_REWARM, StatePolicy
 
 ENTROPY_TERMS = ("entropy", "repr_entropy")
 DEFAULT_RULES = ("mitosis", "apoptosis", "dendrite", "prune")
@@ -42,6 +43,9 @@ class GrowthConfig:
     energy_terms: dict[str, float] = field(default_factory=dict)  # extra terms and weights
     history: int = 8  # checks of statistics kept per cell and edge (>= every patience)
     seed: int = 0  # seeds the split noise
+    optimizer_state: str = "exact"  # what an edit's entries' optimizer state holds: exact |
+    # asymmetric (new entries: zero moments and a re-warm) | reset (morpho.optstate)
+    rewarm_steps: int = DEFAULT_REWARM  # asymmetric: new entries' lr ramps up over these steps
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-rule parameters
 
     def __post_init__(self) -> None:
@@ -70,6 +74,15 @@ class GrowthConfig:
             )
         for name in (*self.rules, *self.params):
             RULES.get(name)  # ValueError listing the registered rules
+        _ = self.policy  # ValueError naming a bad optimizer_state or rewarm_steps
+
+    @property
+    def policy(self) -> StatePolicy:
+        """The optimizer-state policy every applied event uses."""
+        try:
+            return StatePolicy(self.optimizer_state, self.rewarm_steps)
+        except ValueError as e:
+            raise ValueError(f"growth.{e}") from None
 
     @staticmethod
     def from_dict(data: Mapping[str, Any]) -> GrowthConfig:

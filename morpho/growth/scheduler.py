@@ -162,11 +162,12 @@ class Scheduler(Callback):
                 self.refused += 1
                 return None
         before = {str(c): cell_stats(net, c) for c in ev.cells}
-        trainer.apply_edit(edit)
+        trainer.apply_edit(edit, self.cfg.policy)
         for c in (*edit.info["cells"], *edit.info["new_cells"]):
             self.cooldown[c] = step + self.cfg.cooldown
         self.counts[edit.kind] += 1
-        return event_record(net, ev, edit, step, before, extra)
+        record = event_record(net, ev, edit, step, before, extra)
+        return {**record, "optimizer_state": self.cfg.optimizer_state}
 
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors and ints keyed by stable id; the device EMAs are flushed into the
