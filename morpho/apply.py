@@ -139,9 +139,13 @@ def split(
     task: int | None = None,
     optimizer_state: str = "exact",
     rewarm_steps: int = DEFAULT_REWARM,
+    antithetic: bool = False,
+    generator: torch.Generator | None = None,
 ) -> Edit:
     """Split a cell into two daughters (see :func:`split_edit`) and apply it."""
-    edit = split_edit(net, cell_id, noise=noise, task=task)
+    edit = split_edit(
+        net, cell_id, noise=noise, task=task, antithetic=antithetic, generator=generator
+    )
     return apply_edit(net, edit, optimizer, policy=StatePolicy(optimizer_state, rewarm_steps))
 
 

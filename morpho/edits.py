@@ -138,6 +138,8 @@ def split_edit(
     noise: float = 0.0,
     task: int | None = None,
     generator: torch.Generator | None = None,
+    antithetic: bool = False,
+    offsets: Mapping[str, Tensor] | None = None,
 ) -> Edit:
     """Mitosis: the cell becomes two daughters (Net2Net-style widening).
 
@@ -148,6 +150,16 @@ def split_edit(
     Gaussian noise to the daughters' copied rows to break their symmetry. Daughters get new
     ids and sit either side of the mother; daughter A keeps the mother's edge ids,
     daughter B's are new.
+
+    ``offsets`` (bank → a row-shaped ``δ``, ``split="copy"`` banks only) give daughter A
+    ``θ + δ`` and B ``θ − δ``: the two halves sum to ``½ f(θ+δ) + ½ f(θ−δ) = f(θ) + O(δ²)``,
+    so the function is preserved to first order while the daughters differ by ``2δ`` (the
+    split of Splitting Steepest Descent, Liu et al. 2019, along ``δ = ε·v``). ``antithetic``
+    draws the noise that way: ``δ = noise · rms(row) · N(0, 1)`` per copied bank, ``±δ``
+    on the two daughters, instead of independent draws.
+
+    Raises:
+        ValueError: an offset for a bank that is not copied by a split, or of the wrong shape.
     """
     t = net.tissue
     r = net.row_of(cell_id)
@@ -166,8 +178,10 @@ def split_edit(
     edge_map = RowMap.build(edge_src, scale=torch.where(outgoing, 0.5, 1.0))
     daughters = torch.zeros(n + 1, dtype=torch.bool)
     daughters[[r, r + 1]] = True
-    cell_map = RowMap.build(cell_src, noise=daughters.float() * noise)
+    cell_map = RowMap.build(cell_src, noise=daughters.float() * (0.0 if antithetic else noise))
     shared = RowMap.build(cell_src, scale=torch.where(daughters, 0.5, 1.0))
+    if antithetic and noise > 0:
+        offsets = antithetic_offsets(net, r, noise, generator)
 
     tissue = _remap_tissue(t, cell_src, edge_src, torch.stack([new_src, new_dst]))
     ids = [t.next_cell_id, t.next_cell_id + 1]
@@ -192,7 +206,44 @@ def split_edit(
         "new_edges": new_edge_ids.tolist(),
         "dead_edges": [],
     }
-    return Edit("split", _maps(net, cell_map, edge_map, "split", share=shared), tissue, info)
+    maps = _maps(net, cell_map, edge_map, "split", share=shared)
+    return Edit("split", _shifted(net, maps, r, offsets or {}), tissue, info)
+
+
+def antithetic_offsets(
+    net: Network, row: int, noise: float, generator: torch.Generator | None = None
+) -> dict[str, Tensor]:
+    """Per ``split="copy"`` bank, ``δ = noise · rms(row) · N(0, 1)`` shaped like cell
+    ``row``'s row (a scalar row: ``|row|``), for the ``±δ`` of an antithetic split."""
+    out = {}
+    for name, bank in net.banks.items():
+        spec = net.bank_specs.get(name)
+        if name in EDGE_BANKS or spec is None or spec.split != "copy":
+            continue
+        x = bank[row].detach().float().cpu()
+        rms = x.pow(2).mean().sqrt() if x.dim() else x.abs()
+        out[name] = noise * rms * torch.randn(x.shape, generator=generator)
+    return out
+
+
+def _shifted(
+    net: Network, maps: dict[str, RowMap], row: int, offsets: Mapping[str, Tensor]
+) -> dict[str, RowMap]:
+    """``maps`` with daughter A (new ``row``) shifted by ``+δ`` and B (``row + 1``) by ``−δ``."""
+    out = dict(maps)
+    for name, delta in offsets.items():
+        spec = net.bank_specs.get(name)
+        if spec is None or spec.split != "copy":
+            raise ValueError(f"offset for bank {name!r}, which a split does not copy")
+        shape = tuple(net.banks[name].shape[1:])
+        if tuple(delta.shape) != shape:
+            raise ValueError(
+                f"offset for bank {name!r} has shape {tuple(delta.shape)}; expected {shape}"
+            )
+        shift = torch.zeros(len(maps[name]), *shape)
+        shift[row], shift[row + 1] = delta.float().cpu(), -delta.float().cpu()
+        out[name] = replace(maps[name], shift=shift)
+    return out
 
 
 def unequal_split_edit(

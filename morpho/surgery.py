@@ -61,18 +61,22 @@ MOMENT_ORDER: dict[str, int] = {
 
 @dataclass(frozen=True)
 class RowMap:
-    """``new_row[i] ← scale[i] · old_row[src[i]] (+ noise)``, or ``fill[i]`` where ``src[i] < 0``.
+    """``new_row[i] ← scale[i] · old_row[src[i]] (+ noise) (+ shift[i])``, or ``fill[i]``
+    where ``src[i] < 0``.
 
     Shapes:
         src: (M,) long; scale, noise: (M,) float; fill: (M,) float, one value per row, or
         (M, *row) whole rows (a fresh initialisation). ``noise`` is a relative standard
-        deviation: the row gets ``noise · rms(row) · N(0, 1)`` added (weights only).
+        deviation: the row gets ``noise · rms(row) · N(0, 1)`` added (weights only);
+        ``shift`` (M, *row) or None: a given offset added to each row (weights only: the
+        ``±δ`` of a split's daughters).
     """
 
     src: Tensor
     scale: Tensor
     fill: Tensor
     noise: Tensor
+    shift: Tensor | None = None  # (M, *row) added to the new rows' values (weights only)
 
     @staticmethod
     def build(
@@ -103,6 +107,7 @@ class RowMap:
             len(self) == n_rows
             and not self.scaled_rows.numel()
             and not self.noisy_rows.numel()
+            and self.shift is None
             and torch.equal(self.src, torch.arange(n_rows))
         )
 
@@ -156,6 +161,8 @@ def remap_parameter(p: Tensor, rmap: RowMap, generator: torch.Generator | None =
         eps = torch.randn(rows.shape, generator=generator).to(p.device, p.dtype)
         scale = (rmap.noise[noisy].to(p.device, p.dtype) * rms).view((-1,) + (1,) * (p.dim() - 1))
         out[noisy.to(p.device)] = rows + scale * eps
+    if rmap.shift is not None:
+        out = out + rmap.shift.to(p.device, p.dtype)
     return out
 
 

@@ -166,8 +166,7 @@ class Scheduler(Callback):
         for c in (*edit.info["cells"], *edit.info["new_cells"]):
             self.cooldown[c] = step + self.cfg.cooldown
         self.counts[edit.kind] += 1
-        record = event_record(net, ev, edit, step, before, extra)
-        return {**record, "optimizer_state": self.cfg.optimizer_state}
+        return event_record(net, ev, edit, step, before, extra, self.cfg.optimizer_state)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors and ints keyed by stable id; the device EMAs are flushed into the

@@ -17,15 +17,18 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import pytest
 import torch
-from conftest import loss_of, make_optimizer, tiny_net, tokens, train
+from conftest import Host, loss_of, make_optimizer, step_result, tiny_net, tokens, train
 
 import morpho
 from morpho.apply import apply_edit
 from morpho.edits import identity_edit, split_edit
 from morpho.growth.config import GrowthConfig
+from morpho.growth.rule import Event, GrowthView, Rule
+from morpho.growth.scheduler import Scheduler
 from morpho.optstate import REWARM_LEFT, StatePolicy, install_rewarm, new_rows
 from morpho.surgery import REWARM, RowMap
 from morpho.tissue import HIDDEN
@@ -233,3 +236,30 @@ def test_bad_policy_is_refused_with_the_choices() -> None:
         GrowthConfig(optimizer_state="x")
     with pytest.raises(ValueError, match="rewarm_steps must be >= 0"):
         GrowthConfig.from_dict({"optimizer_state": "asymmetric", "rewarm_steps": -1})
+
+
+@dataclass(frozen=True)
+class _SplitFirstHidden(Rule):
+    """Proposes one split of a given cell."""
+
+    cell: int = 0
+
+    def propose(self, view: GrowthView) -> list[Event]:
+        return [Event("split", (self.cell,), 1.0, "scripted")]
+
+
+def test_scheduler_applies_and_records_its_policy() -> None:
+    net, _ = _trained()
+    cid = _hidden(net)
+    cfg = GrowthConfig(rules=(), optimizer_state="asymmetric", rewarm_steps=K, max_cells=99)
+    sch = Scheduler(cfg, rules={"scripted": _SplitFirstHidden(cid)})
+    host = Host(net, [sch])
+    train(net, host.optimizer, 1)
+    sch.on_train_start(host)
+    res = step_result(net, tokens(0))
+    sch.on_step_end(host, 99, res)
+    (record,) = sch.check(host, 100, res)
+    assert record["optimizer_state"] == "asymmetric"
+    b = net.row_of(record["new_cells"][1])
+    st = host.optimizer.state[net.banks["w_read"]]
+    assert bool((st[REWARM][b] == K).all()) and not bool(st["exp_avg"][b].any())
