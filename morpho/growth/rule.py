@@ -69,6 +69,10 @@ class GrowthView:
             last step, or None when no enabled rule asked for it.
         d_cell: the cells' channel count now; total_steps: the run's training steps (0:
             unknown).
+        splitting: each hidden cell's splitting matrix on the last batch
+            (:func:`morpho.growth.splitting.splitting_probe`: ``min_eig`` (N,),
+            ``direction`` {bank: (N, *row)}, ``theta_norm`` (N,)), or None when no enabled
+            rule asked for it.
     """
 
     step: int
@@ -79,6 +83,7 @@ class GrowthView:
     edge_gradient: Tensor | None = None
     d_cell: int = 0
     total_steps: int = 0
+    splitting: Mapping[str, Any] | None = None
 
 
 class Rule:
@@ -88,6 +93,7 @@ class Rule:
     """
 
     needs_edge_gradient: ClassVar[bool] = False  # ask the scheduler for view.edge_gradient
+    needs_splitting: ClassVar[bool] = False  # ask the scheduler for view.splitting
 
     def propose(self, view: GrowthView) -> list[Event]:
         raise NotImplementedError

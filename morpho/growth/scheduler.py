@@ -11,6 +11,7 @@ snapshot. Rules come from ``RULES`` (``morpho.growth_rules`` entry points; ``mor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from morpho.growth.knife import KnifeEntropy
 from morpho.growth.probes import edge_gradients, knockout_dloss
 from morpho.growth.resolve import Budget, floor_with_new_level, resolve
 from morpho.growth.rule import Event, Rule, build_rule, propose_all
+from morpho.growth.splitting import splitting_probe
 from morpho.growth.stats import CellStats
 from morpho.network import Network
 from morpho.trainer import Callback, StepResult, Trainer
@@ -117,6 +119,10 @@ class Scheduler(Callback):
         self.cooldown = {c: until for c, until in self.cooldown.items() if c in live}
         self.checks += 1
         view = self.stats.view(net, step, grad, trainer.cfg.steps)
+        if any(r.needs_splitting for r in self.rules.values()) and result.batch is not None:
+            view = dataclasses.replace(
+                view, splitting=splitting_probe(net, result.batch, self.generator)
+            )
         proposals = propose_all(self.rules, view)
         records = self.apply_round(trainer, proposals, step, result.batch)
         if records and trainer.run is not None:
