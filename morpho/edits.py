@@ -511,7 +511,12 @@ class WidenEdit(Edit):
     n_params: int = 0
 
 
-def widen_edit(net: Network, d_cell: int, generator: torch.Generator | None = None) -> WidenEdit:
+def widen_edit(
+    net: Network,
+    d_cell: int,
+    generator: torch.Generator | None = None,
+    fanout: Tensor | None = None,
+) -> WidenEdit:
     """Width growth: every cell gets ``d_cell − d`` new channels, function-preserving.
 
     Old entries keep their place in each block of a declared channel axis
@@ -524,8 +529,14 @@ def widen_edit(net: Network, d_cell: int, generator: torch.Generator | None = No
     ``widen_power`` ``p`` has its old entries scaled by ``(d_cell/d) ** p``, their moments
     like its gradient (:func:`~morpho.surgery.widen_optimizer_state`).
 
+    ``fanout`` (N, d_cell − d, D): GradMax's write rows of the new channels (the wide cell's
+    ``w_write``; :mod:`morpho.growth.gradmax`) instead of zero; the new channels' columns of
+    the MLP's second layer (``w_mlp2``) are then zero, so that the new channels — their
+    reads zero — stay zero and the function is still unchanged at birth.
+
     Raises:
-        ValueError: ``d_cell`` is not above the current width; the cell type cannot widen
+        ValueError: a ``fanout`` for a cell type without ``w_write`` or of the wrong shape;
+            ``d_cell`` is not above the current width; the cell type cannot widen
             (to ``d_cell``); a bank is not declared, or changes shape on an axis it does not
             declare as a channel axis.
     """
@@ -548,6 +559,8 @@ def widen_edit(net: Network, d_cell: int, generator: torch.Generator | None = No
         if cmap is not None:
             scale = (d_cell / d) ** specs[name].widen_power
             channels[name] = dataclasses.replace(cmap, scale=scale)
+    if fanout is not None:
+        channels = _with_fanout(channels, fanout)
     t = net.tissue
     n, e = t.num_nodes, t.edge_index.shape[1]
     tissue = _remap_tissue(t, torch.arange(n), torch.arange(e), t.edge_index.clone())
@@ -556,6 +569,32 @@ def widen_edit(net: Network, d_cell: int, generator: torch.Generator | None = No
     info.update(dead_edges=[], old_width=d, new_width=d_cell)
     maps = _maps(net, RowMap.identity(n), RowMap.identity(e))
     return WidenEdit("widen", maps, tissue, info, cfg, channels, net.n_params() + grown)
+
+
+def _new_positions(cmap: ChannelMap, axis: int) -> Tensor:
+    """Positions on row ``axis`` of a widened bank that hold new channels."""
+    is_new = torch.ones(cmap.shape[axis], dtype=torch.bool)
+    is_new[cmap.index[axis]] = False
+    return is_new.nonzero().flatten()
+
+
+def _with_fanout(channels: dict[str, ChannelMap], fanout: Tensor) -> dict[str, ChannelMap]:
+    """GradMax: the new write rows from ``fanout``; the MLP writes nothing to new channels."""
+    if "w_write" not in channels:
+        raise ValueError("a GradMax fanout needs a cell type with a widened 'w_write' bank")
+    cmap = channels["w_write"]
+    rows = _new_positions(cmap, 0)
+    want = (cmap.fill.shape[0], rows.numel(), cmap.shape[1])
+    if tuple(fanout.shape) != want:
+        raise ValueError(f"fanout has shape {tuple(fanout.shape)}; expected {want}")
+    fill = cmap.fill.clone()
+    fill[:, rows] = fanout.to(fill)
+    out = {**channels, "w_write": dataclasses.replace(cmap, fill=fill)}
+    if "w_mlp2" in channels:
+        mlp = channels["w_mlp2"]
+        fill = mlp.fill.index_fill(2, _new_positions(mlp, 1), 0.0)
+        out["w_mlp2"] = dataclasses.replace(mlp, fill=fill)
+    return out
 
 
 def _channel_map(

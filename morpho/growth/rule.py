@@ -73,6 +73,9 @@ class GrowthView:
             (:func:`morpho.growth.splitting.splitting_probe`: ``min_eig`` (N,),
             ``direction`` {bank: (N, *row)}, ``theta_norm`` (N,)), or None when no enabled
             rule asked for it.
+        gradient_correlation: each cell's read → write gradient correlation
+            (:func:`morpho.growth.gradmax.gradient_correlation`: ``correlation`` (N, D, D),
+            ``write_norm`` (N,)), or None when no enabled rule asked for it.
     """
 
     step: int
@@ -84,6 +87,7 @@ class GrowthView:
     d_cell: int = 0
     total_steps: int = 0
     splitting: Mapping[str, Any] | None = None
+    gradient_correlation: Mapping[str, Tensor] | None = None
 
 
 class Rule:
@@ -94,6 +98,7 @@ class Rule:
 
     needs_edge_gradient: ClassVar[bool] = False  # ask the scheduler for view.edge_gradient
     needs_splitting: ClassVar[bool] = False  # ask the scheduler for view.splitting
+    needs_gradient_correlation: ClassVar[bool] = False  # … for view.gradient_correlation
 
     def propose(self, view: GrowthView) -> list[Event]:
         raise NotImplementedError

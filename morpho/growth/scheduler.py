@@ -23,10 +23,11 @@ from torch import Tensor
 from morpho.edits import Edit
 from morpho.growth.config import GrowthConfig
 from morpho.growth.dispatch import cell_stats, edit_for, edit_within, event_record
+from morpho.growth.gradmax import gradient_correlation
 from morpho.growth.knife import KnifeEntropy
 from morpho.growth.probes import edge_gradients, knockout_dloss
 from morpho.growth.resolve import Budget, floor_with_new_level, resolve
-from morpho.growth.rule import Event, Rule, build_rule, propose_all
+from morpho.growth.rule import Event, GrowthView, Rule, build_rule, propose_all
 from morpho.growth.splitting import splitting_probe
 from morpho.growth.stats import CellStats
 from morpho.network import Network
@@ -119,10 +120,7 @@ class Scheduler(Callback):
         self.cooldown = {c: until for c, until in self.cooldown.items() if c in live}
         self.checks += 1
         view = self.stats.view(net, step, grad, trainer.cfg.steps)
-        if any(r.needs_splitting for r in self.rules.values()) and result.batch is not None:
-            view = dataclasses.replace(
-                view, splitting=splitting_probe(net, result.batch, self.generator)
-            )
+        view = self._probed(view, net, result)
         proposals = propose_all(self.rules, view)
         records = self.apply_round(trainer, proposals, step, result.batch)
         if records and trainer.run is not None:
@@ -132,6 +130,19 @@ class Scheduler(Callback):
                 r["snapshot"] = snap.name
                 trainer.run.log_event(r)
         return records
+
+    def _probed(self, view: GrowthView, net: Network, result: StepResult) -> GrowthView:
+        """The view with the probes an enabled rule asked for, on the step's batch."""
+        wants = lambda flag: any(getattr(r, flag) for r in self.rules.values())  # noqa: E731
+        if result.batch is None:
+            return view
+        if wants("needs_splitting"):
+            probe = splitting_probe(net, result.batch, self.generator)
+            view = dataclasses.replace(view, splitting=probe)
+        if wants("needs_gradient_correlation"):
+            corr = gradient_correlation(net, result.batch)
+            view = dataclasses.replace(view, gradient_correlation=corr)
+        return view
 
     def apply_round(
         self, trainer: Trainer, proposals: list[Event], step: int, batch: Batch | None = None
