@@ -122,18 +122,19 @@ def table(records: list[dict[str, Any]]) -> str:
     """Mean over seeds per row: cosine at each offset, end bpc and its paired difference
     against the no-split control."""
     control = {r["seed"]: r["val_bpc"] for r in records if r["row"] == "none"}
-    head = "| row | " + " | ".join(f"cos +{k}" for k in AFTER) + " | val bpc | Δ vs no split |"
-    lines = [head, "|" + "---|" * (len(AFTER) + 3)]
+    head = "| row | seeds | " + " | ".join(f"cos +{k}" for k in AFTER)
+    lines = [head + " | val bpc | Δ vs no split |", "|" + "---|" * (len(AFTER) + 4)]
     for row in dict.fromkeys(r["row"] for r in records):
         rs = [r for r in records if r["row"] == row]
+        cos = [{int(k): v for k, v in r["cosine"].items()} for r in rs]  # JSON keys are text
         cells = [
-            f"{statistics.mean(r['cosine'][k] for r in rs):.4f}" if k in rs[0]["cosine"] else "—"
+            f"{statistics.mean(c[k] for c in cos):.4f}" if all(k in c for c in cos) else "—"
             for k in AFTER
         ]
         bpc = statistics.mean(r["val_bpc"] for r in rs)
         diffs = [r["val_bpc"] - control[r["seed"]] for r in rs if r["seed"] in control]
         delta = f"{statistics.mean(diffs):+.4f}" if diffs and row != "none" else "—"
-        lines.append(f"| {row} | " + " | ".join(cells) + f" | {bpc:.4f} | {delta} |")
+        lines.append(f"| {row} | {len(rs)} | " + " | ".join(cells) + f" | {bpc:.4f} | {delta} |")
     return "\n".join(lines)
 
 

@@ -47,7 +47,8 @@ from morpho.surgery import MOMENT_ORDER, REWARM, ChannelMap, RowMap, widen_rows
 POLICIES = ("exact", "asymmetric", "reset")
 REWARM_STEPS = "rewarm_steps"  # state key: k of the parameter's latest re-warm
 REWARM_LEFT = "rewarm_left"  # state key: steps until no entry of the parameter re-warms
-DEFAULT_REWARM = 20  # steps of the asymmetric policy's re-warm
+DEFAULT_REWARM = 0  # steps of the asymmetric policy's re-warm: none by default (measured:
+# a 20-step re-warm slows the daughters' divergence, BENCHMARKS.md "Do the daughters ...")
 HOOK_ATTR = "_morpho_rewarm"  # the optimizer attribute that marks installed hooks
 
 

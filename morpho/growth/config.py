@@ -43,8 +43,9 @@ class GrowthConfig:
     energy_terms: dict[str, float] = field(default_factory=dict)  # extra terms and weights
     history: int = 8  # checks of statistics kept per cell and edge (>= every patience)
     seed: int = 0  # seeds the split noise
-    optimizer_state: str = "exact"  # what an edit's entries' optimizer state holds: exact |
-    # asymmetric (new entries: zero moments and a re-warm) | reset (morpho.optstate)
+    optimizer_state: str = "asymmetric"  # what an edit's entries' optimizer state holds:
+    # exact | asymmetric (new entries: zero moments, optional re-warm) | reset
+    # (morpho.optstate); asymmetric by measurement: the daughters of a split diverge
     rewarm_steps: int = DEFAULT_REWARM  # asymmetric: new entries' lr ramps up over these steps
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-rule parameters
 
