@@ -89,6 +89,7 @@ class Fork(Callback):
             gen = torch.Generator().manual_seed(self.seed)
             anti = mode == "antithetic"
             edit = split_edit(net, cid, float(noise), generator=gen, antithetic=anti)
+            torch.manual_seed(self.seed)  # independent noise draws from the global stream
             child.apply_edit(edit, StatePolicy(policy, self.args.rewarm))
             watch = SplitWatch(step, tuple(edit.info["new_cells"]))  # type: ignore[arg-type]
             watch.on_step_end(child, step, result)
