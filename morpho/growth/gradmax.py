@@ -1,6 +1,7 @@
 """The gradient correlation of each cell's read → write path, for GradMax widening.
 
-    probe = gradient_correlation(net, batch)   # {"correlation": (N, D, D), "write_norm": (N,)}
+    probe = gradient_correlation(net, batch)   # correlation, directions (N, D, D); write_norm (N,)
+    # the widen rule (init = "gradmax") writes the k new channels along directions[:, :, :k]
 
 GradMax (Evci et al. 2022) grows a neuron with zero fan-in, so the function is unchanged,
 and chooses its fan-out to make the gradient of the fan-in as large as possible: for a new
@@ -34,7 +35,8 @@ GRADMAX_BANKS = ("norm", "w_read", "w_write")  # what the probe reads of a cell 
 def gradient_correlation(
     net: Network, batch: Batch, max_batch: int = 4
 ) -> dict[str, Tensor] | None:
-    """Per cell, ``M = Σ_{b,t} g x̂ᵀ`` (N, D, D) and the mean norm of its write rows (N,)."""
+    """Per cell, ``M = Σ_{b,t} g x̂ᵀ`` (N, D, D), its left singular vectors as columns,
+    largest first (``directions``, N, D, D) and the mean norm of its write rows (N,)."""
     if any(k not in net.banks for k in GRADMAX_BANKS):
         return None
     x, y = batch
@@ -49,11 +51,6 @@ def gradient_correlation(
     n, b, t, d = xs.shape
     net.charge("probe", 2.0 * n * b * t * d * d)
     write = net.banks["w_write"].detach()  # (N, d, D)
-    return {"correlation": corr.cpu(), "write_norm": write.norm(dim=2).mean(1).cpu()}
-
-
-def gradmax_fanout(correlation: Tensor, write_norm: Tensor, k: int, scale: float) -> Tensor:
-    """(N, k, D) write rows: the top-``k`` left singular vectors of each ``M``, each of norm
-    ``scale ·`` the cell's mean write-row norm."""
-    u, _, _ = torch.linalg.svd(correlation)  # (N, D, D), singular values descending
-    return scale * write_norm.view(-1, 1, 1) * u[:, :, :k].transpose(1, 2)
+    u, _, _ = torch.linalg.svd(corr.cpu())  # (N, D, D), singular values descending
+    norm = write.norm(dim=2).mean(1).cpu()
+    return {"correlation": corr.cpu(), "directions": u, "write_norm": norm}

@@ -1,11 +1,12 @@
-"""GradMax widening (Evci et al. 2022): new channels read nothing, write along the largest
-gradient.
+"""GradMax widening (Evci et al. 2022; ``[growth.widen] init = "gradmax"``): new channels
+read nothing, write along the largest gradient.
 
 * the function is preserved at birth, with new write rows that are not zero;
 * the new write rows equal the top-k left singular vectors of the gradient correlation
   ``M = Σ g x̂ᵀ`` computed by hand (``g`` by autograd at the cells' outputs, caught by a
   spy on the cell type, not by the engine's formula), scaled to the cell's mean write norm;
-* the rule widens when ``widen`` would, with the GradMax fan-out; without the probe, not;
+* ``widen`` with ``init = "gradmax"`` widens on its plateau with that fan-out; without the
+  probe, not;
 * a fan-out of the wrong shape, or for a cell type without ``w_write``, is refused.
 """
 
@@ -22,9 +23,8 @@ from test_widen_rule import widen_view
 from morpho.apply import apply_edit
 from morpho.cells import rms_norm
 from morpho.edits import widen_edit
-from morpho.growth.gradmax import gradient_correlation, gradmax_fanout
-from morpho.growth.rule import RULES
-from morpho.growth_rules.gradmax import GradMax
+from morpho.growth.gradmax import gradient_correlation
+from morpho.growth_rules.widen import Widen
 
 D_OLD, D_NEW = 8, 12
 
@@ -68,7 +68,12 @@ def test_gradmax_widening_preserves_function_and_follows_the_top_singular_vector
     hand = _hand_correlation(net, batch)
     torch.testing.assert_close(probe["correlation"], hand, rtol=1e-4, atol=1e-6)
     k = D_NEW - D_OLD
-    fanout = gradmax_fanout(probe["correlation"], probe["write_norm"], k, scale=1.0)
+    v = dataclasses.replace(
+        widen_view([2.0, 1.5, 1.49, 1.48], d_cell=D_OLD), gradient_correlation=probe
+    )
+    v = dataclasses.replace(v, tissue=net.tissue.clone())
+    (event,) = Widen(to=D_NEW, init="gradmax").propose(v)
+    fanout = event.options["fanout"]
     old_write = net.banks["w_write"].detach().clone()
     with torch.no_grad():
         before = net(batch[0])
@@ -91,17 +96,14 @@ def test_gradmax_widening_preserves_function_and_follows_the_top_singular_vector
 def test_rule_widens_with_the_gradmax_fanout_only_with_the_probe() -> None:
     v = widen_view([2.0, 1.5, 1.49, 1.48], d_cell=8)
     n = v.tissue.num_nodes
-    probe = {"correlation": torch.randn(n, 6, 6), "write_norm": torch.ones(n)}
-    rule = GradMax(to=12, patience=2, tolerance=0.02)
+    u = torch.linalg.svd(torch.randn(n, 6, 6))[0]
+    probe = {"directions": u, "write_norm": torch.full((n,), 2.0)}
+    rule = Widen(to=12, patience=2, tolerance=0.02, init="gradmax", gradmax_scale=0.5)
+    assert rule.needs_gradient_correlation and not Widen().needs_gradient_correlation
     (event,) = rule.propose(dataclasses.replace(v, gradient_correlation=probe))
     assert event.kind == "widen" and event.options["d_cell"] == 12
-    fan = event.options["fanout"]
-    assert fan.shape == (n, 4, 6)
-    torch.testing.assert_close(
-        fan, gradmax_fanout(probe["correlation"], probe["write_norm"], 4, 1.0)
-    )
-    assert rule.propose(v) == []
-    assert RULES.get("gradmax") is GradMax
+    torch.testing.assert_close(event.options["fanout"], 0.5 * 2.0 * u[:, :, :4].transpose(1, 2))
+    assert rule.propose(v) == []  # no probe: no widening
 
 
 def test_bad_fanout_is_refused() -> None:
@@ -111,5 +113,7 @@ def test_bad_fanout_is_refused() -> None:
     thermo = tiny_net(cell_type="thermo")
     with pytest.raises(ValueError):
         widen_edit(thermo, 12, fanout=torch.zeros(10, 4, 8))
-    with pytest.raises(ValueError, match="growth.gradmax.scale must be > 0"):
-        GradMax(scale=0)
+    with pytest.raises(ValueError, match="growth.widen.init must be one of zero, gradmax"):
+        Widen(init="ones")
+    with pytest.raises(ValueError, match="growth.widen.gradmax_scale must be > 0"):
+        Widen(gradmax_scale=0)
