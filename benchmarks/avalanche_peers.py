@@ -50,28 +50,46 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from morpho.network import Network
+from morpho.sims.cl_methods import CL_METHODS
 from morpho.sims.cl_metrics import cl_summary
-from morpho.sims.continual import LearnConfig, StreamModel
-from morpho.sims.morpho_cl import MorphoCLConfig
+from morpho.sims.stream_results import aggregate, format_table, machine
 from morpho.sims.stream_run import (
-    METHODS,
     StreamConfig,
-    aggregate,
-    format_table,
-    machine,
-    make_learner,
+    build_task_stream,
+    network_config,
     run_method,
     tune_method,
     with_overrides,
 )
 from morpho.sims.streams import Stream, build_stream
+
+METHODS = CL_METHODS.names()
+
+
+@dataclass(frozen=True)
+class LearnConfig:
+    """The Avalanche strategies' budget and settings: those of ``morpho stream``'s defaults."""
+
+    epochs: int = 4  # passes over each task's training split
+    batch_size: int = 32  # examples a step
+    lr: float = 2e-3  # Adam learning rate
+    memory: int = 10  # replay: stored examples a class
+    ewc_lambda: float = 1000.0
+    si_c: float = 1.0
+    si_xi: float = 0.1
+    lwf_alpha: float = 1.0
+    lwf_temperature: float = 2.0
+    device: str = "cpu"
+    seed: int = 0
+
 
 STRATEGIES = (
     "naive",
@@ -115,9 +133,9 @@ def mlp(n_in: int, h: int, n_out: int) -> tuple[nn.Sequential, nn.Linear]:
 
 
 def morpho_backbone_params(stream: Stream) -> int:
-    """Parameters of the fixed network every ``morpho stream`` baseline trains on ``stream``."""
-    cfg = LearnConfig()
-    return StreamModel(stream, StreamModel.net_config(stream, cfg)).n_params()
+    """Parameters of the network every ``morpho stream`` baseline trains on ``stream``."""
+    cfg = StreamConfig(stream=stream.name)
+    return Network(network_config(cfg, build_task_stream(cfg), 0)).n_params()
 
 
 def as_benchmark(stream: Stream) -> Any:
@@ -395,14 +413,13 @@ def run_seeds(
 
 def run_morpho_seeds(name: str, stream: Stream, seeds: int, cfg: LearnConfig, echo: Callable):
     """``morpho stream``'s method ``name`` on the same stream, seeds and budget, at the point
-    of its grid (``morpho stream --tune``'s) that scores best on the validation stream."""
-    val = build_stream(stream.name, "class", validation=True)
-    chosen, _ = tune_method(StreamConfig(learn=cfg), name, val, echo)
-    learn, cl = with_overrides(cfg, MorphoCLConfig(), chosen)
+    of its grid (``morpho stream --tune``'s) that scores best on the validation split."""
+    base = StreamConfig(stream=stream.name, scenario="class")
+    chosen, _ = tune_method(base, name, echo)
+    tuned = with_overrides(base, chosen)
     per_seed = []
     for seed in range(seeds):
-        learner = make_learner(name, stream, replace(learn, seed=seed), cl)
-        per_seed.append(run_method(learner, stream))
+        per_seed.append(run_method(tuned, name, build_task_stream(tuned), seed))
         r = per_seed[-1]
         echo(f"  morpho stream: {name} seed {seed}: avg {r['avg_accuracy']:.2f}")
     return aggregate(per_seed)

@@ -25,8 +25,18 @@ minutes on 2 CPU cores: four small runs and a two-row bench):
     docs/stream_heatmap_replay.png  --methods morpho,replay,naive (seed 0, short budget, the
     docs/stream_tasks.png           defaults): two heatmaps and accuracy_per_task.png
 
+    docs/lang_domains_growth.png  morpho grow --task lang-domains --preset wide --config
+                              benchmarks/lang_domains.toml --seed 0, then morpho render RUN
+                              --frame 600 --color domain (cells by the domain they were
+                              born for: pydoc 0, stdlib 1, csv 2)
+    docs/growth_page.png      morpho render RUN --out RUN.html --color gate (the seed-0 run),
+                              a screenshot in headless Chromium with one cell clicked; and
+                              the page of the first seed's run of morpho stream --stream
+                              lang-domains --methods morpho (pages in WORK/pages)
+
 ``--only NAME …`` regenerates a subset: ``lang`` (the first five), ``saving``, ``images``
-(an hour on 2 cores: the MNIST bench), ``stream`` (a minute).
+(an hour on 2 cores: the MNIST bench), ``stream`` (a minute), ``page`` (the pages and
+their screenshot; needs chromium), ``lang-domains`` (four minutes).
 
 The runs' one-line summaries are printed, so the README's captions can be checked.
 """
@@ -173,7 +183,73 @@ def images(work: Path) -> None:
         plots(bench, {"accuracy_vs_flops": f"images_{task}.png"})
 
 
-GROUPS = {"lang": lang, "saving": saving, "images": images, "stream": stream}
+def lang_domains(work: Path) -> None:
+    """The language-domain stream's tissue at its end, cells coloured by birth domain."""
+    run = work / "lang-domains"
+    config = DOCS.parent / "benchmarks" / "lang_domains.toml"
+    morpho(
+        "grow",
+        "--task",
+        "lang-domains",
+        "--preset",
+        "wide",
+        "--config",
+        config,
+        "--seed",
+        0,
+        "--quiet",
+        "--out",
+        run,
+        "--overwrite",
+    )
+    still(run, 600, "domain", "lang_domains_growth.png")
+
+
+def page(work: Path) -> None:
+    """Interactive pages of the README's main run and of a lang-domains stream's run, and a
+    screenshot of the first with a newborn cell clicked."""
+    run = work / "lang-small-seed0"
+    if not (run / "summary.json").exists():
+        grow(work, "lang-small-seed0", "--seed", "0")
+    pages = work / "pages"
+    pages.mkdir(exist_ok=True)
+    html = pages / "lang-small-seed0.html"
+    morpho("render", run, "--out", html, "--color", "gate", "--overwrite")
+    out = work / "stream-lang-domains"
+    morpho("stream", "--stream", "lang-domains", "--methods", "morpho", "--out", out, "--overwrite")
+    stream_run = sorted(p.parent.parent for p in out.glob("runs/**/snapshots/*.npz"))[0]
+    morpho("render", stream_run, "--out", pages / "lang-domains.html", "--overwrite")
+    screenshot(html, DOCS / "growth_page.png")
+
+
+def screenshot(html: Path, png: Path) -> None:
+    """The page at 1400 × 860 in headless Chromium, the newest cell clicked."""
+    import time
+
+    from morpho.viz.headless import Browser
+
+    with Browser() as b:
+        b.open(html, (1400, 860))
+        while not b.eval("!!(window.morphoPage && window.morphoPage.frames)"):
+            time.sleep(0.05)
+        ids = b.eval("window.morphoPage.ids()")
+        at = b.eval(f"window.morphoPage.project({max(ids)})")
+        b.click(at["x"], at["y"])
+        time.sleep(0.3)
+        png.write_bytes(b.screenshot())
+        if b.errors:
+            raise RuntimeError(f"the page logged errors: {b.errors}")
+    print(f"wrote {png}", flush=True)
+
+
+GROUPS = {
+    "lang": lang,
+    "saving": saving,
+    "images": images,
+    "stream": stream,
+    "page": page,
+    "lang-domains": lang_domains,
+}
 
 
 if __name__ == "__main__":

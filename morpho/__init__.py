@@ -8,6 +8,8 @@ state across every change (``morpho.edits``, ``morpho.surgery``).
     net = morpho.Network(morpho.NetworkConfig(vocab_size=64))
     opt = torch.optim.AdamW(net.parameters())
     morpho.split(net, net.cell_ids()[3], optimizer=opt)
+
+A run directory reads back as tables (``morpho.runs``): ``morpho.load_run("runs/demo").metrics``.
 """
 
 import morpho.cells_thermo  # noqa: F401  (registers the "thermo" cell type)
@@ -24,6 +26,7 @@ from morpho.edits import (
     widen_edit,
 )
 from morpho.network import Network, NetworkConfig
+from morpho.runs import RunRecords, load_run
 from morpho.surgery import RowMap, migrate_optimizer_state
 
 __version__ = "0.1.0"
@@ -33,6 +36,7 @@ __all__ = [
     "Network",
     "NetworkConfig",
     "RowMap",
+    "RunRecords",
     "apply_edit",
     "connect",
     "connect_edit",
@@ -41,6 +45,7 @@ __all__ = [
     "identity_edit",
     "insert",
     "insert_edit",
+    "load_run",
     "migrate_optimizer_state",
     "remove",
     "remove_edit",

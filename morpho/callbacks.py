@@ -32,11 +32,14 @@ class StepResult:
         ce: () detached cross-entropy of the batch.
         output: the forward's record (None for a model without by-products).
         batch: ``(x, y)`` on the device, (B, T) long each.
+        report: the record the monitors report: a term's own forward in the step (the
+            Lyapunov probe), else ``output``.
     """
 
     ce: Tensor
     output: Output | None
     batch: tuple[Tensor, Tensor]
+    report: Output | None = None
 
 
 @dataclass
@@ -51,6 +54,7 @@ class TrainerState:
     train_flops: float = 0.0  # cumulative forward + backward FLOPs
     n_edits: int = 0
     flops_per_token: float = 0.0  # forward FLOPs per token, refreshed on logs and edits
+    ponder_passes: int = 1  # ACT passes of the latest reported forward (FLOPs at an edit)
 
 
 class Callback:

@@ -186,3 +186,17 @@ def restore_trainer(trainer: Trainer, payload: dict[str, Any]) -> None:
     for cb in trainer.callbacks:
         if hasattr(cb, "load_state_dict") and type(cb).__name__ in extra["callbacks"]:
             cb.load_state_dict(extra["callbacks"][type(cb).__name__])
+
+
+def save_trainer_checkpoint(trainer: Trainer, name: str | None = None) -> str:
+    """Write ``checkpoints/step_<step>.pt`` of the trainer's run (or ``name``; atomic,
+    checksummed) with its :func:`trainer_payload`; keep the newest few step checkpoints."""
+    assert trainer.run is not None
+    folder = trainer.run.path / "checkpoints"
+    path = folder / (name or f"step_{trainer.step:08d}.pt")
+    extra = trainer_payload(trainer, trainer.run.path)
+    save_checkpoint(path, trainer.net, trainer.optimizer, step=trainer.step, extra=extra)
+    if name is None:
+        for old in sorted(folder.glob("step_*.pt"))[: -trainer.cfg.keep_checkpoints]:
+            old.unlink()
+    return str(path)

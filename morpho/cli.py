@@ -30,7 +30,7 @@ from morpho.options import (
 try:  # typer >= 0.20 vendors click
     from typer._click.exceptions import ClickException as _UsageErrors
 except ImportError:  # pragma: no cover - older typer on click
-    from click import ClickException as _UsageErrors  # type: ignore[no-redef]
+    from click import ClickException as _UsageErrors  # type: ignore[no-redef,assignment]
 
 
 class _OneLineErrors(typer.core.TyperGroup):
@@ -156,6 +156,10 @@ def grow(
         Optional[int], typer.Option(help="Steps between checkpoints.")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    tensorboard: Annotated[
+        bool,
+        typer.Option(help="Also write TensorBoard event files to <run>/tb (tensorboard extra)."),
+    ] = False,
 ) -> None:
     """Grow a network on a task and write a run directory (or continue one with --resume).
 
@@ -165,13 +169,15 @@ def grow(
     from morpho.grow import resume as resume_run
     from morpho.interrupt import Interrupted, StopOnSignal
     from morpho.trainer import NonFiniteError
+    from morpho.writers import build_writers
 
     stop = StopOnSignal()
     path = resume
     try:
+        callbacks = [stop, *build_writers(["tensorboard"] if tensorboard else [])]
         with stop.installed():
             if resume is not None:
-                summary = resume_run(resume, steps=steps, progress=not quiet, callbacks=[stop])
+                summary = resume_run(resume, steps=steps, progress=not quiet, callbacks=callbacks)
             else:
                 cfg = run_config(
                     preset or default_preset(task),
@@ -191,7 +197,7 @@ def grow(
                 path = out or default_run_path(cfg.task)
                 preflight(cfg, path)
                 summary = grow_run(
-                    cfg, path, progress=not quiet, overwrite=overwrite, callbacks=[stop]
+                    cfg, path, progress=not quiet, overwrite=overwrite, callbacks=callbacks
                 )
     except Interrupted as e:
         _interrupted(e, path)

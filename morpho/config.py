@@ -25,6 +25,7 @@ import torch
 from morpho.growth.config import GrowthConfig
 from morpho.growth.rule import RULES, build_rule
 from morpho.network import NetworkConfig
+from morpho.plasticity import PlasticityConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -142,6 +143,7 @@ class RunConfig:
     ponder: PonderConfig = field(default_factory=PonderConfig)  # optional mechanisms: one
     path_norm: PathNormConfig = field(default_factory=PathNormConfig)  # section each
     lyapunov: LyapunovConfig = field(default_factory=LyapunovConfig)
+    plasticity: PlasticityConfig = field(default_factory=PlasticityConfig)  # by birth task
 
     def __post_init__(self) -> None:
         if self.lyapunov.every:
@@ -169,7 +171,7 @@ class RunConfig:
         plain: dict[str, Any] = {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "growth"
         }
-        for name in ("network", "train", "ponder", "path_norm", "lyapunov"):
+        for name in ("network", "train", "ponder", "path_norm", "lyapunov", "plasticity"):
             plain[name] = dataclasses.asdict(plain[name])
         plain["growth"] = self.growth.to_dict()
         return _to_plain(plain)

@@ -24,6 +24,7 @@ from morpho.growth.config import GrowthConfig
 from morpho.growth.scheduler import Scheduler
 from morpho.mechanisms import build_terms
 from morpho.network import Network
+from morpho.plasticity import Plasticity
 from morpho.rundir import RunDir
 from morpho.tasks import TASKS, task_kind, task_overrides
 from morpho.trainer import Callback, Trainer
@@ -73,7 +74,8 @@ def grow(
             f"train.batch_size must be a multiple of the {n_procs} processes; "
             f"got {cfg.train.batch_size}"
         )
-    scheduler = [Scheduler(growth)] if growth.enabled else []
+    scheduler: list[Callback] = [Scheduler(growth)] if growth.enabled else []
+    scheduler += [Plasticity(cfg.plasticity)] if cfg.plasticity.enabled else []
     trainer = Trainer(
         net,
         task,
@@ -136,7 +138,8 @@ def resume(
     growth = cfg.growth
     task = build_task(cfg)
     net = network_from_payload(payload)
-    scheduler = [Scheduler(growth)] if growth.enabled else []
+    scheduler: list[Callback] = [Scheduler(growth)] if growth.enabled else []
+    scheduler += [Plasticity(cfg.plasticity)] if cfg.plasticity.enabled else []
     trainer = Trainer(
         net,
         task,

@@ -15,8 +15,8 @@ new run is laid out beside it and swapped in with one rename (``RENAME_EXCHANGE`
 crash leaves the old run or the new one, never a mix. The lock is an ``flock``, released by
 the kernel on any exit, so a lock left by a dead process is simply free again.
 
-Readers (``morpho.viz``) use :func:`read_jsonl` and :func:`snapshot_paths`; nothing here
-needs a live process.
+Readers (``morpho.runs``, ``morpho.viz``) use :func:`read_jsonl` and :func:`snapshot_paths`;
+nothing here needs a live process.
 """
 
 from __future__ import annotations
@@ -339,6 +339,11 @@ def _holder(directory: Path) -> str | None:
     return None
 
 
+def writer(directory: str | os.PathLike[str]) -> str | None:
+    """Who holds ``directory``'s lock ("pid 123"), if another live process writes it."""
+    return _holder(Path(directory))
+
+
 def _refuse_if_busy(directory: Path) -> None:
     holder = _holder(directory)
     if holder is not None:
@@ -374,19 +379,29 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     p = Path(path)
     if not p.exists():
         return []
+    return parse_jsonl(p.read_text(encoding="utf-8", errors="replace"), p)
+
+
+def parse_jsonl(text: str, path: Path, first_line: int = 1) -> list[dict[str, Any]]:
+    """The records of ``text``, lines of ``path`` from line number ``first_line`` on
+    (readers that follow a growing log parse what was appended since they last read).
+
+    Raises:
+        ValueError: a line is not a JSON object (naming the file and the line).
+    """
     records = []
-    for n, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), first_line):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(
-                f"{str(p)!r} line {n} is not valid JSON ({e.msg}); expected one JSON object "
+                f"{str(path)!r} line {n} is not valid JSON ({e.msg}); expected one JSON object "
                 "per line (a truncated file?)"
             ) from None
         if not isinstance(record, dict):
-            raise ValueError(f"{str(p)!r} line {n} is not a JSON object; expected one per line")
+            raise ValueError(f"{str(path)!r} line {n} is not a JSON object; expected one per line")
         records.append(record)
     return records
 

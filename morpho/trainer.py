@@ -10,7 +10,9 @@ objective is the cross-entropy plus, for a growing network, the cells' local pre
 loss (``train.aux_weight``), the gate penalty (``train.gate_l1``) and the plug-in terms
 (:mod:`morpho.terms`), which also log their monitors. Every ``checkpoint_every`` steps a
 checksummed checkpoint is written and :meth:`Trainer.restore` continues from it, the logs
-matching a run done in one go (wall-clock aside). Non-finite steps: :mod:`morpho.guard`.
+matching a run done in one go (wall-clock aside; the checkpoint glue is
+:func:`morpho.checkpoint.save_trainer_checkpoint`). Non-finite steps: :mod:`morpho.guard`.
+What a log line, an evaluation and ``summary.json`` hold is :mod:`morpho.records`.
 
 The task's kind (:func:`morpho.tasks.task_kind`) sets what an evaluation reports: bits per
 token (``val_bpc``) for a language task; loss and accuracy (``val_loss``, ``val_acc``) on
@@ -28,7 +30,6 @@ inputs → (B, 1, C)), ``n_params()`` and
 from __future__ import annotations
 
 import math
-import platform
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol, cast, runtime_checkable
@@ -40,7 +41,7 @@ from torch import Tensor
 from morpho import distributed
 from morpho.apply import apply_edit
 from morpho.callbacks import Callback, StepResult, TrainerState
-from morpho.checkpoint import restore_trainer, save_checkpoint, trainer_payload
+from morpho.checkpoint import restore_trainer, save_trainer_checkpoint
 from morpho.config import TrainConfig, resolve_device
 from morpho.edits import Edit
 from morpho.guard import NonFiniteError, NonFiniteGuard
@@ -49,13 +50,19 @@ from morpho.optim import build_optimizer, gate_penalty, lr_at
 from morpho.optstate import StatePolicy, install_rewarm
 from morpho.output import Output
 from morpho.progress import NoBar, progress_bar
+from morpho.records import (
+    LN2,
+    flops_per_token,
+    gate_mean,
+    n_cells,
+    passes_of,
+    run_summary,
+    train_record,
+)
 from morpho.rundir import RunDir
 from morpho.tasks import ClassifyTask, Task, task_kind
 from morpho.terms import StepContext, Term
 
-LN2 = math.log(2.0)
-# the order of the monitors' figures in a log line
-LOG_ORDER = ("lyapunov", "path_norm", "repr_entropy", "ponder_passes", "ponder_cost")
 __all__ = [
     "Callback",
     "NonFiniteError",
@@ -77,6 +84,18 @@ class Model(Protocol):
     def n_params(self) -> int: ...
 
     def flops_per_token(self, seq_len: int) -> float: ...
+
+
+def domain_bpc(task: Any, losses: Sequence[Tensor]) -> dict[str, float]:
+    """``val_bpc/<domain>`` per domain of a task that names each evaluation batch's domain
+    (``task.eval_domains``, e.g. a stream of language domains); empty otherwise."""
+    names = getattr(task, "eval_domains", None)
+    if not names or len(names) != len(losses):
+        return {}
+    per: dict[str, list[float]] = {}
+    for name, loss in zip(names, losses, strict=True):
+        per.setdefault(name, []).append(float(loss))
+    return {f"val_bpc/{k}": sum(v) / len(v) / LN2 for k, v in per.items()}
 
 
 def is_growing(net: Any) -> bool:
@@ -130,8 +149,6 @@ class Trainer:
             None if run is None else run.log_event,
             lambda: self.checkpoint() if self.run is not None and self.growing else None,
         )
-        self.last_output: Output | None = None  # the latest forward (train step or eval)
-        self.log_output: Output | None = None  # the record the monitors report (see train_step)
 
     @property
     def step(self) -> int:
@@ -181,17 +198,17 @@ class Trainer:
             group["lr"] = lr_at(self.step, self.cfg)
         capture = any([cb.wants_capture(self, self.step) for cb in self.callbacks])  # ask all
         total, ce, out = self.loss(x, y, capture)
-        self.last_output = out
         # a term that ran its own forward in this step (the Lyapunov probe) reports it
         probes = [o for o in (t.log_output() for t in self.terms) if o is not None]
-        self.log_output = probes[-1] if probes else out
+        report = probes[-1] if probes else out
+        self.state.ponder_passes = passes_of(report)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         if distributed.world_size() > 1:
             self._all_reduce(total, ce, out)
         max_norm = self.cfg.grad_clip or math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), max_norm)
-        result = StepResult(ce.detach(), out, (x, y))
+        result = StepResult(ce.detach(), out, (x, y), report)
         if self.cfg.sync_free:
             self.guard.device_step(self.optimizer, total.detach() + grad_norm)
         elif not bool(torch.isfinite(total.detach() + grad_norm)):  # host sync: the guard
@@ -215,39 +232,32 @@ class Trainer:
         default exact: :mod:`morpho.optstate`); fire ``on_edit``."""
         apply_edit(self.net, edit, self.optimizer, policy=policy)
         self.state.n_edits += 1
-        self.state.flops_per_token = self._flops(gate=1.0)
+        self.state.flops_per_token = flops_per_token(self, None, self.state.ponder_passes, 1.0)
         for cb in self.callbacks:
             cb.on_edit(self, edit)
         return edit
 
-    def _flops(self, gate: Tensor | float | None = None) -> float:
-        """Forward FLOPs per token: gates of the latest forward (or ``gate``), and the ACT
-        passes of the record the monitors report."""
-        if not self.growing:
-            return float(self.net.flops_per_token(self.cfg.seq_len))
-        out, log = self.last_output, self.log_output
-        if gate is None:
-            gate = out.stats["gate_mean"] if out is not None else 1.0
-        passes = log.ponder.n_passes_run if log is not None and log.ponder is not None else 1
-        return float(self.net.flops_per_token(self.cfg.seq_len, gate=gate, passes=passes))
-
-    @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:
         """Validation bits per token on the task's fixed windows (a classification task:
         loss and accuracy on its validation split)."""
+        return self._evaluate()[0]
+
+    @torch.no_grad()
+    def _evaluate(self) -> tuple[dict[str, Any], Output | None]:
+        """:meth:`evaluate`'s record and the record of its last forward."""
         cfg = self.cfg
         batches = self.task.eval_batches(cfg.eval_batches, cfg.batch_size, cfg.seq_len)
         if self.classify:
-            loss, acc = self.score(batches)
+            loss, acc, out = self._score(batches)
             best = max(acc, float(self.state.last_eval.get("best_val_acc", 0.0)))
             record = {"kind": "eval", "step": self.step, "val_loss": loss, "val_acc": acc}
-            return {**record, "best_val_acc": best, **self._gate_record()}
+            return {**record, "best_val_acc": best, **_gate(out)}, out
         self.net.eval()
-        losses = []
+        losses, out = [], None
         for x, y in batches:
             logits, out = self.forward(x.to(self.device))
-            self.last_output = self.log_output = out
             losses.append(F.cross_entropy(logits.flatten(0, 1), y.to(self.device).flatten()))
+        self.state.ponder_passes = passes_of(out)
         self.net.train()
         val_loss = float(torch.stack(losses).mean())
         val_bpc = val_loss / LN2
@@ -259,32 +269,27 @@ class Trainer:
             "val_bpc": val_bpc,
             "best_val_bpc": self.state.best_val_bpc,
         }
-        return {**record, **self._gate_record()}
+        return {**record, **domain_bpc(self.task, losses), **_gate(out)}, out
 
-    def _gate_record(self) -> dict[str, float]:
-        gate = self.gate_mean()
-        return {} if gate is None else {"gate_mean": gate}
-
-    @torch.no_grad()
     def score(self, batches: Sequence[tuple[Tensor, Tensor]]) -> tuple[float, float]:
         """``(mean cross-entropy, accuracy)`` of a classifier over ``batches``, weighted by
         example (logits (B, 1, C) against (B, 1) targets)."""
+        return self._score(batches)[:2]
+
+    @torch.no_grad()
+    def _score(self, batches: Sequence[tuple[Tensor, Tensor]]) -> tuple[float, float, Any]:
+        """:meth:`score` and the record of its last forward."""
         self.net.eval()
-        loss, correct, n = 0.0, 0, 0
+        loss, correct, n, out = 0.0, 0, 0, None
         for x, y in batches:
             logits, out = self.forward(x.to(self.device))
-            self.last_output = self.log_output = out
             flat, target = logits.flatten(0, 1), y.to(self.device).flatten()
             loss += float(F.cross_entropy(flat, target, reduction="sum"))
             correct += int((flat.argmax(-1) == target).sum())
             n += len(target)
+        self.state.ponder_passes = passes_of(out)
         self.net.train()
-        return loss / n, correct / n
-
-    def gate_mean(self) -> float | None:
-        """Mean gate activity over cells in the latest forward; None for a model without gates."""
-        out = self.last_output
-        return float(out.stats["gate_mean"].mean()) if out is not None else None
+        return loss / n, correct / n, out
 
     def fit(self) -> dict[str, Any]:
         """Train for ``cfg.steps`` steps; returns the summary (also written to the run)."""
@@ -295,17 +300,18 @@ class Trainer:
         with progress_bar(self.progress, self.cfg.steps, self.step) as bar:
             while self.step < self.cfg.steps:
                 self._one_step(bar)
-        record = self.evaluate()
+        record, out = self._evaluate()
         self._log(record)
-        summary = self.summary()
+        summary = run_summary(self, out, out)
         if self.classify:  # the held-out split, scored once, at the end
             task = cast(ClassifyTask, self.task)
-            loss, acc = self.score(task.eval_batches(0, self.cfg.batch_size, 0, split="test"))
+            batches = task.eval_batches(0, self.cfg.batch_size, 0, split="test")
+            loss, acc, out = self._score(batches)
             test = {"kind": "test", "step": self.step, "test_loss": loss, "test_acc": acc}
             self._log(test)
             summary.update(test_loss=loss, test_acc=acc)
         if self.run is not None and self.growing:
-            stats = self.last_output.stats if self.last_output is not None else None
+            stats = out.stats if out is not None else None
             metric = "val_acc" if self.classify else "val_bpc"
             end = {"kind": "end", metric: record[metric]}
             self.run.save_snapshot(self.net.snapshot(stats), self.step, end)
@@ -328,9 +334,9 @@ class Trainer:
             if self.cfg.sync_free:
                 self.guard.check_device(self.step)
             state.train_time += time.perf_counter() - t0
-            state.flops_per_token = self._flops()
-            self._log(self._train_record(ce_value))
-            bar.update(ce_value, self._n_cells(), self.tokens_per_s)
+            state.flops_per_token = flops_per_token(self, result.output, passes_of(result.report))
+            self._log(train_record(self, ce_value, result.output, result.report))
+            bar.update(ce_value, n_cells(self), self.tokens_per_s)
         else:
             state.train_time += time.perf_counter() - t0
         state.tokens_seen += tokens
@@ -350,22 +356,9 @@ class Trainer:
         bar.advance()
 
     def checkpoint(self, name: str | None = None) -> str:
-        """Write ``checkpoints/step_<step>.pt`` (or ``name``; atomic, checksummed); keep the
-        newest few step checkpoints."""
-        assert self.run is not None
-        folder = self.run.path / "checkpoints"
-        path = folder / (name or f"step_{self.step:08d}.pt")
-        save_checkpoint(
-            path, self.net, self.optimizer, step=self.step, extra=self._checkpoint_extra()
-        )
-        if name is None:
-            for old in sorted(folder.glob("step_*.pt"))[: -self.cfg.keep_checkpoints]:
-                old.unlink()
-        return str(path)
-
-    def _checkpoint_extra(self) -> dict[str, Any]:
-        assert self.run is not None
-        return trainer_payload(self, self.run.path)
+        """Write ``checkpoints/step_<step>.pt`` (or ``name``): :func:`morpho.checkpoint.
+        save_trainer_checkpoint`."""
+        return save_trainer_checkpoint(self, name)
 
     def restore(self, payload: dict[str, Any]) -> None:
         """Continue from a checkpoint payload whose network is already ``self.net``: the
@@ -380,66 +373,14 @@ class Trainer:
         s = self.state
         return s.tokens_seen / s.train_time if s.train_time else 0.0
 
-    def _n_cells(self) -> int | None:
-        return self.net.tissue.num_nodes if self.growing else None
-
-    def _n_edges(self) -> int | None:
-        return int(self.net.tissue.edge_index.shape[1]) if self.growing else None
-
-    def _train_record(self, ce: float) -> dict[str, Any]:
-        stats = self.last_output.stats if self.last_output is not None else {}
-        return {
-            "kind": "train",
-            "step": self.step,
-            "loss": ce,
-            **({} if self.classify else {"bpc": ce / LN2}),
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "cells": self._n_cells(),
-            "edges": self._n_edges(),
-            "params": self.net.n_params(),
-            "tokens_per_s": self.tokens_per_s,
-            "gate_mean": self.gate_mean(),
-            "surprise_mean": float(stats["surprise"].mean()) if "surprise" in stats else None,
-            **self._monitor_record(),
-        }
-
-    def _monitor_record(self) -> dict[str, Any]:
-        """The terms' monitors for a log line, in :data:`LOG_ORDER`."""
-        if not self.growing:
-            return {}
-        out: dict[str, Any] = {}
-        for term in self.terms:
-            out.update(term.record(self.net, self.log_output))
-        rank = {k: i for i, k in enumerate(LOG_ORDER)}
-        return dict(sorted(out.items(), key=lambda kv: rank.get(kv[0], len(rank))))
-
     def _log(self, record: dict[str, Any]) -> None:
         if record.get("kind") == "eval":
             self.state.last_eval = record
         if self.run is not None:
             self.run.log_metrics(record)
 
-    def summary(self) -> dict[str, Any]:
-        net, s = self.net, self.state
-        flops = self._flops()
-        if self.classify:
-            keys = ("val_loss", "val_acc", "best_val_acc")
-            metric: dict[str, Any] = {k: s.last_eval.get(k) for k in keys}
-        else:
-            metric = {"val_bpc": s.last_eval.get("val_bpc"), "best_val_bpc": s.best_val_bpc}
-        return {
-            **metric,
-            "steps": self.step,
-            "params": net.n_params(),
-            "cells": self._n_cells(),
-            "edges": self._n_edges(),
-            "edits": s.n_edits,
-            "gate_mean": self.gate_mean(),
-            "tokens_per_s": self.tokens_per_s,
-            "train_flops": s.train_flops,
-            "flops_per_token": flops,
-            "dense_flops_per_token": self._flops(gate=1.0) if self.growing else flops,
-            **self._monitor_record(),
-            "task": self.task.describe(),
-            "versions": {"python": platform.python_version(), "torch": torch.__version__},
-        }
+
+def _gate(out: Output | None) -> dict[str, float]:
+    """``{"gate_mean": …}`` of a forward record, or nothing for a model without gates."""
+    gate = gate_mean(out)
+    return {} if gate is None else {"gate_mean": gate}

@@ -75,7 +75,11 @@ class GrowthView:
             rule asked for it.
         gradient_correlation: each cell's read → write gradient correlation
             (:func:`morpho.growth.gradmax.gradient_correlation`: ``correlation`` (N, D, D),
-            ``write_norm`` (N,)), or None when no enabled rule asked for it.
+            ``directions`` its left singular vectors, ``write_norm`` (N,)), or None when no
+            enabled rule asked for it.
+        loss_history: (≤ K, 2) the tissue's training cross-entropy (its surprise at the
+            data) at the last checks, oldest first: its EMA, and the peak of a fast EMA
+            (a few steps) since the check before.
     """
 
     step: int
@@ -88,6 +92,7 @@ class GrowthView:
     total_steps: int = 0
     splitting: Mapping[str, Any] | None = None
     gradient_correlation: Mapping[str, Tensor] | None = None
+    loss_history: Tensor | None = None
 
 
 class Rule:

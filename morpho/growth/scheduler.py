@@ -85,6 +85,7 @@ class Scheduler(Callback):
             self.knife.refresh(net, result.batch[0], step, self.cfg.interval)
             extra = self.knife.stats(net.embed.device)
         self.stats.update(net, out.stats, self.weights, extra)
+        self.stats.update_loss(result.ce)
         if self._due(step, trainer.cfg.steps):
             self.check(trainer, step, result)
 

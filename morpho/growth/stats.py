@@ -24,6 +24,8 @@ from morpho.growth.rule import GrowthView
 from morpho.network import Network
 
 CELL_STATS = ("fe_ema", "gate_ema", "surprise_ema")  # tissue fields kept here
+LOSS_KEYS = ("ema", "fast", "peak")  # the tissue's cross-entropy statistics
+FAST_DECAY = 0.5  # per-step decay of the fast cross-entropy EMA (a jump shows in 1-3 steps)
 
 
 class CellStats:
@@ -36,6 +38,10 @@ class CellStats:
         self.fresh = True  # the first statistics replace the tissue's initial EMAs
         self.cells: dict[int, list[tuple[float, ...]]] = {}  # cell id → last K checks
         self.edges: dict[int, list[float]] = {}  # edge id → |strength| at last K checks
+        # the tissue's cross-entropy: its EMA (decay ``decay``), a fast EMA (decay
+        # FAST_DECAY: a few steps) and the fast one's peak since the last check, on the device
+        self.loss: dict[str, Tensor] = {}
+        self.losses: list[tuple[float, float]] = []  # (EMA, fast peak) at the last K checks
 
     def load(self, net: Network) -> None:
         """Read the EMAs the tissue carries (after an edit moved the rows)."""
@@ -65,6 +71,18 @@ class CellStats:
             self.ema[k].mul_(d).add_(value.detach().float(), alpha=1 - d)
         self.fresh = False
 
+    def update_loss(self, ce: Tensor) -> None:
+        """Fold one step's cross-entropy (the tissue's surprise at the data) into its EMA."""
+        ce = ce.detach().float()
+        if not self.loss:
+            self.loss = {"ema": ce.clone(), "fast": ce.clone(), "peak": ce.clone()}
+            return
+        loss = {k: v.to(ce.device) for k, v in self.loss.items()}  # restored: on the host
+        loss["ema"].mul_(self.decay).add_(ce, alpha=1 - self.decay)
+        loss["fast"].mul_(FAST_DECAY).add_(ce, alpha=1 - FAST_DECAY)
+        loss["peak"] = torch.maximum(loss["peak"], loss["fast"])
+        self.loss = loss
+
     def flush(self, net: Network) -> None:
         """Write the device EMAs into the tissue (one sync)."""
         if self.ema and self.ema["fe_ema"].shape[0] == net.tissue.num_nodes:
@@ -79,6 +97,10 @@ class CellStats:
             i: (self.cells.get(i, []) + [tuple(r)])[-k:]
             for i, r in zip(t.cell_id.tolist(), rows, strict=True)
         }
+        if self.loss:
+            now = (float(self.loss["ema"]), float(self.loss["peak"]))
+            self.losses = (self.losses + [now])[-k:]
+            self.loss["peak"] = self.loss["fast"].clone()  # a new peak from this check on
         strength = net.banks["strength"].detach().abs().cpu().tolist()
         self.edges = {
             e: (self.edges.get(e, []) + [s])[-k:]
@@ -109,6 +131,7 @@ class CellStats:
             edge_gradient=edge_gradient,
             d_cell=net.cfg.d_cell,
             total_steps=total_steps,
+            loss_history=torch.tensor(self.losses).view(-1, 2),
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -120,6 +143,8 @@ class CellStats:
             "edge_ids": torch.tensor(edge_ids, dtype=torch.long),
             "edge_history": self.edge_history(edge_ids),
             "fresh": int(self.fresh),
+            "loss_history": torch.tensor(self.losses).view(-1, 2),
+            **{f"loss_{k}": v.detach().cpu() for k, v in self.loss.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -131,6 +156,8 @@ class CellStats:
         edges = [[v for v in r if not _isnan(v)] for r in state["edge_history"].tolist()]
         self.edges = dict(zip(state["edge_ids"].tolist(), edges, strict=True))
         self.fresh = bool(state["fresh"])
+        self.losses = [tuple(r) for r in state.get("loss_history", torch.zeros(0, 2)).tolist()]
+        self.loss = {k: state[f"loss_{k}"].clone() for k in LOSS_KEYS if f"loss_{k}" in state}
 
 
 def _padded(rows: list[list[tuple[float, ...]]], k: int, width: int) -> Tensor:

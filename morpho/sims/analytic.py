@@ -1,46 +1,48 @@
-"""Analytic consolidation: a stream's heads solved in closed form over the tissue's cell states.
+"""Closed-form continual learners: a ridge head over fixed features, solved from running sums.
 
-The heads of a gradient-trained continual learner drift towards the newest classes, and any
-statistics stored about old classes go stale as the features under them move. Here neither
-can happen. The tissue is not trained on the stream; every cell at every input position
-gets readout capacity of its own (the head reads ``cells × positions × d_cell`` numbers,
-not the pooled ``d_cell`` of the gradient learner), and the head is the ridge regression
-of one-hot targets on those features,
+``analytic`` reads an untrained reservoir: the tissue as it was born (never trained on the
+stream), every cell at every input position (``cells × positions × d_cell`` numbers, not
+the pooled ``d_cell`` of a gradient learner's head). ``random-features`` reads one fixed
+random ReLU layer over the raw pixels, as wide as ``analytic``'s features, so the two keep
+the same floats: it is the control that says what the reservoir adds. Both heads are the
+ridge regression of one-hot targets on the features,
 
     W = (G + λ·mean(diag G)·I)⁻¹ Q,   G = Σ φ φᵀ,   Q = Σ φ yᵀ,
 
-with ``G`` and ``Q`` summed over every training example seen so far. Both sums grow by
-one pass over each task's training split, so after any task the head is exactly the one
-a joint fit on all data seen would give, in any task order (analytic class-incremental
-learning: ACIL, Zhuang et al. 2022; random-feature heads on frozen features: RanPAC,
-McDonnell et al. 2023). What is kept between tasks is ``G`` and ``Q``, second moments of
-the features; no example and no pixel statistic is stored. With a task id, each task's
-head is solved from that task's sums alone and the sums are then dropped: nothing is kept,
-and an old task's answers can never change (backward transfer exactly 0).
+with ``G`` and ``Q`` summed over every training example seen so far: analytic
+class-incremental learning (ACIL, Zhuang et al. 2022) and random-projection heads
+(RanPAC, McDonnell et al. 2023). After any task the head is exactly the one a joint fit
+on all data seen would give, in any task order. What is kept between tasks is ``G`` and
+``Q`` (:meth:`RidgeStats.floats`): sufficient statistics of a known, fixed function of the
+pixels, so their size is compared with the raw data's in floats (replay at equal floats).
+With a task id, each task's head is solved from that task's sums alone and the sums are
+then dropped: an old task's answers can never change (backward transfer exactly 0).
 
-Optionally the features are first expanded by a fixed random ReLU layer of ``width`` units
-(``expand``), which trades the size of ``G`` against accuracy. For a squared loss the
-solve is also the limit of sleep on endlessly many dreamt features: any generative model
-of the features with these first and second moments trains a linear head to this ``W``.
+Optionally the reservoir's features are first expanded by a fixed random ReLU layer of
+``width`` units (``expand``), which trades the size of ``G`` against accuracy.
 
-    learner = AnalyticLearner(stream, LearnConfig(), MorphoCLConfig())
-    for t, task in enumerate(stream.tasks):
-        learner.fit_task(t, task)         # one forward pass over the task, then the solve
-    learner.predict(x, head)              # (B, classes) logits of each example's head
+The driver of ``morpho stream`` evaluates them: they have no optimizer, no training loop
+and write no run directory; the reservoir is the same :class:`~morpho.network.Network`
+(``network`` config, the stream's seed) the gradient methods train on the trainer.
+
+    learner = AnalyticLearner(task, net_cfg, ridge=1e-4, seed=0)   # task: a TaskStream
+    for t in range(task.n_tasks):
+        learner.fit_task(t)               # one forward pass over the task, then the solve
+    learner.logits(x)                     # (B, 1, outputs)
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from morpho.rundir import RunDir
-from morpho.sims.continual import LearnConfig, Learner
-from morpho.sims.morpho_cl import MorphoCLConfig, analytic_dim
-from morpho.sims.streams import Stream, StreamTask
+from morpho.network import Network, NetworkConfig
+
+MAX_ANALYTIC_FEATURES = 8192  # a Gram of 8192² float64 numbers is 0.5 GB
 
 
 class RidgeStats:
@@ -83,13 +85,6 @@ def sum_floats(dim: int, outputs: int) -> int:
     return dim * (dim + 1) // 2 + dim * outputs
 
 
-def kept_floats(stream: Stream, learn: LearnConfig, cl: MorphoCLConfig) -> int:
-    """Floats the analytic learner keeps on ``stream`` (0 with a task id: sums dropped)."""
-    if stream.task_id_given:
-        return 0
-    return sum_floats(analytic_dim(stream, learn, cl), stream.n_heads * stream.head_size)
-
-
 class RandomExpansion:
     """A fixed random ReLU layer ``φ = relu(f R / √d_in + b)``: (n, d_in) → (n, width)."""
 
@@ -105,42 +100,50 @@ class RandomExpansion:
         return torch.relu(f @ w + b)
 
 
-class AnalyticLearner(Learner):
-    """morpho on image streams: closed-form heads over every cell's state (module docstring).
+class AnalyticLearner:
+    """Closed-form heads over every cell's state of an untrained tissue (module docstring).
 
     Attributes:
-        ridge_weight: (D, heads × classes) float64 head weights.
+        ridge_weight: (D, outputs) float64 head weights.
         ridge_stats: the running sums, or None with a task id (each task solved alone).
         expansion: the fixed random ReLU layer, or None.
     """
 
     def __init__(
-        self, stream: Stream, cfg: LearnConfig, cl: MorphoCLConfig, run: RunDir | None = None
+        self,
+        stream: Any,
+        net_cfg: NetworkConfig,
+        ridge: float = 1e-4,
+        seed: int = 0,
+        expand: int = 0,
+        cell_readout: bool = True,
     ) -> None:
         if stream.kind != "classify":
             raise ValueError(f"analytic heads need an image stream; got a {stream.kind} stream")
-        super().__init__(stream, cfg)
-        self.cl, self.run = cl, run
-        dim = analytic_dim(stream, cfg, cl)
-        with torch.no_grad():
-            raw = self.raw_features(stream.tasks[0].x_train[:1].to(self.device)).shape[1]
-        self.expansion = RandomExpansion(raw, cl.expand, cfg.seed) if cl.expand else None
-        outputs = stream.n_heads * stream.head_size
+        self.stream, self.ridge, self.cell_readout = stream, ridge, cell_readout
+        cfg = replace(net_cfg, vocab_size=stream.vocab_size, seed=seed)
+        self.net = reservoir(cfg).eval()
+        self.expansion: RandomExpansion | None = None
+        probe = self.raw_features(stream.task_batches(0, "train", 1)[0][0])
+        if expand:
+            self.expansion = RandomExpansion(probe.shape[1], expand, seed)
+        self.setup(expand or probe.shape[1])
+
+    def setup(self, dim: int) -> None:
+        """Heads and sums for ``dim`` features (``ValueError`` above the limit)."""
+        check_dim(dim)
+        outputs = self.stream.vocab_size
         self.ridge_weight = torch.zeros(dim, outputs, dtype=torch.float64)
-        self.ridge_stats = None if stream.task_id_given else RidgeStats(dim, outputs)
-        self.frame = -1
-        self._snapshot("start")
+        own = getattr(self.stream, "task_id_given", False)
+        self.ridge_stats: RidgeStats | None = None if own else RidgeStats(dim, outputs)
 
-    @property
-    def net(self):  # type: ignore[no-untyped-def]
-        return self.model.net
-
+    @torch.no_grad()
     def raw_features(self, x: Tensor) -> Tensor:
         """Every cell's output at every input position, (B, cells × positions × d); or,
-        without ``cell_readout``, the pooled, normalised readout state (B, d)."""
-        if not self.cl.cell_readout:
-            return self.model.features(x)[0]
-        out = self.net.run_tissue(self.model.adapter(x), capture=True)
+        without ``cell_readout``, the network's readout state at the last position (B, d)."""
+        out = self.net.run(x, capture=self.cell_readout)
+        if not self.cell_readout:
+            return self.net.readout_state(out.state)[:, -1]
         states = torch.cat(list(out.captured[0].outputs))  # (N, B, T, d)
         return states.transpose(0, 1).flatten(1)
 
@@ -151,43 +154,72 @@ class AnalyticLearner(Learner):
         return f if self.expansion is None else self.expansion(f)
 
     @torch.no_grad()
-    def fit_task(self, t: int, task: StreamTask) -> None:
-        """One pass over the task's training split into the sums, then the solve."""
-        self.model.eval()
-        width = self.stream.head_size
+    def fit_task(self, t: int) -> None:
+        """One pass over task ``t``'s training split into the sums, then the solve."""
         own = self.ridge_stats is None  # a task id: this task's sums alone
         stats = RidgeStats(*self.ridge_weight.shape) if own else self.ridge_stats
         assert stats is not None
-        for x, y in zip(task.x_train.split(256), task.y_train.split(256), strict=True):
-            targets = F.one_hot(task.head * width + y, self.ridge_weight.shape[1])
-            stats.add(self.features(x.to(self.device)), targets)
-        solved = stats.solve(self.cl.ridge)
+        for x, y in self.stream.task_batches(t, "train", 256):
+            stats.add(self.features(x), F.one_hot(y[:, 0], self.ridge_weight.shape[1]))
+        solved = stats.solve(self.ridge)
         if own:  # only this task's head changes
-            cols = slice(task.head * width, (task.head + 1) * width)
+            cols = self.stream.task_columns(t)
             self.ridge_weight[:, cols] = solved[:, cols]
         else:
             self.ridge_weight = solved
-        self._snapshot("task_end", task=t)
 
     @torch.no_grad()
-    def predict(self, x: Tensor, head: Tensor) -> Tensor:
-        w = self.ridge_weight.to(self.device)
-        logits = (self.features(x).to(w.dtype) @ w).float()
-        every = logits.view(len(x), self.stream.n_heads, self.stream.head_size)
-        return every[torch.arange(len(x)), head]
+    def logits(self, x: Tensor) -> Tensor:
+        """(B, 1, outputs) logits of the solved heads."""
+        return (self.features(x).double() @ self.ridge_weight).float()[:, None]
 
     def memory_floats(self) -> int:
         return self.ridge_stats.floats() if self.ridge_stats is not None else 0
 
     def n_params(self) -> int:
-        """Parameters that answer: the tissue and adapter, and the solved heads."""
-        heads = sum(p.numel() for p in self.model.heads.parameters())
-        return self.model.n_params() - heads + self.ridge_weight.numel()
+        """Parameters that answer: the tissue and input adapter, and the solved heads."""
+        head = {"head", "head_norm"}
+        tissue = sum(
+            p.numel() for n, p in self.net.named_parameters() if n.split(".")[0] not in head
+        )
+        return tissue + self.ridge_weight.numel()
 
-    def _snapshot(self, kind: str, **meta: object) -> Path | None:
-        """A movie frame (numbered 0, 1, 2, …: no optimizer step is taken)."""
-        if self.run is None:
-            return None
-        self.frame += 1
-        meta = {"kind": kind, "train_step": self.step, **meta}
-        return self.run.save_snapshot(self.net.snapshot(None), self.frame, meta)
+
+class RandomFeaturesLearner(AnalyticLearner):
+    """The same closed-form heads over one fixed random ReLU layer of the raw pixels, as wide
+    as :class:`AnalyticLearner`'s features on the same stream and config (equal floats)."""
+
+    def __init__(
+        self, stream: Any, net_cfg: NetworkConfig, ridge: float = 1e-4, seed: int = 0, **kw: Any
+    ) -> None:
+        width = AnalyticLearner(stream, net_cfg, ridge, seed, **kw).ridge_weight.shape[0]
+        super().__init__(stream, net_cfg, ridge, seed, cell_readout=False)
+        pixels = stream.task_batches(0, "train", 1)[0][0][0].numel()
+        self.expansion = RandomExpansion(pixels, width, seed)
+        self.setup(width)
+
+    def raw_features(self, x: Tensor) -> Tensor:
+        """The raw pixels, flattened: (B, H × W)."""
+        return x.flatten(1)
+
+    def n_params(self) -> int:
+        """Parameters that answer: the random layer and the solved heads."""
+        assert self.expansion is not None
+        layer = self.expansion.weight.numel() + self.expansion.bias.numel()
+        return layer + self.ridge_weight.numel()
+
+
+def reservoir(cfg: NetworkConfig) -> Network:
+    """The untrained network the analytic heads read: the gradient methods' backbone."""
+    torch.manual_seed(cfg.seed)
+    return Network(cfg)
+
+
+def check_dim(dim: int) -> None:
+    """``ValueError`` for more than :data:`MAX_ANALYTIC_FEATURES` features, naming the way out."""
+    if dim > MAX_ANALYTIC_FEATURES:
+        raise ValueError(
+            f"the analytic heads would read {dim} features (a {dim}×{dim} Gram); expected at "
+            f"most {MAX_ANALYTIC_FEATURES}: set [learn] expand (e.g. 4096) or use fewer cells "
+            "or channels"
+        )

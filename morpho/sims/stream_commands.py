@@ -1,11 +1,11 @@
 """CLI command ``morpho stream``: continual-learning task streams (see morpho/sims/streams.py).
 
     morpho stream --stream split-digits --scenario class \\
-        --methods morpho,naive,ewc,si,lwf,replay,joint --seeds 3 --budget converged --tune
+        --methods analytic,random-features,naive,ewc,si,lwf,replay,joint --seeds 3 --tune
     morpho stream --config my_stream.toml --seeds 5        # flags override the file
 
-prints the mean ± std table and writes ``results.json``, heatmaps and morpho's run
-directories under ``--out`` (see :mod:`morpho.sims.stream_run`).
+prints the mean ± std table and writes ``results.json``, heatmaps and one run directory
+per (method, seed) under ``--out`` (see :mod:`morpho.sims.stream_run`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ def register(app: typer.Typer) -> None:
 def stream(
     stream: Annotated[
         Optional[str],
-        typer.Option(help="split-digits | permuted-digits | split-mnist | lang-domains."),
+        typer.Option(
+            help="split-digits | permuted-digits | split-mnist | lang-domains, or a "
+            "registered morpho grow task that is a task stream."
+        ),
     ] = None,
     scenario: Annotated[
         Optional[str],
@@ -42,12 +45,14 @@ def stream(
     methods: Annotated[
         Optional[str],
         typer.Option(
-            help="Comma-separated methods (default morpho,naive): morpho (analytic heads "
-            "over every cell's state), morpho-no-cell-readout (over the pooled readout), "
-            "morpho-gradient (the gradient learner) and its ablations morpho-gradient-no-"
-            "growth/-viscosity/-floor/-routing/-sleep/-distill/-head-correction, "
-            "naive, ewc, si, lwf, replay, replay-floats (replay in morpho's floats), joint, "
-            "separate."
+            help="Comma-separated methods (default analytic,naive): analytic (a closed-form "
+            "ridge head over every cell of an untrained tissue, image streams), "
+            "analytic-no-cell-readout (over the pooled readout), random-features (the same "
+            "head over a random ReLU layer of the pixels, equal floats), naive, ewc, si, lwf, "
+            "replay, replay-floats (replay in the analytic learner's floats), joint "
+            "(converged budget), joint-short (the stream's budget), neurogenesis (naive with "
+            "the growth scheduler: task_change); more from the morpho.cl_methods entry "
+            "points. Each gradient method runs on the trainer of morpho grow."
         ),
     ] = None,
     seeds: Annotated[
@@ -76,8 +81,8 @@ def stream(
     config: Annotated[
         Optional[Path],
         typer.Option(
-            help="TOML file: the keys of StreamConfig, [learn] and [morpho] tables; flags "
-            "override it."
+            help="TOML file: the keys of StreamConfig, [learn], [network], [train] and "
+            "[growth] tables; flags override it."
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/stream"),
@@ -97,7 +102,6 @@ def stream(
     from morpho.cli import fail
     from morpho.rundir import RunDir
     from morpho.sims.stream_run import run_stream
-    from morpho.sims.streams import build_stream
 
     from .commands import comma_list
 
@@ -111,14 +115,14 @@ def stream(
         "tune": tune,
         "data": None if data is None else [str(p) for p in data],
         "max_train": max_train,
-        "learn": {"epochs": epochs, "memory": memory, "device": device},
+        "learn": {"epochs": epochs, "memory": memory},
+        "train": {"device": device},
     }
     try:
         cfg = stream_config(config, flags)
-        check_device(cfg.learn.device)
+        check_device(cfg.train.device)
         check_data(cfg.stream, [Path(p) for p in cfg.data])
-        built = build_stream(cfg.stream, cfg.scenario, cfg.tasks, cfg.data, max_train=cfg.max_train)
-        check_analytic(cfg, built)
+        check_methods(cfg)
         owner = RunDir(out, overwrite=overwrite)  # held until the command returns
         owner.claim()
     except ValueError as e:
@@ -132,7 +136,7 @@ def stream(
         f"{cfg.seeds} seed(s), {cfg.budget} budget"
         f"{' (tuned on validation)' if cfg.tune else ''} → {out}"
     )
-    run_stream(cfg, out, echo=typer.echo, stream=built)
+    run_stream(cfg, out, echo=typer.echo)
 
 
 def stream_config(path: Path | None, flags: dict[str, Any]) -> StreamConfig:
@@ -140,30 +144,38 @@ def stream_config(path: Path | None, flags: dict[str, Any]) -> StreamConfig:
     flags that were given over it, through ``morpho grow``'s loader and coercer: unknown
     keys and wrong types raise ``ValueError`` naming what was expected."""
     from morpho.config import _deep_merge, from_dict, load_toml
-    from morpho.sims.stream_run import StreamConfig  # noqa: F811
+    from morpho.sims.stream_run import StreamConfig, plain_config  # noqa: F811
 
     data = load_toml(path) if path is not None else {}
-    given = {k: v for k, v in flags.items() if v is not None and k != "learn"}
-    learn = {k: v for k, v in flags["learn"].items() if v is not None}
-    merged = _deep_merge(_deep_merge(data, given), {"learn": learn} if learn else {})
-    merged.setdefault("methods", ["morpho", "naive"])
+    tables = ("learn", "train")
+    given = {k: v for k, v in flags.items() if v is not None and k not in tables}
+    merged = _deep_merge(data, given)
+    for table in tables:
+        values = {k: v for k, v in flags.get(table, {}).items() if v is not None}
+        merged = _deep_merge(merged, {table: values} if values else {})
     lang = merged.get("stream") == "lang-domains"
     merged.setdefault("scenario", "domain" if lang else "class")
-    return from_dict(StreamConfig, merged, "")
+    # a partial table fills in over the stream's defaults, not over the bare dataclass's
+    return from_dict(StreamConfig, _deep_merge(plain_config(StreamConfig()), merged), "")
 
 
-def check_analytic(cfg: Any, stream: Any) -> None:
-    """``ValueError`` if a morpho method's analytic heads would read too many features."""
-    from dataclasses import replace
+def check_methods(cfg: Any) -> None:
+    """``ValueError`` if a method cannot run on the stream (a closed-form method on a
+    language stream, heads too wide to hold, replay-floats without image floats)."""
+    from morpho.sims.cl_methods import CL_METHODS
+    from morpho.sims.stream_run import build_task_stream, closed_form_learner, equal_float_memory
 
-    from morpho.sims.morpho_cl import ABLATIONS, analytic_dim
-
-    if stream.kind != "classify":
-        return
+    task = build_task_stream(cfg)
     for name in cfg.methods:
-        cl = replace(cfg.morpho, **ABLATIONS.get(name, {"analytic": False}))
-        if cl.analytic:
-            analytic_dim(stream, cfg.learn, cl)
+        if CL_METHODS.get(name).closed_form:
+            if task.kind != "classify":
+                raise ValueError(
+                    f"method {name!r} solves image heads in closed form; {task.name} is a "
+                    "language stream: expected a gradient method (naive, ewc, si, lwf, replay)"
+                )
+            closed_form_learner(cfg, name, task, 0)
+        if name == "replay-floats":
+            equal_float_memory(cfg, task)
 
 
 def check_device(device: str) -> None:

@@ -56,6 +56,8 @@ CHOICES: dict[str, ColorChoice] = {
     ),
     "birth": ColorChoice("birth step", lambda s, f: s.cell("birth"), "cool"),
     "task": ColorChoice("birth task", lambda s, f: s.cell("task"), category="task"),
+    # the same field read as the language domain a cell was born for (domain_grow)
+    "domain": ColorChoice("birth domain", lambda s, f: s.cell("task"), category="domain"),
     "clock": ColorChoice(
         "clock period (tokens)", lambda s, f: s.cell("clock", 1.0), category="every"
     ),

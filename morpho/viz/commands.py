@@ -1,4 +1,5 @@
-"""CLI commands of the rendering side: ``morpho render``, ``morpho plot``, ``morpho export``.
+"""CLI commands of the rendering side: ``morpho render``, ``morpho plot``, ``morpho export``,
+``morpho tensorboard``.
 
 Registered through the ``morpho.commands`` entry point, so the engine CLI never imports
 ``morpho.viz``; pyvista and matplotlib are imported only when a command runs. Bad input
@@ -14,7 +15,17 @@ from typing import Annotated, Optional
 import typer
 
 # the names of morpho.viz.coloring.CHOICES (kept here: that module imports matplotlib)
-COLORS = ("free-energy", "gate", "level", "lineage", "birth", "task", "clock", "repr-entropy")
+COLORS = (
+    "free-energy",
+    "gate",
+    "level",
+    "lineage",
+    "birth",
+    "task",
+    "domain",
+    "clock",
+    "repr-entropy",
+)
 OverwriteOpt = Annotated[
     bool, typer.Option(help="Replace an existing output (a folder is replaced whole).")
 ]
@@ -25,6 +36,7 @@ def register(app: typer.Typer) -> None:
     app.command()(render)
     app.command()(plot)
     app.command()(export)
+    app.command()(tensorboard)
 
 
 def render(
@@ -32,7 +44,8 @@ def render(
     out: Annotated[
         Optional[Path],
         typer.Option(
-            help="Movie (.mp4, .gif) or, with --frame, an image (.png). Default: in the run."
+            help="Movie (.mp4, .gif), an interactive page (.html: every snapshot, offline) "
+            "or, with --frame, an image (.png). Default: a movie in the run."
         ),
     ] = None,
     color: Annotated[
@@ -66,16 +79,23 @@ def render(
             orbit=orbit,
             wormhole_length=wormhole_length,
         )
-        if frame is None:
+        if out is not None and out.suffix.lower() in (".html", ".htm"):
+            from morpho.viz.page import render_page
+
+            if frame is not None:
+                raise ValueError("--frame renders one still; expected no --frame with a .html page")
+            path = render_page(run, out, overwrite, color, wormhole_length)
+            what = "an interactive page of every snapshot (open it in a browser)"
+        elif frame is None:
             path = render_movie(run, out or run / "growth.mp4", cfg, overwrite)
-            what = f"{cfg.frames} frames at {cfg.fps} fps"
+            what = f"{cfg.frames} frames at {cfg.fps} fps, {size}"
         else:
             path = render_still(run, out or run / f"frame_{frame}.png", frame, cfg, overwrite)
-            what = f"the snapshot nearest step {frame}"
+            what = f"the snapshot nearest step {frame}, {size}"
     except (ValueError, ImportError, OSError) as e:
         fail(_message(e))
         return
-    typer.echo(f"wrote {path}: {what}, {size}, colour {color}")
+    typer.echo(f"wrote {path}: {what}, colour {color}")
 
 
 def plot(
@@ -133,6 +153,30 @@ def export(
         fail(_message(e))
         return
     typer.echo(f"wrote {path}")
+
+
+def tensorboard(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Run directories, bench folders or stream folders to convert."),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Folder of the event files: one subfolder per run.")
+    ] = Path("tb"),
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Write runs as TensorBoard event files (scalars, events, tissue images), one folder
+    per run or bench row: then tensorboard --logdir OUT."""
+    from morpho.cli import fail
+
+    try:
+        from morpho.viz.tensorboard import convert_runs
+
+        paths = convert_runs(list(runs), out, overwrite)
+    except (ValueError, OSError) as e:
+        fail(_message(e))
+        return
+    typer.echo(f"wrote {len(paths)} run(s) to {out}: tensorboard --logdir {out}")
 
 
 def _message(e: Exception) -> str:

@@ -6,6 +6,7 @@
 
 Nothing here needs a live process or pyvista; a snapshot is split into per-cell arrays
 (leading size N) and per-edge arrays (``edge_index`` (2, E), ``edge_*``, ``strength``).
+For the logs as tables (pandas, in a notebook) use the engine's ``morpho.load_run``.
 """
 
 from __future__ import annotations

@@ -97,7 +97,9 @@ def test_stream_refuses_a_non_empty_folder_and_overwrite_replaces_it_whole(tmp_p
         "config.toml",
         "heatmap_naive.png",
         "results.json",
+        "runs",  # naive-seed0: the trainer's run directory
     ]
+    assert (out / "runs" / "naive-seed0" / "summary.json").is_file()
 
 
 def test_bench_bad_outputs_and_names_write_nothing(tmp_path) -> None:
@@ -110,15 +112,16 @@ def test_bench_bad_outputs_and_names_write_nothing(tmp_path) -> None:
 
 
 def test_stream_refuses_analytic_heads_too_wide_to_hold(tmp_path) -> None:
-    """split-MNIST with 64 channels: 10 cells × 28 rows × 64 = 17,920 features → refused."""
+    """split-MNIST with 64 channels: 10 cells × 28 rows × 64 = 17,920 features → refused
+    (the [network] table fills in over the stream's 2-3-3-2 cells)."""
     cfg = tmp_path / "wide.toml"
-    cfg.write_text('stream = "split-mnist"\nmethods = ["morpho"]\n[learn]\nd_cell = 64\n')
+    cfg.write_text('stream = "split-mnist"\nmethods = ["analytic"]\n[network]\nd_cell = 64\n')
     out = tmp_path / "s"
-    fragments = ("17920 features", "expected at most 8192", "[morpho] expand")
+    fragments = ("17920 features", "expected at most 8192", "[learn] expand")
     refused(tmp_path, "stream", "--config", cfg, "--out", out, fragments=fragments)
     cfg.write_text(
-        'stream = "split-mnist"\nmethods = ["morpho"]\nmax_train = 8\n'
-        "[learn]\nd_cell = 64\nepochs = 1\n[morpho]\nexpand = 32\n"
+        'stream = "split-mnist"\nmethods = ["analytic"]\nmax_train = 8\n'
+        "[network]\nd_cell = 64\n[learn]\nepochs = 1\nexpand = 32\n"
     )
     result = CliRunner().invoke(app, ["stream", "--config", str(cfg), "--out", str(out)])
     assert result.exit_code == 0, result.output  # the random expansion makes it fit
@@ -127,6 +130,6 @@ def test_stream_refuses_analytic_heads_too_wide_to_hold(tmp_path) -> None:
 @pytest.mark.parametrize("line", ["ridge = 0.0", "ridge = -1e-3", "ridge = nan", "expand = -4"])
 def test_stream_refuses_a_bad_analytic_setting(tmp_path, line: str) -> None:
     cfg = tmp_path / "bad.toml"
-    cfg.write_text(f'methods = ["morpho"]\n[morpho]\n{line}\n')
-    fragments = ("expected morpho.ridge > 0 (finite) and morpho.expand >= 0",)
+    cfg.write_text(f'methods = ["analytic"]\n[learn]\n{line}\n')
+    fragments = ("expected learn.ridge > 0 (finite) and learn.expand >= 0",)
     refused(tmp_path, "stream", "--config", cfg, "--out", tmp_path / "s", fragments=fragments)

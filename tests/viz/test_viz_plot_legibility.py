@@ -67,10 +67,12 @@ def test_lineage_rows_are_labelled_with_ids_and_roles(run: Run) -> None:
 def test_heatmap_labels_its_colour_bar_and_contrasts_its_numbers(tmp_path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from morpho.sims.stream_run import plot_matrix
+    from morpho.sims.stream_plots import plot_matrix
+    from morpho.sims.stream_task import StreamOnTrainer
     from morpho.sims.streams import build_stream
 
-    stream = build_stream("split-digits", "class", max_train=4)
+    built = build_stream("split-digits", "class", max_train=4)
+    stream = StreamOnTrainer(built, built, steps_per_task=1)
     matrix = np.linspace(0, 100, 25).reshape(5, 5).tolist()
     captured = {}
     close = plt.close
