@@ -14,6 +14,10 @@ it:
     morpho.connect(net, src_id, dst_id, optimizer=opt)            # new edge at strength 0
     morpho.disconnect(net, edge_id, optimizer=opt)
     morpho.widen(net, d_cell=64, optimizer=opt)                   # more channels, zero-output
+
+Every one-call edit takes ``optimizer_state`` (``"exact"``, the default; ``"asymmetric"``
+with ``rewarm_steps``; ``"reset"``: :mod:`morpho.optstate`) and ``apply_edit`` a
+:class:`~morpho.optstate.StatePolicy`.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from morpho.edits import (
     widen_edit,
 )
 from morpho.network import READOUT, Network
+from morpho.optstate import DEFAULT_REWARM, StatePolicy, new_entries, reset_state, restart_entries
 from morpho.surgery import (
     migrate_optimizer_state,
     remap_parameter,
@@ -50,6 +55,7 @@ def apply_edit(
     edit: Edit,
     optimizer: torch.optim.Optimizer | None = None,
     generator: torch.Generator | None = None,
+    policy: StatePolicy | None = None,
 ) -> Edit:
     """Apply ``edit`` to the network's banks, their gradients and ``optimizer``'s state.
 
@@ -57,9 +63,27 @@ def apply_edit(
     the old one in the module and in ``optimizer``'s param group (same place, same
     hyperparameters); banks with an identity map are left as they are. The optimizer object
     is kept. Another optimizer holding the banks would keep stale tensors: pass the one in use.
+    ``policy`` (default ``exact``) says what the state of the touched entries holds after
+    the carry (:mod:`morpho.optstate`).
     """
+    policy = policy or StatePolicy()
     if isinstance(edit, WidenEdit):
-        return _apply_widen(net, edit, optimizer)
+        _apply_widen(net, edit, optimizer, policy)
+    else:
+        _apply_rows(net, edit, optimizer, generator, policy)
+    if optimizer is not None and policy.name == "reset":
+        reset_state(optimizer)
+    return edit
+
+
+def _apply_rows(
+    net: Network,
+    edit: Edit,
+    optimizer: torch.optim.Optimizer | None,
+    generator: torch.Generator | None,
+    policy: StatePolicy,
+) -> None:
+    """Remap every bank by its row map (and its gradient and optimizer state)."""
     missing = set(net.banks) - set(edit.maps)
     if missing:
         raise ValueError(f"edit has no row map for banks: {sorted(missing)}")
@@ -76,15 +100,16 @@ def apply_edit(
             new.grad = remap_rows(old.grad, rmap)
         if optimizer is not None:
             migrate_optimizer_state(optimizer, old, new, rmap)
+            if policy.name == "asymmetric":
+                restart_entries(optimizer, new, new_entries(new, rmap), policy.rewarm_steps)
         net.banks[name] = new
     net.tissue = edit.tissue
     net.rebuild()
-    return edit
 
 
 def _apply_widen(
-    net: Network, edit: WidenEdit, optimizer: torch.optim.Optimizer | None
-) -> WidenEdit:
+    net: Network, edit: WidenEdit, optimizer: torch.optim.Optimizer | None, policy: StatePolicy
+) -> None:
     """Grow the banks ``edit.channels`` names (gradients: new entries 0; optimizer state:
     :func:`~morpho.surgery.widen_optimizer_state`) and switch to the widened config."""
     assert edit.network is not None  # set by widen_edit
@@ -96,13 +121,14 @@ def _apply_widen(
             new.grad = widen_rows(old.grad, cmap, power=-1)
         if optimizer is not None:
             widen_optimizer_state(optimizer, old, new, cmap)
+            if policy.name == "asymmetric":
+                restart_entries(optimizer, new, new_entries(new, cmap), policy.rewarm_steps)
         net.banks[name] = new
     net.cfg = edit.network
     net.cell = CELL_TYPES.get(net.cfg.cell_type).from_network(net.cfg)
     net.bank_specs = {**net.cell.banks(net.cfg.d_cell), "readout": READOUT}
     net.tissue = edit.tissue
     net.rebuild()
-    return edit
 
 
 def split(
@@ -111,9 +137,16 @@ def split(
     optimizer: torch.optim.Optimizer | None = None,
     noise: float = 0.0,
     task: int | None = None,
+    optimizer_state: str = "exact",
+    rewarm_steps: int = DEFAULT_REWARM,
+    antithetic: bool = False,
+    generator: torch.Generator | None = None,
 ) -> Edit:
     """Split a cell into two daughters (see :func:`split_edit`) and apply it."""
-    return apply_edit(net, split_edit(net, cell_id, noise=noise, task=task), optimizer)
+    edit = split_edit(
+        net, cell_id, noise=noise, task=task, antithetic=antithetic, generator=generator
+    )
+    return apply_edit(net, edit, optimizer, policy=StatePolicy(optimizer_state, rewarm_steps))
 
 
 def split_unequal(
@@ -123,10 +156,12 @@ def split_unequal(
     share: float = 1.0,
     task: int | None = None,
     fields: Mapping[str, float] | None = None,
+    optimizer_state: str = "exact",
+    rewarm_steps: int = DEFAULT_REWARM,
 ) -> Edit:
     """Split a cell into daughters with unequal shares (see :func:`unequal_split_edit`)."""
     edit = unequal_split_edit(net, cell_id, share=share, task=task, fields=fields)
-    return apply_edit(net, edit, optimizer)
+    return apply_edit(net, edit, optimizer, policy=StatePolicy(optimizer_state, rewarm_steps))
 
 
 def insert(
@@ -134,9 +169,12 @@ def insert(
     cell_id: int,
     optimizer: torch.optim.Optimizer | None = None,
     task: int | None = None,
+    optimizer_state: str = "exact",
+    rewarm_steps: int = DEFAULT_REWARM,
 ) -> Edit:
     """Insert a cell in series after ``cell_id`` (see :func:`insert_edit`) and apply it."""
-    return apply_edit(net, insert_edit(net, cell_id, task=task), optimizer)
+    policy = StatePolicy(optimizer_state, rewarm_steps)
+    return apply_edit(net, insert_edit(net, cell_id, task=task), optimizer, policy=policy)
 
 
 def remove(
@@ -163,6 +201,9 @@ def widen(
     d_cell: int,
     optimizer: torch.optim.Optimizer | None = None,
     generator: torch.Generator | None = None,
+    optimizer_state: str = "exact",
+    rewarm_steps: int = DEFAULT_REWARM,
 ) -> Edit:
     """Give every cell ``d_cell`` channels (see :func:`widen_edit`) and apply it."""
-    return apply_edit(net, widen_edit(net, d_cell, generator=generator), optimizer)
+    edit = widen_edit(net, d_cell, generator=generator)
+    return apply_edit(net, edit, optimizer, policy=StatePolicy(optimizer_state, rewarm_steps))

@@ -138,6 +138,8 @@ def split_edit(
     noise: float = 0.0,
     task: int | None = None,
     generator: torch.Generator | None = None,
+    antithetic: bool = False,
+    offsets: Mapping[str, Tensor] | None = None,
 ) -> Edit:
     """Mitosis: the cell becomes two daughters (Net2Net-style widening).
 
@@ -148,6 +150,16 @@ def split_edit(
     Gaussian noise to the daughters' copied rows to break their symmetry. Daughters get new
     ids and sit either side of the mother; daughter A keeps the mother's edge ids,
     daughter B's are new.
+
+    ``offsets`` (bank → a row-shaped ``δ``, ``split="copy"`` banks only) give daughter A
+    ``θ + δ`` and B ``θ − δ``: the two halves sum to ``½ f(θ+δ) + ½ f(θ−δ) = f(θ) + O(δ²)``,
+    so the function is preserved to first order while the daughters differ by ``2δ`` (the
+    split of Splitting Steepest Descent, Liu et al. 2019, along ``δ = ε·v``). ``antithetic``
+    draws the noise that way: ``δ = noise · rms(row) · N(0, 1)`` per copied bank, ``±δ``
+    on the two daughters, instead of independent draws.
+
+    Raises:
+        ValueError: an offset for a bank that is not copied by a split, or of the wrong shape.
     """
     t = net.tissue
     r = net.row_of(cell_id)
@@ -166,8 +178,10 @@ def split_edit(
     edge_map = RowMap.build(edge_src, scale=torch.where(outgoing, 0.5, 1.0))
     daughters = torch.zeros(n + 1, dtype=torch.bool)
     daughters[[r, r + 1]] = True
-    cell_map = RowMap.build(cell_src, noise=daughters.float() * noise)
+    cell_map = RowMap.build(cell_src, noise=daughters.float() * (0.0 if antithetic else noise))
     shared = RowMap.build(cell_src, scale=torch.where(daughters, 0.5, 1.0))
+    if antithetic and noise > 0:
+        offsets = antithetic_offsets(net, r, noise, generator)
 
     tissue = _remap_tissue(t, cell_src, edge_src, torch.stack([new_src, new_dst]))
     ids = [t.next_cell_id, t.next_cell_id + 1]
@@ -192,7 +206,44 @@ def split_edit(
         "new_edges": new_edge_ids.tolist(),
         "dead_edges": [],
     }
-    return Edit("split", _maps(net, cell_map, edge_map, "split", share=shared), tissue, info)
+    maps = _maps(net, cell_map, edge_map, "split", share=shared)
+    return Edit("split", _shifted(net, maps, r, offsets or {}), tissue, info)
+
+
+def antithetic_offsets(
+    net: Network, row: int, noise: float, generator: torch.Generator | None = None
+) -> dict[str, Tensor]:
+    """Per ``split="copy"`` bank, ``δ = noise · rms(row) · N(0, 1)`` shaped like cell
+    ``row``'s row (a scalar row: ``|row|``), for the ``±δ`` of an antithetic split."""
+    out = {}
+    for name, bank in net.banks.items():
+        spec = net.bank_specs.get(name)
+        if name in EDGE_BANKS or spec is None or spec.split != "copy":
+            continue
+        x = bank[row].detach().float().cpu()
+        rms = x.pow(2).mean().sqrt() if x.dim() else x.abs()
+        out[name] = noise * rms * torch.randn(x.shape, generator=generator)
+    return out
+
+
+def _shifted(
+    net: Network, maps: dict[str, RowMap], row: int, offsets: Mapping[str, Tensor]
+) -> dict[str, RowMap]:
+    """``maps`` with daughter A (new ``row``) shifted by ``+δ`` and B (``row + 1``) by ``−δ``."""
+    out = dict(maps)
+    for name, delta in offsets.items():
+        spec = net.bank_specs.get(name)
+        if spec is None or spec.split != "copy":
+            raise ValueError(f"offset for bank {name!r}, which a split does not copy")
+        shape = tuple(net.banks[name].shape[1:])
+        if tuple(delta.shape) != shape:
+            raise ValueError(
+                f"offset for bank {name!r} has shape {tuple(delta.shape)}; expected {shape}"
+            )
+        shift = torch.zeros(len(maps[name]), *shape)
+        shift[row], shift[row + 1] = delta.float().cpu(), -delta.float().cpu()
+        out[name] = replace(maps[name], shift=shift)
+    return out
 
 
 def unequal_split_edit(
@@ -460,7 +511,12 @@ class WidenEdit(Edit):
     n_params: int = 0
 
 
-def widen_edit(net: Network, d_cell: int, generator: torch.Generator | None = None) -> WidenEdit:
+def widen_edit(
+    net: Network,
+    d_cell: int,
+    generator: torch.Generator | None = None,
+    fanout: Tensor | None = None,
+) -> WidenEdit:
     """Width growth: every cell gets ``d_cell − d`` new channels, function-preserving.
 
     Old entries keep their place in each block of a declared channel axis
@@ -473,8 +529,14 @@ def widen_edit(net: Network, d_cell: int, generator: torch.Generator | None = No
     ``widen_power`` ``p`` has its old entries scaled by ``(d_cell/d) ** p``, their moments
     like its gradient (:func:`~morpho.surgery.widen_optimizer_state`).
 
+    ``fanout`` (N, d_cell − d, D): GradMax's write rows of the new channels (the wide cell's
+    ``w_write``; :mod:`morpho.growth.gradmax`) instead of zero; the new channels' columns of
+    the MLP's second layer (``w_mlp2``) are then zero, so that the new channels — their
+    reads zero — stay zero and the function is still unchanged at birth.
+
     Raises:
-        ValueError: ``d_cell`` is not above the current width; the cell type cannot widen
+        ValueError: a ``fanout`` for a cell type without ``w_write`` or of the wrong shape;
+            ``d_cell`` is not above the current width; the cell type cannot widen
             (to ``d_cell``); a bank is not declared, or changes shape on an axis it does not
             declare as a channel axis.
     """
@@ -497,6 +559,8 @@ def widen_edit(net: Network, d_cell: int, generator: torch.Generator | None = No
         if cmap is not None:
             scale = (d_cell / d) ** specs[name].widen_power
             channels[name] = dataclasses.replace(cmap, scale=scale)
+    if fanout is not None:
+        channels = _with_fanout(channels, fanout)
     t = net.tissue
     n, e = t.num_nodes, t.edge_index.shape[1]
     tissue = _remap_tissue(t, torch.arange(n), torch.arange(e), t.edge_index.clone())
@@ -505,6 +569,32 @@ def widen_edit(net: Network, d_cell: int, generator: torch.Generator | None = No
     info.update(dead_edges=[], old_width=d, new_width=d_cell)
     maps = _maps(net, RowMap.identity(n), RowMap.identity(e))
     return WidenEdit("widen", maps, tissue, info, cfg, channels, net.n_params() + grown)
+
+
+def _new_positions(cmap: ChannelMap, axis: int) -> Tensor:
+    """Positions on row ``axis`` of a widened bank that hold new channels."""
+    is_new = torch.ones(cmap.shape[axis], dtype=torch.bool)
+    is_new[cmap.index[axis]] = False
+    return is_new.nonzero().flatten()
+
+
+def _with_fanout(channels: dict[str, ChannelMap], fanout: Tensor) -> dict[str, ChannelMap]:
+    """GradMax: the new write rows from ``fanout``; the MLP writes nothing to new channels."""
+    if "w_write" not in channels:
+        raise ValueError("a GradMax fanout needs a cell type with a widened 'w_write' bank")
+    cmap = channels["w_write"]
+    rows = _new_positions(cmap, 0)
+    want = (cmap.fill.shape[0], rows.numel(), cmap.shape[1])
+    if tuple(fanout.shape) != want:
+        raise ValueError(f"fanout has shape {tuple(fanout.shape)}; expected {want}")
+    fill = cmap.fill.clone()
+    fill[:, rows] = fanout.to(fill)
+    out = {**channels, "w_write": dataclasses.replace(cmap, fill=fill)}
+    if "w_mlp2" in channels:
+        mlp = channels["w_mlp2"]
+        fill = mlp.fill.index_fill(2, _new_positions(mlp, 1), 0.0)
+        out["w_mlp2"] = dataclasses.replace(mlp, fill=fill)
+    return out
 
 
 def _channel_map(

@@ -21,7 +21,9 @@ geometric core charged its gate's open share, the model's default):
   backward computes ``∂x = ∂y Wᵀ`` and ``∂W = xᵀ ∂y``, each as dear as the forward, so a step
   is 3× its forward. Exact for every matmul but the first (nothing needs the gradient of the
   embedding lookup's input); torch's ``FlopCounterMode`` measures 2.8× on the small preset.
-* ``probe``: a no-grad forward in training mode (knockout, KNIFE) charges ``f(T)·B·T``.
+* ``probe``: a no-grad forward in training mode (knockout, KNIFE) charges ``f(T)·B·T``; a
+  probe's own passes outside a forward (the splitting matrix's level passes,
+  :mod:`morpho.growth.splitting`) charge what it reports through ``Network.charge``.
 * ``monitor``: ``run_tissue`` called outside a forward (the Lyapunov estimate) is charged
   the tissue's part of ``f`` (without the ``2·d·V`` read-out head) for its forward, and for
   every reverse pass through its output ``2×`` plus ``2×`` for the double backward that
@@ -97,6 +99,7 @@ class FlopCounter(Callback):
         if isinstance(model, Network):
             model.run = self._counted_run(model.run)  # type: ignore[method-assign]
             model.run_tissue = self._counted_tissue(model.run_tissue)  # type: ignore[method-assign]
+            model.charge = self._charged  # type: ignore[method-assign]
         else:
             self._handles = [
                 model.register_forward_pre_hook(self._enter),
@@ -109,7 +112,7 @@ class FlopCounter(Callback):
         for h in self._handles:
             h.remove()
         self._handles = []
-        for name in ("run", "run_tissue"):
+        for name in ("run", "run_tissue", "charge"):
             if self._model is not None and name in vars(self._model):
                 delattr(self._model, name)
         self._model = None
@@ -119,6 +122,10 @@ class FlopCounter(Callback):
         self.dense += dense
         self.gated += gated
         self.by_kind[kind] += dense
+
+    def _charged(self, kind: str, flops: float) -> None:
+        """What a probe reports through :meth:`Network.charge` (dense; gated alike)."""
+        self._add(kind, flops, flops)
 
     def _on_backward(self, kind: str, dense: float, gated: float) -> Callable[[Tensor], None]:
         def hook(_: Tensor) -> None:

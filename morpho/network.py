@@ -413,6 +413,11 @@ class Network(nn.Module):
         fan_in = torch.bincount(self.tissue.edge_index[1], minlength=self.tissue.num_nodes)
         return per_row + fan_in
 
+    def charge(self, kind: str, flops: float) -> None:
+        """Compute spent on this network outside its forwards (a growth probe's own passes):
+        nothing here; a FLOP counter attached to it adds ``flops`` to ``kind``
+        (:meth:`morpho.flops.FlopCounter.attach`)."""
+
     def flops_per_token(self, seq_len: int, gate: Tensor | float = 1.0, passes: int = 1) -> float:
         """Forward FLOPs per token. Each geometric core is charged its gate's open share:
         ``gate`` (N,) or a scalar (1: dense), e.g. a forward's ``stats["gate_mean"]``;

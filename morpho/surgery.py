@@ -16,6 +16,7 @@ max_exp_avg_sq     2      Adam / AdamW with amsgrad
 square_avg         2      RMSprop, Adadelta
 acc_delta          2      Adadelta
 sum                2      Adagrad
+rewarm             0      any (the re-warm's steps left, :mod:`morpho.optstate`)
 =================  =====  ==========================================
 
 Fresh rows get 0 in every state, except Adagrad's ``sum``, which gets the group's
@@ -43,6 +44,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+REWARM = "rewarm"  # per-entry steps left of a learning-rate re-warm (morpho.optstate)
 MOMENT_ORDER: dict[str, int] = {
     "momentum_buffer": 1,
     "exp_avg": 1,
@@ -53,23 +55,28 @@ MOMENT_ORDER: dict[str, int] = {
     "square_avg": 2,
     "acc_delta": 2,
     "sum": 2,
+    REWARM: 0,
 }
 
 
 @dataclass(frozen=True)
 class RowMap:
-    """``new_row[i] ← scale[i] · old_row[src[i]] (+ noise)``, or ``fill[i]`` where ``src[i] < 0``.
+    """``new_row[i] ← scale[i] · old_row[src[i]] (+ noise) (+ shift[i])``, or ``fill[i]``
+    where ``src[i] < 0``.
 
     Shapes:
         src: (M,) long; scale, noise: (M,) float; fill: (M,) float, one value per row, or
         (M, *row) whole rows (a fresh initialisation). ``noise`` is a relative standard
-        deviation: the row gets ``noise · rms(row) · N(0, 1)`` added (weights only).
+        deviation: the row gets ``noise · rms(row) · N(0, 1)`` added (weights only);
+        ``shift`` (M, *row) or None: a given offset added to each row (weights only: the
+        ``±δ`` of a split's daughters).
     """
 
     src: Tensor
     scale: Tensor
     fill: Tensor
     noise: Tensor
+    shift: Tensor | None = None  # (M, *row) added to the new rows' values (weights only)
 
     @staticmethod
     def build(
@@ -100,6 +107,7 @@ class RowMap:
             len(self) == n_rows
             and not self.scaled_rows.numel()
             and not self.noisy_rows.numel()
+            and self.shift is None
             and torch.equal(self.src, torch.arange(n_rows))
         )
 
@@ -153,6 +161,8 @@ def remap_parameter(p: Tensor, rmap: RowMap, generator: torch.Generator | None =
         eps = torch.randn(rows.shape, generator=generator).to(p.device, p.dtype)
         scale = (rmap.noise[noisy].to(p.device, p.dtype) * rms).view((-1,) + (1,) * (p.dim() - 1))
         out[noisy.to(p.device)] = rows + scale * eps
+    if rmap.shift is not None:
+        out = out + rmap.shift.to(p.device, p.dtype)
     return out
 
 

@@ -49,6 +49,7 @@ from morpho.edits import Edit
 from morpho.guard import NonFiniteError, NonFiniteGuard
 from morpho.network import Network
 from morpho.optim import build_optimizer, gate_penalty, lr_at
+from morpho.optstate import StatePolicy, install_rewarm
 from morpho.output import Output
 from morpho.progress import NoBar, progress_bar
 from morpho.records import (
@@ -199,6 +200,7 @@ class Trainer:
         self.callbacks, self.terms = list(callbacks), list(terms)
         self.progress = progress
         self.optimizer = build_optimizer(self.net, cfg)
+        install_rewarm(self.optimizer)  # a re-warm in a resumed optimizer state goes on
         self.generator = torch.Generator().manual_seed(cfg.seed)
         # the monitors' own random stream: measuring leaves the run's randomness untouched
         self.monitor_generator = torch.Generator().manual_seed(cfg.seed + 7919)
@@ -286,9 +288,10 @@ class Trainer:
         stats = list(out.stats.values()) if out is not None else []
         distributed.all_reduce_mean_([p.grad for p in params] + [total, ce] + stats)
 
-    def apply_edit(self, edit: Edit) -> Edit:
-        """Apply a topology edit to the network and the optimizer; fire ``on_edit``."""
-        apply_edit(self.net, edit, self.optimizer)
+    def apply_edit(self, edit: Edit, policy: StatePolicy | None = None) -> Edit:
+        """Apply a topology edit to the network and the optimizer (its state by ``policy``,
+        default exact: :mod:`morpho.optstate`); fire ``on_edit``."""
+        apply_edit(self.net, edit, self.optimizer, policy=policy)
         self.state.n_edits += 1
         self.state.flops_per_token = flops_per_token(self, None, self.state.ponder_passes, 1.0)
         for cb in self.callbacks:

@@ -249,8 +249,8 @@ class Host:
         self.cfg = TrainConfig(steps=10**6)
         self.optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
 
-    def apply_edit(self, edit):
-        apply_edit(self.net, edit, self.optimizer)
+    def apply_edit(self, edit, policy=None):
+        apply_edit(self.net, edit, self.optimizer, policy=policy)
         for cb in self.callbacks:
             cb.on_edit(self, edit)
         return edit
@@ -272,6 +272,7 @@ GROWTH_EVENT_KEYS = frozenset(
         "stats",
         "free_energy",
         "snapshot",
+        "optimizer_state",
     }
 )
 

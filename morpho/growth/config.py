@@ -16,6 +16,7 @@ from typing import Any
 from morpho.coerce import coerce, reject_unknown
 from morpho.growth.control import CONTROLS, read_trace
 from morpho.growth.rule import RULES, build_rule
+from morpho.optstate import DEFAULT_REWARM, StatePolicy
 
 ENTROPY_TERMS = ("entropy", "repr_entropy")
 DEFAULT_RULES = ("mitosis", "apoptosis", "dendrite", "prune")
@@ -45,6 +46,10 @@ class GrowthConfig:
     energy_terms: dict[str, float] = field(default_factory=dict)  # extra terms and weights
     history: int = 8  # checks of statistics kept per cell and edge (>= every patience)
     seed: int = 0  # seeds the split noise
+    optimizer_state: str = "asymmetric"  # what an edit's entries' optimizer state holds:
+    # exact | asymmetric (new entries: zero moments, optional re-warm) | reset
+    # (morpho.optstate); asymmetric by measurement: the daughters of a split diverge
+    rewarm_steps: int = DEFAULT_REWARM  # asymmetric: new entries' lr ramps up over these steps
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-rule parameters
     control: str = "none"  # none: the rules decide; random | schedule: a blind replay of
     # control_from's events (same kinds and count; random cells; recorded or evenly spaced
@@ -89,6 +94,15 @@ class GrowthConfig:
             )
         if self.control_from:
             read_trace(self.control_from)  # ValueError naming a missing file or a bad line
+        _ = self.policy  # ValueError naming a bad optimizer_state or rewarm_steps
+
+    @property
+    def policy(self) -> StatePolicy:
+        """The optimizer-state policy every applied event uses."""
+        try:
+            return StatePolicy(self.optimizer_state, self.rewarm_steps)
+        except ValueError as e:
+            raise ValueError(f"growth.{e}") from None
 
     @staticmethod
     def from_dict(data: Mapping[str, Any]) -> GrowthConfig:

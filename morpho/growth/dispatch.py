@@ -79,8 +79,10 @@ def event_record(
     step: int,
     before: dict[str, dict[str, float]],
     extra: dict[str, float],
+    optimizer_state: str = "exact",
 ) -> dict[str, Any]:
-    """The ``events.jsonl`` line of an applied event (``before``: its cells' statistics)."""
+    """The ``events.jsonl`` line of an applied event (``before``: its cells' statistics;
+    ``optimizer_state``: the policy its edit was applied with, :mod:`morpho.optstate`)."""
     return {
         "step": step,
         "kind": edit.kind,
@@ -95,4 +97,5 @@ def event_record(
         "n_cells": net.tissue.num_nodes,
         "n_edges": int(net.tissue.edge_index.shape[1]),
         "n_params": net.n_params(),
+        "optimizer_state": optimizer_state,
     }

@@ -70,6 +70,14 @@ class GrowthView:
             last step, or None when no enabled rule asked for it.
         d_cell: the cells' channel count now; total_steps: the run's training steps (0:
             unknown).
+        splitting: each hidden cell's splitting matrix on the last batch
+            (:func:`morpho.growth.splitting.splitting_probe`: ``min_eig`` (N,),
+            ``direction`` {bank: (N, *row)}, ``theta_norm`` (N,)), or None when no enabled
+            rule asked for it.
+        gradient_correlation: each cell's read → write gradient correlation
+            (:func:`morpho.growth.gradmax.gradient_correlation`: ``correlation`` (N, D, D),
+            ``directions`` its left singular vectors, ``write_norm`` (N,)), or None when no
+            enabled rule asked for it.
         loss_history: (≤ K, 2) the tissue's training cross-entropy (its surprise at the
             data) at the last checks, oldest first: its EMA, and the peak of a fast EMA
             (a few steps) since the check before.
@@ -83,6 +91,8 @@ class GrowthView:
     edge_gradient: Tensor | None = None
     d_cell: int = 0
     total_steps: int = 0
+    splitting: Mapping[str, Any] | None = None
+    gradient_correlation: Mapping[str, Tensor] | None = None
     loss_history: Tensor | None = None
 
 
@@ -93,6 +103,8 @@ class Rule:
     """
 
     needs_edge_gradient: ClassVar[bool] = False  # ask the scheduler for view.edge_gradient
+    needs_splitting: ClassVar[bool] = False  # ask the scheduler for view.splitting
+    needs_gradient_correlation: ClassVar[bool] = False  # … for view.gradient_correlation
 
     def propose(self, view: GrowthView) -> list[Event]:
         raise NotImplementedError

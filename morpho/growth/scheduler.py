@@ -13,6 +13,7 @@ With ``growth.control`` random or schedule it calls no rule and builds no view: 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Mapping
@@ -25,10 +26,12 @@ from morpho.edits import Edit
 from morpho.growth.config import GrowthConfig
 from morpho.growth.control import DRAWS, Recorded, draw_event, plan, read_trace
 from morpho.growth.dispatch import cell_stats, edit_for, edit_within, event_record
+from morpho.growth.gradmax import gradient_correlation
 from morpho.growth.knife import KnifeEntropy
 from morpho.growth.probes import edge_gradients, knockout_dloss
 from morpho.growth.resolve import Budget, floor_with_new_level, resolve
-from morpho.growth.rule import Event, Rule, build_rule, propose_all
+from morpho.growth.rule import Event, GrowthView, Rule, build_rule, propose_all
+from morpho.growth.splitting import splitting_probe
 from morpho.growth.stats import CellStats
 from morpho.network import Network
 from morpho.trainer import Callback, StepResult, Trainer
@@ -136,10 +139,11 @@ class Scheduler(Callback):
         live = set(net.tissue.cell_id.tolist())
         self.cooldown = {c: until for c, until in self.cooldown.items() if c in live}
         self.checks += 1
-        if self.trace is not None:
+        if self.trace is not None:  # a blind control: the recorded events, no signal read
             records = self.replay_round(trainer, step)
         else:
             view = self.stats.view(net, step, grad, trainer.cfg.steps)
+            view = self._probed(view, net, result)
             proposals = propose_all(self.rules, view)
             records = self.apply_round(trainer, proposals, step, result.batch)
         if records and trainer.run is not None:
@@ -149,6 +153,19 @@ class Scheduler(Callback):
                 r["snapshot"] = snap.name
                 trainer.run.log_event(r)
         return records
+
+    def _probed(self, view: GrowthView, net: Network, result: StepResult) -> GrowthView:
+        """The view with the probes an enabled rule asked for, on the step's batch."""
+        wants = lambda flag: any(getattr(r, flag) for r in self.rules.values())  # noqa: E731
+        if result.batch is None:
+            return view
+        if wants("needs_splitting"):
+            probe = splitting_probe(net, result.batch, self.generator)
+            view = dataclasses.replace(view, splitting=probe)
+        if wants("needs_gradient_correlation"):
+            corr = gradient_correlation(net, result.batch)
+            view = dataclasses.replace(view, gradient_correlation=corr)
+        return view
 
     def apply_round(
         self, trainer: Trainer, proposals: list[Event], step: int, batch: Batch | None = None
@@ -200,11 +217,11 @@ class Scheduler(Callback):
                 self.refused += 1
                 return None
         before = {str(c): cell_stats(net, c) for c in ev.cells}
-        trainer.apply_edit(edit)
+        trainer.apply_edit(edit, self.cfg.policy)
         for c in (*edit.info["cells"], *edit.info["new_cells"]):
             self.cooldown[c] = step + self.cfg.cooldown
         self.counts[edit.kind] += 1
-        return event_record(net, ev, edit, step, before, extra)
+        return event_record(net, ev, edit, step, before, extra, self.cfg.optimizer_state)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors and ints keyed by stable id; the device EMAs are flushed into the

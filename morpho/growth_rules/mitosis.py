@@ -34,6 +34,8 @@ class Mitosis(Rule):
     patience: int = 3  # consecutive checks F must stay high
     quantile: float = 0.75  # "high": above this quantile of the hidden cells' F
     noise: float = 1e-2  # relative noise on the daughters' rows, to break their symmetry
+    antithetic: bool = False  # the daughters get θ ± δ (function-preserving to first order)
+    # instead of independent draws (morpho.edits.split_edit)
     max_splits: int = 1  # proposals per check, highest F first
     mode: str = "parallel"  # parallel | series | auto
     series_gate: float = 0.5  # auto: divide in series when the gate EMA is above this
@@ -48,6 +50,10 @@ class Mitosis(Rule):
         require(
             0 <= self.series_gate <= 1, "growth.mitosis.series_gate", "in [0, 1]", self.series_gate
         )
+
+    def _split_options(self) -> dict[str, float | bool]:
+        """The split's keyword arguments (``noise``, and ``antithetic`` when set)."""
+        return {"noise": self.noise, **({"antithetic": True} if self.antithetic else {})}
 
     def propose(self, view: GrowthView) -> list[Event]:
         t = view.tissue
@@ -75,7 +81,7 @@ class Mitosis(Rule):
                     f"{self.patience} checks, not falling (was {f_then:.3f})"
                     + (f"; in series (gate EMA {gate:.2f})" if series else ""),
                     stats={"fe_ema": f_now, "fe_then": f_then, "bar": b, "gate_ema": gate},
-                    options={} if series else {"noise": self.noise},
+                    options={} if series else self._split_options(),
                 )
             )
         return events

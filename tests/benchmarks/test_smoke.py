@@ -41,14 +41,18 @@ SCRIPTS: dict[str, str] = {
     "data_parallel.py": "--steps 2 --nproc 1",
     "edit_cost.py": "--sizes 8 --repeats 1 --batch 1 --seq-len 4 --d-cell 4 --levels 4 --threads 1",
     "growth_saving.py": "--preset small --steps 2 --seeds 0 --out {tmp}/gs",
+    "heldout_text.py": "{tmp}/heldout.txt",
     "html_page.py": "--cells 90 --loads 1 --run {tmp}/page",
     "images_table.py": "{fixture:bench}",
     "kernels.py": "--cells 2 --batch 1 --seq 8 --d-cell 4 --repeats 1",
     "lang_domains.py": "--out {tmp}/ld --steps-per-domain 2 --seeds 1 --lrs 1e-2 --rows naive "
     "--jobs 1",
+    "ngram_floor.py": "--preset small --data {fixture:text}",
     "lr_sweep.py": "--preset small --steps 2 --rows fixed --out {tmp}/lr",
     "render_cost.py": "--cells 12 --frames 2 --size 320x160 --cores 1",
     "scaling.py": "--sizes 8 --repeats 1 --levels 4 --seq-len 4",
+    "split_symmetry.py": "--out {tmp}/sym --rows none,asymmetric:0.01:independent --seeds 0 "
+    "--at 2 --steps 4",
     "static_peers.py": "--kind gru --steps 2 --params 5000",
     "throughput.py": "--steps 1 --warmup 0 --batch 1 --seq 8 --d-cell 8 --levels 1 1 --no-memory",
     "widen_growth.py": "--out {tmp}/wg --steps 4 --eval-every 2 --at 2 --interval 1 --rows widen@2",
@@ -69,7 +73,12 @@ def test_every_script_is_listed() -> None:
 
 
 def prepare(name: str, tmp: Path) -> str:
-    """A fixture a script reads: ``run`` (a run directory), ``bench`` (a digits bench)."""
+    """A fixture a script reads: ``run`` (a run directory), ``bench`` (a digits bench),
+    ``text`` (a small UTF-8 text file: this module's source, repeated)."""
+    if name == "text":
+        path = tmp / "text.txt"
+        path.write_text(Path(__file__).read_text(encoding="utf-8") * 4, encoding="utf-8")
+        return str(path)
     if name == "run":
         args = ["grow", "--steps", "2", "--quiet"]
     else:

@@ -117,7 +117,7 @@ def test_cli_grows_digits_and_refuses_a_language_option(tmp_path) -> None:
     result = runner.invoke(
         app, ["grow", "--task", "digits", "--corpus", "pydoc", "--out", str(bad)]
     )
-    assert result.exit_code == 2 and "bad options for task 'digits'" in result.output
+    assert result.exit_code == 2 and "belongs to task lang, not 'digits'" in result.output
     assert not bad.exists()
 
 
