@@ -25,8 +25,8 @@ minutes on 2 CPU cores: four small runs and a two-row bench):
     docs/images_mnist.png     morpho bench --task mnist --preset mnist --seed 0 --rows
                               morpho,morpho-fixed,morpho-reset,mlp,gromo (gromo if installed)
 
-    docs/stream_heatmap_morpho.png  morpho stream --stream split-digits --scenario class
-    docs/stream_heatmap_replay.png  --methods morpho,replay,naive (seed 0, short budget, the
+    docs/stream_heatmap_analytic.png  morpho stream --stream split-digits --scenario class
+    docs/stream_heatmap_replay.png  --methods analytic,replay,naive (seed 0, short budget, the
     docs/stream_tasks.png           defaults): two heatmaps and accuracy_per_task.png
 
     docs/lang_domains_growth.png  morpho grow --task lang-domains --preset wide --config
@@ -165,12 +165,12 @@ def stream(work: Path) -> None:
         "--scenario",
         "class",
         "--methods",
-        "morpho,replay,naive",
+        "analytic,replay,naive",
         "--out",
         out,
         "--overwrite",
     )
-    for name in ("morpho", "replay"):
+    for name in ("analytic", "replay"):
         shutil.copyfile(out / f"heatmap_{name}.png", DOCS / f"stream_heatmap_{name}.png")
     shutil.copyfile(out / "accuracy_per_task.png", DOCS / "stream_tasks.png")
 
