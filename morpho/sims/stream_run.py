@@ -156,6 +156,11 @@ def build_task_stream(cfg: StreamConfig) -> Any:
     carved into fit and validation parts), or a registered task with the TaskStream
     attributes."""
     if cfg.stream not in STREAMS:
+        if cfg.stream not in TASKS:
+            raise ValueError(
+                f"unknown stream {cfg.stream!r}; expected one of: {', '.join(STREAMS)} "
+                "or a registered stream task"
+            )
         task = TASKS.get(cfg.stream)()
         missing = [a for a in ("n_tasks", "steps_per_task", "task_batches") if not hasattr(task, a)]
         if missing:

@@ -172,3 +172,11 @@ def test_the_install_hint_of_a_wheel_names_the_packages(monkeypatch):
     assert extras.install_hint("images", ["mlxtend>=0.23"]) == "pip install 'mlxtend>=0.23'"
     assert extras.extra_of("mlxtend") == ("images", ["mlxtend>=0.23"])
     assert extras.extra_of("matplotlib")[0] == "viz"
+
+
+@pytest.mark.parametrize("name", ["nope", "digits"])
+def test_stream_names_the_streams_for_an_unknown_or_non_stream_name(tmp_path, name) -> None:
+    refused(
+        tmp_path, "stream", "--stream", name, "--out", tmp_path / "s", fragments=("split-digits",)
+    )
+    assert not (tmp_path / "s").exists()
