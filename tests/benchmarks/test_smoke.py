@@ -51,6 +51,7 @@ SCRIPTS: dict[str, str] = {
     "lr_sweep.py": "--preset small --steps 2 --rows fixed --out {tmp}/lr",
     "render_cost.py": "--cells 12 --frames 2 --size 320x160 --cores 1",
     "scaling.py": "--sizes 8 --repeats 1 --levels 4 --seq-len 4",
+    "signal_controls.py": "--seeds 0 --steps 4 --out {tmp}/sc",
     "split_symmetry.py": "--out {tmp}/sym --rows none,asymmetric:0.01:independent --seeds 0 "
     "--at 2 --steps 4",
     "static_peers.py": "--kind gru --steps 2 --params 5000",
@@ -62,6 +63,7 @@ SLOW = {
     "data_parallel.py": "starts three morpho processes, one of them under torchrun",
     "html_page.py": "opens the page in headless Chromium",
     "lang_domains.py": "runs its rows in a process pool",
+    "signal_controls.py": "starts a morpho process per row",
 }
 NEEDS = {"avalanche_peers.py": "avalanche", "render_cost.py": "pyvista"}  # optional packages
 
