@@ -102,6 +102,10 @@ def _stream_train() -> TrainConfig:
     )  # fmt: skip
 
 
+MAX_SEEDS = 1_000  # seeds a stream runs per method
+MAX_COUNT = 10**9  # tasks, epochs, stored examples, steps, kept examples
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     """One ``morpho stream`` invocation."""
@@ -136,6 +140,17 @@ class StreamConfig:
                 f"expected seeds >= 1, epochs >= 1, memory >= 0; got {self.seeds}, "
                 f"{self.learn.epochs}, {self.learn.memory}"
             )
+        bounds = {  # counts that size a loop or a buffer: beyond these a run never ends
+            "seeds": (self.seeds, MAX_SEEDS),
+            "tasks": (self.tasks, MAX_COUNT),
+            "max_train": (self.max_train, MAX_COUNT),
+            "learn.epochs": (self.learn.epochs, MAX_COUNT),
+            "learn.memory": (self.learn.memory, MAX_COUNT),
+            "learn.steps": (self.learn.steps, MAX_COUNT),
+        }
+        for name, (value, most) in bounds.items():
+            if not 0 <= value <= most:
+                raise ValueError(f"{name} must be in [0, {most}]; got {value}")
         if self.budget not in BUDGET_STEPS:
             raise ValueError(
                 f"unknown budget {self.budget!r}; expected one of: {', '.join(BUDGET_STEPS)}"

@@ -180,3 +180,10 @@ def test_stream_names_the_streams_for_an_unknown_or_non_stream_name(tmp_path, na
         tmp_path, "stream", "--stream", name, "--out", tmp_path / "s", fragments=("split-digits",)
     )
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("flag", ["--seeds", "--tasks", "--epochs", "--memory", "--max-train"])
+@pytest.mark.parametrize("value", ["99999999999999999999", "-1"])
+def test_stream_refuses_a_count_out_of_range(tmp_path, flag, value) -> None:
+    fragments = ("must be in",) if value.isdigit() else ()  # a negative: the ">= " check
+    refused(tmp_path, "stream", flag, value, "--out", tmp_path / "s", fragments=fragments)
