@@ -120,6 +120,26 @@ CELL_TYPES_UNDER_TEST = ("thermo", "gated", "wide")
 WIDE_STREAM = 12
 
 
+def tiny_run(steps: int, **train: object) -> dict[str, Any]:
+    """The ``[network] [train] [growth]`` tables of a run small enough for a test: a
+    1-3-3-1 tissue of width 8, batches of 4 × 16, an evaluation every 10 steps and a
+    growth check every 5; ``train`` overrides keys of ``[train]``."""
+    return {
+        "network": {"d_cell": 8, "n_heads": 1, "mlp_ratio": 1, "level_sizes": [1, 3, 3, 1]},
+        "train": {
+            "steps": steps,
+            "batch_size": 4,
+            "seq_len": 16,
+            "eval_every": 10,
+            "log_every": 2,
+            "eval_batches": 2,
+            "warmup": 5,
+            **train,
+        },
+        "growth": {"interval": 5, "start": 5, "cooldown": 5, "max_cells": 14},
+    }
+
+
 def tiny_net(**overrides: object) -> Network:
     """A 10-cell network (levels 2-3-3-2, 8 channels); ``overrides`` go to NetworkConfig
     (``cell_type="wide"`` gets a ``WIDE_STREAM``-wide stream unless ``d_stream`` is given)."""

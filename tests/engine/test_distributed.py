@@ -10,26 +10,14 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import ALL_ON
+from conftest import ALL_ON, tiny_run
 
 from morpho.config import RunConfig
 from morpho.grow import grow
 from morpho.rundir import read_jsonl
 from morpho.trainer import Callback
 
-TINY = {
-    "network": {"d_cell": 8, "n_heads": 1, "mlp_ratio": 1, "level_sizes": [1, 3, 3, 1]},
-    "train": {
-        "steps": 40,
-        "batch_size": 4,
-        "seq_len": 16,
-        "eval_every": 10,
-        "log_every": 2,
-        "eval_batches": 2,
-        "warmup": 5,
-    },
-    "growth": {"interval": 5, "start": 5, "cooldown": 5, "max_cells": 14},
-}
+TINY = tiny_run(40)
 
 
 class _Dump(Callback):

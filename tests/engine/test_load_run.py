@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import tiny_run
 
 import morpho
 import morpho.runs
@@ -21,19 +22,7 @@ from morpho.config import RunConfig
 from morpho.files import tomllib
 from morpho.grow import grow
 
-TINY = {
-    "network": {"d_cell": 8, "n_heads": 1, "mlp_ratio": 1, "level_sizes": [1, 3, 3, 1]},
-    "train": {
-        "steps": 20,
-        "batch_size": 4,
-        "seq_len": 16,
-        "eval_every": 10,
-        "log_every": 2,
-        "eval_batches": 2,
-        "warmup": 5,
-    },
-    "growth": {"interval": 5, "start": 5, "cooldown": 5, "max_cells": 14},
-}
+TINY = tiny_run(20)
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 

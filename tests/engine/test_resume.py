@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ALL_ON, Crash, run_lines
+from conftest import ALL_ON, Crash, run_lines, tiny_run
 
 from morpho.config import RunConfig
 from morpho.grow import grow, resume
@@ -22,20 +22,7 @@ from morpho.trainer import NonFiniteError
 
 # a tiny growing run: checks every 5 steps from step 5, so events fall on both sides of
 # every checkpoint
-TINY = {
-    "network": {"d_cell": 8, "n_heads": 1, "mlp_ratio": 1, "level_sizes": [1, 3, 3, 1]},
-    "train": {
-        "steps": 40,
-        "batch_size": 4,
-        "seq_len": 16,
-        "eval_every": 10,
-        "log_every": 2,
-        "eval_batches": 2,
-        "checkpoint_every": 10,
-        "warmup": 5,
-    },
-    "growth": {"interval": 5, "start": 5, "cooldown": 5, "max_cells": 14},
-}
+TINY = tiny_run(40, checkpoint_every=10)
 
 
 def _cfg(**train) -> RunConfig:
