@@ -6,6 +6,7 @@ params_after(net, edit)                    # its parameter count, before applyin
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -72,6 +73,25 @@ def cell_stats(net: Network, cell_id: int) -> dict[str, float]:
     return out
 
 
+def replay_options(event: Event) -> dict[str, Any]:
+    """The JSON-able edit options of ``event`` that a blind control replays
+    (``event.replay``, else ``event.options``).
+
+    Raises:
+        TypeError: they are not JSON values (a rule put tensors in ``options`` and gave no
+            ``replay``).
+    """
+    out = dict(event.options if event.replay is None else event.replay)
+    try:
+        json.dumps(out)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"rule {event.rule or '?'}: a {event.kind} event's options are not JSON values "
+            "and it gives no replay; expected Event.replay with the blind edit's options"
+        ) from None
+    return out
+
+
 def event_record(
     net: Network,
     event: Event,
@@ -90,7 +110,7 @@ def event_record(
         **edit.info,
         "reason": event.reason,
         "score": event.score,
-        "options": dict(event.options),  # what a control replays (morpho.growth.control)
+        "options": replay_options(event),  # what a control replays (morpho.growth.control)
         "stats": {**event.stats, **extra},
         "cell_stats": before,
         "free_energy": [s["fe_ema"] for s in before.values()],

@@ -43,6 +43,11 @@ class Event:
         edge: stable edge id (``disconnect``), else None.
         stats: the statistics that triggered it.
         options: keyword arguments of the edit builder (``noise``, ``bridge``).
+        replay: the edit options a blind control replays on a drawn cell
+            (:mod:`morpho.growth.control`), recorded in ``events.jsonl``; JSON values only.
+            None: ``options`` themselves, which must then be JSON values. A rule whose
+            options are tensors read from the signal (a split direction, GradMax write
+            rows) gives here the blind edit of the same kind and size.
     """
 
     kind: str
@@ -53,6 +58,7 @@ class Event:
     edge: int | None = None
     stats: Mapping[str, float] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    replay: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

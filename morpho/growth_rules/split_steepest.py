@@ -24,7 +24,10 @@ class SplitSteepest(Rule):
     that plain gradient descent, stuck at a saddle of the cell's parameters, cannot; the
     cell with the most negative ``λ_min`` gains the most. The daughters get ``θ ± ε‖θ‖v``
     (function-preserving to first order; the predicted loss change ``½ (ε‖θ‖)² λ_min`` is
-    recorded). Score: ``1 − λ_min`` (> 1 for a negative eigenvalue).
+    recorded). Score: ``1 − λ_min`` (> 1 for a negative eigenvalue). A blind control
+    replays the split as an antithetic one (``θ ± δ``, ``δ = ε · rms(row) · N(0, 1)`` per
+    bank: about the same ``‖δ‖ ≈ ε‖θ‖``) on a drawn cell, so that the control differs
+    only in what the signal chose: the cell and the direction.
     """
 
     needs_splitting: ClassVar[bool] = True
@@ -59,4 +62,6 @@ class SplitSteepest(Rule):
             f"±{self.epsilon:g}·‖θ‖·v (predicted loss change {predicted:+.2e})",
             stats={"min_eig": lam, "offset_norm": size, "predicted_dloss": predicted},
             options={"offsets": offsets},
+            # blind: the same cell-relative offset size along a random direction
+            replay={"antithetic": True, "noise": self.epsilon},
         )

@@ -89,5 +89,6 @@ class Widen(Rule):
                 f"(< {self.tolerance:.0%}); d_cell {d} -> {width}",
                 stats={"fe_mean": now, "fe_then": then, "fall": fall, "d_cell": float(d)},
                 options=options,
+                replay={"d_cell": width},  # blind: the zero-write widening (no gradient read)
             )
         ]
