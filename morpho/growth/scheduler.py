@@ -155,11 +155,13 @@ class Scheduler(Callback):
         return records
 
     def _probed(self, view: GrowthView, net: Network, result: StepResult) -> GrowthView:
-        """The view with the probes an enabled rule asked for, on the step's batch."""
+        """The view with the probes an enabled rule asked for, on the step's batch. The
+        splitting probe only serves splits: at the cell cap no split can be accepted, so it
+        is not run (its FLOPs are not spent)."""
         wants = lambda flag: any(getattr(r, flag) for r in self.rules.values())  # noqa: E731
         if result.batch is None:
             return view
-        if wants("needs_splitting"):
+        if wants("needs_splitting") and net.tissue.num_nodes < self.cfg.max_cells:
             probe = splitting_probe(net, result.batch, self.generator)
             view = dataclasses.replace(view, splitting=probe)
         if wants("needs_gradient_correlation"):

@@ -145,3 +145,18 @@ def test_registered_and_bad_parameters_are_refused() -> None:
         SplitSteepest(epsilon=0)
     with pytest.raises(ValueError, match="growth.split_steepest.threshold must be >= 0"):
         SplitSteepest(threshold=-1)
+
+
+def test_no_splitting_probe_is_run_at_the_cell_cap() -> None:
+    net, _ = _setup("wide")
+    capped = Scheduler(GrowthConfig(rules=("split_steepest",), max_cells=net.tissue.num_nodes))
+    host = Host(net, [capped])
+    counter = FlopCounter().attach(net)
+    capped.on_train_start(host)
+    x = tokens(4, batch=4, seq_len=10)
+    res = step_result(net, x)
+    res = type(res)(res.ce, res.output, (x[:, :-1], x[:, 1:]))
+    capped.on_step_end(host, 99, res)
+    spent = counter.by_kind["probe"]
+    assert capped.check(host, 100, res) == []  # no split can be accepted at the cap
+    assert counter.by_kind["probe"] == spent  # so the probe's FLOPs are not spent
