@@ -1,26 +1,37 @@
 """Does a growth rule's signal decide? One rule against its blind controls, each row tuned.
 
-For a growth config (``--grow``, e.g. ``benchmarks/grow_split_steepest.toml``) on a bench
-preset, trains per seed:
+For a growth config (``--grow``, e.g. ``benchmarks/grow_split_steepest.toml``; default: the
+preset's own rules) on a preset of a task (``--task lang``, ``digits`` or ``mnist``), trains
+per seed:
 
 * ``grown``    — the rule reading its signal;
 * ``random``   — ``grown``'s recorded events replayed blind at the same steps on cells drawn
   at random (``[growth] control``, :mod:`morpho.growth.control`; a rule whose edit reads a
   tensor from the signal replays its blind edit of the same size, ``Event.replay``);
 * ``schedule`` — the same events at evenly spaced steps over the growth window, drawn cells;
-* ``static``   — the seed tissue with growth off (the simplest model: no growth at all).
+* ``static``   — the seed tissue with growth off (the simplest model: no growth at all);
+* ``mlp``      — image tasks: a one-hidden-layer MLP of the grown network's final parameter
+  count, its steps (and schedule) set so that its training FLOPs equal the grown run's
+  (``6 · weights · batch`` per step).
 
 Every row gets its own learning rate: on the first seed each row is trained at every rate of
-``--lr-grid`` and keeps the one with the lowest best val bpc (the controls replay the trace
-of ``grown`` at *its* chosen rate); the other seeds run each row at its chosen rate. The
-report pairs rows by seed: ``grown − row`` in best-so-far val bpc at equal training FLOPs
+``--lr-grid`` and keeps the one with the best validation score — val bpc (lang), val
+accuracy (images), never a test figure (the controls replay the trace of ``grown`` at *its*
+chosen rate); the other seeds run each row at its chosen rate. The
+report pairs rows by seed: ``grown − row`` in best-so-far val bpc (images: val error,
+``1 − accuracy``) at equal training FLOPs
 (the smaller of the two totals; every FLOP of the run counted, the rule's probes included),
-mean ± standard error over seeds, and whether it is beyond two standard errors. Wall time
+mean ± standard error over seeds, and whether it is beyond two standard errors (negative:
+the grown run is better); image rows also report their test accuracy. Wall time
 is reported beside FLOPs (``--jobs`` rows run side by side, one torch thread each).
 
-    OMP_NUM_THREADS=1 python benchmarks/rule_controls.py --grow benchmarks/grow_split_steepest.toml \\
-        --preset wide --corpus pydoc --seeds 0 1 2 --lr-grid 7.5e-3 1.5e-2 3e-2 --jobs 2 \\
-        --out runs/rule-controls-split
+    OMP_NUM_THREADS=1 python benchmarks/rule_controls.py \\
+        --grow benchmarks/grow_split_steepest.toml --preset wide --corpus pydoc \\
+        --seeds 0 1 2 --lr-grid 7.5e-3 1.5e-2 3e-2 --jobs 2 --out runs/rule-controls-split
+
+    OMP_NUM_THREADS=1 python benchmarks/rule_controls.py --task digits --seeds 0 1 2 \\
+        --lr-grid 1e-3 3e-3 1e-2 --rows grown random schedule static mlp --jobs 2 \\
+        --out runs/rc-digits
 
 Writes ``OUT/<seed>/<row>@<lr>/`` run directories and ``OUT/controls.json``; prints a table.
 A row whose run directory holds a ``summary.json`` is read, not trained again (``--fresh``
@@ -41,12 +52,24 @@ from typing import Any
 
 from morpho.config import RunConfig
 from morpho.files import load_toml
-from morpho.sims.bench import bench_config, machine, morpho_row, with_eval_points
-from morpho.sims.saving import loss_at, read_curve
+from morpho.grow import build_task, fit_to_task
+from morpho.sims.baselines import build_image_mlp
+from morpho.sims.bench import bench_config, machine, morpho_row, train_row, with_eval_points
+from morpho.sims.saving import Curve, loss_at, read_curve
 
-ROWS = ("grown", "random", "schedule", "static")
-CONTROLS = ("random", "schedule", "static")
+ROWS = ("grown", "random", "schedule", "static", "mlp")
 EVAL_POINTS = 24
+SAME_BUDGET = 1e-3  # FLOP totals this close (relative) are one budget
+IMAGE_TASKS = ("digits", "mnist")
+
+
+def score_curve(run: str | Path) -> Curve:
+    """Lower is better: val bpc against training FLOPs, or ``1 − val_acc`` (images)."""
+    try:
+        return read_curve(run, "val_bpc")
+    except ValueError:
+        acc = read_curve(run, "val_acc")
+        return Curve(acc.flops, tuple(1.0 - a for a in acc.loss))
 
 
 def run_dir(out: Path, seed: int, row: str, lr: float) -> Path:
@@ -67,11 +90,20 @@ def row_config(base: RunConfig, grow: dict[str, Any], row: str, seed: int, lr: f
 
 
 def train(job: tuple[dict[str, Any], str, str]) -> dict[str, Any]:
-    """One row (in a worker process): ``(config dict, row name, run directory)``."""
+    """One row (in a worker process): ``(config dict, row name, run directory)``; the
+    ``mlp`` row's config carries its parameter target in ``train.mlp_params``."""
     cfg_dict, row, path = job
     p = Path(path)
     t0 = time.perf_counter()
-    morpho_row(p.name, RunConfig().merged(cfg_dict), p.parent, True)
+    if row == "mlp":
+        params = cfg_dict["train"].pop("mlp_params")
+        cfg = RunConfig().merged(cfg_dict)
+        task = build_task(cfg)
+        pixels = task.seq_len * task.input_dim
+        model = build_image_mlp(pixels, task.n_classes, params, seed=cfg.train.seed)
+        train_row(p.name, model, cfg, task, p, True)
+    else:
+        morpho_row(p.name, RunConfig().merged(cfg_dict), p.parent, True)
     (p / "wall.json").write_text(json.dumps({"seconds": time.perf_counter() - t0}) + "\n")
     return result(p)
 
@@ -79,11 +111,11 @@ def train(job: tuple[dict[str, Any], str, str]) -> dict[str, Any]:
 def result(path: Path) -> dict[str, Any]:
     summary = json.loads((path / "summary.json").read_text())
     wall = path / "wall.json"
-    curve = read_curve(path)
+    curve = score_curve(path)
     return {
         "path": str(path),
-        "best_val_bpc": curve.best,
-        "val_bpc": summary["val_bpc"],
+        "best_score": curve.best,  # val bpc, or val error (1 − accuracy)
+        "test_acc": summary.get("test_acc"),
         "train_flops": curve.total,
         "params": summary.get("params"),
         "edits": summary.get("edits", 0),
@@ -109,76 +141,112 @@ def tune(make: Callable[[float], tuple[dict[str, Any], str, str]], grid: list[fl
          workers: int, fresh: bool) -> tuple[float, dict[float, float]]:  # fmt: skip
     """Train one row at every rate of ``grid``; ``(best rate, {rate: best val bpc})``."""
     results = run_all([make(lr) for lr in grid], workers, fresh)
-    scores = {lr: r["best_val_bpc"] for lr, r in zip(grid, results, strict=True)}
+    scores = {lr: r["best_score"] for lr, r in zip(grid, results, strict=True)}
     return min(scores, key=lambda lr: scores[lr]), scores
 
 
 def paired(rows: dict[str, dict[int, dict[str, Any]]], control: str) -> dict[str, Any]:
-    """``grown − control`` at equal FLOPs per seed; mean, standard error, beyond 2 s.e.?"""
-    diffs = []
+    """``grown − control`` per seed at equal FLOPs (best-so-far at the smaller total; totals
+    within :data:`SAME_BUDGET` of each other are one budget) and at each run's end; mean,
+    standard error, and whether the equal-FLOPs mean is beyond two standard errors."""
+    diffs, ends = [], []
     for seed, g in rows["grown"].items():
         c = rows[control][seed]
-        gc, cc = read_curve(g["path"]), read_curve(c["path"])
-        at = min(gc.total, cc.total)
+        gc, cc = score_curve(g["path"]), score_curve(c["path"])
+        at = min(gc.total, cc.total) * (1 + SAME_BUDGET)
         diffs.append(loss_at(gc, at) - loss_at(cc, at))
+        ends.append(gc.best - cc.best)
     mean = statistics.mean(diffs)
     se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
-    return {"diffs": diffs, "mean": mean, "se": se, "beyond_2se": bool(abs(mean) > 2 * se)}
+    return {
+        "diffs": diffs,
+        "mean": mean,
+        "se": se,
+        "beyond_2se": bool(abs(mean) > 2 * se),
+        "diffs_at_end": ends,
+        "mean_at_end": statistics.mean(ends),
+    }
+
+
+def mlp_steps(grown: dict[str, Any], cfg: RunConfig) -> tuple[int, int]:
+    """``(steps, parameters)`` of the MLP whose training FLOPs equal ``grown``'s: one step
+    costs ``6 · weights · batch`` (forward 2, backward 4 per weight per image)."""
+    task = build_task(cfg)
+    pixels = task.seq_len * task.input_dim
+    model = build_image_mlp(pixels, task.n_classes, int(grown["params"]))
+    weights = sum(p.numel() for p in model.parameters() if p.dim() > 1)
+    per_step = 6 * weights * cfg.train.batch_size
+    return max(1, round(grown["train_flops"] / per_step)), int(grown["params"])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--grow", type=Path, required=True, help="the rule's TOML config")
-    ap.add_argument("--preset", default="wide")
-    ap.add_argument("--corpus", default="pydoc")
-    ap.add_argument("--data", help="a UTF-8 text file instead of --corpus")
+    ap.add_argument("--task", default="lang", help="lang | digits | mnist")
+    ap.add_argument("--grow", type=Path, help="the rule's TOML config (default: the preset's)")
+    ap.add_argument("--preset", help="default: wide (lang), else the task's own preset")
+    ap.add_argument("--corpus", default="pydoc", help="lang only")
+    ap.add_argument("--data", help="lang only: a UTF-8 text file instead of --corpus")
     ap.add_argument("--steps", type=int, help="every row's steps (default: the preset's)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--lr-grid", type=float, nargs="+", default=[7.5e-3, 1.5e-2, 3e-2])
-    ap.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
+    ap.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS[:4]))
     ap.add_argument("--jobs", type=int, default=1, help="rows trained side by side")
     ap.add_argument("--fresh", action="store_true", help="train finished rows again")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
+    image = a.task in IMAGE_TASKS
     if "grown" not in a.rows:
         ap.error("--rows must include grown (the controls replay its events)")
-    task = {"task_options": {"data": a.data} if a.data else {"corpus": a.corpus}}
-    base, _ = bench_config(a.preset, None, task)
+    if "mlp" in a.rows and not image:
+        ap.error(f"the mlp row is for the image tasks ({', '.join(IMAGE_TASKS)})")
+    preset = a.preset or (a.task if image else "wide")
+    over: dict[str, Any] = {"task": a.task}
+    if not image:
+        over["task_options"] = {"data": a.data} if a.data else {"corpus": a.corpus}
+    base, _ = bench_config(preset, None, over)
     if a.steps:
         base = base.merged({"train": {"steps": a.steps}})
-    grow = load_toml(a.grow)
+    base = fit_to_task(base, build_task(base))  # an image's own shape
+    grow = load_toml(a.grow) if a.grow else {}
     a.out.mkdir(parents=True, exist_ok=True)
-
-    def job(row: str, seed: int, lr: float, trace: Path | None) -> tuple[dict[str, Any], str, str]:
-        cfg = row_config(base, grow, row, seed, lr, trace)
-        return cfg.to_dict(), row, str(run_dir(a.out, seed, row, lr))
-
-    first, grid = a.seeds[0], a.lr_grid
-    chosen, scores = {}, {}
-    chosen["grown"], scores["grown"] = tune(lambda lr: job("grown", first, lr, None), grid,
-                                            a.jobs, a.fresh)  # fmt: skip
     others = [r for r in a.rows if r != "grown"]
+    first, grid = a.seeds[0], a.lr_grid
+    chosen: dict[str, float] = {}
+    scores: dict[str, dict[float, float]] = {}
 
     def trace_of(seed: int) -> Path:
         return run_dir(a.out, seed, "grown", chosen["grown"]) / "events.jsonl"
 
-    results = run_all(
-        [job(r, first, lr, trace_of(first)) for r in others for lr in grid], a.jobs, a.fresh
-    )
+    def job(row: str, seed: int, lr: float) -> tuple[dict[str, Any], str, str]:
+        trace = trace_of(seed) if row in ("random", "schedule") else None
+        cfg = row_config(base, grow, row, seed, lr, trace)
+        if row == "mlp":
+            g = result(run_dir(a.out, seed, "grown", chosen["grown"]))
+            steps, params = mlp_steps(g, cfg)
+            fixed = {"growth": {"enabled": False}, "train": {"steps": steps}}
+            cfg = with_eval_points(cfg.merged(fixed), EVAL_POINTS)
+            plain = cfg.to_dict()
+            plain["train"]["mlp_params"] = params
+            return plain, row, str(run_dir(a.out, seed, row, lr))
+        return cfg.to_dict(), row, str(run_dir(a.out, seed, row, lr))
+
+    chosen["grown"], scores["grown"] = tune(lambda lr: job("grown", first, lr), grid, a.jobs,
+                                            a.fresh)  # fmt: skip
+    results = run_all([job(r, first, lr) for r in others for lr in grid], a.jobs, a.fresh)
     for i, r in enumerate(others):
-        row_scores = {lr: results[i * len(grid) + k]["best_val_bpc"] for k, lr in enumerate(grid)}
+        row_scores = {lr: results[i * len(grid) + k]["best_score"] for k, lr in enumerate(grid)}
         scores[r], chosen[r] = row_scores, min(row_scores, key=lambda lr: row_scores[lr])
     for seed in a.seeds[1:]:
-        run_all([job("grown", seed, chosen["grown"], None)], 1, a.fresh)
-        run_all([job(r, seed, chosen[r], trace_of(seed)) for r in others], a.jobs, a.fresh)
-    rows = {
-        r: {s: result(run_dir(a.out, s, r, chosen[r])) for s in a.seeds} for r in a.rows
-    }  # fmt: skip
+        run_all([job("grown", seed, chosen["grown"])], 1, a.fresh)
+        run_all([job(r, seed, chosen[r]) for r in others], a.jobs, a.fresh)
+    rows = {r: {s: result(run_dir(a.out, s, r, chosen[r])) for s in a.seeds} for r in a.rows}
     figures = {c: paired(rows, c) for c in others}
     report = {
-        "grow": load_toml(a.grow),
-        "preset": a.preset,
-        "data": a.data or a.corpus,
+        "task": a.task,
+        "grow": grow,
+        "preset": preset,
+        "data": None if image else a.data or a.corpus,
+        "score": "val error (1 − accuracy)" if image else "val bpc",
         "lr_grid": grid,
         "lr_scores_first_seed": {r: {str(k): v for k, v in s.items()} for r, s in scores.items()},
         "lr": chosen,
@@ -187,18 +255,23 @@ def main() -> None:
         "machine": machine(),
     }
     (a.out / "controls.json").write_text(json.dumps(report, indent=2) + "\n")
-    print("| row | lr | seed | best val bpc | train FLOPs | params | edits | wall s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    score = "best val error" if image else "best val bpc"
+    print(f"| row | lr | seed | {score} | test acc | train FLOPs | params | edits | wall s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r, by in rows.items():
         for s, v in by.items():
+            test = "–" if v["test_acc"] is None else f"{v['test_acc']:.4f}"
             print(
-                f"| {r} | {chosen[r]:g} | {s} | {v['best_val_bpc']:.4f} | {v['train_flops']:.3e}"
-                f" | {v['params']} | {v['edits']} | {v['wall_s']:.0f} |"
+                f"| {r} | {chosen[r]:g} | {s} | {v['best_score']:.4f} | {test} |"
+                f" {v['train_flops']:.3e} | {v['params']} | {v['edits']} | {v['wall_s']:.0f} |"
             )
     for c, f in figures.items():
         diffs = " / ".join(f"{d:+.4f}" for d in f["diffs"])
         verdict = "beyond 2 s.e." if f["beyond_2se"] else "within 2 s.e."
-        print(f"grown − {c} at equal FLOPs: {f['mean']:+.4f} ± {f['se']:.4f} ({diffs}; {verdict})")
+        print(
+            f"grown − {c} at equal FLOPs: {f['mean']:+.4f} ± {f['se']:.4f} ({diffs}; {verdict});"
+            f" at each run's end {f['mean_at_end']:+.4f}"
+        )
 
 
 if __name__ == "__main__":

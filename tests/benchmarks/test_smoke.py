@@ -51,6 +51,8 @@ SCRIPTS: dict[str, str] = {
     "lr_sweep.py": "--preset small --steps 2 --rows fixed --out {tmp}/lr",
     "render_cost.py": "--cells 12 --frames 2 --size 320x160 --cores 1",
     "scaling.py": "--sizes 8 --repeats 1 --levels 4 --seq-len 4",
+    "rule_controls.py": "--grow {benchmarks}/grow_split_steepest.toml --preset wide --steps 4 "
+    "--seeds 0 1 --lr-grid 1e-2 --out {tmp}/rc",
     "signal_controls.py": "--seeds 0 --steps 4 --out {tmp}/sc",
     "split_symmetry.py": "--out {tmp}/sym --rows none,asymmetric:0.01:independent --seeds 0 "
     "--at 2 --steps 4",
@@ -105,7 +107,7 @@ def test_the_script_runs_at_tiny_sizes(
         if arg.startswith("{fixture:"):
             name = arg[len("{fixture:") : -1]
             arg = prepared[name] = prepared.get(name) or prepare(name, tmp_path)
-        args.append(arg.replace("{tmp}", str(tmp_path)))
+        args.append(arg.replace("{tmp}", str(tmp_path)).replace("{benchmarks}", str(BENCHMARKS)))
     if script in SLOW:  # they start processes of their own: run as a command
         cmd = [sys.executable, str(BENCHMARKS / script), *args]
         subprocess.run(cmd, check=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
