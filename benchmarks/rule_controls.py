@@ -72,6 +72,20 @@ def score_curve(run: str | Path) -> Curve:
         return Curve(acc.flops, tuple(1.0 - a for a in acc.loss))
 
 
+def tie_break(run: str | Path) -> float:
+    """Images: the best val loss, which orders rates whose val accuracy ties (a small
+    validation split saturates); lang: 0 (val bpc does not tie)."""
+    try:
+        return read_curve(run, "val_loss").best
+    except ValueError:
+        return 0.0
+
+
+def pick(results: dict[float, dict[str, Any]]) -> float:
+    """The rate of the best validation score, ties broken by the lower val loss."""
+    return min(results, key=lambda lr: (results[lr]["best_score"], results[lr]["best_val_loss"]))
+
+
 def run_dir(out: Path, seed: int, row: str, lr: float) -> Path:
     return out / str(seed) / f"{row}@{lr:g}"
 
@@ -79,10 +93,9 @@ def run_dir(out: Path, seed: int, row: str, lr: float) -> Path:
 def row_config(base: RunConfig, grow: dict[str, Any], row: str, seed: int, lr: float,
                trace: Path | None) -> RunConfig:  # fmt: skip
     """The run config of ``row`` at ``seed`` and ``lr`` (``trace``: grown's events)."""
-    cfg = base.merged({"train": {"seed": seed, "lr": lr}, "network": {"seed": seed}})
-    if row == "static":
+    cfg = base.merged(grow).merged({"train": {"seed": seed, "lr": lr}, "network": {"seed": seed}})
+    if row == "static":  # the seed tissue of the grown run, growth off
         return with_eval_points(cfg.merged({"growth": {"enabled": False}}), EVAL_POINTS)
-    cfg = cfg.merged(grow)
     if row in ("random", "schedule"):
         assert trace is not None
         cfg = cfg.merged({"growth": {"control": row, "control_from": str(trace.resolve())}})
@@ -115,6 +128,7 @@ def result(path: Path) -> dict[str, Any]:
     return {
         "path": str(path),
         "best_score": curve.best,  # val bpc, or val error (1 − accuracy)
+        "best_val_loss": tie_break(path),
         "test_acc": summary.get("test_acc"),
         "train_flops": curve.total,
         "params": summary.get("params"),
@@ -139,19 +153,20 @@ def run_all(jobs: list[tuple[dict[str, Any], str, str]], workers: int,
 
 def tune(make: Callable[[float], tuple[dict[str, Any], str, str]], grid: list[float],
          workers: int, fresh: bool) -> tuple[float, dict[float, float]]:  # fmt: skip
-    """Train one row at every rate of ``grid``; ``(best rate, {rate: best val bpc})``."""
-    results = run_all([make(lr) for lr in grid], workers, fresh)
-    scores = {lr: r["best_score"] for lr, r in zip(grid, results, strict=True)}
-    return min(scores, key=lambda lr: scores[lr]), scores
+    """Train one row at every rate of ``grid``; ``(chosen rate, {rate: best val score})``."""
+    results = dict(zip(grid, run_all([make(lr) for lr in grid], workers, fresh), strict=True))
+    return pick(results), {lr: r["best_score"] for lr, r in results.items()}
 
 
 def paired(rows: dict[str, dict[int, dict[str, Any]]], control: str) -> dict[str, Any]:
     """``grown − control`` per seed at equal FLOPs (best-so-far at the smaller total; totals
     within :data:`SAME_BUDGET` of each other are one budget) and at each run's end; mean,
     standard error, and whether the equal-FLOPs mean is beyond two standard errors."""
-    diffs, ends = [], []
+    diffs, ends, tests = [], [], []
     for seed, g in rows["grown"].items():
         c = rows[control][seed]
+        if g["test_acc"] is not None and c["test_acc"] is not None:
+            tests.append(g["test_acc"] - c["test_acc"])
         gc, cc = score_curve(g["path"]), score_curve(c["path"])
         at = min(gc.total, cc.total) * (1 + SAME_BUDGET)
         diffs.append(loss_at(gc, at) - loss_at(cc, at))
@@ -165,7 +180,10 @@ def paired(rows: dict[str, dict[int, dict[str, Any]]], control: str) -> dict[str
         "beyond_2se": bool(abs(mean) > 2 * se),
         "diffs_at_end": ends,
         "mean_at_end": statistics.mean(ends),
-    }
+        **({"test_acc_diffs": tests, "test_acc_mean": statistics.mean(tests),
+            "test_acc_se": statistics.stdev(tests) / math.sqrt(len(tests))
+            if len(tests) > 1 else math.nan} if tests else {}),
+    }  # fmt: skip
 
 
 def mlp_steps(grown: dict[str, Any], cfg: RunConfig) -> tuple[int, int]:
@@ -234,8 +252,9 @@ def main() -> None:
                                             a.fresh)  # fmt: skip
     results = run_all([job(r, first, lr) for r in others for lr in grid], a.jobs, a.fresh)
     for i, r in enumerate(others):
-        row_scores = {lr: results[i * len(grid) + k]["best_score"] for k, lr in enumerate(grid)}
-        scores[r], chosen[r] = row_scores, min(row_scores, key=lambda lr: row_scores[lr])
+        by_lr = {lr: results[i * len(grid) + k] for k, lr in enumerate(grid)}
+        scores[r] = {lr: v["best_score"] for lr, v in by_lr.items()}
+        chosen[r] = pick(by_lr)
     for seed in a.seeds[1:]:
         run_all([job("grown", seed, chosen["grown"])], 1, a.fresh)
         run_all([job(r, seed, chosen[r]) for r in others], a.jobs, a.fresh)
@@ -272,6 +291,10 @@ def main() -> None:
             f"grown − {c} at equal FLOPs: {f['mean']:+.4f} ± {f['se']:.4f} ({diffs}; {verdict});"
             f" at each run's end {f['mean_at_end']:+.4f}"
         )
+        if "test_acc_mean" in f:
+            tests = " / ".join(f"{d:+.4f}" for d in f["test_acc_diffs"])
+            print(f"  test accuracy, grown − {c}: {f['test_acc_mean']:+.4f} ± "
+                  f"{f['test_acc_se']:.4f} ({tests})")  # fmt: skip
 
 
 if __name__ == "__main__":
