@@ -54,6 +54,7 @@ SCRIPTS: dict[str, str] = {
     "rule_controls.py": "--grow {benchmarks}/grow_split_steepest.toml --preset wide --steps 4 "
     "--seeds 0 1 --lr-grid 1e-2 --out {tmp}/rc",
     "signal_controls.py": "--seeds 0 --steps 4 --out {tmp}/sc",
+    "signal_information.py": "--seeds 0 --at 2 --recover 2 --out {tmp}/si.json",
     "split_symmetry.py": "--out {tmp}/sym --rows none,asymmetric:0.01:independent --seeds 0 "
     "--at 2 --steps 4",
     "static_peers.py": "--kind gru --steps 2 --params 5000",
