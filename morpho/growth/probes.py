@@ -16,6 +16,7 @@ from torch.func import functional_call
 from morpho import distributed
 from morpho.network import Network
 from morpho.output import Capture
+from morpho.tissue import HIDDEN
 
 
 def edge_gradients(captured: tuple[Capture, ...], n_levels: int) -> Tensor | None:
@@ -36,8 +37,11 @@ def edge_gradients(captured: tuple[Capture, ...], n_levels: int) -> Tensor | Non
 
 
 @torch.no_grad()
-def knockout_dloss(net: Network, row: int, batch: tuple[Tensor, Tensor]) -> float:
-    """Rise of a batch's cross-entropy when cell ``row`` is knocked out.
+def knockout_dloss(
+    net: Network, row: int, batch: tuple[Tensor, Tensor], base: Tensor | None = None
+) -> float:
+    """Rise of a batch's cross-entropy when cell ``row`` is knocked out (``base``: the
+    intact network's cross-entropy on ``batch``, if already known).
 
     Knocking out = zeroing its outgoing edge strengths and readout weight, which is exactly
     the network after removing it (without bridges); the knocked-out forward runs on
@@ -52,8 +56,21 @@ def knockout_dloss(net: Network, row: int, batch: tuple[Tensor, Tensor]) -> floa
         "banks.strength": strength.index_fill(0, out, 0.0),
         "banks.readout": readout.index_fill(0, torch.tensor([row], device=readout.device), 0.0),
     }
-    base = F.cross_entropy(net(x).flatten(0, 1), y.flatten())
+    if base is None:
+        base = F.cross_entropy(net(x).flatten(0, 1), y.flatten())
     logits = functional_call(net, knocked_out, (x,))
     delta = (F.cross_entropy(logits.flatten(0, 1), y.flatten()) - base).reshape(1)
     distributed.all_reduce_mean_([delta])
     return float(delta)
+
+
+def knockout_all(net: Network, batch: tuple[Tensor, Tensor]) -> Tensor:
+    """(N,) :func:`knockout_dloss` of every hidden cell on ``batch`` (NaN where a cell is
+    not hidden): what removing each one would cost the loss now."""
+    out = torch.full((net.tissue.num_nodes,), float("nan"))
+    x, y = batch
+    with torch.no_grad():
+        base = F.cross_entropy(net(x).flatten(0, 1), y.flatten())
+    for row in (net.tissue.role == HIDDEN).nonzero().flatten().tolist():
+        out[row] = knockout_dloss(net, row, batch, base)
+    return out

@@ -84,6 +84,10 @@ class GrowthView:
             (:func:`morpho.growth.gradmax.gradient_correlation`: ``correlation`` (N, D, D),
             ``directions`` its left singular vectors, ``write_norm`` (N,)), or None when no
             enabled rule asked for it.
+        knockout: (N,) each hidden cell's knockout loss rise on the last batch (the rise of
+            its cross-entropy when the cell is knocked out: what removing it costs now;
+            :func:`morpho.growth.probes.knockout_dloss`), NaN where not hidden, or None when
+            no enabled rule asked for it.
         loss_history: (≤ K, 2) the tissue's training cross-entropy (its surprise at the
             data) at the last checks, oldest first: its EMA, and the peak of a fast EMA
             (a few steps) since the check before.
@@ -100,6 +104,7 @@ class GrowthView:
     splitting: Mapping[str, Any] | None = None
     gradient_correlation: Mapping[str, Tensor] | None = None
     loss_history: Tensor | None = None
+    knockout: Tensor | None = None
 
 
 class Rule:
@@ -111,6 +116,7 @@ class Rule:
     needs_edge_gradient: ClassVar[bool] = False  # ask the scheduler for view.edge_gradient
     needs_splitting: ClassVar[bool] = False  # ask the scheduler for view.splitting
     needs_gradient_correlation: ClassVar[bool] = False  # … for view.gradient_correlation
+    needs_knockout: ClassVar[bool] = False  # … for view.knockout
 
     def propose(self, view: GrowthView) -> list[Event]:
         raise NotImplementedError

@@ -28,7 +28,7 @@ from morpho.growth.control import DRAWS, Recorded, draw_event, plan, read_trace
 from morpho.growth.dispatch import cell_stats, edit_for, edit_within, event_record
 from morpho.growth.gradmax import gradient_correlation
 from morpho.growth.knife import KnifeEntropy
-from morpho.growth.probes import edge_gradients, knockout_dloss
+from morpho.growth.probes import edge_gradients, knockout_all, knockout_dloss
 from morpho.growth.resolve import Budget, floor_with_new_level, resolve
 from morpho.growth.rule import Event, GrowthView, Rule, build_rule, propose_all
 from morpho.growth.splitting import splitting_probe
@@ -156,14 +156,16 @@ class Scheduler(Callback):
 
     def _probed(self, view: GrowthView, net: Network, result: StepResult) -> GrowthView:
         """The view with the probes an enabled rule asked for, on the step's batch. The
-        splitting probe only serves splits: at the cell cap no split can be accepted, so it
-        is not run (its FLOPs are not spent)."""
+        splitting probe only serves splits and the knockout probe deaths: at the cell cap (the
+        cell floor) none can be accepted, so it is not run (its FLOPs are not spent)."""
         wants = lambda flag: any(getattr(r, flag) for r in self.rules.values())  # noqa: E731
         if result.batch is None:
             return view
         if wants("needs_splitting") and net.tissue.num_nodes < self.cfg.max_cells:
             probe = splitting_probe(net, result.batch, self.generator)
             view = dataclasses.replace(view, splitting=probe)
+        if wants("needs_knockout") and net.tissue.num_nodes > self.min_cells:
+            view = dataclasses.replace(view, knockout=knockout_all(net, result.batch))
         if wants("needs_gradient_correlation"):
             corr = gradient_correlation(net, result.batch)
             view = dataclasses.replace(view, gradient_correlation=corr)
