@@ -38,7 +38,7 @@ import math
 import statistics
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -100,7 +100,7 @@ def signals(trainer: Trainer, batches: list[tuple[torch.Tensor, torch.Tensor]]) 
         "gate": [float(gate[r]) for r in rows],
         "surprise": [float(surprise[r]) for r in rows],
         "knockout": [knock[r] for r in rows],
-        "lambda_min": [float(probe["min_eig"][r]) for r in rows],
+        "lambda_min": [float(cast(torch.Tensor, probe["min_eig"])[r]) for r in rows],
         "probe": probe,
     }
 
