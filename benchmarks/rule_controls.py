@@ -14,8 +14,9 @@ per seed:
   count, its steps (and schedule) set so that its training FLOPs equal the grown run's
   (``6 · weights · batch`` per step).
 
-Every row gets its own learning rate: on the first seed each row is trained at every rate of
-``--lr-grid`` and keeps the one with the best validation score — val bpc (lang), val
+Every row gets its own learning rate: on the first seed (``--tune-seeds N``: the first N,
+their mean) each row is trained at every rate of ``--lr-grid`` and keeps the one with the
+best validation score — val bpc (lang), val
 accuracy (images), never a test figure (the controls replay the trace of ``grown`` at *its*
 chosen rate); the other seeds run each row at its chosen rate. The
 report pairs rows by seed: ``grown − row`` in best-so-far val bpc (images: val error,
@@ -45,7 +46,6 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -151,11 +151,17 @@ def run_all(jobs: list[tuple[dict[str, Any], str, str]], workers: int,
     return [result(Path(j[2])) for j in jobs]
 
 
-def tune(make: Callable[[float], tuple[dict[str, Any], str, str]], grid: list[float],
-         workers: int, fresh: bool) -> tuple[float, dict[float, float]]:  # fmt: skip
-    """Train one row at every rate of ``grid``; ``(chosen rate, {rate: best val score})``."""
-    results = dict(zip(grid, run_all([make(lr) for lr in grid], workers, fresh), strict=True))
-    return pick(results), {lr: r["best_score"] for lr, r in results.items()}
+def tune(jobs: dict[float, list[tuple[dict[str, Any], str, str]]], workers: int,
+         fresh: bool) -> tuple[float, dict[float, float]]:  # fmt: skip
+    """Train one row at every rate (``{rate: its runs on the tuning seeds}``); the rate of
+    the best mean validation score over those seeds (:func:`pick`) and ``{rate: that mean}``."""
+    flat = [j for runs in jobs.values() for j in runs]
+    done = iter(run_all(flat, workers, fresh))
+    by_lr = {}
+    for lr, runs in jobs.items():
+        got = [next(done) for _ in runs]
+        by_lr[lr] = {k: statistics.mean(r[k] for r in got) for k in ("best_score", "best_val_loss")}
+    return pick(by_lr), {lr: r["best_score"] for lr, r in by_lr.items()}
 
 
 def paired(rows: dict[str, dict[int, dict[str, Any]]], control: str) -> dict[str, Any]:
@@ -208,6 +214,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--lr-grid", type=float, nargs="+", default=[7.5e-3, 1.5e-2, 3e-2])
     ap.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS[:4]))
+    ap.add_argument(
+        "--tune-seeds", type=int, default=1, help="seeds (the first N) each row's rate is chosen on"
+    )
     ap.add_argument("--jobs", type=int, default=1, help="rows trained side by side")
     ap.add_argument("--fresh", action="store_true", help="train finished rows again")
     ap.add_argument("--out", type=Path, required=True)
@@ -228,7 +237,9 @@ def main() -> None:
     grow = load_toml(a.grow) if a.grow else {}
     a.out.mkdir(parents=True, exist_ok=True)
     others = [r for r in a.rows if r != "grown"]
-    first, grid = a.seeds[0], a.lr_grid
+    grid = a.lr_grid
+    if not 1 <= a.tune_seeds <= len(a.seeds):
+        ap.error(f"--tune-seeds must be in [1, {len(a.seeds)}] (the seeds given)")
     chosen: dict[str, float] = {}
     scores: dict[str, dict[float, float]] = {}
 
@@ -248,14 +259,15 @@ def main() -> None:
             return plain, row, str(run_dir(a.out, seed, row, lr))
         return cfg.to_dict(), row, str(run_dir(a.out, seed, row, lr))
 
-    chosen["grown"], scores["grown"] = tune(lambda lr: job("grown", first, lr), grid, a.jobs,
-                                            a.fresh)  # fmt: skip
-    results = run_all([job(r, first, lr) for r in others for lr in grid], a.jobs, a.fresh)
-    for i, r in enumerate(others):
-        by_lr = {lr: results[i * len(grid) + k] for k, lr in enumerate(grid)}
-        scores[r] = {lr: v["best_score"] for lr, v in by_lr.items()}
-        chosen[r] = pick(by_lr)
-    for seed in a.seeds[1:]:
+    tuning = a.seeds[: a.tune_seeds]
+    chosen["grown"], scores["grown"] = tune(
+        {lr: [job("grown", s, lr) for s in tuning] for lr in grid}, a.jobs, a.fresh
+    )
+    for r in others:  # the controls replay grown's events at grown's chosen rate
+        chosen[r], scores[r] = tune(
+            {lr: [job(r, s, lr) for s in tuning] for lr in grid}, a.jobs, a.fresh
+        )
+    for seed in a.seeds[a.tune_seeds :]:
         run_all([job("grown", seed, chosen["grown"])], 1, a.fresh)
         run_all([job(r, seed, chosen[r]) for r in others], a.jobs, a.fresh)
     rows = {r: {s: result(run_dir(a.out, s, r, chosen[r])) for s in a.seeds} for r in a.rows}
@@ -267,7 +279,8 @@ def main() -> None:
         "data": None if image else a.data or a.corpus,
         "score": "val error (1 − accuracy)" if image else "val bpc",
         "lr_grid": grid,
-        "lr_scores_first_seed": {r: {str(k): v for k, v in s.items()} for r, s in scores.items()},
+        "tune_seeds": a.seeds[: a.tune_seeds],
+        "lr_scores": {r: {str(k): v for k, v in s.items()} for r, s in scores.items()},
         "lr": chosen,
         "rows": {r: {str(s): v for s, v in by.items()} for r, by in rows.items()},
         "grown_minus": figures,
