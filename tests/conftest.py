@@ -261,6 +261,14 @@ def step_result(net: Network, x: Tensor, capture: bool = False) -> StepResult:
     return StepResult(torch.zeros(()), net.run(x, capture=capture), (x, x))
 
 
+def probed_step(net: Network, seed: int = 4) -> StepResult:
+    """A step on a 4 × 10 token batch whose ``batch`` is its (inputs, next-token targets),
+    as the scheduler's probes (splitting, knockout) read it."""
+    x = tokens(seed, batch=4, seq_len=10)
+    res = step_result(net, x)
+    return StepResult(res.ce, res.output, (x[:, :-1], x[:, 1:]))
+
+
 class Host:
     """The part of a Trainer the scheduler uses, without data or a loop."""
 

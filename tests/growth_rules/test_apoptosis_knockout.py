@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import Host, make_optimizer, step_result, tiny_net, tokens, train, view
+from conftest import Host, make_optimizer, probed_step, tiny_net, tokens, train, view
 
 from morpho.flops import FlopCounter
 from morpho.growth.config import GrowthConfig
@@ -61,9 +61,7 @@ def _round(net, counter, order: str, min_cells: int) -> tuple[list[dict], float]
     sch = Scheduler(GrowthConfig.from_dict({"rules": ["apoptosis"], "apoptosis": table, **over}))
     host = Host(net, [sch])
     sch.on_train_start(host)
-    x = tokens(4, batch=4, seq_len=10)
-    res = step_result(net, x)
-    res = type(res)(res.ce, res.output, (x[:, :-1], x[:, 1:]))
+    res = probed_step(net)
     sch.on_step_end(host, 99, res)
     before = counter.dense
     records = sch.check(host, 100, res)

@@ -23,7 +23,7 @@ from conftest import (
     CELL_TYPES_UNDER_TEST,
     Host,
     make_optimizer,
-    step_result,
+    probed_step,
     tiny_net,
     tokens,
     train,
@@ -123,9 +123,7 @@ def test_scheduler_runs_the_probe_for_the_rule_and_charges_its_flops() -> None:
     host = Host(net, [sch])
     counter = FlopCounter().attach(net)
     sch.on_train_start(host)
-    x = tokens(4, batch=4, seq_len=10)
-    res = step_result(net, x)
-    res = type(res)(res.ce, res.output, (x[:, :-1], x[:, 1:]))
+    res = probed_step(net)
     sch.on_step_end(host, 99, res)
     before = counter.by_kind["probe"]
     records = sch.check(host, 100, res)
@@ -153,9 +151,7 @@ def test_no_splitting_probe_is_run_at_the_cell_cap() -> None:
     host = Host(net, [capped])
     counter = FlopCounter().attach(net)
     capped.on_train_start(host)
-    x = tokens(4, batch=4, seq_len=10)
-    res = step_result(net, x)
-    res = type(res)(res.ce, res.output, (x[:, :-1], x[:, 1:]))
+    res = probed_step(net)
     capped.on_step_end(host, 99, res)
     spent = counter.by_kind["probe"]
     assert capped.check(host, 100, res) == []  # no split can be accepted at the cap
