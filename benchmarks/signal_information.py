@@ -18,8 +18,8 @@ them, on held-apart training batches before the edit:
   daughters at ``θ ± ε‖θ‖v``; beside it the same cell split in a random direction of the
   same size (antithetic noise ``ε``), the blind edit a control makes.
 
-Reported per signal: the mean Spearman correlation between the signal (oriented so that a
-rule picks the lowest) and the val bpc after recovery, over states; and the *gain of the
+Reported per signal: the mean Spearman correlation between the signal (a rule picks the
+lowest) and the val bpc after recovery, over states; and the *gain of the
 rule's pick*: val bpc of the cell the signal ranks first minus the mean over all cells (what
 a random pick gets on average), paired by state, mean ± standard error (negative: the
 signal picks better than random). Every copy uses the optimizer-state policy the scheduler
@@ -53,12 +53,12 @@ from morpho.trainer import Callback, Trainer
 
 POLICY = StatePolicy("asymmetric")
 EPSILON = 0.1  # split_steepest's default offset size
-SIGNALS = {  # signal -> (edit, orientation: a rule picks the lowest of sign · value)
-    "gate": ("remove", 1.0),
-    "surprise": ("remove", 1.0),
-    "knockout": ("remove", 1.0),
-    "lambda_min": ("split", 1.0),
-    "lambda_min (random direction)": ("split-random", 1.0),
+SIGNALS = {  # signal -> the edit it is judged on (a rule picks the cell of the lowest value)
+    "gate": "remove",
+    "surprise": "remove",
+    "knockout": "remove",
+    "lambda_min": "split",
+    "lambda_min (random direction)": "split-random",
 }
 
 
@@ -169,11 +169,11 @@ def state(job: tuple[int, int, int, dict[str, Any]]) -> dict[str, Any]:
 
 def report(states: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, (kind, sign) in SIGNALS.items():
+    for name, kind in SIGNALS.items():
         source = "lambda_min" if name.startswith("lambda_min") else name
         rhos, gains = [], []
         for s in states:
-            signal = [sign * v for v in s[source]]
+            signal = s[source]
             after = s["outcome"][kind]
             rhos.append(spearman(signal, after))
             pick = min(range(len(signal)), key=lambda i: signal[i])

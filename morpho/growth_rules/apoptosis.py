@@ -57,8 +57,8 @@ class Apoptosis(Rule):
         knock = view.knockout if self.order == "knockout" else None
         if self.order == "knockout" and knock is None:
             return []  # no probe on this round: nothing to rank by
-        rank = (lambda r: float(knock[r])) if knock is not None else (lambda r: float(gate[r, -1]))  # noqa: E731
-        for row in sorted(rows, key=rank):
+        order = knock if knock is not None else gate[:, -1]  # lowest dies first
+        for row in sorted(rows, key=lambda r: float(order[r])):
             if self.max_deaths and len(events) >= self.max_deaths:
                 break
             if not io_connected(t, dead_cells=[row]):
